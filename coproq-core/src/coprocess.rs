@@ -1,0 +1,567 @@
+//! `Coprocess`, the handle on one end of a link, and `Builder`, which starts workers.
+
+use std::fmt;
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::Result;
+use crate::handler::{Handlers, Registry, Reply, Service};
+use crate::launch::{self, Mode, WorkerProcess, fork, spawn};
+use crate::link::dispatch;
+use crate::link::{Link, LinkOptions};
+use crate::pending::Pending;
+
+/// One end of a link between two processes.
+///
+/// On the parent, it is the worker's handle: made by [`fork`](crate::fork),
+/// [`Coprocess::spawn`] or a [`Builder`]. In the worker, it is the link to the parent:
+/// the `&Coprocess` a fork entry receives, or [`Coprocess::parent`].
+///
+/// Both ends are alike: either may [`call`](Self::call) the other and
+/// [`emit`](Self::emit) events to it, and register handlers for both. `Coprocess` is a
+/// cheap [`Clone`] handle, `Send` and `Sync`: any number of threads may call through one
+/// link at once. On the parent, dropping the last handle closes the link like
+/// [`close`](Self::close).
+///
+/// # Examples
+///
+/// ```no_run
+/// let worker = coproq::fork(|parent| {
+///     parent.handle("add", |(a, b): (i32, i32)| a + b);
+/// })?;
+/// assert_eq!(worker.call::<i32>("add", (2, 3))?, 5);
+/// worker.close();
+/// # Ok::<(), coproq::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Coprocess {
+    inner: Arc<Inner>,
+}
+
+/// A handle that does not keep the link open; see [`Coprocess::downgrade`].
+#[derive(Clone, Default)]
+pub struct WeakCoprocess {
+    inner: Weak<Inner>,
+}
+
+struct Inner {
+    link: Arc<Link>,
+    /// The worker process, on the parent end.
+    process: Option<Arc<WorkerProcess>>,
+    options: Options,
+    closed: AtomicBool,
+    status: Mutex<Option<ExitStatus>>,
+}
+
+/// Settings shared by both ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Options {
+    pub(crate) link: LinkOptions,
+    pub(crate) close_grace: Duration,
+    pub(crate) startup_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            link: LinkOptions { max_frame: 1 << 30 },
+            close_grace: Duration::from_secs(2),
+            startup_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl fmt::Debug for Coprocess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Coprocess")
+            .field("pid", &self.pid())
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl fmt::Debug for WeakCoprocess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakCoprocess").field("alive", &(self.inner.strong_count() > 0)).finish()
+    }
+}
+
+/// Starts the current executable again as a worker that runs `entry` with its link to
+/// this process, and returns the worker's handle once the worker is up.
+///
+/// `entry` is a function or a non-capturing closure. The worker dispatches calls from the
+/// parent once `entry` returns, so handlers that `entry` registers are in place for the
+/// first call; it exits when the parent closes the link or dies. No setup is needed in
+/// `main`: this works from any binary, test, example or bench that links coproq.
+///
+/// # Examples
+///
+/// ```no_run
+/// let worker = coproq::fork(|parent| {
+///     parent.handle("echo", |x: u32| x);
+/// })?;
+/// assert_eq!(worker.call::<u32>("echo", 1234u32)?, 1234);
+/// # Ok::<(), coproq::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Spawn`](crate::Error::Spawn) if the worker cannot be started or fails before
+/// the handshake, [`Error::Protocol`](crate::Error::Protocol) if the handshake fails.
+pub fn fork(entry: fn(&Coprocess)) -> Result<Coprocess> {
+    Builder::new().fork(entry)
+}
+
+impl Coprocess {
+    /// A [`Builder`], to register the parent's handlers and set options before the
+    /// worker starts.
+    #[must_use]
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// Starts `cmd` as a worker: a separate program whose `main` calls
+    /// [`Coprocess::parent`] and then [`serve`](Self::serve).
+    ///
+    /// The worker's stdin, stdout and stderr are those `cmd` sets (inherited by default);
+    /// the link uses two pipes of its own.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let worker = coproq::Coprocess::spawn(std::process::Command::new("./my-worker"))?;
+    /// let n: u64 = worker.call("count", "words in here")?;
+    /// # Ok::<(), coproq::Error>(())
+    /// ```
+    pub fn spawn(cmd: Command) -> Result<Coprocess> {
+        Builder::new().spawn(cmd)
+    }
+
+    /// In a program started by [`Coprocess::spawn`]: the link to the parent. Register
+    /// handlers on it, then call [`serve`](Self::serve).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn main() -> coproq::Result<()> {
+    ///     let parent = coproq::Coprocess::parent()?;
+    ///     parent.handle("count", |text: String| text.split_whitespace().count() as u64);
+    ///     parent.serve();
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotAWorker`](crate::Error::NotAWorker) if no coproq parent started this
+    /// process (or the link was taken already), [`Error::Protocol`](crate::Error::Protocol)
+    /// if the handshake fails.
+    pub fn parent() -> Result<Coprocess> {
+        spawn::parent(&Options::default(), Arc::default())
+    }
+
+    pub(crate) fn from_parent_link(link: Arc<Link>) -> Self {
+        Self::new(link, None, Options::default())
+    }
+
+    fn new(link: Arc<Link>, process: Option<Arc<WorkerProcess>>, options: Options) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                link,
+                process,
+                options,
+                closed: AtomicBool::new(false),
+                status: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Calls `method` on the peer with `args` and waits for the reply.
+    ///
+    /// Several arguments go as a tuple, one may go bare, none as `()`. The reply is
+    /// decoded as `R`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(worker: &coproq::Coprocess) -> coproq::Result<()> {
+    /// let sum: i32 = worker.call("add", (1, 2))?;
+    /// let echoed = worker.call::<u32>("echo", 1234u32)?;
+    /// let pid = worker.call::<u32>("pid", ())?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MethodNotFound`](crate::Error::MethodNotFound),
+    /// [`Error::Remote`](crate::Error::Remote) (the handler failed),
+    /// [`Error::Decode`](crate::Error::Decode) (the reply is not an `R`),
+    /// [`Error::NotConnected`](crate::Error::NotConnected) /
+    /// [`Error::Disconnected`](crate::Error::Disconnected) (the peer is gone),
+    /// [`Error::Encode`](crate::Error::Encode), [`Error::Protocol`](crate::Error::Protocol).
+    pub fn call<R: DeserializeOwned>(&self, method: &str, args: impl Serialize) -> Result<R> {
+        self.call_async(method, args).wait()
+    }
+
+    /// Sends a call and returns at once; the reply is collected from the [`Pending`].
+    /// Calls are sent in order and may complete in any order.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(worker: &coproq::Coprocess) -> coproq::Result<()> {
+    /// let pending: Vec<_> = (0..100u32).map(|i| worker.call_async::<u32>("echo", i)).collect();
+    /// for (i, p) in pending.into_iter().enumerate() {
+    ///     assert_eq!(p.wait()?, i as u32);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn call_async<R: DeserializeOwned>(&self, method: &str, args: impl Serialize) -> Pending<R> {
+        let link = &self.inner.link;
+        Pending::start(link, method, link.start_call(method, &args))
+    }
+
+    /// Sends the one-way event `name` with `args`. Blocks while the peer is far behind
+    /// (back-pressure); events and calls from one thread are handled in the order sent.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(worker: &coproq::Coprocess) -> coproq::Result<()> {
+    /// worker.emit("log", ("info", "started"))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn emit(&self, name: &str, args: impl Serialize) -> Result<()> {
+        self.inner.link.emit(name, &args)
+    }
+
+    /// Answers the peer's calls of `method` with what `f` returns.
+    ///
+    /// `f` takes the arguments as one value (a tuple for several) and returns any
+    /// `Serialize` type. A returned `Result` is the error channel: `Ok(v)` replies `v`,
+    /// `Err(e)` fails the call with `e`'s text. A panic in `f` fails that call with
+    /// "panicked: ..." and the link goes on. Replaces an earlier handler of that name.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(c: &coproq::Coprocess) {
+    /// c.handle("add", |(a, b): (i32, i32)| a + b);
+    /// c.handle("read", |path: String| std::fs::read(path).map_err(|e| e.to_string()));
+    /// # }
+    /// ```
+    pub fn handle<A, R, F>(&self, method: impl Into<String>, f: F) -> &Self
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(A) -> R + Send + Sync + 'static,
+    {
+        self.registry().handle(method, f);
+        self
+    }
+
+    /// Answers the peer's calls of `method` later: `f` receives a [`Reply`] to complete
+    /// from any thread with [`Reply::send`] or [`Reply::fail`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(c: &coproq::Coprocess) {
+    /// c.handle_deferred("slow_square", |x: u64, reply: coproq::Reply<u64>| {
+    ///     std::thread::spawn(move || reply.send(x * x));
+    /// });
+    /// # }
+    /// ```
+    pub fn handle_deferred<A, T, F>(&self, method: impl Into<String>, f: F) -> &Self
+    where
+        A: DeserializeOwned,
+        T: Serialize,
+        F: Fn(A, Reply<T>) + Send + Sync + 'static,
+    {
+        self.registry().handle_deferred(method, f);
+        self
+    }
+
+    /// Runs `f` for each event `name` from the peer. Events nobody listens to are
+    /// discarded.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(c: &coproq::Coprocess) {
+    /// c.on("log", |(level, line): (String, String)| eprintln!("[{level}] {line}"));
+    /// # }
+    /// ```
+    pub fn on<A, F>(&self, name: impl Into<String>, f: F) -> &Self
+    where
+        A: DeserializeOwned,
+        F: Fn(A) + Send + Sync + 'static,
+    {
+        self.registry().on(name, f);
+        self
+    }
+
+    /// Stops listening to event `name`; returns whether there was a listener.
+    pub fn off(&self, name: &str) -> bool {
+        self.inner.link.handlers.remove_event(name)
+    }
+
+    /// Registers a set of handlers, such as a generated `<Trait>Server`.
+    pub fn listen(&self, service: impl Service) -> &Self {
+        service.register(&mut self.registry());
+        self
+    }
+
+    fn registry(&self) -> Registry<'_> {
+        Registry::new(&self.inner.link.handlers)
+    }
+
+    /// Dispatches the peer's calls and events on this thread until the peer goes away.
+    ///
+    /// A spawned worker's `main` ends with this. A fork worker serves by itself once its
+    /// entry returns. If another thread serves the link already, this just waits for the
+    /// link to end.
+    pub fn serve(&self) {
+        let link = &self.inner.link;
+        if link.claim_serving() {
+            dispatch::serve(link);
+        } else {
+            link.wait_reader(Duration::MAX);
+        }
+    }
+
+    /// Closes the link: tells the peer goodbye, waits up to the grace period
+    /// ([`Builder::close_grace`]) for the worker to exit, kills it if it has not, and
+    /// reaps it. Returns the worker's exit status where known.
+    ///
+    /// Calls still in flight fail with `Disconnected` unless answered first; later calls
+    /// fail with `NotConnected`. Idempotent. In a worker, this disconnects from the parent.
+    pub fn close(&self) -> Option<ExitStatus> {
+        self.inner.close()
+    }
+
+    /// The worker's process id, on the parent end; `None` in the worker.
+    #[must_use]
+    pub fn pid(&self) -> Option<u32> {
+        self.inner.process.as_ref().map(|p| p.pid())
+    }
+
+    /// A handle that does not keep the link open, for handlers that call the peer back:
+    /// a handler that captured a strong `Coprocess` would keep its own link alive.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let worker = coproq::fork(|parent| {
+    ///     parent.handle("ping", |n: u32| n + 1);
+    /// })?;
+    /// let weak = worker.downgrade();
+    /// worker.handle("relay", move |n: u32| match weak.upgrade() {
+    ///     Some(worker) => worker.call::<u32>("ping", n),
+    ///     None => Err(coproq::Error::NotConnected),
+    /// });
+    /// # Ok::<(), coproq::Error>(())
+    /// ```
+    #[must_use]
+    pub fn downgrade(&self) -> WeakCoprocess {
+        WeakCoprocess { inner: Arc::downgrade(&self.inner) }
+    }
+
+    /// Blocks until the link has ended (the reader saw the end of the peer's stream).
+    pub(crate) fn wait_disconnected(&self) {
+        self.inner.link.wait_reader(Duration::MAX);
+    }
+
+    /// Whether the peer vanished without saying goodbye.
+    pub(crate) fn abandoned(&self) -> bool {
+        self.inner.link.abandoned()
+    }
+}
+
+impl WeakCoprocess {
+    /// The handle, if the link is still open.
+    #[must_use]
+    pub fn upgrade(&self) -> Option<Coprocess> {
+        self.inner.upgrade().filter(|inner| !inner.closed.load(Ordering::Acquire)).map(|inner| Coprocess { inner })
+    }
+}
+
+impl Inner {
+    fn close(&self) -> Option<ExitStatus> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return self.known_status();
+        }
+        self.link.shutdown();
+        let status = self.process.as_ref().and_then(|process| {
+            process.wait_timeout(self.options.close_grace).or_else(|| process.kill())
+        });
+        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
+        // The reader ends once the worker's stream does; it owns the last descriptor.
+        // It may be blocked handing a message to this very thread, so never wait here.
+        if !dispatch::is_serving(&self.link) {
+            self.link.wait_reader(Duration::from_secs(1));
+        }
+        // Handlers may hold handles of this link: dropping them breaks such cycles.
+        self.link.handlers.clear();
+        status
+    }
+
+    fn known_status(&self) -> Option<ExitStatus> {
+        let status = *self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        status.or_else(|| self.process.as_ref().and_then(|p| p.try_status()))
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.process.is_some() {
+            self.close();
+        }
+    }
+}
+
+/// Starts a worker with handlers and options set first.
+///
+/// The parent's handlers are in place before the worker runs, so the worker may call the
+/// parent from its very first line.
+///
+/// # Examples
+///
+/// ```no_run
+/// let worker = coproq::Coprocess::builder()
+///     .handle("config", |(): ()| "verbose".to_string())
+///     .on("progress", |pct: u8| println!("{pct}%"))
+///     .close_grace(std::time::Duration::from_millis(500))
+///     .fork(|parent| {
+///         let mode: String = parent.call("config", ()).unwrap();
+///         parent.emit("progress", 100u8).unwrap();
+///     })?;
+/// # Ok::<(), coproq::Error>(())
+/// ```
+pub struct Builder {
+    handlers: Arc<Handlers>,
+    options: Options,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder").field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Builder {
+    /// A builder with no handlers and default options.
+    #[must_use]
+    pub fn new() -> Self {
+        Self { handlers: Arc::default(), options: Options::default() }
+    }
+
+    /// See [`Coprocess::handle`].
+    #[must_use]
+    pub fn handle<A, R, F>(self, method: impl Into<String>, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(A) -> R + Send + Sync + 'static,
+    {
+        Registry::new(&self.handlers).handle(method, f);
+        self
+    }
+
+    /// See [`Coprocess::handle_deferred`].
+    #[must_use]
+    pub fn handle_deferred<A, T, F>(self, method: impl Into<String>, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        T: Serialize,
+        F: Fn(A, Reply<T>) + Send + Sync + 'static,
+    {
+        Registry::new(&self.handlers).handle_deferred(method, f);
+        self
+    }
+
+    /// See [`Coprocess::on`].
+    #[must_use]
+    pub fn on<A, F>(self, name: impl Into<String>, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        F: Fn(A) + Send + Sync + 'static,
+    {
+        Registry::new(&self.handlers).on(name, f);
+        self
+    }
+
+    /// See [`Coprocess::listen`].
+    #[must_use]
+    pub fn listen(self, service: impl Service) -> Self {
+        service.register(&mut Registry::new(&self.handlers));
+        self
+    }
+
+    /// The largest frame accepted from the peer (default 1 GiB, at most `u32::MAX`
+    /// bytes). A larger incoming frame is a protocol error that closes the link; a call
+    /// whose frame exceeds the peer's limit fails with `Encode` before it is sent.
+    #[must_use]
+    pub fn max_frame_len(mut self, bytes: u32) -> Self {
+        self.options.link.max_frame = bytes;
+        self
+    }
+
+    /// How long [`Coprocess::close`] waits for the worker to exit before killing it
+    /// (default 2 s).
+    #[must_use]
+    pub fn close_grace(mut self, grace: Duration) -> Self {
+        self.options.close_grace = grace;
+        self
+    }
+
+    /// How long to wait for a new worker's handshake before giving up (default 30 s).
+    #[must_use]
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.options.startup_timeout = timeout;
+        self
+    }
+
+    /// Starts the current executable again as a worker running `entry`; see
+    /// [`fork`](crate::fork).
+    pub fn fork(self, entry: fn(&Coprocess)) -> Result<Coprocess> {
+        let entry = fork::entry_offset(entry);
+        self.start(fork::command()?, Mode::Fork, Some(entry))
+    }
+
+    /// Starts `cmd` as a worker; see [`Coprocess::spawn`].
+    pub fn spawn(self, cmd: Command) -> Result<Coprocess> {
+        self.start(cmd, Mode::Spawn, None)
+    }
+
+    /// In a spawned worker: connects to the parent with these handlers and options; see
+    /// [`Coprocess::parent`].
+    pub fn parent(self) -> Result<Coprocess> {
+        spawn::parent(&self.options, self.handlers)
+    }
+
+    fn start(self, cmd: Command, mode: Mode, entry: Option<u64>) -> Result<Coprocess> {
+        let (link, process) = launch::start(cmd, mode, entry, &self.options, self.handlers)?;
+        let dispatcher = Arc::clone(&link);
+        std::thread::Builder::new()
+            .name("coproq-dispatch".into())
+            .spawn(move || {
+                if dispatcher.claim_serving() {
+                    dispatch::serve(&dispatcher);
+                }
+            })
+            .map_err(|source| crate::Error::Spawn { program: "coproq-dispatch thread".into(), source })?;
+        Ok(Coprocess::new(link, Some(process), self.options))
+    }
+}

@@ -1,0 +1,169 @@
+//! The error type of every coproq operation, and the error that crosses the pipe.
+
+use std::fmt;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A specialized [`Result`](std::result::Result) for coproq operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors returned by [`Coprocess`](crate::Coprocess) calls and worker management.
+///
+/// `Error` serializes as its message, so a handler may return `coproq::Result<T>` and a
+/// failed nested call reaches the original caller as a [`Error::Remote`] with that text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The worker process could not be started, or failed before the handshake.
+    #[error("failed to start worker `{program}`")]
+    Spawn {
+        /// The program that was started.
+        program: String,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The link was already closed when the call or event was sent
+    /// (by [`Coprocess::close`](crate::Coprocess::close), or because the peer went away).
+    #[error("not connected")]
+    NotConnected,
+    /// [`Coprocess::parent`](crate::Coprocess::parent) was called in a process that no
+    /// coproq parent started (or whose link was taken already).
+    #[error("this process was not started as a coproq worker")]
+    NotAWorker,
+    /// The peer went away after the call was sent and before it replied.
+    #[error("{}", disconnected_text(.status))]
+    Disconnected {
+        /// The worker's exit status, where the parent could reap it in time.
+        status: Option<ExitStatus>,
+    },
+    /// The peer has no handler of that name.
+    #[error("{0}: method not found")]
+    MethodNotFound(String),
+    /// [`Pending::wait_timeout`](crate::Pending::wait_timeout) expired first; a late
+    /// reply is dropped.
+    #[error("{method}: no reply within {after:?}")]
+    Timeout {
+        /// The method called.
+        method: String,
+        /// The time waited.
+        after: Duration,
+    },
+    /// The peer's handler failed: it returned `Err`, panicked, could not decode the
+    /// arguments, or dropped its [`Reply`](crate::Reply) unanswered.
+    #[error("{0}")]
+    Remote(RemoteError),
+    /// The reply did not decode as the type the caller asked for.
+    #[error("{method}: reply does not decode as the expected type: {reason}")]
+    Decode {
+        /// The method called.
+        method: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The arguments could not be encoded, or make a frame larger than the peer accepts.
+    #[error("{method}: arguments could not be sent: {reason}")]
+    Encode {
+        /// The method or event.
+        method: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The peer broke the protocol (a malformed or oversize frame, a version mismatch);
+    /// the link is closed.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+fn disconnected_text(status: &Option<ExitStatus>) -> String {
+    match status {
+        Some(status) => format!("peer disconnected (worker {status})"),
+        None => "peer disconnected".to_owned(),
+    }
+}
+
+impl Error {
+    /// Rebuilds an error of the same kind for one more waiter (io errors are not `Clone`).
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Self::Spawn { program, source } => Self::Spawn {
+                program: program.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Self::NotConnected => Self::NotConnected,
+            Self::NotAWorker => Self::NotAWorker,
+            Self::Disconnected { status } => Self::Disconnected { status: *status },
+            Self::MethodNotFound(name) => Self::MethodNotFound(name.clone()),
+            Self::Timeout { method, after } => Self::Timeout { method: method.clone(), after: *after },
+            Self::Remote(e) => Self::Remote(e.clone()),
+            Self::Decode { method, reason } => Self::Decode { method: method.clone(), reason: reason.clone() },
+            Self::Encode { method, reason } => Self::Encode { method: method.clone(), reason: reason.clone() },
+            Self::Protocol(m) => Self::Protocol(m.clone()),
+        }
+    }
+}
+
+impl Serialize for Error {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// A failure reported by the peer's handler: its message, and whether it panicked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteError {
+    message: String,
+    kind: RemoteErrorKind,
+    /// The handler's error value (for typed clients), when it returned `Err(e)`.
+    #[serde(skip)]
+    payload: Option<Vec<u8>>,
+}
+
+/// What kind of failure a [`RemoteError`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum RemoteErrorKind {
+    /// The handler returned `Err(e)`; the message is `e`'s text.
+    Failed,
+    /// The handler panicked; the message starts with "panicked: ".
+    Panicked,
+    /// The arguments did not decode as the handler's parameter types.
+    InvalidArguments,
+    /// A deferred handler dropped its [`Reply`](crate::Reply) without answering.
+    Unanswered,
+}
+
+impl RemoteError {
+    pub(crate) fn new(kind: RemoteErrorKind, message: String, payload: Option<Vec<u8>>) -> Self {
+        Self { message, kind, payload }
+    }
+
+    /// The handler's message: the text of its error, or the panic message.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// What kind of failure this is.
+    #[must_use]
+    pub fn kind(&self) -> RemoteErrorKind {
+        self.kind
+    }
+
+    /// The handler's error value decoded as `E`, when it returned `Err(e)` of a type
+    /// that decodes as `E` (used by generated typed clients).
+    pub(crate) fn typed<E: serde::de::DeserializeOwned>(&self) -> Option<E> {
+        let payload = self.payload.as_deref()?;
+        crate::wire::codec::decode_exact(payload).ok()
+    }
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RemoteError {}

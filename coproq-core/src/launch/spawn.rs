@@ -1,0 +1,25 @@
+//! Separate worker binaries: the parent's `Coprocess::spawn(cmd)` and the worker's
+//! `Coprocess::parent()`.
+
+use std::os::fd::RawFd;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::{Mode, sys};
+use crate::coprocess::{Coprocess, Options};
+use crate::error::{Error, Result};
+use crate::handler::Handlers;
+
+/// The link descriptors of a spawned worker, left by the start-up hook for `parent()`.
+static PARENT_FDS: Mutex<Option<(RawFd, RawFd)>> = Mutex::new(None);
+
+pub(crate) fn stash(read: RawFd, write: RawFd) {
+    *PARENT_FDS.lock().unwrap_or_else(PoisonError::into_inner) = Some((read, write));
+}
+
+/// Connects a spawned worker to its parent; once per process.
+pub(crate) fn parent(options: &Options, handlers: Arc<Handlers>) -> Result<Coprocess> {
+    sys::ensure_start_hook_linked();
+    let fds = PARENT_FDS.lock().unwrap_or_else(PoisonError::into_inner).take();
+    let (read, write) = fds.ok_or(Error::NotAWorker)?;
+    super::connect_to_parent(read, write, Mode::Spawn, options, handlers).map(|(coproc, _)| coproc)
+}

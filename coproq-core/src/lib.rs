@@ -1,0 +1,41 @@
+//! The runtime of [coproq](https://docs.rs/coproq): starting workers, the framed pipe
+//! link, call routing, handlers and errors. Use it through the `coproq` crate, which
+//! re-exports everything public here together with `#[coproq::service]`.
+//!
+//! Layout: `coprocess` (the public handle and builder), `pending` (calls in flight),
+//! `handler` (handler table, typed adapters, `Reply`), `error`; `wire` is the only module
+//! that knows bincode and the frame layout, `link` runs one connection (reader thread,
+//! writer, call table, dispatch), and `launch` is the only module that knows processes
+//! and file descriptors.
+
+#![deny(missing_docs)]
+
+mod coprocess;
+mod error;
+mod handler;
+mod launch;
+mod link;
+mod pending;
+mod wire;
+
+pub use crate::coprocess::{Builder, Coprocess, WeakCoprocess, fork};
+pub use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
+pub use crate::handler::{Registry, Reply, Service};
+pub use crate::pending::Pending;
+
+/// Used by generated code. Not public API: no semver promise.
+#[doc(hidden)]
+pub mod __private {
+    use serde::de::DeserializeOwned;
+
+    use crate::{Error, RemoteError};
+
+    /// The application error of a failed typed call, if the handler returned `Err(e)`
+    /// with an `e` that decodes as `E`.
+    pub fn typed_error<E: DeserializeOwned>(error: &Error) -> Option<E> {
+        match error {
+            Error::Remote(remote) => RemoteError::typed(remote),
+            _ => None,
+        }
+    }
+}

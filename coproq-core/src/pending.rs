@@ -1,0 +1,175 @@
+//! `Pending<R>`: a call in flight. Wait for it, wait with a deadline, or `.await` it.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, TryRecvError};
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
+use crate::link::Link;
+use crate::link::calls::{Delivery, RawReply, WakerSlot};
+use crate::link::dispatch::{self, TimedOut};
+use crate::wire::{Outcome, OutcomeKind, Shape, codec};
+
+/// A call in flight, returned by [`Coprocess::call_async`](crate::Coprocess::call_async).
+///
+/// Finish it with [`wait`](Pending::wait) or [`wait_timeout`](Pending::wait_timeout),
+/// or `.await` it: `Pending` is a [`Future`] that needs no particular async runtime.
+/// Dropping it stops waiting; the reply is then discarded when it arrives.
+#[must_use = "a call's reply (or error) is only seen by waiting for it"]
+pub struct Pending<R> {
+    method: String,
+    state: State,
+    _reply: PhantomData<fn() -> R>,
+}
+
+enum State {
+    InFlight { link: Arc<Link>, id: u64, reply: Receiver<Delivery>, waker: WakerSlot },
+    Failed(Error),
+    Done,
+}
+
+impl<R> fmt::Debug for Pending<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::InFlight { id, .. } => format!("in flight (id {id})"),
+            State::Failed(e) => format!("failed: {e}"),
+            State::Done => "done".into(),
+        };
+        f.debug_struct("Pending").field("method", &self.method).field("state", &state).finish()
+    }
+}
+
+impl<R: DeserializeOwned> Pending<R> {
+    pub(crate) fn start(link: &Arc<Link>, method: &str, started: Result<(u64, Receiver<Delivery>, WakerSlot)>) -> Self {
+        let state = match started {
+            Ok((id, reply, waker)) => State::InFlight { link: Arc::clone(link), id, reply, waker },
+            Err(e) => State::Failed(e),
+        };
+        Self { method: method.to_owned(), state, _reply: PhantomData }
+    }
+
+    /// Blocks until the reply arrives or the link ends.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(worker: &coproq::Coprocess) -> coproq::Result<()> {
+    /// let a = worker.call_async::<u64>("fib", 30u32);
+    /// let b = worker.call_async::<u64>("fib", 31u32);
+    /// assert_eq!(a.wait()? + b.wait()?, 2_178_309);
+    /// # Ok(()) }
+    /// ```
+    pub fn wait(self) -> Result<R> {
+        self.wait_until(None)
+    }
+
+    /// Blocks at most `timeout`; past it, returns [`Error::Timeout`] and drops the reply
+    /// when it comes.
+    pub fn wait_timeout(self, timeout: Duration) -> Result<R> {
+        self.wait_until(Some((Instant::now() + timeout, timeout)))
+    }
+
+    fn wait_until(mut self, deadline: Option<(Instant, Duration)>) -> Result<R> {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::InFlight { link, id, reply, .. } => match dispatch::wait_reply(&reply, deadline.map(|d| d.0)) {
+                Ok(delivery) => finish(&self.method, delivery),
+                Err(TimedOut) => {
+                    link.forget_call(id);
+                    let after = deadline.map_or(Duration::ZERO, |d| d.1);
+                    Err(Error::Timeout { method: std::mem::take(&mut self.method), after })
+                }
+            },
+            State::Failed(e) => Err(e),
+            State::Done => Err(Error::NotConnected),
+        }
+    }
+}
+
+/// Turns a delivered reply into the caller's value or error.
+fn finish<R: DeserializeOwned>(method: &str, delivery: Delivery) -> Result<R> {
+    let RawReply { outcome, body } = delivery?;
+    match outcome {
+        Outcome::Value(shape) => {
+            let expected = Shape::of_type::<R>();
+            if !expected.accepts(shape) {
+                return Err(Error::Decode { method: method.to_owned(), reason: format!("expected {expected}, got {shape}") });
+            }
+            codec::decode_exact(body.bytes()).map_err(|reason| Error::Decode { method: method.to_owned(), reason })
+        }
+        Outcome::Error { kind, message, typed } => {
+            let kind = match kind {
+                OutcomeKind::MethodNotFound => return Err(Error::MethodNotFound(method.to_owned())),
+                OutcomeKind::Failed => RemoteErrorKind::Failed,
+                OutcomeKind::Panicked => RemoteErrorKind::Panicked,
+                OutcomeKind::InvalidArguments => RemoteErrorKind::InvalidArguments,
+                OutcomeKind::Unanswered => RemoteErrorKind::Unanswered,
+            };
+            let payload = typed.map(|_| body.bytes().to_vec());
+            Err(Error::Remote(RemoteError::new(kind, message, payload)))
+        }
+    }
+}
+
+impl<R> Drop for Pending<R> {
+    fn drop(&mut self) {
+        if let State::InFlight { link, id, .. } = &self.state {
+            link.forget_call(*id);
+        }
+    }
+}
+
+impl<R: DeserializeOwned> Future for Pending<R> {
+    type Output = Result<R>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
+        let this = self.get_mut();
+        let delivery = match &this.state {
+            State::InFlight { reply, waker, .. } => match reply.try_recv() {
+                Ok(delivery) => delivery,
+                Err(TryRecvError::Disconnected) => Err(Error::Disconnected { status: None }),
+                Err(TryRecvError::Empty) => {
+                    *waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+                    // The reply may have landed between the first look and the waker.
+                    match reply.try_recv() {
+                        Ok(delivery) => delivery,
+                        Err(TryRecvError::Disconnected) => Err(Error::Disconnected { status: None }),
+                        Err(TryRecvError::Empty) => return Poll::Pending,
+                    }
+                }
+            },
+            State::Failed(_) | State::Done => {
+                return match std::mem::replace(&mut this.state, State::Done) {
+                    State::Failed(e) => Poll::Ready(Err(e)),
+                    _ => Poll::Ready(Err(Error::NotConnected)),
+                };
+            }
+        };
+        this.state = State::Done;
+        Poll::Ready(finish(&this.method, delivery))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_is_send_sync_unpin() {
+        fn check<T: Send + Sync + Unpin>() {}
+        check::<Pending<String>>();
+        check::<Pending<std::rc::Rc<u8>>>();
+    }
+
+    #[test]
+    fn a_failed_start_reports_its_error() {
+        let pending = Pending::<u8> { method: "x".into(), state: State::Failed(Error::NotConnected), _reply: PhantomData };
+        assert!(matches!(pending.wait(), Err(Error::NotConnected)));
+    }
+}

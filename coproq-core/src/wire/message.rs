@@ -1,0 +1,280 @@
+//! Messages and how they are laid out in a frame.
+//!
+//! A `Hello` payload is the magic, the protocol version (`u32` LE) and a bincode body, so
+//! that a future version can change everything after the version and still be told apart.
+//! Every other payload is a bincode [`Header`] followed directly by the body: the bincode
+//! bytes of the user's value, never decoded by the link itself.
+
+use serde::{Deserialize, Serialize};
+
+use super::frame;
+use super::shape::Shape;
+use super::{codec, outcome};
+
+/// Marks a coproq link; the first bytes of the first frame each side sends.
+pub(crate) const MAGIC: [u8; 8] = *b"\0coproq\0";
+
+/// Bumped on every incompatible change of the layout below.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
+/// The first message each side sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Hello {
+    /// The largest frame payload this side accepts.
+    pub(crate) max_frame: u32,
+    /// Parent → fork worker: the entry function, as an offset from an anchor function.
+    pub(crate) entry: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Header<'a> {
+    Call { id: u64, name: &'a str, shape: Shape },
+    Event { name: &'a str, shape: Shape },
+    Reply { id: u64, outcome: Outcome },
+    Bye,
+}
+
+/// How a call ended, as the reply's header states it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Outcome {
+    /// The body is the returned value, of this shape.
+    Value(Shape),
+    /// The call failed; if `typed` is set, the body is the handler's error value.
+    Error { kind: OutcomeKind, message: String, typed: Option<Shape> },
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum OutcomeKind {
+    /// The handler returned `Err`.
+    Failed,
+    /// The handler panicked.
+    Panicked,
+    /// No handler has that name.
+    MethodNotFound,
+    /// The arguments did not decode as the handler's types.
+    InvalidArguments,
+    /// A deferred handler dropped its `Reply` without answering.
+    Unanswered,
+}
+
+/// The user bytes of a message, kept inside the frame they arrived in.
+#[derive(Debug)]
+pub(crate) struct Body {
+    frame: Vec<u8>,
+    start: usize,
+    /// The shape the sender serialized.
+    pub(crate) shape: Shape,
+}
+
+impl Body {
+    /// The bincode bytes of the sender's value.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.frame[self.start..]
+    }
+}
+
+/// A decoded message (other than `Hello`).
+#[derive(Debug)]
+pub(crate) enum Message {
+    Call { id: u64, name: String, body: Body },
+    Event { name: String, body: Body },
+    Reply { id: u64, outcome: Outcome, body: Body },
+    Bye,
+}
+
+/// Why a message could not be encoded.
+#[derive(Debug)]
+pub(crate) enum EncodeError {
+    /// The user's value failed to serialize.
+    Value(String),
+    /// The frame exceeds the peer's limit.
+    TooLarge(frame::FrameError),
+}
+
+fn header(buf: &mut Vec<u8>, header: &Header<'_>) {
+    frame::begin(buf);
+    codec::encode_into(header, buf).expect("headers always encode");
+}
+
+fn seal(buf: &mut [u8], max: u32) -> Result<(), EncodeError> {
+    frame::finish(buf, max).map_err(EncodeError::TooLarge)
+}
+
+/// Builds the frame of a `Hello`.
+pub(crate) fn encode_hello(buf: &mut Vec<u8>, hello: &Hello) {
+    frame::begin(buf);
+    buf.extend_from_slice(&MAGIC);
+    buf.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    codec::encode_into(hello, buf).expect("hello always encodes");
+    frame::finish(buf, u32::MAX).expect("hello is small");
+}
+
+/// Reads a `Hello` payload, with errors that say what the peer is.
+pub(crate) fn decode_hello(payload: &[u8]) -> Result<Hello, String> {
+    let Some(rest) = payload.strip_prefix(&MAGIC) else {
+        return Err("the peer is not a coproq endpoint (bad magic in its first frame)".into());
+    };
+    let Some((version, body)) = rest.split_first_chunk::<4>() else {
+        return Err("the peer's hello is truncated".into());
+    };
+    let version = u32::from_le_bytes(*version);
+    if version != PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version mismatch: the peer speaks version {version}, this side speaks {PROTOCOL_VERSION}"
+        ));
+    }
+    codec::decode_exact(body).map_err(|e| format!("malformed hello: {e}"))
+}
+
+/// Builds the frame of a call of `name` with `args`.
+pub(crate) fn encode_call<T: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    id: u64,
+    name: &str,
+    args: &T,
+    max: u32,
+) -> Result<(), EncodeError> {
+    header(buf, &Header::Call { id, name, shape: Shape::of_value(args) });
+    codec::encode_into(args, buf).map_err(EncodeError::Value)?;
+    seal(buf, max)
+}
+
+/// Builds the frame of an event `name` with `args`.
+pub(crate) fn encode_event<T: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    name: &str,
+    args: &T,
+    max: u32,
+) -> Result<(), EncodeError> {
+    header(buf, &Header::Event { name, shape: Shape::of_value(args) });
+    codec::encode_into(args, buf).map_err(EncodeError::Value)?;
+    seal(buf, max)
+}
+
+/// Builds the frame of a reply carrying what a handler returned. A returned `Result`
+/// is unwrapped: `Ok(v)` replies `v`, `Err(e)` replies an error with `e`'s text and value.
+pub(crate) fn encode_reply<T: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    id: u64,
+    value: &T,
+    max: u32,
+) -> Result<(), EncodeError> {
+    let (outcome, unwrap) = match outcome::classify(value) {
+        outcome::Class::Plain(shape) => (Outcome::Value(shape), false),
+        outcome::Class::Ok(shape) => (Outcome::Value(shape), true),
+        outcome::Class::Err { shape, text } => (
+            Outcome::Error { kind: OutcomeKind::Failed, message: text, typed: Some(shape) },
+            true,
+        ),
+    };
+    header(buf, &Header::Reply { id, outcome });
+    if unwrap {
+        outcome::encode_inner(value, buf).map_err(EncodeError::Value)?;
+    } else {
+        codec::encode_into(value, buf).map_err(EncodeError::Value)?;
+    }
+    seal(buf, max)
+}
+
+/// Builds the frame of a failed reply with no value.
+pub(crate) fn encode_failure(buf: &mut Vec<u8>, id: u64, kind: OutcomeKind, message: String) {
+    header(buf, &Header::Reply { id, outcome: Outcome::Error { kind, message, typed: None } });
+    frame::finish(buf, u32::MAX).expect("failure replies are small");
+}
+
+/// Builds the frame of a `Bye`.
+pub(crate) fn encode_bye(buf: &mut Vec<u8>) {
+    header(buf, &Header::Bye);
+    frame::finish(buf, u32::MAX).expect("bye is small");
+}
+
+/// Decodes a payload (other than the first) into a message.
+pub(crate) fn decode(payload: Vec<u8>) -> Result<Message, String> {
+    let (head, start) = codec::decode_prefix::<Header<'_>>(&payload).map_err(|e| format!("malformed message: {e}"))?;
+    let no_body = start == payload.len();
+    let message = match head {
+        Header::Call { id, name, shape } => {
+            let name = name.to_owned();
+            Message::Call { id, name, body: Body { frame: payload, start, shape } }
+        }
+        Header::Event { name, shape } => {
+            let name = name.to_owned();
+            Message::Event { name, body: Body { frame: payload, start, shape } }
+        }
+        Header::Reply { id, outcome } => {
+            let shape = match &outcome {
+                Outcome::Value(shape) => *shape,
+                Outcome::Error { typed: Some(shape), .. } => *shape,
+                Outcome::Error { typed: None, .. } if no_body => Shape::of_value(&()),
+                Outcome::Error { typed: None, .. } => return Err("trailing bytes after an error reply".into()),
+            };
+            Message::Reply { id, outcome, body: Body { frame: payload, start, shape } }
+        }
+        Header::Bye if no_body => Message::Bye,
+        Header::Bye => return Err("trailing bytes after bye".into()),
+    };
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(frame: &[u8]) -> Vec<u8> {
+        frame[frame::HEADER_LEN..].to_vec()
+    }
+
+    #[test]
+    fn hello_round_trip_and_mismatch() {
+        let mut buf = Vec::new();
+        let hello = Hello { max_frame: 77, entry: Some(5) };
+        encode_hello(&mut buf, &hello);
+        assert_eq!(decode_hello(&payload(&buf)).unwrap(), hello);
+
+        let mut wrong = payload(&buf);
+        wrong[8..12].copy_from_slice(&99u32.to_le_bytes());
+        let err = decode_hello(&wrong).unwrap_err();
+        assert!(err.contains("version mismatch"), "{err}");
+        assert!(decode_hello(b"garbage garbage").unwrap_err().contains("not a coproq endpoint"));
+    }
+
+    #[test]
+    fn call_round_trip() {
+        let mut buf = Vec::new();
+        encode_call(&mut buf, 9, "add", &(1i32, 2i32), 1024).unwrap();
+        let Message::Call { id, name, body } = decode(payload(&buf)).unwrap() else { panic!() };
+        assert_eq!((id, name.as_str()), (9, "add"));
+        assert_eq!(codec::decode_exact::<(i32, i32)>(body.bytes()).unwrap(), (1, 2));
+        assert_eq!(body.shape, Shape::of_type::<(i32, i32)>());
+    }
+
+    #[test]
+    fn reply_unwraps_results() {
+        let mut buf = Vec::new();
+        encode_reply(&mut buf, 1, &Ok::<u32, String>(5), 1024).unwrap();
+        let Message::Reply { outcome, body, .. } = decode(payload(&buf)).unwrap() else { panic!() };
+        assert_eq!(outcome, Outcome::Value(Shape::of_type::<u32>()));
+        assert_eq!(codec::decode_exact::<u32>(body.bytes()).unwrap(), 5);
+
+        encode_reply(&mut buf, 2, &Err::<u32, String>("no".into()), 1024).unwrap();
+        let Message::Reply { outcome, body, .. } = decode(payload(&buf)).unwrap() else { panic!() };
+        let Outcome::Error { kind: OutcomeKind::Failed, message, typed: Some(_) } = outcome else { panic!() };
+        assert_eq!(message, "no");
+        assert_eq!(codec::decode_exact::<String>(body.bytes()).unwrap(), "no");
+    }
+
+    #[test]
+    fn too_large_is_refused() {
+        let mut buf = Vec::new();
+        let err = encode_event(&mut buf, "e", &vec![0u8; 100], 50).unwrap_err();
+        assert!(matches!(err, EncodeError::TooLarge(_)));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bad in [&b""[..], b"\x07\0\0\0", b"\0\0\0\0\x01\0\0\0\0\0\0\0\xff\xff\xff\xff", b"\x03\0\0\0x"] {
+            assert!(decode(bad.to_vec()).is_err(), "{bad:?}");
+        }
+    }
+}

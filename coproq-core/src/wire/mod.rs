@@ -1,0 +1,16 @@
+//! The wire: the only module that knows bincode and the frame layout.
+//!
+//! - [`frame`]: `u32` little-endian length prefix, bounded reads.
+//! - [`codec`]: the one bincode configuration; encode and decode helpers.
+//! - [`shape`]: a one-word summary of a value's serde shape, checked before decoding so
+//!   that a `String` sent to a `u32` handler is an error instead of a number.
+//! - [`message`]: `Hello`, `Call`, `Reply`, `Event`, `Bye` and how a frame is built.
+
+pub(crate) mod codec;
+pub(crate) mod frame;
+pub(crate) mod message;
+mod outcome;
+pub(crate) mod shape;
+
+pub(crate) use message::{Body, Hello, Message, Outcome, OutcomeKind};
+pub(crate) use shape::Shape;
