@@ -1,1 +1,94 @@
-//! x
+//! Helpers shared by coproq's integration tests: deadlines, process and descriptor
+//! checks. Every wait here is bounded, so a hung worker fails a test instead of CI.
+
+use std::time::{Duration, Instant};
+
+use coproq::Coprocess;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The longest any single call in a test may take before the test fails.
+pub const CALL_LIMIT: Duration = Duration::from_secs(30);
+
+/// `call` with a deadline: a hung peer fails the test with `Timeout` instead of hanging.
+pub fn call<R: DeserializeOwned>(coproc: &Coprocess, method: &str, args: impl Serialize) -> coproq::Result<R> {
+    coproc.call_async(method, args).wait_timeout(CALL_LIMIT)
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether process `pid` has exited (gone, or a zombie nobody reaped yet).
+pub fn process_gone(pid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state is the field after the parenthesised command name.
+            Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            Err(_) => true,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // SAFETY: signal 0 only checks for existence.
+        unsafe { libc::kill(pid as libc::pid_t, 0) == -1 }
+    }
+}
+
+/// Whether `pid` is a zombie of ours, or exists at all (for "reaped" checks).
+pub fn process_exists(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
+/// How many file descriptors this process has open.
+pub fn open_fds() -> usize {
+    let dir = if cfg!(target_os = "linux") { "/proc/self/fd" } else { "/dev/fd" };
+    std::fs::read_dir(dir).map(Iterator::count).unwrap_or(0)
+}
+
+/// This process's peak resident set size in KiB (Linux), for memory bounds.
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Sends `signal` to `pid`.
+pub fn signal(pid: u32, signal: i32) {
+    // SAFETY: sending a signal to a process this test started.
+    unsafe {
+        libc::kill(pid as libc::pid_t, signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! `fork` from a unit test of a library crate: the libtest binary is the worker.
+
+    #[test]
+    fn fork_works_inside_a_unit_test() {
+        let worker = coproq::fork(|parent| {
+            parent.handle("triple", |x: i64| x * 3);
+        })
+        .unwrap();
+        assert_eq!(super::call::<i64>(&worker, "triple", 14i64).unwrap(), 42);
+        let status = worker.close().expect("the worker was reaped");
+        assert!(status.success(), "{status}");
+    }
+}

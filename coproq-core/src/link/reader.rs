@@ -19,6 +19,9 @@ use crate::error::Error;
 use crate::wire::frame::{self, FrameError};
 use crate::wire::{Hello, Message, message};
 
+/// A `Hello` is a few dozen bytes; anything much longer is not one.
+const HELLO_MAX: u32 = 4096;
+
 pub(super) struct Reader {
     pub(super) link: Arc<Link>,
     pub(super) inbox: Sender<Message>,
@@ -39,7 +42,7 @@ enum End {
 impl Reader {
     pub(super) fn run(mut self, input: Input, max: u32) {
         let mut input = BufReader::with_capacity(64 * 1024, input);
-        let end = match Self::handshake(&mut input, max) {
+        let end = match Self::handshake(&mut input) {
             Ok(hello) => {
                 let _ = self.hello.send(Ok(hello));
                 self.route(&mut input, max)
@@ -52,12 +55,15 @@ impl Reader {
         self.finish(end);
     }
 
-    fn handshake(input: &mut impl std::io::Read, max: u32) -> Result<Hello, Error> {
+    fn handshake(input: &mut impl std::io::Read) -> Result<Hello, Error> {
         let mut buf = Vec::new();
-        match frame::read_frame(input, max.max(1024), &mut buf) {
+        match frame::read_frame(input, HELLO_MAX, &mut buf) {
             Ok(true) => message::decode_hello(&buf).map_err(Error::Protocol),
             Ok(false) => Err(Error::Protocol("the peer closed the link before the handshake".into())),
-            Err(e) => Err(Error::Protocol(e.to_string())),
+            Err(FrameError::TooLarge { len, .. }) => Err(Error::Protocol(format!(
+                "the peer is not a coproq endpoint (its first frame claims {len} bytes)"
+            ))),
+            Err(e) => Err(Error::Protocol(format!("handshake failed: {e}"))),
         }
     }
 

@@ -1,0 +1,65 @@
+//! A worker that breaks the protocol on purpose. It does not use coproq: it finds its
+//! pipes in `COPROQ_WORKER` as a real worker would, then misbehaves as `argv[1]` says:
+//!
+//! - `garbage`: writes bytes that are not a frame, instead of a hello.
+//! - `version`: a well-formed hello of protocol version 99.
+//! - `oversize`: a good hello; then, once the parent calls, a frame header of 4 GiB - 1.
+//! - `bad-message`: a good hello; then a frame whose payload is not a message.
+//! - `truncated`: a good hello; then half a frame, and exit.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
+
+fn hello(version: u32) -> Vec<u8> {
+    let mut payload = b"\0coproq\0".to_vec();
+    payload.extend_from_slice(&version.to_le_bytes());
+    payload.extend_from_slice(&(1u32 << 30).to_le_bytes()); // max_frame
+    payload.push(0); // entry: None
+    frame(&payload)
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_le_bytes().to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Reads one frame from the parent (its hello, then its first call).
+fn read_frame(input: &mut File) {
+    let mut len = [0u8; 4];
+    input.read_exact(&mut len).expect("a frame header from the parent");
+    let mut payload = vec![0u8; u32::from_le_bytes(len) as usize];
+    input.read_exact(&mut payload).expect("a frame from the parent");
+}
+
+fn main() {
+    let marker = std::env::var("COPROQ_WORKER").expect("started by a coproq parent");
+    let mut fds = marker.split(':').skip(1).map(|fd| fd.parse::<i32>().expect("a descriptor number"));
+    let (read_fd, write_fd) = (fds.next().unwrap(), fds.next().unwrap());
+    // SAFETY: the parent handed these two descriptors to this process.
+    let (mut input, mut output) = unsafe { (File::from_raw_fd(read_fd), File::from_raw_fd(write_fd)) };
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    match mode.as_str() {
+        "garbage" => output.write_all(b"\xde\xad\xbe\xef this is not a coproq frame").unwrap(),
+        "version" => output.write_all(&hello(99)).unwrap(),
+        "oversize" | "bad-message" | "truncated" => {
+            output.write_all(&hello(1)).unwrap();
+            read_frame(&mut input); // the parent's hello
+            read_frame(&mut input); // the parent's first call
+            match mode.as_str() {
+                "oversize" => output.write_all(&(u32::MAX - 1).to_le_bytes()).unwrap(),
+                "bad-message" => output.write_all(&frame(b"\xff\xff\xff\xff not a message")).unwrap(),
+                _ => output.write_all(&frame(&[0u8; 100])[..50]).unwrap(),
+            }
+            if mode == "truncated" {
+                std::process::exit(0);
+            }
+        }
+        other => panic!("unknown mode {other:?}"),
+    }
+    // Stay alive (until the parent closes the link or kills us) so that the parent's
+    // error comes from what it read, not from our exit.
+    let mut rest = Vec::new();
+    let _ = input.read_to_end(&mut rest);
+}

@@ -1,0 +1,141 @@
+//! Tests for calls: argument shapes, pipelining, many threads, big payloads, futures.
+
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use coproq::Coprocess;
+use coproq_tests::{CALL_LIMIT, call};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Point {
+    x: i32,
+    y: i32,
+    label: String,
+}
+
+fn worker() -> Coprocess {
+    coproq::fork(|parent| {
+        parent
+            .handle("echo", |x: u32| x)
+            .handle("add", |(a, b): (i32, i32)| a + b)
+            .handle("answer", |(): ()| 42u64)
+            .handle("concat", |(a, b, c): (String, String, String)| a + &b + &c)
+            .handle("mirror", |p: Point| Point { x: -p.x, y: -p.y, label: p.label })
+            .handle("bytes", |b: serde_bytes::ByteBuf| b)
+            .handle("len", |b: serde_bytes::ByteBuf| b.len() as u64)
+            .handle("sleep_then", |(ms, x): (u64, u32)| {
+                std::thread::sleep(Duration::from_millis(ms));
+                x
+            });
+    })
+    .unwrap()
+}
+
+#[test]
+fn one_bare_argument_several_as_a_tuple_none_as_unit() {
+    let w = worker();
+    assert_eq!(call::<u32>(&w, "echo", 1234u32).unwrap(), 1234);
+    assert_eq!(call::<i32>(&w, "add", (1, 2)).unwrap(), 3);
+    assert_eq!(call::<u64>(&w, "answer", ()).unwrap(), 42);
+    assert_eq!(call::<String>(&w, "concat", ("a", "b".to_string(), "c")).unwrap(), "abc");
+}
+
+#[test]
+fn structs_round_trip() {
+    let w = worker();
+    let p = Point { x: 3, y: -4, label: "p".into() };
+    let m: Point = call(&w, "mirror", &p).unwrap();
+    assert_eq!(m, Point { x: -3, y: 4, label: "p".into() });
+}
+
+#[test]
+fn pipelined_calls_all_complete_in_order() {
+    let w = worker();
+    let pending: Vec<_> = (0..10_000u32).map(|i| w.call_async::<u32>("echo", i)).collect();
+    for (i, p) in pending.into_iter().enumerate() {
+        assert_eq!(p.wait_timeout(CALL_LIMIT).unwrap(), i as u32);
+    }
+}
+
+#[test]
+fn eight_threads_share_one_link() {
+    let w = worker();
+    let threads: Vec<_> = (0..8i32)
+        .map(|t| {
+            let w = w.clone();
+            std::thread::spawn(move || {
+                for i in 0..500i32 {
+                    assert_eq!(call::<i32>(&w, "add", (t * 1000, i)).unwrap(), t * 1000 + i);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn a_64_mib_payload_round_trips() {
+    let w = worker();
+    let data: Vec<u8> = (0..64 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let back: serde_bytes::ByteBuf = call(&w, "bytes", serde_bytes::Bytes::new(&data)).unwrap();
+    assert!(back.as_slice() == data.as_slice(), "payload changed on the way");
+}
+
+#[test]
+fn replies_may_complete_out_of_order() {
+    let w = coproq::Coprocess::builder()
+        .fork(|parent| {
+            parent.handle_deferred("after", |(ms, x): (u64, u32), reply: coproq::Reply<u32>| {
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(ms));
+                    reply.send(x);
+                });
+            });
+        })
+        .unwrap();
+    let slow = w.call_async::<u32>("after", (300u64, 1u32));
+    let fast = w.call_async::<u32>("after", (0u64, 2u32));
+    assert_eq!(fast.wait_timeout(CALL_LIMIT).unwrap(), 2);
+    assert_eq!(slow.wait_timeout(CALL_LIMIT).unwrap(), 1);
+}
+
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+#[test]
+fn pending_is_a_future_without_a_runtime() {
+    let w = worker();
+    let mut pending = std::pin::pin!(w.call_async::<u32>("sleep_then", (50u64, 9u32)));
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let deadline = std::time::Instant::now() + CALL_LIMIT;
+    let value = loop {
+        match pending.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => break v.unwrap(),
+            Poll::Pending => {
+                assert!(std::time::Instant::now() < deadline, "future never completed");
+                std::thread::park_timeout(Duration::from_millis(100));
+            }
+        }
+    };
+    assert_eq!(value, 9);
+}
+
+#[test]
+fn the_handler_reads_borrowed_arguments_as_owned() {
+    let w = worker();
+    let text = String::from("borrowed");
+    let out: String = call(&w, "concat", (&text, text.as_str(), "!")).unwrap();
+    assert_eq!(out, "borrowedborrowed!");
+    let n: u64 = call(&w, "len", serde_bytes::Bytes::new(b"12345")).unwrap();
+    assert_eq!(n, 5);
+}
