@@ -2,8 +2,8 @@
 #![deny(missing_docs)]
 
 pub use coproq_core::{
-    Builder, Coprocess, Error, Pending, Registry, RemoteError, RemoteErrorKind, Reply, Result, Service, WeakCoprocess,
-    fork,
+    Builder, Coprocess, Error, Pending, Registry, RemoteError, RemoteErrorKind, Reply, Result,
+    Service, WeakCoprocess, fork,
 };
 
 /// Generates a typed client and a worker-side dispatcher for a trait.

@@ -87,7 +87,9 @@ impl fmt::Debug for Coprocess {
 
 impl fmt::Debug for WeakCoprocess {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WeakCoprocess").field("alive", &(self.inner.strong_count() > 0)).finish()
+        f.debug_struct("WeakCoprocess")
+            .field("alive", &(self.inner.strong_count() > 0))
+            .finish()
     }
 }
 
@@ -221,7 +223,11 @@ impl Coprocess {
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn call_async<R: DeserializeOwned>(&self, method: &str, args: impl Serialize) -> Pending<R> {
+    pub fn call_async<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: impl Serialize,
+    ) -> Pending<R> {
         let link = &self.inner.link;
         Pending::start(link, method, link.start_call(method, &args))
     }
@@ -369,7 +375,9 @@ impl Coprocess {
     /// ```
     #[must_use]
     pub fn downgrade(&self) -> WeakCoprocess {
-        WeakCoprocess { inner: Arc::downgrade(&self.inner) }
+        WeakCoprocess {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// Blocks until the link has ended (the reader saw the end of the peer's stream).
@@ -387,7 +395,10 @@ impl WeakCoprocess {
     /// The handle, if the link is still open.
     #[must_use]
     pub fn upgrade(&self) -> Option<Coprocess> {
-        self.inner.upgrade().filter(|inner| !inner.closed.load(Ordering::Acquire)).map(|inner| Coprocess { inner })
+        self.inner
+            .upgrade()
+            .filter(|inner| !inner.closed.load(Ordering::Acquire))
+            .map(|inner| Coprocess { inner })
     }
 }
 
@@ -398,7 +409,9 @@ impl Inner {
         }
         self.link.shutdown();
         let status = self.process.as_ref().and_then(|process| {
-            process.wait_timeout(self.options.close_grace).or_else(|| process.kill())
+            process
+                .wait_timeout(self.options.close_grace)
+                .or_else(|| process.kill())
         });
         *self.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
         // The reader ends once the worker's stream does; it owns the last descriptor.
@@ -450,7 +463,9 @@ pub struct Builder {
 
 impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder").field("options", &self.options).finish_non_exhaustive()
+        f.debug_struct("Builder")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
     }
 }
 
@@ -464,7 +479,10 @@ impl Builder {
     /// A builder with no handlers and default options.
     #[must_use]
     pub fn new() -> Self {
-        Self { handlers: Arc::default(), options: Options::default() }
+        Self {
+            handlers: Arc::default(),
+            options: Options::default(),
+        }
     }
 
     /// See [`Coprocess::handle`].
@@ -561,7 +579,10 @@ impl Builder {
                     dispatch::serve(&dispatcher);
                 }
             })
-            .map_err(|source| crate::Error::Spawn { program: "coproq-dispatch thread".into(), source })?;
+            .map_err(|source| crate::Error::Spawn {
+                program: "coproq-dispatch thread".into(),
+                source,
+            })?;
         Ok(Coprocess::new(link, Some(process), self.options))
     }
 }

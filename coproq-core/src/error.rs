@@ -34,7 +34,7 @@ pub enum Error {
     #[error("this process was not started as a coproq worker")]
     NotAWorker,
     /// The peer went away after the call was sent and before it replied.
-    #[error("{}", disconnected_text(.status))]
+    #[error("{}", disconnected_text(*.status))]
     Disconnected {
         /// The worker's exit status, where the parent could reap it in time.
         status: Option<ExitStatus>,
@@ -77,7 +77,7 @@ pub enum Error {
     Protocol(String),
 }
 
-fn disconnected_text(status: &Option<ExitStatus>) -> String {
+fn disconnected_text(status: Option<ExitStatus>) -> String {
     match status {
         Some(status) => format!("peer disconnected (worker {status})"),
         None => "peer disconnected".to_owned(),
@@ -96,17 +96,29 @@ impl Error {
             Self::NotAWorker => Self::NotAWorker,
             Self::Disconnected { status } => Self::Disconnected { status: *status },
             Self::MethodNotFound(name) => Self::MethodNotFound(name.clone()),
-            Self::Timeout { method, after } => Self::Timeout { method: method.clone(), after: *after },
+            Self::Timeout { method, after } => Self::Timeout {
+                method: method.clone(),
+                after: *after,
+            },
             Self::Remote(e) => Self::Remote(e.clone()),
-            Self::Decode { method, reason } => Self::Decode { method: method.clone(), reason: reason.clone() },
-            Self::Encode { method, reason } => Self::Encode { method: method.clone(), reason: reason.clone() },
+            Self::Decode { method, reason } => Self::Decode {
+                method: method.clone(),
+                reason: reason.clone(),
+            },
+            Self::Encode { method, reason } => Self::Encode {
+                method: method.clone(),
+                reason: reason.clone(),
+            },
             Self::Protocol(m) => Self::Protocol(m.clone()),
         }
     }
 }
 
 impl Serialize for Error {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         serializer.collect_str(self)
     }
 }
@@ -137,7 +149,11 @@ pub enum RemoteErrorKind {
 
 impl RemoteError {
     pub(crate) fn new(kind: RemoteErrorKind, message: String, payload: Option<Vec<u8>>) -> Self {
-        Self { message, kind, payload }
+        Self {
+            message,
+            kind,
+            payload,
+        }
     }
 
     /// The handler's message: the text of its error, or the panic message.

@@ -37,30 +37,50 @@ impl fmt::Debug for Handlers {
 
 impl Handlers {
     pub(crate) fn call(&self, name: &str) -> Option<Arc<CallHandler>> {
-        self.calls.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+        self.calls
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
     }
 
     pub(crate) fn event(&self, name: &str) -> Option<Arc<EventHandler>> {
-        self.events.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+        self.events
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
     }
 
     fn set_call(&self, name: String, handler: Arc<CallHandler>) {
-        self.calls.write().unwrap_or_else(PoisonError::into_inner).insert(name, handler);
+        self.calls
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name, handler);
     }
 
     fn set_event(&self, name: String, handler: Arc<EventHandler>) {
-        self.events.write().unwrap_or_else(PoisonError::into_inner).insert(name, handler);
+        self.events
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name, handler);
     }
 
     /// Removes a listener; returns whether there was one.
     pub(crate) fn remove_event(&self, name: &str) -> bool {
-        self.events.write().unwrap_or_else(PoisonError::into_inner).remove(name).is_some()
+        self.events
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name)
+            .is_some()
     }
 
     /// Drops every handler (breaking cycles through handles that handlers captured).
     pub(crate) fn clear(&self) {
-        let calls = std::mem::take(&mut *self.calls.write().unwrap_or_else(PoisonError::into_inner));
-        let events = std::mem::take(&mut *self.events.write().unwrap_or_else(PoisonError::into_inner));
+        let calls =
+            std::mem::take(&mut *self.calls.write().unwrap_or_else(PoisonError::into_inner));
+        let events =
+            std::mem::take(&mut *self.events.write().unwrap_or_else(PoisonError::into_inner));
         drop((calls, events));
     }
 }
@@ -124,7 +144,10 @@ impl<'a> Registry<'a> {
                     Ok(args) => args,
                     Err(message) => return responder.fail(OutcomeKind::InvalidArguments, message),
                 };
-                let reply = Reply { responder: Some(responder), _value: PhantomData };
+                let reply = Reply {
+                    responder: Some(responder),
+                    _value: PhantomData,
+                };
                 let outer = IN_DEFERRED.replace(true);
                 let result = catch_unwind(AssertUnwindSafe(|| f(args, reply)));
                 IN_DEFERRED.set(outer);
@@ -147,13 +170,15 @@ impl<'a> Registry<'a> {
         let expected = Shape::of_type::<A>();
         self.handlers.set_event(
             name.into(),
-            Arc::new(move |name: &str, body: Body| match decode_args::<A>(name, expected, &body) {
-                Ok(args) => {
-                    // A panicking listener is reported by the panic hook; the link goes on.
-                    let _ = catch_unwind(AssertUnwindSafe(|| f(args)));
-                }
-                Err(message) => eprintln!("coproq: event dropped: {message}"),
-            }),
+            Arc::new(
+                move |name: &str, body: Body| match decode_args::<A>(name, expected, &body) {
+                    Ok(args) => {
+                        // A panicking listener is reported by the panic hook; the link goes on.
+                        let _ = catch_unwind(AssertUnwindSafe(|| f(args)));
+                    }
+                    Err(message) => eprintln!("coproq: event dropped: {message}"),
+                },
+            ),
         );
         self
     }
@@ -169,7 +194,10 @@ pub trait Service {
 
 fn decode_args<A: DeserializeOwned>(name: &str, expected: Shape, body: &Body) -> Result<A, String> {
     if !expected.accepts(body.shape) {
-        return Err(format!("{name}: invalid arguments: expected {expected}, got {}", body.shape));
+        return Err(format!(
+            "{name}: invalid arguments: expected {expected}, got {}",
+            body.shape
+        ));
     }
     codec::decode_exact(body.bytes()).map_err(|e| format!("{name}: invalid arguments: {e}"))
 }
@@ -204,7 +232,12 @@ impl Responder {
                     message::EncodeError::Value(reason) => reason,
                     message::EncodeError::TooLarge(e) => e.to_string(),
                 };
-                message::encode_failure(buf, id, OutcomeKind::Failed, format!("reply could not be sent: {reason}"));
+                message::encode_failure(
+                    buf,
+                    id,
+                    OutcomeKind::Failed,
+                    format!("reply could not be sent: {reason}"),
+                );
             }
         });
     }
@@ -212,7 +245,8 @@ impl Responder {
     /// Replies with a failure.
     pub(crate) fn fail(self, kind: OutcomeKind, message: String) {
         let id = self.id;
-        self.link.send_with(|buf, _| message::encode_failure(buf, id, kind, message));
+        self.link
+            .send_with(|buf, _| message::encode_failure(buf, id, kind, message));
     }
 }
 
@@ -235,7 +269,9 @@ pub struct Reply<T> {
 
 impl<T> fmt::Debug for Reply<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Reply").field("answered", &self.responder.is_none()).finish()
+        f.debug_struct("Reply")
+            .field("answered", &self.responder.is_none())
+            .finish()
     }
 }
 
@@ -258,15 +294,23 @@ impl<T: Serialize> Reply<T> {
 
 impl<T> Drop for Reply<T> {
     fn drop(&mut self) {
-        let Some(responder) = self.responder.take() else { return };
+        let Some(responder) = self.responder.take() else {
+            return;
+        };
         if std::thread::panicking() {
             if IN_DEFERRED.get() {
                 UNWOUND.set(Some(responder));
             } else {
-                responder.fail(OutcomeKind::Panicked, "panicked: the thread holding the reply panicked".into());
+                responder.fail(
+                    OutcomeKind::Panicked,
+                    "panicked: the thread holding the reply panicked".into(),
+                );
             }
         } else {
-            responder.fail(OutcomeKind::Unanswered, "the handler dropped its reply without answering".into());
+            responder.fail(
+                OutcomeKind::Unanswered,
+                "the handler dropped its reply without answering".into(),
+            );
         }
     }
 }

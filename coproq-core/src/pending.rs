@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
 use crate::link::Link;
 use crate::link::calls::{Delivery, RawReply, WakerSlot};
-use crate::link::dispatch::{self, TimedOut};
+use crate::link::dispatch;
 use crate::wire::{Outcome, OutcomeKind, Shape, codec};
 
 /// A call in flight, returned by [`Coprocess::call_async`](crate::Coprocess::call_async).
@@ -30,7 +30,12 @@ pub struct Pending<R> {
 }
 
 enum State {
-    InFlight { link: Arc<Link>, id: u64, reply: Receiver<Delivery>, waker: WakerSlot },
+    InFlight {
+        link: Arc<Link>,
+        id: u64,
+        reply: Receiver<Delivery>,
+        waker: WakerSlot,
+    },
     Failed(Error),
     Done,
 }
@@ -42,17 +47,33 @@ impl<R> fmt::Debug for Pending<R> {
             State::Failed(e) => format!("failed: {e}"),
             State::Done => "done".into(),
         };
-        f.debug_struct("Pending").field("method", &self.method).field("state", &state).finish()
+        f.debug_struct("Pending")
+            .field("method", &self.method)
+            .field("state", &state)
+            .finish()
     }
 }
 
 impl<R: DeserializeOwned> Pending<R> {
-    pub(crate) fn start(link: &Arc<Link>, method: &str, started: Result<(u64, Receiver<Delivery>, WakerSlot)>) -> Self {
+    pub(crate) fn start(
+        link: &Arc<Link>,
+        method: &str,
+        started: Result<(u64, Receiver<Delivery>, WakerSlot)>,
+    ) -> Self {
         let state = match started {
-            Ok((id, reply, waker)) => State::InFlight { link: Arc::clone(link), id, reply, waker },
+            Ok((id, reply, waker)) => State::InFlight {
+                link: Arc::clone(link),
+                id,
+                reply,
+                waker,
+            },
             Err(e) => State::Failed(e),
         };
-        Self { method: method.to_owned(), state, _reply: PhantomData }
+        Self {
+            method: method.to_owned(),
+            state,
+            _reply: PhantomData,
+        }
     }
 
     /// Blocks until the reply arrives or the link ends.
@@ -78,14 +99,17 @@ impl<R: DeserializeOwned> Pending<R> {
 
     fn wait_until(mut self, deadline: Option<(Instant, Duration)>) -> Result<R> {
         match std::mem::replace(&mut self.state, State::Done) {
-            State::InFlight { link, id, reply, .. } => match dispatch::wait_reply(&reply, deadline.map(|d| d.0)) {
-                Ok(delivery) => finish(&self.method, delivery),
-                Err(TimedOut) => {
+            State::InFlight {
+                link, id, reply, ..
+            } => {
+                let Ok(delivery) = dispatch::wait_reply(&reply, deadline.map(|d| d.0)) else {
                     link.forget_call(id);
                     let after = deadline.map_or(Duration::ZERO, |d| d.1);
-                    Err(Error::Timeout { method: std::mem::take(&mut self.method), after })
-                }
-            },
+                    let method = std::mem::take(&mut self.method);
+                    return Err(Error::Timeout { method, after });
+                };
+                finish(&self.method, delivery)
+            }
             State::Failed(e) => Err(e),
             State::Done => Err(Error::NotConnected),
         }
@@ -99,13 +123,25 @@ fn finish<R: DeserializeOwned>(method: &str, delivery: Delivery) -> Result<R> {
         Outcome::Value(shape) => {
             let expected = Shape::of_type::<R>();
             if !expected.accepts(shape) {
-                return Err(Error::Decode { method: method.to_owned(), reason: format!("expected {expected}, got {shape}") });
+                return Err(Error::Decode {
+                    method: method.to_owned(),
+                    reason: format!("expected {expected}, got {shape}"),
+                });
             }
-            codec::decode_exact(body.bytes()).map_err(|reason| Error::Decode { method: method.to_owned(), reason })
+            codec::decode_exact(body.bytes()).map_err(|reason| Error::Decode {
+                method: method.to_owned(),
+                reason,
+            })
         }
-        Outcome::Error { kind, message, typed } => {
+        Outcome::Error {
+            kind,
+            message,
+            typed,
+        } => {
             let kind = match kind {
-                OutcomeKind::MethodNotFound => return Err(Error::MethodNotFound(method.to_owned())),
+                OutcomeKind::MethodNotFound => {
+                    return Err(Error::MethodNotFound(method.to_owned()));
+                }
                 OutcomeKind::Failed => RemoteErrorKind::Failed,
                 OutcomeKind::Panicked => RemoteErrorKind::Panicked,
                 OutcomeKind::InvalidArguments => RemoteErrorKind::InvalidArguments,
@@ -135,11 +171,14 @@ impl<R: DeserializeOwned> Future for Pending<R> {
                 Ok(delivery) => delivery,
                 Err(TryRecvError::Disconnected) => Err(Error::Disconnected { status: None }),
                 Err(TryRecvError::Empty) => {
-                    *waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+                    *waker.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(cx.waker().clone());
                     // The reply may have landed between the first look and the waker.
                     match reply.try_recv() {
                         Ok(delivery) => delivery,
-                        Err(TryRecvError::Disconnected) => Err(Error::Disconnected { status: None }),
+                        Err(TryRecvError::Disconnected) => {
+                            Err(Error::Disconnected { status: None })
+                        }
                         Err(TryRecvError::Empty) => return Poll::Pending,
                     }
                 }
@@ -169,7 +208,11 @@ mod tests {
 
     #[test]
     fn a_failed_start_reports_its_error() {
-        let pending = Pending::<u8> { method: "x".into(), state: State::Failed(Error::NotConnected), _reply: PhantomData };
+        let pending = Pending::<u8> {
+            method: "x".into(),
+            state: State::Failed(Error::NotConnected),
+            _reply: PhantomData,
+        };
         assert!(matches!(pending.wait(), Err(Error::NotConnected)));
     }
 }

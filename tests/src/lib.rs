@@ -11,7 +11,11 @@ use serde::de::DeserializeOwned;
 pub const CALL_LIMIT: Duration = Duration::from_secs(30);
 
 /// `call` with a deadline: a hung peer fails the test with `Timeout` instead of hanging.
-pub fn call<R: DeserializeOwned>(coproc: &Coprocess, method: &str, args: impl Serialize) -> coproq::Result<R> {
+pub fn call<R: DeserializeOwned>(
+    coproc: &Coprocess,
+    method: &str,
+    args: impl Serialize,
+) -> coproq::Result<R> {
     coproc.call_async(method, args).wait_timeout(CALL_LIMIT)
 }
 
@@ -35,7 +39,9 @@ pub fn process_gone(pid: u32) -> bool {
     {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             // The state is the field after the parenthesised command name.
-            Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
             Err(_) => true,
         }
     }
@@ -54,8 +60,12 @@ pub fn process_exists(pid: u32) -> bool {
 
 /// How many file descriptors this process has open.
 pub fn open_fds() -> usize {
-    let dir = if cfg!(target_os = "linux") { "/proc/self/fd" } else { "/dev/fd" };
-    std::fs::read_dir(dir).map(Iterator::count).unwrap_or(0)
+    let dir = if cfg!(target_os = "linux") {
+        "/proc/self/fd"
+    } else {
+        "/dev/fd"
+    };
+    std::fs::read_dir(dir).map_or(0, Iterator::count)
 }
 
 /// This process's peak resident set size in KiB (Linux), for memory bounds.

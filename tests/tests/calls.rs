@@ -22,7 +22,11 @@ fn worker() -> Coprocess {
             .handle("add", |(a, b): (i32, i32)| a + b)
             .handle("answer", |(): ()| 42u64)
             .handle("concat", |(a, b, c): (String, String, String)| a + &b + &c)
-            .handle("mirror", |p: Point| Point { x: -p.x, y: -p.y, label: p.label })
+            .handle("mirror", |p: Point| Point {
+                x: -p.x,
+                y: -p.y,
+                label: p.label,
+            })
             .handle("bytes", |b: serde_bytes::ByteBuf| b)
             .handle("len", |b: serde_bytes::ByteBuf| b.len() as u64)
             .handle("sleep_then", |(ms, x): (u64, u32)| {
@@ -39,21 +43,37 @@ fn one_bare_argument_several_as_a_tuple_none_as_unit() {
     assert_eq!(call::<u32>(&w, "echo", 1234u32).unwrap(), 1234);
     assert_eq!(call::<i32>(&w, "add", (1, 2)).unwrap(), 3);
     assert_eq!(call::<u64>(&w, "answer", ()).unwrap(), 42);
-    assert_eq!(call::<String>(&w, "concat", ("a", "b".to_string(), "c")).unwrap(), "abc");
+    assert_eq!(
+        call::<String>(&w, "concat", ("a", "b".to_string(), "c")).unwrap(),
+        "abc"
+    );
 }
 
 #[test]
 fn structs_round_trip() {
     let w = worker();
-    let p = Point { x: 3, y: -4, label: "p".into() };
+    let p = Point {
+        x: 3,
+        y: -4,
+        label: "p".into(),
+    };
     let m: Point = call(&w, "mirror", &p).unwrap();
-    assert_eq!(m, Point { x: -3, y: 4, label: "p".into() });
+    assert_eq!(
+        m,
+        Point {
+            x: -3,
+            y: 4,
+            label: "p".into()
+        }
+    );
 }
 
 #[test]
 fn pipelined_calls_all_complete_in_order() {
     let w = worker();
-    let pending: Vec<_> = (0..10_000u32).map(|i| w.call_async::<u32>("echo", i)).collect();
+    let pending: Vec<_> = (0..10_000u32)
+        .map(|i| w.call_async::<u32>("echo", i))
+        .collect();
     for (i, p) in pending.into_iter().enumerate() {
         assert_eq!(p.wait_timeout(CALL_LIMIT).unwrap(), i as u32);
     }
@@ -82,7 +102,10 @@ fn a_64_mib_payload_round_trips() {
     let w = worker();
     let data: Vec<u8> = (0..64 << 20).map(|i: u32| (i % 251) as u8).collect();
     let back: serde_bytes::ByteBuf = call(&w, "bytes", serde_bytes::Bytes::new(&data)).unwrap();
-    assert!(back.as_slice() == data.as_slice(), "payload changed on the way");
+    assert!(
+        back.as_slice() == data.as_slice(),
+        "payload changed on the way"
+    );
 }
 
 #[test]
@@ -122,7 +145,10 @@ fn pending_is_a_future_without_a_runtime() {
         match pending.as_mut().poll(&mut cx) {
             Poll::Ready(v) => break v.unwrap(),
             Poll::Pending => {
-                assert!(std::time::Instant::now() < deadline, "future never completed");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "future never completed"
+                );
                 std::thread::park_timeout(Duration::from_millis(100));
             }
         }

@@ -13,8 +13,12 @@ fn zero_one_and_several_values_then_one_confirming_call() {
     let w = coproq::fork(|parent| {
         parent
             .on("zero", |(): ()| SEEN.lock().unwrap().push("zero".into()))
-            .on("one", |x: u32| SEEN.lock().unwrap().push(format!("one {x}")))
-            .on("several", |(a, b, c): (u8, String, bool)| SEEN.lock().unwrap().push(format!("several {a} {b} {c}")))
+            .on("one", |x: u32| {
+                SEEN.lock().unwrap().push(format!("one {x}"));
+            })
+            .on("several", |(a, b, c): (u8, String, bool)| {
+                SEEN.lock().unwrap().push(format!("several {a} {b} {c}"));
+            })
             .handle("seen", |(): ()| std::mem::take(&mut *SEEN.lock().unwrap()));
     })
     .unwrap();
@@ -33,8 +37,12 @@ fn a_listener_can_be_removed() {
     let w = coproq::fork(|parent| {
         let p = parent.downgrade();
         parent
-            .on("tick", |n: u32| SEEN.lock().unwrap().push(format!("tick {n}")))
-            .handle("stop_listening", move |(): ()| p.upgrade().is_some_and(|p| p.off("tick")))
+            .on("tick", |n: u32| {
+                SEEN.lock().unwrap().push(format!("tick {n}"));
+            })
+            .handle("stop_listening", move |(): ()| {
+                p.upgrade().is_some_and(|p| p.off("tick"))
+            })
             .handle("seen", |(): ()| std::mem::take(&mut *SEEN.lock().unwrap()));
     })
     .unwrap();
@@ -42,7 +50,10 @@ fn a_listener_can_be_removed() {
     assert!(call::<bool>(&w, "stop_listening", ()).unwrap());
     w.emit("tick", 2u32).unwrap();
     assert_eq!(call::<Vec<String>>(&w, "seen", ()).unwrap(), ["tick 1"]);
-    assert!(!call::<bool>(&w, "stop_listening", ()).unwrap(), "off of a removed listener reports none");
+    assert!(
+        !call::<bool>(&w, "stop_listening", ()).unwrap(),
+        "off of a removed listener reports none"
+    );
 }
 
 #[test]
@@ -65,8 +76,14 @@ fn events_from_the_worker_reach_the_parent_in_order() {
         })
         .unwrap();
     call::<()>(&w, "emit_many", 5000u64).unwrap();
-    assert!(coproq_tests::wait_until(CALL_LIMIT, || GOT.load(Ordering::SeqCst) == 5000));
-    assert_eq!(OUT_OF_ORDER.load(Ordering::SeqCst), 0, "events arrived out of order");
+    assert!(coproq_tests::wait_until(CALL_LIMIT, || GOT
+        .load(Ordering::SeqCst)
+        == 5000));
+    assert_eq!(
+        OUT_OF_ORDER.load(Ordering::SeqCst),
+        0,
+        "events arrived out of order"
+    );
 }
 
 #[test]
@@ -82,7 +99,9 @@ fn a_fast_emitter_blocks_instead_of_growing_memory_and_nothing_is_dropped() {
                 std::thread::sleep(Duration::from_micros(200));
                 COUNT.fetch_add(1, Ordering::SeqCst);
             })
-            .handle("count_and_peak_rss_kib", |(): ()| (COUNT.load(Ordering::SeqCst), coproq_tests::peak_rss_kib()));
+            .handle("count_and_peak_rss_kib", |(): ()| {
+                (COUNT.load(Ordering::SeqCst), coproq_tests::peak_rss_kib())
+            });
     })
     .unwrap();
     let blob = vec![7u8; SIZE];
@@ -95,6 +114,9 @@ fn a_fast_emitter_blocks_instead_of_growing_memory_and_nothing_is_dropped() {
     // 8000 × 64 KiB = 500 MiB were sent; with back-pressure the worker holds at most the
     // inbox (1024 messages) and the pipe at once.
     if cfg!(target_os = "linux") {
-        assert!(peak_kib < 150 * 1024, "worker peak RSS {peak_kib} KiB: memory was not bounded");
+        assert!(
+            peak_kib < 150 * 1024,
+            "worker peak RSS {peak_kib} KiB: memory was not bounded"
+        );
     }
 }

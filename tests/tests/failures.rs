@@ -12,7 +12,9 @@ fn worker() -> Coprocess {
             .handle("echo", |x: u32| x)
             .handle("name", |(): ()| "worker".to_string())
             .handle("boom", |(): ()| -> u32 { panic!("kaboom") })
-            .handle("fail", |what: String| -> Result<u32, String> { Err(format!("cannot {what}")) })
+            .handle("fail", |what: String| -> Result<u32, String> {
+                Err(format!("cannot {what}"))
+            })
             .handle("exit", |code: i32| -> () { std::process::exit(code) })
             .handle_deferred("never", |(): (), reply: Reply<u32>| {
                 // Keep the reply unanswered for good.
@@ -32,9 +34,14 @@ fn worker_exits_with_calls_in_flight() {
     let w = worker();
     let stuck = w.call_async::<u32>("never", ());
     let exiting = w.call_async::<()>("exit", 7i32);
-    for pending in [exiting.wait_timeout(CALL_LIMIT).map(drop), stuck.wait_timeout(CALL_LIMIT).map(drop)] {
+    for pending in [
+        exiting.wait_timeout(CALL_LIMIT).map(drop),
+        stuck.wait_timeout(CALL_LIMIT).map(drop),
+    ] {
         match pending {
-            Err(Error::Disconnected { status: Some(status) }) => {
+            Err(Error::Disconnected {
+                status: Some(status),
+            }) => {
                 assert_eq!(status.code(), Some(7));
             }
             other => panic!("expected Disconnected with the exit status, got {other:?}"),
@@ -50,7 +57,9 @@ fn worker_exits_with_calls_in_flight() {
 fn handler_panics_and_the_worker_keeps_serving() {
     let w = worker();
     let err = call::<u32>(&w, "boom", ()).unwrap_err();
-    let Error::Remote(remote) = &err else { panic!("{err:?}") };
+    let Error::Remote(remote) = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(remote.kind(), RemoteErrorKind::Panicked);
     assert_eq!(err.to_string(), "panicked: kaboom");
     assert_eq!(call::<u32>(&w, "echo", 5u32).unwrap(), 5);
@@ -60,7 +69,9 @@ fn handler_panics_and_the_worker_keeps_serving() {
 fn handler_returns_err() {
     let w = worker();
     let err = call::<u32>(&w, "fail", "fly").unwrap_err();
-    let Error::Remote(remote) = &err else { panic!("{err:?}") };
+    let Error::Remote(remote) = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(remote.kind(), RemoteErrorKind::Failed);
     assert_eq!(remote.message(), "cannot fly");
     assert_eq!(err.to_string(), "cannot fly");
@@ -70,7 +81,10 @@ fn handler_returns_err() {
 fn unknown_method() {
     let w = worker();
     let err = call::<u32>(&w, "nope", ()).unwrap_err();
-    assert!(matches!(&err, Error::MethodNotFound(name) if name == "nope"), "{err:?}");
+    assert!(
+        matches!(&err, Error::MethodNotFound(name) if name == "nope"),
+        "{err:?}"
+    );
     assert_eq!(err.to_string(), "nope: method not found");
 }
 
@@ -84,9 +98,14 @@ fn arguments_of_the_wrong_type_are_an_error_not_a_value() {
         call::<u32>(&w, "echo", 5u64).unwrap_err(),
         call::<u32>(&w, "echo", (1u32, 2u32)).unwrap_err(),
     ] {
-        let Error::Remote(remote) = &err else { panic!("{err:?}") };
+        let Error::Remote(remote) = &err else {
+            panic!("{err:?}")
+        };
         assert_eq!(remote.kind(), RemoteErrorKind::InvalidArguments);
-        assert!(err.to_string().starts_with("echo: invalid arguments"), "{err}");
+        assert!(
+            err.to_string().starts_with("echo: invalid arguments"),
+            "{err}"
+        );
     }
     // The link stays up.
     assert_eq!(call::<u32>(&w, "echo", 3u32).unwrap(), 3);
@@ -96,8 +115,14 @@ fn arguments_of_the_wrong_type_are_an_error_not_a_value() {
 fn reply_of_the_wrong_type_is_a_decode_error() {
     let w = worker();
     let err = call::<u32>(&w, "name", ()).unwrap_err();
-    assert!(matches!(&err, Error::Decode { method, .. } if method == "name"), "{err:?}");
-    assert!(err.to_string().starts_with("name: reply does not decode"), "{err}");
+    assert!(
+        matches!(&err, Error::Decode { method, .. } if method == "name"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with("name: reply does not decode"),
+        "{err}"
+    );
     let err = call::<i64>(&w, "echo", 1u32).unwrap_err();
     assert!(matches!(err, Error::Decode { .. }), "{err:?}");
     // The link stays up.
@@ -108,7 +133,9 @@ fn reply_of_the_wrong_type_is_a_decode_error() {
 fn a_dropped_reply_is_a_remote_error_not_a_hang() {
     let w = worker();
     let err = call::<u32>(&w, "drop_reply", ()).unwrap_err();
-    let Error::Remote(remote) = &err else { panic!("{err:?}") };
+    let Error::Remote(remote) = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(remote.kind(), RemoteErrorKind::Unanswered);
 }
 
@@ -116,9 +143,18 @@ fn a_dropped_reply_is_a_remote_error_not_a_hang() {
 fn wait_timeout_expires_and_the_late_reply_is_dropped() {
     let w = worker();
     let started = Instant::now();
-    let err = w.call_async::<u64>("slow", 300u64).wait_timeout(Duration::from_millis(50)).unwrap_err();
-    assert!(matches!(&err, Error::Timeout { method, .. } if method == "slow"), "{err:?}");
-    assert!(started.elapsed() < Duration::from_millis(290), "waited past the timeout");
+    let err = w
+        .call_async::<u64>("slow", 300u64)
+        .wait_timeout(Duration::from_millis(50))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Timeout { method, .. } if method == "slow"),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(290),
+        "waited past the timeout"
+    );
     // The late reply (300) must not be taken for this call's reply.
     assert_eq!(call::<u64>(&w, "slow", 1u64).unwrap(), 1);
 }
@@ -128,7 +164,9 @@ fn fork_whose_entry_panics_fails_calls_instead_of_hanging() {
     let w = coproq::fork(|_| panic!("entry failed on purpose")).unwrap();
     let err = call::<u32>(&w, "echo", 1u32).unwrap_err();
     match err {
-        Error::Disconnected { status: Some(status) } => assert_eq!(status.code(), Some(101)),
+        Error::Disconnected {
+            status: Some(status),
+        } => assert_eq!(status.code(), Some(101)),
         Error::NotConnected => {}
         other => panic!("expected a disconnect, got {other:?}"),
     }
@@ -163,18 +201,30 @@ fn frames_over_the_peers_limit_fail_that_call_only() {
     // builder_worker accepts frames of at most 4 KiB; this parent at most 1 KiB.
     let cmd = Command::new(env!("CARGO_BIN_EXE_builder_worker"));
     let w = Coprocess::builder().max_frame_len(1024).spawn(cmd).unwrap();
-    assert_eq!(call::<u64>(&w, "len", serde_bytes::Bytes::new(&[0; 100])).unwrap(), 100);
+    assert_eq!(
+        call::<u64>(&w, "len", serde_bytes::Bytes::new(&[0; 100])).unwrap(),
+        100
+    );
 
     // Too large for the worker: refused before sending.
     let err = call::<u64>(&w, "len", serde_bytes::Bytes::new(&[0; 8192])).unwrap_err();
-    assert!(matches!(&err, Error::Encode { method, reason } if method == "len" && reason.contains("exceeds limit")), "{err:?}");
+    assert!(
+        matches!(&err, Error::Encode { method, reason } if method == "len" && reason.contains("exceeds limit")),
+        "{err:?}"
+    );
 
     // A reply too large for the parent: the worker reports it instead of sending it.
     let err = call::<serde_bytes::ByteBuf>(&w, "zeros", 2048usize).unwrap_err();
-    assert!(matches!(&err, Error::Remote(r) if r.message().contains("exceeds limit")), "{err:?}");
+    assert!(
+        matches!(&err, Error::Remote(r) if r.message().contains("exceeds limit")),
+        "{err:?}"
+    );
 
     // The link stays up.
-    assert_eq!(call::<u64>(&w, "len", serde_bytes::Bytes::new(&[0; 10])).unwrap(), 10);
+    assert_eq!(
+        call::<u64>(&w, "len", serde_bytes::Bytes::new(&[0; 10])).unwrap(),
+        10
+    );
 }
 
 mod hostile {
@@ -186,28 +236,42 @@ mod hostile {
     fn hostile(mode: &str) -> coproq::Result<Coprocess> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostile_worker"));
         cmd.arg(mode);
-        Coprocess::builder().close_grace(Duration::from_millis(100)).spawn(cmd)
+        Coprocess::builder()
+            .close_grace(Duration::from_millis(100))
+            .spawn(cmd)
     }
 
     #[test]
     fn garbage_instead_of_a_hello() {
         let err = hostile("garbage").unwrap_err();
-        assert!(matches!(&err, Error::Protocol(m) if m.contains("not a coproq endpoint")), "{err:?}");
+        assert!(
+            matches!(&err, Error::Protocol(m) if m.contains("not a coproq endpoint")),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn protocol_version_mismatch() {
         let err = hostile("version").unwrap_err();
-        assert!(matches!(&err, Error::Protocol(m) if m.contains("version mismatch")), "{err:?}");
+        assert!(
+            matches!(&err, Error::Protocol(m) if m.contains("version mismatch")),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("99"), "{err}");
     }
 
     fn pending_call_fails_with_protocol(mode: &str, expect: &str) {
         let w = hostile(mode).unwrap();
         let err = call::<u32>(&w, "echo", 1u32).unwrap_err();
-        assert!(matches!(&err, Error::Protocol(m) if m.contains(expect)), "{mode}: {err:?}");
+        assert!(
+            matches!(&err, Error::Protocol(m) if m.contains(expect)),
+            "{mode}: {err:?}"
+        );
         // The link is closed for good.
-        assert!(matches!(call::<u32>(&w, "echo", 1u32), Err(Error::NotConnected)));
+        assert!(matches!(
+            call::<u32>(&w, "echo", 1u32),
+            Err(Error::NotConnected)
+        ));
     }
 
     #[test]

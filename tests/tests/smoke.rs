@@ -17,7 +17,10 @@ fn fork_call_and_close() {
     assert_eq!(call::<u32>(&worker, "echo", 1234u32).unwrap(), 1234);
     let status = worker.close().expect("close reaps the worker");
     assert!(status.success(), "{status}");
-    assert!(!process_exists(pid), "worker {pid} still exists (not reaped) after close");
+    assert!(
+        !process_exists(pid),
+        "worker {pid} still exists (not reaped) after close"
+    );
 }
 
 #[test]
@@ -33,14 +36,20 @@ fn spawn_a_separate_binary() {
     let worker = Coprocess::spawn(Command::new(env!("CARGO_BIN_EXE_echo_worker"))).unwrap();
     assert_eq!(call::<u32>(&worker, "echo", 7u32).unwrap(), 7);
     assert_eq!(call::<String>(&worker, "upper", "shout").unwrap(), "SHOUT");
-    assert_eq!(call::<u32>(&worker, "pid", ()).unwrap(), worker.pid().unwrap());
+    assert_eq!(
+        call::<u32>(&worker, "pid", ()).unwrap(),
+        worker.pid().unwrap()
+    );
     assert!(worker.close().unwrap().success());
 }
 
 #[test]
 fn spawned_worker_with_builder_handlers() {
     let worker = Coprocess::spawn(Command::new(env!("CARGO_BIN_EXE_builder_worker"))).unwrap();
-    assert_eq!(call::<String>(&worker, "whoami", ()).unwrap(), "builder_worker");
+    assert_eq!(
+        call::<String>(&worker, "whoami", ()).unwrap(),
+        "builder_worker"
+    );
 }
 
 #[test]
@@ -49,7 +58,10 @@ fn parent_handlers_are_ready_before_the_worker_runs() {
         .handle("config", |(): ()| 99u8)
         .fork(|parent| {
             // The very first thing the worker does is call the parent.
-            let config: u8 = parent.call_async("config", ()).wait_timeout(Duration::from_secs(30)).unwrap();
+            let config: u8 = parent
+                .call_async("config", ())
+                .wait_timeout(Duration::from_secs(30))
+                .unwrap();
             parent.handle("config_seen", move |(): ()| config);
         })
         .unwrap();
@@ -64,14 +76,20 @@ fn dropping_the_last_handle_closes_and_reaps() {
     drop(worker);
     assert!(process_exists(pid), "a remaining clone keeps the worker");
     drop(second);
-    assert!(!process_exists(pid), "worker {pid} not reaped after the last handle was dropped");
+    assert!(
+        !process_exists(pid),
+        "worker {pid} not reaped after the last handle was dropped"
+    );
 }
 
 #[test]
 fn spawn_of_a_missing_program_fails_clearly() {
     let err = Coprocess::spawn(Command::new("/nonexistent/coproq-worker")).unwrap_err();
     assert!(matches!(err, coproq::Error::Spawn { .. }), "{err:?}");
-    assert!(err.to_string().contains("/nonexistent/coproq-worker"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/coproq-worker"),
+        "{err}"
+    );
 }
 
 #[test]

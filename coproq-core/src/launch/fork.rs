@@ -21,14 +21,23 @@ pub(crate) fn entry_offset(entry: fn(&Coprocess)) -> u64 {
 
 /// The command that starts a fork worker.
 pub(crate) fn command() -> Result<Command> {
-    let exe = sys::self_exe().map_err(|source| Error::Spawn { program: "<current executable>".into(), source })?;
+    let exe = sys::self_exe().map_err(|source| Error::Spawn {
+        program: "<current executable>".into(),
+        source,
+    })?;
     Ok(Command::new(exe))
 }
 
 /// Runs a fork worker: connect, run the entry, serve, exit. Called before `main`.
 pub(crate) fn run_worker(read: i32, write: i32) -> ! {
     let options = Options::default();
-    let (coproc, entry) = match super::connect_to_parent(read, write, Mode::Fork, &options, std::sync::Arc::default()) {
+    let (coproc, entry) = match super::connect_to_parent(
+        read,
+        write,
+        Mode::Fork,
+        &options,
+        std::sync::Arc::default(),
+    ) {
         Ok(connected) => connected,
         Err(e) => super::worker_exit_with(&format!("cannot connect to the parent: {e}")),
     };
@@ -59,11 +68,13 @@ pub(crate) fn run_worker(read: i32, write: i32) -> ! {
 /// `Bye`, the process exits after a short grace.
 fn exit_soon_if_abandoned(coproc: &Coprocess) {
     let watched = coproc.clone();
-    let _ = std::thread::Builder::new().name("coproq-watchdog".into()).spawn(move || {
-        watched.wait_disconnected();
-        if watched.abandoned() {
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            std::process::exit(0);
-        }
-    });
+    let _ = std::thread::Builder::new()
+        .name("coproq-watchdog".into())
+        .spawn(move || {
+            watched.wait_disconnected();
+            if watched.abandoned() {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                std::process::exit(0);
+            }
+        });
 }

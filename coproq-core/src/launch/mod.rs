@@ -68,14 +68,19 @@ fn parse_marker(value: &str) -> Option<(Mode, i32, i32)> {
 
 /// Runs before `main` (see `sys::start_hook`).
 pub(crate) fn on_start() {
-    let Some(value) = std::env::var_os(MARKER) else { return };
+    let Some(value) = std::env::var_os(MARKER) else {
+        return;
+    };
     // SAFETY: the start-up hook runs before `main`, while the process has one thread.
     unsafe { std::env::remove_var(MARKER) };
     IS_WORKER.store(true, Ordering::Relaxed);
     match value.to_str().and_then(parse_marker) {
         Some((Mode::Fork, read, write)) => fork::run_worker(read, write),
         Some((Mode::Spawn, read, write)) => spawn::stash(read, write),
-        None => worker_exit_with(&format!("{MARKER} is set but malformed: {value:?}")),
+        None => worker_exit_with(&format!(
+            "{MARKER} is set but malformed: {}",
+            value.display()
+        )),
     }
 }
 
@@ -105,16 +110,28 @@ pub(crate) fn start(
 ) -> Result<(Arc<Link>, Arc<WorkerProcess>)> {
     sys::ensure_start_hook_linked();
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let spawn_error = |source: io::Error| Error::Spawn { program: program.clone(), source };
+    let spawn_error = |source: io::Error| Error::Spawn {
+        program: program.clone(),
+        source,
+    };
     let fds = sys::link_fds().map_err(spawn_error)?;
     {
         use std::os::fd::AsRawFd;
-        let marker = format!("{mode}:{}:{}", fds.child_read.as_raw_fd(), fds.child_write.as_raw_fd());
+        let marker = format!(
+            "{mode}:{}:{}",
+            fds.child_read.as_raw_fd(),
+            fds.child_write.as_raw_fd()
+        );
         cmd.env(MARKER, marker);
     }
     sys::configure_child(&mut cmd, &fds);
     let child = sys::spawn(cmd).map_err(spawn_error)?;
-    let sys::LinkFds { parent_read, parent_write, child_read, child_write } = fds;
+    let sys::LinkFds {
+        parent_read,
+        parent_write,
+        child_read,
+        child_write,
+    } = fds;
     drop((child_read, child_write));
 
     let process = Arc::new(WorkerProcess::new(child));
@@ -138,8 +155,12 @@ pub(crate) fn start(
             let status = process.try_status().or_else(|| process.kill());
             let status = status.map_or_else(String::new, |s| format!(" (worker {s})"));
             Err(match e {
-                Error::Protocol(reason) if !reason.contains("closed the link") => Error::Protocol(reason),
-                e => spawn_error(io::Error::other(format!("the worker failed before the handshake: {e}{status}"))),
+                Error::Protocol(reason) if !reason.contains("closed the link") => {
+                    Error::Protocol(reason)
+                }
+                e => spawn_error(io::Error::other(format!(
+                    "the worker failed before the handshake: {e}{status}"
+                ))),
             })
         }
     }
@@ -166,6 +187,10 @@ fn connect_to_parent(
         None,
         options.startup_timeout,
     )?;
-    let entry = if mode == Mode::Fork { hello.entry } else { None };
+    let entry = if mode == Mode::Fork {
+        hello.entry
+    } else {
+        None
+    };
     Ok((Coprocess::from_parent_link(link), entry))
 }

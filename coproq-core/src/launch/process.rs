@@ -13,7 +13,10 @@ pub(crate) struct WorkerProcess {
 impl WorkerProcess {
     pub(crate) fn new(child: Child) -> Self {
         let pid = child.id();
-        Self { child: Mutex::new(child), pid }
+        Self {
+            child: Mutex::new(child),
+            pid,
+        }
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -22,7 +25,12 @@ impl WorkerProcess {
 
     /// The exit status if the worker has exited (reaping it).
     pub(crate) fn try_status(&self) -> Option<ExitStatus> {
-        self.child.lock().unwrap_or_else(PoisonError::into_inner).try_wait().ok().flatten()
+        self.child
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .try_wait()
+            .ok()
+            .flatten()
     }
 
     /// Waits up to `timeout` for the worker to exit.

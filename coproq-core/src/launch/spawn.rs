@@ -19,7 +19,10 @@ pub(crate) fn stash(read: RawFd, write: RawFd) {
 /// Connects a spawned worker to its parent; once per process.
 pub(crate) fn parent(options: &Options, handlers: Arc<Handlers>) -> Result<Coprocess> {
     sys::ensure_start_hook_linked();
-    let fds = PARENT_FDS.lock().unwrap_or_else(PoisonError::into_inner).take();
+    let fds = PARENT_FDS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
     let (read, write) = fds.ok_or(Error::NotAWorker)?;
     super::connect_to_parent(read, write, Mode::Spawn, options, handlers).map(|(coproc, _)| coproc)
 }

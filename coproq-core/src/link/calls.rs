@@ -36,7 +36,12 @@ impl Waiter {
     fn deliver(self, delivery: Delivery) {
         // The receiver may be gone (a timed-out or dropped `Pending`): nothing to do then.
         let _ = self.tx.send(delivery);
-        if let Some(waker) = self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+        if let Some(waker) = self
+            .waker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
             waker.wake();
         }
     }
@@ -98,7 +103,13 @@ mod tests {
 
     fn waiter() -> (Waiter, crossbeam_channel::Receiver<Delivery>) {
         let (tx, rx) = bounded(1);
-        (Waiter { tx, waker: WakerSlot::default() }, rx)
+        (
+            Waiter {
+                tx,
+                waker: WakerSlot::default(),
+            },
+            rx,
+        )
     }
 
     #[test]
@@ -109,8 +120,14 @@ mod tests {
         calls.insert(1, a).unwrap();
         calls.insert(2, b).unwrap();
         calls.fail_all(&Error::Disconnected { status: None });
-        assert!(matches!(ra.recv().unwrap(), Err(Error::Disconnected { .. })));
-        assert!(matches!(rb.recv().unwrap(), Err(Error::Disconnected { .. })));
+        assert!(matches!(
+            ra.recv().unwrap(),
+            Err(Error::Disconnected { .. })
+        ));
+        assert!(matches!(
+            rb.recv().unwrap(),
+            Err(Error::Disconnected { .. })
+        ));
         assert!(calls.insert(3, waiter().0).is_err());
         assert_eq!(calls.len(), 0);
     }

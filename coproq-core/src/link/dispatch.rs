@@ -47,7 +47,10 @@ fn dispatch(link: &Arc<Link>, message: Message) {
             let responder = Responder::new(Arc::clone(link), id);
             match link.handlers.call(&name) {
                 Some(handler) => handler(&name, body, responder),
-                None => responder.fail(OutcomeKind::MethodNotFound, format!("{name}: method not found")),
+                None => responder.fail(
+                    OutcomeKind::MethodNotFound,
+                    format!("{name}: method not found"),
+                ),
             }
         }
         Message::Event { name, body } => {
@@ -56,7 +59,9 @@ fn dispatch(link: &Arc<Link>, message: Message) {
                 listener(&name, body);
             }
         }
-        Message::Reply { .. } | Message::Bye => unreachable!("the reader routes replies and byes itself"),
+        Message::Reply { .. } | Message::Bye => {
+            unreachable!("the reader routes replies and byes itself")
+        }
     }
 }
 
@@ -65,7 +70,10 @@ pub(crate) struct TimedOut;
 
 /// Waits for a reply. On a thread that serves a link, keeps dispatching that link's
 /// inbox meanwhile, so that a callback from the peer cannot deadlock.
-pub(crate) fn wait_reply(reply: &Receiver<Delivery>, deadline: Option<Instant>) -> Result<Delivery, TimedOut> {
+pub(crate) fn wait_reply(
+    reply: &Receiver<Delivery>,
+    deadline: Option<Instant>,
+) -> Result<Delivery, TimedOut> {
     let serving = SERVING.with_borrow(Clone::clone);
     if let Some(link) = serving {
         let inbox = link.inbox();

@@ -61,7 +61,9 @@ pub(crate) struct Link {
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link").field("writer", &self.writer).finish_non_exhaustive()
+        f.debug_struct("Link")
+            .field("writer", &self.writer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -105,23 +107,37 @@ impl Link {
             reader_done,
         });
         let mut hello = Vec::new();
-        message::encode_hello(&mut hello, &Hello { max_frame: options.max_frame, entry });
-        link.writer.send(&hello).map_err(|_| Error::Protocol("the peer closed the link before the handshake".into()))?;
+        message::encode_hello(
+            &mut hello,
+            &Hello {
+                max_frame: options.max_frame,
+                entry,
+            },
+        );
+        link.writer
+            .send(&hello)
+            .map_err(|_| Error::Protocol("the peer closed the link before the handshake".into()))?;
 
         let (hello_tx, hello_rx) = bounded(1);
-        let reader = reader::Reader { link: Arc::clone(&link), inbox: inbox_tx, hello: hello_tx, on_eof, _done: done_tx };
+        let reader = reader::Reader {
+            link: Arc::clone(&link),
+            inbox: inbox_tx,
+            hello: hello_tx,
+            on_eof,
+            _done: done_tx,
+        };
         std::thread::Builder::new()
             .name("coproq-reader".into())
             .spawn(move || reader.run(input, options.max_frame))
             .map_err(|e| Error::Protocol(format!("cannot start the reader thread: {e}")))?;
 
-        let peer = match hello_rx.recv_timeout(timeout) {
-            Ok(result) => result?,
-            Err(_) => {
-                link.shutdown();
-                return Err(Error::Protocol(format!("no handshake from the peer within {timeout:?}")));
-            }
+        let Ok(peer) = hello_rx.recv_timeout(timeout) else {
+            link.shutdown();
+            return Err(Error::Protocol(format!(
+                "no handshake from the peer within {timeout:?}"
+            )));
         };
+        let peer = peer?;
         link.writer.set_peer_max(peer.max_frame);
         Ok((link, peer))
     }
@@ -139,7 +155,18 @@ impl Link {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = bounded(1);
         let waker = WakerSlot::default();
-        if self.writer.is_closed() || self.calls().insert(id, Waiter { tx, waker: Arc::clone(&waker) }).is_err() {
+        if self.writer.is_closed()
+            || self
+                .calls()
+                .insert(
+                    id,
+                    Waiter {
+                        tx,
+                        waker: Arc::clone(&waker),
+                    },
+                )
+                .is_err()
+        {
             return Err(Error::NotConnected);
         }
         let sent = with_frame(|buf| {
@@ -167,7 +194,8 @@ impl Link {
             return Err(Error::NotConnected);
         }
         with_frame(|buf| {
-            message::encode_event(buf, name, args, self.writer.peer_max()).map_err(|e| encode_error(name, e))?;
+            message::encode_event(buf, name, args, self.writer.peer_max())
+                .map_err(|e| encode_error(name, e))?;
             self.writer.send(buf).map_err(|_| Error::NotConnected)
         })
     }
@@ -190,7 +218,10 @@ impl Link {
 
     /// Waits until the reader thread has finished, at most `timeout`.
     pub(crate) fn wait_reader(&self, timeout: Duration) -> bool {
-        !matches!(self.reader_done.recv_timeout(timeout), Err(crossbeam_channel::RecvTimeoutError::Timeout))
+        !matches!(
+            self.reader_done.recv_timeout(timeout),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout)
+        )
     }
 
     /// Whether the peer vanished without a `Bye`.
@@ -213,5 +244,8 @@ fn encode_error(name: &str, e: EncodeError) -> Error {
         EncodeError::Value(reason) => reason,
         EncodeError::TooLarge(e) => format!("{e} (the peer's maximum frame size)"),
     };
-    Error::Encode { method: name.to_owned(), reason }
+    Error::Encode {
+        method: name.to_owned(),
+        reason,
+    }
 }

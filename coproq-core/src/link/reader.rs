@@ -59,7 +59,9 @@ impl Reader {
         let mut buf = Vec::new();
         match frame::read_frame(input, HELLO_MAX, &mut buf) {
             Ok(true) => message::decode_hello(&buf).map_err(Error::Protocol),
-            Ok(false) => Err(Error::Protocol("the peer closed the link before the handshake".into())),
+            Ok(false) => Err(Error::Protocol(
+                "the peer closed the link before the handshake".into(),
+            )),
             Err(FrameError::TooLarge { len, .. }) => Err(Error::Protocol(format!(
                 "the peer is not a coproq endpoint (its first frame claims {len} bytes)"
             ))),
@@ -79,7 +81,9 @@ impl Reader {
             }
             match message::decode(buf) {
                 Ok(Message::Reply { id, outcome, body }) => {
-                    self.link.calls().complete(id, Ok(RawReply { outcome, body }));
+                    self.link
+                        .calls()
+                        .complete(id, Ok(RawReply { outcome, body }));
                 }
                 Ok(Message::Bye) => bye = true,
                 Ok(message) => {
@@ -100,7 +104,9 @@ impl Reader {
                     self.link.writer.shutdown(None);
                     self.link.abandoned.store(true, Ordering::Release);
                 }
-                Error::Disconnected { status: self.on_eof.and_then(|hook| hook()) }
+                Error::Disconnected {
+                    status: self.on_eof.and_then(|hook| hook()),
+                }
             }
             End::Broken(reason) => {
                 self.link.writer.shutdown(None);

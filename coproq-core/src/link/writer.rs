@@ -21,7 +21,9 @@ pub(crate) struct Writer {
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writer").field("closed", &self.closed).finish_non_exhaustive()
+        f.debug_struct("Writer")
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
     }
 }
 
@@ -31,7 +33,11 @@ pub(crate) struct Closed;
 
 impl Writer {
     pub(crate) fn new(out: Output) -> Self {
-        Self { out: Mutex::new(Some(out)), closed: AtomicBool::new(false), peer_max: AtomicU32::new(0) }
+        Self {
+            out: Mutex::new(Some(out)),
+            closed: AtomicBool::new(false),
+            peer_max: AtomicU32::new(0),
+        }
     }
 
     /// The largest payload the peer accepts (known after the handshake).
@@ -47,9 +53,10 @@ impl Writer {
     pub(crate) fn send(&self, frame: &[u8]) -> Result<(), Closed> {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
         let result = match out.as_mut() {
-            Some(stream) if !self.closed.load(Ordering::Acquire) => {
-                stream.write_all(frame).and_then(|()| stream.flush()).map_err(|_| Closed)
-            }
+            Some(stream) if !self.closed.load(Ordering::Acquire) => stream
+                .write_all(frame)
+                .and_then(|()| stream.flush())
+                .map_err(|_| Closed),
             _ => Err(Closed),
         };
         if result.is_err() || self.closed.load(Ordering::Acquire) {

@@ -4,7 +4,7 @@
 //! value read as the wrong type far more likely to fail (a `u64` read as a `u32` leaves
 //! trailing bytes) instead of producing a plausible number.
 
-use bincode::config::{Configuration, Fixint, LittleEndian, Limit};
+use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use serde::Serialize;
 use serde::de::Deserialize;
 
@@ -21,14 +21,19 @@ const CONFIG: Config = bincode::config::standard()
     .with_limit::<CLAIM_LIMIT>();
 
 /// Appends the encoding of `value` to `buf`.
-pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<(), String> {
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+) -> Result<(), String> {
     bincode::serde::encode_into_std_write(value, buf, CONFIG)
         .map(drop)
         .map_err(|e| e.to_string())
 }
 
 /// Decodes a `T` from the start of `bytes`, returning it and the bytes it used.
-pub(crate) fn decode_prefix<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<(T, usize), String> {
+pub(crate) fn decode_prefix<'de, T: Deserialize<'de>>(
+    bytes: &'de [u8],
+) -> Result<(T, usize), String> {
     bincode::serde::borrow_decode_from_slice(bytes, CONFIG).map_err(|e| e.to_string())
 }
 
@@ -39,7 +44,10 @@ pub(crate) fn decode_exact<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result
     if used == bytes.len() {
         Ok(value)
     } else {
-        Err(format!("{} trailing bytes after the value", bytes.len() - used))
+        Err(format!(
+            "{} trailing bytes after the value",
+            bytes.len() - used
+        ))
     }
 }
 
@@ -57,7 +65,10 @@ mod tests {
     fn round_trip() {
         let value = (1u32, String::from("two"), vec![3u64, 4]);
         let bytes = encode(&value);
-        assert_eq!(decode_exact::<(u32, String, Vec<u64>)>(&bytes).unwrap(), value);
+        assert_eq!(
+            decode_exact::<(u32, String, Vec<u64>)>(&bytes).unwrap(),
+            value
+        );
     }
 
     #[test]

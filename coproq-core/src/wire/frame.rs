@@ -5,6 +5,9 @@
 
 use std::io::{self, ErrorKind, Read};
 
+/// The first step of growth of a frame buffer; later steps double what arrived.
+const CHUNK: usize = 64 * 1024;
+
 /// Size of the length prefix.
 pub(crate) const HEADER_LEN: usize = 4;
 
@@ -34,23 +37,32 @@ impl std::fmt::Display for FrameError {
 /// Reads one frame's payload into `buf` (replacing its contents).
 ///
 /// Returns `Ok(false)` on a clean end of stream before any byte of a frame.
-pub(crate) fn read_frame(reader: &mut impl Read, max: u32, buf: &mut Vec<u8>) -> Result<bool, FrameError> {
+pub(crate) fn read_frame(
+    reader: &mut impl Read,
+    max: u32,
+    buf: &mut Vec<u8>,
+) -> Result<bool, FrameError> {
     let mut header = [0u8; HEADER_LEN];
     let got = read_full(reader, &mut header).map_err(FrameError::Io)?;
     if got == 0 {
         return Ok(false);
     }
     if got < HEADER_LEN {
-        return Err(FrameError::Truncated { expected: HEADER_LEN as u64, got: got as u64 });
+        return Err(FrameError::Truncated {
+            expected: HEADER_LEN as u64,
+            got: got as u64,
+        });
     }
     let len = u32::from_le_bytes(header);
     if len > max {
-        return Err(FrameError::TooLarge { len: u64::from(len), max });
+        return Err(FrameError::TooLarge {
+            len: u64::from(len),
+            max,
+        });
     }
     buf.clear();
     let len = len as usize;
     // Grow with the data: never reserve more than what has arrived plus one chunk.
-    const CHUNK: usize = 64 * 1024;
     while buf.len() < len {
         let want = (len - buf.len()).min(buf.len().max(CHUNK));
         let start = buf.len();
@@ -58,7 +70,10 @@ pub(crate) fn read_frame(reader: &mut impl Read, max: u32, buf: &mut Vec<u8>) ->
         let n = read_full(reader, &mut buf[start..]).map_err(FrameError::Io)?;
         buf.truncate(start + n);
         if n < want {
-            return Err(FrameError::Truncated { expected: len as u64, got: buf.len() as u64 });
+            return Err(FrameError::Truncated {
+                expected: len as u64,
+                got: buf.len() as u64,
+            });
         }
     }
     Ok(true)
@@ -111,7 +126,7 @@ mod tests {
     fn round_trip_several_frames() {
         let mut stream = frame(b"hello");
         stream.extend(frame(b""));
-        stream.extend(frame(&[7; 200_000]));
+        stream.extend(frame(&vec![7; 200_000]));
         let mut reader = &stream[..];
         let mut buf = Vec::new();
         assert!(read_frame(&mut reader, 1 << 20, &mut buf).unwrap());
@@ -127,7 +142,10 @@ mod tests {
     fn oversize_is_refused_before_reading() {
         let stream = frame(&[1; 100]);
         let err = read_frame(&mut &stream[..], 99, &mut Vec::new()).unwrap_err();
-        assert!(matches!(err, FrameError::TooLarge { len: 100, max: 99 }), "{err}");
+        assert!(
+            matches!(err, FrameError::TooLarge { len: 100, max: 99 }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -136,7 +154,10 @@ mod tests {
         stream.extend_from_slice(&[0; 10]);
         let mut buf = Vec::new();
         let err = read_frame(&mut &stream[..], u32::MAX, &mut buf).unwrap_err();
-        assert!(matches!(err, FrameError::Truncated { got: 10, .. }), "{err}");
+        assert!(
+            matches!(err, FrameError::Truncated { got: 10, .. }),
+            "{err}"
+        );
         assert!(buf.capacity() <= 128 * 1024, "capacity {}", buf.capacity());
     }
 
@@ -146,7 +167,13 @@ mod tests {
         assert!(matches!(err, FrameError::Truncated { got: 2, .. }));
         let stream = frame(b"abcdef");
         let err = read_frame(&mut &stream[..7], 10, &mut Vec::new()).unwrap_err();
-        assert!(matches!(err, FrameError::Truncated { expected: 6, got: 3 }));
+        assert!(matches!(
+            err,
+            FrameError::Truncated {
+                expected: 6,
+                got: 3
+            }
+        ));
     }
 
     #[test]

@@ -28,9 +28,19 @@ pub(crate) struct Hello {
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Header<'a> {
-    Call { id: u64, name: &'a str, shape: Shape },
-    Event { name: &'a str, shape: Shape },
-    Reply { id: u64, outcome: Outcome },
+    Call {
+        id: u64,
+        name: &'a str,
+        shape: Shape,
+    },
+    Event {
+        name: &'a str,
+        shape: Shape,
+    },
+    Reply {
+        id: u64,
+        outcome: Outcome,
+    },
     Bye,
 }
 
@@ -40,7 +50,11 @@ pub(crate) enum Outcome {
     /// The body is the returned value, of this shape.
     Value(Shape),
     /// The call failed; if `typed` is set, the body is the handler's error value.
-    Error { kind: OutcomeKind, message: String, typed: Option<Shape> },
+    Error {
+        kind: OutcomeKind,
+        message: String,
+        typed: Option<Shape>,
+    },
 }
 
 /// Why a call failed.
@@ -77,9 +91,20 @@ impl Body {
 /// A decoded message (other than `Hello`).
 #[derive(Debug)]
 pub(crate) enum Message {
-    Call { id: u64, name: String, body: Body },
-    Event { name: String, body: Body },
-    Reply { id: u64, outcome: Outcome, body: Body },
+    Call {
+        id: u64,
+        name: String,
+        body: Body,
+    },
+    Event {
+        name: String,
+        body: Body,
+    },
+    Reply {
+        id: u64,
+        outcome: Outcome,
+        body: Body,
+    },
     Bye,
 }
 
@@ -135,7 +160,14 @@ pub(crate) fn encode_call<T: Serialize + ?Sized>(
     args: &T,
     max: u32,
 ) -> Result<(), EncodeError> {
-    header(buf, &Header::Call { id, name, shape: Shape::of_value(args) });
+    header(
+        buf,
+        &Header::Call {
+            id,
+            name,
+            shape: Shape::of_value(args),
+        },
+    );
     codec::encode_into(args, buf).map_err(EncodeError::Value)?;
     seal(buf, max)
 }
@@ -147,7 +179,13 @@ pub(crate) fn encode_event<T: Serialize + ?Sized>(
     args: &T,
     max: u32,
 ) -> Result<(), EncodeError> {
-    header(buf, &Header::Event { name, shape: Shape::of_value(args) });
+    header(
+        buf,
+        &Header::Event {
+            name,
+            shape: Shape::of_value(args),
+        },
+    );
     codec::encode_into(args, buf).map_err(EncodeError::Value)?;
     seal(buf, max)
 }
@@ -164,7 +202,11 @@ pub(crate) fn encode_reply<T: Serialize + ?Sized>(
         outcome::Class::Plain(shape) => (Outcome::Value(shape), false),
         outcome::Class::Ok(shape) => (Outcome::Value(shape), true),
         outcome::Class::Err { shape, text } => (
-            Outcome::Error { kind: OutcomeKind::Failed, message: text, typed: Some(shape) },
+            Outcome::Error {
+                kind: OutcomeKind::Failed,
+                message: text,
+                typed: Some(shape),
+            },
             true,
         ),
     };
@@ -179,7 +221,17 @@ pub(crate) fn encode_reply<T: Serialize + ?Sized>(
 
 /// Builds the frame of a failed reply with no value.
 pub(crate) fn encode_failure(buf: &mut Vec<u8>, id: u64, kind: OutcomeKind, message: String) {
-    header(buf, &Header::Reply { id, outcome: Outcome::Error { kind, message, typed: None } });
+    header(
+        buf,
+        &Header::Reply {
+            id,
+            outcome: Outcome::Error {
+                kind,
+                message,
+                typed: None,
+            },
+        },
+    );
     frame::finish(buf, u32::MAX).expect("failure replies are small");
 }
 
@@ -191,25 +243,53 @@ pub(crate) fn encode_bye(buf: &mut Vec<u8>) {
 
 /// Decodes a payload (other than the first) into a message.
 pub(crate) fn decode(payload: Vec<u8>) -> Result<Message, String> {
-    let (head, start) = codec::decode_prefix::<Header<'_>>(&payload).map_err(|e| format!("malformed message: {e}"))?;
+    let (head, start) = codec::decode_prefix::<Header<'_>>(&payload)
+        .map_err(|e| format!("malformed message: {e}"))?;
     let no_body = start == payload.len();
     let message = match head {
         Header::Call { id, name, shape } => {
             let name = name.to_owned();
-            Message::Call { id, name, body: Body { frame: payload, start, shape } }
+            Message::Call {
+                id,
+                name,
+                body: Body {
+                    frame: payload,
+                    start,
+                    shape,
+                },
+            }
         }
         Header::Event { name, shape } => {
             let name = name.to_owned();
-            Message::Event { name, body: Body { frame: payload, start, shape } }
+            Message::Event {
+                name,
+                body: Body {
+                    frame: payload,
+                    start,
+                    shape,
+                },
+            }
         }
         Header::Reply { id, outcome } => {
             let shape = match &outcome {
-                Outcome::Value(shape) => *shape,
-                Outcome::Error { typed: Some(shape), .. } => *shape,
+                Outcome::Value(shape)
+                | Outcome::Error {
+                    typed: Some(shape), ..
+                } => *shape,
                 Outcome::Error { typed: None, .. } if no_body => Shape::of_value(&()),
-                Outcome::Error { typed: None, .. } => return Err("trailing bytes after an error reply".into()),
+                Outcome::Error { typed: None, .. } => {
+                    return Err("trailing bytes after an error reply".into());
+                }
             };
-            Message::Reply { id, outcome, body: Body { frame: payload, start, shape } }
+            Message::Reply {
+                id,
+                outcome,
+                body: Body {
+                    frame: payload,
+                    start,
+                    shape,
+                },
+            }
         }
         Header::Bye if no_body => Message::Bye,
         Header::Bye => return Err("trailing bytes after bye".into()),
@@ -228,7 +308,10 @@ mod tests {
     #[test]
     fn hello_round_trip_and_mismatch() {
         let mut buf = Vec::new();
-        let hello = Hello { max_frame: 77, entry: Some(5) };
+        let hello = Hello {
+            max_frame: 77,
+            entry: Some(5),
+        };
         encode_hello(&mut buf, &hello);
         assert_eq!(decode_hello(&payload(&buf)).unwrap(), hello);
 
@@ -236,16 +319,25 @@ mod tests {
         wrong[8..12].copy_from_slice(&99u32.to_le_bytes());
         let err = decode_hello(&wrong).unwrap_err();
         assert!(err.contains("version mismatch"), "{err}");
-        assert!(decode_hello(b"garbage garbage").unwrap_err().contains("not a coproq endpoint"));
+        assert!(
+            decode_hello(b"garbage garbage")
+                .unwrap_err()
+                .contains("not a coproq endpoint")
+        );
     }
 
     #[test]
     fn call_round_trip() {
         let mut buf = Vec::new();
         encode_call(&mut buf, 9, "add", &(1i32, 2i32), 1024).unwrap();
-        let Message::Call { id, name, body } = decode(payload(&buf)).unwrap() else { panic!() };
+        let Message::Call { id, name, body } = decode(payload(&buf)).unwrap() else {
+            panic!()
+        };
         assert_eq!((id, name.as_str()), (9, "add"));
-        assert_eq!(codec::decode_exact::<(i32, i32)>(body.bytes()).unwrap(), (1, 2));
+        assert_eq!(
+            codec::decode_exact::<(i32, i32)>(body.bytes()).unwrap(),
+            (1, 2)
+        );
         assert_eq!(body.shape, Shape::of_type::<(i32, i32)>());
     }
 
@@ -253,13 +345,24 @@ mod tests {
     fn reply_unwraps_results() {
         let mut buf = Vec::new();
         encode_reply(&mut buf, 1, &Ok::<u32, String>(5), 1024).unwrap();
-        let Message::Reply { outcome, body, .. } = decode(payload(&buf)).unwrap() else { panic!() };
+        let Message::Reply { outcome, body, .. } = decode(payload(&buf)).unwrap() else {
+            panic!()
+        };
         assert_eq!(outcome, Outcome::Value(Shape::of_type::<u32>()));
         assert_eq!(codec::decode_exact::<u32>(body.bytes()).unwrap(), 5);
 
         encode_reply(&mut buf, 2, &Err::<u32, String>("no".into()), 1024).unwrap();
-        let Message::Reply { outcome, body, .. } = decode(payload(&buf)).unwrap() else { panic!() };
-        let Outcome::Error { kind: OutcomeKind::Failed, message, typed: Some(_) } = outcome else { panic!() };
+        let Message::Reply { outcome, body, .. } = decode(payload(&buf)).unwrap() else {
+            panic!()
+        };
+        let Outcome::Error {
+            kind: OutcomeKind::Failed,
+            message,
+            typed: Some(_),
+        } = outcome
+        else {
+            panic!()
+        };
         assert_eq!(message, "no");
         assert_eq!(codec::decode_exact::<String>(body.bytes()).unwrap(), "no");
     }
@@ -273,7 +376,12 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bad in [&b""[..], b"\x07\0\0\0", b"\0\0\0\0\x01\0\0\0\0\0\0\0\xff\xff\xff\xff", b"\x03\0\0\0x"] {
+        for bad in [
+            &b""[..],
+            b"\x07\0\0\0",
+            b"\0\0\0\0\x01\0\0\0\0\0\0\0\xff\xff\xff\xff",
+            b"\x03\0\0\0x",
+        ] {
             assert!(decode(bad.to_vec()).is_err(), "{bad:?}");
         }
     }

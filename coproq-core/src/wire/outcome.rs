@@ -32,7 +32,10 @@ pub(crate) fn classify<T: Serialize + ?Sized>(value: &T) -> Class {
 }
 
 /// Encodes the inside of a `Result` that [`classify`] recognised.
-pub(crate) fn encode_inner<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<(), String> {
+pub(crate) fn encode_inner<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+) -> Result<(), String> {
     match value.serialize(InnerEncoder { buf }) {
         Ok(()) => Ok(()),
         Err(EncodeFailed(e)) => Err(e),
@@ -44,7 +47,10 @@ pub(crate) fn encode_inner<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) 
 fn error_text<T: Serialize + ?Sized>(value: &T) -> String {
     match value.serialize(TextProbe) {
         Ok(text) => text,
-        Err(Stop) => format!("handler failed with a `{}` error", std::any::type_name::<T>()),
+        Err(Stop) => format!(
+            "handler failed with a `{}` error",
+            std::any::type_name::<T>()
+        ),
     }
 }
 
@@ -69,17 +75,59 @@ impl ser::Error for Stop {
 /// The `Serializer` methods that no probe here looks into: each fails with `$err`.
 macro_rules! refuse_compound {
     ($err:expr) => {
-        fn serialize_none(self) -> Result<Self::Ok, Self::Error> { Err($err) }
-        fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<Self::Ok, Self::Error> { Err($err) }
-        fn serialize_unit(self) -> Result<Self::Ok, Self::Error> { Err($err) }
-        fn serialize_unit_struct(self, _: &'static str) -> Result<Self::Ok, Self::Error> { Err($err) }
-        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Self::Error> { Err($err) }
-        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Self::Error> { Err($err) }
-        fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, Self::Error> { Err($err) }
-        fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeTupleVariant, Self::Error> { Err($err) }
-        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Self::Error> { Err($err) }
-        fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Self::Error> { Err($err) }
-        fn serialize_struct_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeStructVariant, Self::Error> { Err($err) }
+        fn serialize_none(self) -> Result<Self::Ok, Self::Error> {
+            Err($err)
+        }
+        fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<Self::Ok, Self::Error> {
+            Err($err)
+        }
+        fn serialize_unit(self) -> Result<Self::Ok, Self::Error> {
+            Err($err)
+        }
+        fn serialize_unit_struct(self, _: &'static str) -> Result<Self::Ok, Self::Error> {
+            Err($err)
+        }
+        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Self::Error> {
+            Err($err)
+        }
+        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Self::Error> {
+            Err($err)
+        }
+        fn serialize_tuple_struct(
+            self,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleStruct, Self::Error> {
+            Err($err)
+        }
+        fn serialize_tuple_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleVariant, Self::Error> {
+            Err($err)
+        }
+        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Self::Error> {
+            Err($err)
+        }
+        fn serialize_struct(
+            self,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeStruct, Self::Error> {
+            Err($err)
+        }
+        fn serialize_struct_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeStructVariant, Self::Error> {
+            Err($err)
+        }
     };
 }
 
@@ -120,10 +168,19 @@ impl Serializer for Classifier {
     refuse_compound!(Stop);
     scalars!(v => Err(Stop));
 
-    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<Class, Stop> {
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+    ) -> Result<Class, Stop> {
         Err(Stop)
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, _: &T) -> Result<Class, Stop> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<Class, Stop> {
         Err(Stop)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -135,7 +192,10 @@ impl Serializer for Classifier {
     ) -> Result<Class, Stop> {
         match (name, variant) {
             ("Result", "Ok") => Ok(Class::Ok(Shape::of_value(value))),
-            ("Result", "Err") => Ok(Class::Err { shape: Shape::of_value(value), text: error_text(value) }),
+            ("Result", "Err") => Ok(Class::Err {
+                shape: Shape::of_value(value),
+                text: error_text(value),
+            }),
             _ => Err(Stop),
         }
     }
@@ -176,10 +236,19 @@ impl Serializer for InnerEncoder<'_> {
     refuse_compound!(Stop.into());
     scalars!(v => Err(Stop.into()));
 
-    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), EncodeFailed> {
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+    ) -> Result<(), EncodeFailed> {
         Err(Stop.into())
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, _: &T) -> Result<(), EncodeFailed> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), EncodeFailed> {
         Err(Stop.into())
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -203,10 +272,19 @@ impl Serializer for TextProbe {
     refuse_compound!(Stop);
     scalars!(v => Ok(v.to_string()));
 
-    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<String, Stop> {
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<String, Stop> {
         Ok(variant.to_owned())
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<String, Stop> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<String, Stop> {
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(

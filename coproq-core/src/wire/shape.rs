@@ -58,7 +58,10 @@ impl Shape {
     }
 
     const fn with_arity(kind: Kind, arity: usize) -> Self {
-        Self { kind, arity: arity as u32 }
+        Self {
+            kind,
+            arity: arity as u32,
+        }
     }
 
     /// The shape that serializing `value` produces.
@@ -200,7 +203,11 @@ impl Serializer for ShapeSerializer {
     fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), Found> {
         found(Kind::Enum)
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<(), Found> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), Found> {
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -218,7 +225,11 @@ impl Serializer for ShapeSerializer {
     fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, Found> {
         found_n(Kind::Tuple, len)
     }
-    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Self::SerializeTupleStruct, Found> {
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeTupleStruct, Found> {
         found_n(Kind::Tuple, len)
     }
     fn serialize_tuple_variant(
@@ -286,16 +297,29 @@ impl<'de> Deserializer<'de> for ShapeDeserializer {
         deserialize_ignored_any => Any;
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, _: V) -> Result<V::Value, Found> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: V,
+    ) -> Result<V::Value, Found> {
         found(Kind::Unit)
     }
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, Found> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Found> {
         visitor.visit_newtype_struct(self)
     }
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, _: V) -> Result<V::Value, Found> {
         found_n(Kind::Tuple, len)
     }
-    fn deserialize_tuple_struct<V: Visitor<'de>>(self, _: &'static str, len: usize, _: V) -> Result<V::Value, Found> {
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        len: usize,
+        _: V,
+    ) -> Result<V::Value, Found> {
         found_n(Kind::Tuple, len)
     }
     fn deserialize_struct<V: Visitor<'de>>(

@@ -14,6 +14,13 @@ fn main() -> coproq::Result<()> {
             let parent = back.upgrade().ok_or(coproq::Error::NotConnected)?;
             parent.call::<i64>("double", x)
         })
+        .handle("chatty", |n: u32| {
+            for i in 0..n {
+                println!("line {i} of worker output, which must not reach the link");
+                eprintln!("stderr line {i}");
+            }
+            n
+        })
         .on("note", |line: String| println!("worker got note: {line}"));
     parent.serve();
     Ok(())

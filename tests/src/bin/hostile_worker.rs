@@ -28,20 +28,30 @@ fn frame(payload: &[u8]) -> Vec<u8> {
 /// Reads one frame from the parent (its hello, then its first call).
 fn read_frame(input: &mut File) {
     let mut len = [0u8; 4];
-    input.read_exact(&mut len).expect("a frame header from the parent");
+    input
+        .read_exact(&mut len)
+        .expect("a frame header from the parent");
     let mut payload = vec![0u8; u32::from_le_bytes(len) as usize];
-    input.read_exact(&mut payload).expect("a frame from the parent");
+    input
+        .read_exact(&mut payload)
+        .expect("a frame from the parent");
 }
 
 fn main() {
     let marker = std::env::var("COPROQ_WORKER").expect("started by a coproq parent");
-    let mut fds = marker.split(':').skip(1).map(|fd| fd.parse::<i32>().expect("a descriptor number"));
+    let mut fds = marker
+        .split(':')
+        .skip(1)
+        .map(|fd| fd.parse::<i32>().expect("a descriptor number"));
     let (read_fd, write_fd) = (fds.next().unwrap(), fds.next().unwrap());
     // SAFETY: the parent handed these two descriptors to this process.
-    let (mut input, mut output) = unsafe { (File::from_raw_fd(read_fd), File::from_raw_fd(write_fd)) };
+    let (mut input, mut output) =
+        unsafe { (File::from_raw_fd(read_fd), File::from_raw_fd(write_fd)) };
     let mode = std::env::args().nth(1).unwrap_or_default();
     match mode.as_str() {
-        "garbage" => output.write_all(b"\xde\xad\xbe\xef this is not a coproq frame").unwrap(),
+        "garbage" => output
+            .write_all(b"\xde\xad\xbe\xef this is not a coproq frame")
+            .unwrap(),
         "version" => output.write_all(&hello(99)).unwrap(),
         "oversize" | "bad-message" | "truncated" => {
             output.write_all(&hello(1)).unwrap();
@@ -49,7 +59,9 @@ fn main() {
             read_frame(&mut input); // the parent's first call
             match mode.as_str() {
                 "oversize" => output.write_all(&(u32::MAX - 1).to_le_bytes()).unwrap(),
-                "bad-message" => output.write_all(&frame(b"\xff\xff\xff\xff not a message")).unwrap(),
+                "bad-message" => output
+                    .write_all(&frame(b"\xff\xff\xff\xff not a message"))
+                    .unwrap(),
                 _ => output.write_all(&frame(&[0u8; 100])[..50]).unwrap(),
             }
             if mode == "truncated" {

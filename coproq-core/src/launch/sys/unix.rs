@@ -88,17 +88,24 @@ pub(crate) fn spawn(mut cmd: Command) -> io::Result<Child> {
         static LAUNCHER: OnceLock<io::Result<crossbeam_channel::Sender<Job>>> = OnceLock::new();
         let launcher = LAUNCHER.get_or_init(|| {
             let (tx, rx) = crossbeam_channel::unbounded::<Job>();
-            std::thread::Builder::new().name("coproq-launcher".into()).spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-            })?;
+            std::thread::Builder::new()
+                .name("coproq-launcher".into())
+                .spawn(move || {
+                    for (mut cmd, reply) in rx {
+                        let _ = reply.send(cmd.spawn());
+                    }
+                })?;
             Ok(tx)
         });
-        let launcher = launcher.as_ref().map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
+        let launcher = launcher
+            .as_ref()
+            .map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
         let (tx, rx) = crossbeam_channel::bounded(1);
-        launcher.send((cmd, tx)).map_err(|_| io::Error::other("the launcher thread is gone"))?;
-        rx.recv().map_err(|_| io::Error::other("the launcher thread is gone"))?
+        launcher
+            .send((cmd, tx))
+            .map_err(|_| io::Error::other("the launcher thread is gone"))?;
+        rx.recv()
+            .map_err(|_| io::Error::other("the launcher thread is gone"))?
     }
     #[cfg(not(target_os = "linux"))]
     cmd.spawn()
@@ -119,7 +126,10 @@ pub(crate) fn self_exe() -> io::Result<PathBuf> {
 /// not inherit them.
 pub(crate) fn take_link_fds(read: RawFd, write: RawFd) -> io::Result<(File, File)> {
     if read == write || read < 3 || write < 3 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "invalid link descriptors"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "invalid link descriptors",
+        ));
     }
     for fd in [read, write] {
         // SAFETY: fstat writes into a zeroed stat buffer we own.
@@ -128,7 +138,10 @@ pub(crate) fn take_link_fds(read: RawFd, write: RawFd) -> io::Result<(File, File
             return Err(io::Error::last_os_error());
         }
         if stat.st_mode & libc::S_IFMT != libc::S_IFIFO {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("descriptor {fd} is not a pipe")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("descriptor {fd} is not a pipe"),
+            ));
         }
         // SAFETY: plain fcntl on a descriptor checked above.
         if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
@@ -156,8 +169,14 @@ extern "C" fn start_hook() {
 }
 
 #[used]
-#[cfg_attr(any(target_os = "linux", target_os = "android", target_os = "freebsd"), unsafe(link_section = ".init_array"))]
-#[cfg_attr(target_vendor = "apple", unsafe(link_section = "__DATA,__mod_init_func"))]
+#[cfg_attr(
+    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+    unsafe(link_section = ".init_array")
+)]
+#[cfg_attr(
+    target_vendor = "apple",
+    unsafe(link_section = "__DATA,__mod_init_func")
+)]
 static START_HOOK: extern "C" fn() = start_hook;
 
 /// Touches the hook's static so that the linker keeps the object file that holds it
