@@ -127,3 +127,25 @@ fn worker_exits_when_its_parent_exits_without_closing() {
     parent.wait().unwrap();
     assert_worker_gone_within_1s(worker, "its parent exited without closing");
 }
+
+#[test]
+fn a_process_started_by_hand_with_the_marker_refuses_to_run() {
+    for marker in ["fork:40:41", "fork:0:1", "spawn:x", "nonsense"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_orphaning_parent"))
+            .arg("idle")
+            .env("COPROQ_WORKER", marker)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{marker}: {stderr}");
+        assert!(
+            stderr.contains("started as a coproq worker"),
+            "{marker}: {stderr}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{marker}: the program's own main ran"
+        );
+    }
+}

@@ -99,3 +99,17 @@ fn spawn_of_a_program_that_is_not_a_worker_fails_clearly() {
     let source = std::error::Error::source(&err).unwrap().to_string();
     assert!(source.contains("before the handshake"), "{source}");
 }
+
+#[test]
+fn the_worker_dispatches_only_after_its_entry_returns() {
+    let worker = coproq::fork(|parent| {
+        // A slow entry: calls sent meanwhile wait instead of finding no handler.
+        std::thread::sleep(Duration::from_millis(200));
+        parent.handle("late", |(): ()| "registered late".to_string());
+    })
+    .unwrap();
+    assert_eq!(
+        call::<String>(&worker, "late", ()).unwrap(),
+        "registered late"
+    );
+}
