@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+const CALLS: u64 = 5000;
+
 fn main() -> coproq::Result<()> {
     let started = Instant::now();
     let worker = coproq::fork(|parent| {
@@ -14,7 +16,6 @@ fn main() -> coproq::Result<()> {
     let startup = started.elapsed();
     assert_eq!(first, 0);
 
-    const CALLS: u64 = 5000;
     let started = Instant::now();
     for i in 0..CALLS {
         let back: u64 = worker.call("echo", i)?;
