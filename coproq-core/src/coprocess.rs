@@ -232,6 +232,17 @@ impl Coprocess {
         Pending::start(link, method, link.start_call(method, &args))
     }
 
+    /// `call_async` with a custom way of turning the reply into `R` (typed clients).
+    pub(crate) fn call_async_with<R>(
+        &self,
+        method: &str,
+        args: impl Serialize,
+        finish: crate::pending::Finish<R>,
+    ) -> Pending<R> {
+        let link = &self.inner.link;
+        Pending::with_finish(link, method, link.start_call(method, &args), finish)
+    }
+
     /// Sends the one-way event `name` with `args`. Blocks while the peer is far behind
     /// (back-pressure); events and calls from one thread are handled in the order sent.
     ///

@@ -71,6 +71,15 @@ pub enum Error {
         /// Why it failed.
         reason: String,
     },
+    /// A typed client's service and the peer's differ (built from different trait
+    /// definitions, such as a stale worker binary); nothing was sent.
+    #[error("service `{service}` differs between this client and the peer: {detail}")]
+    ServiceMismatch {
+        /// The service (trait) name.
+        service: String,
+        /// The first difference found.
+        detail: String,
+    },
     /// The peer broke the protocol (a malformed or oversize frame, a version mismatch);
     /// the link is closed.
     #[error("protocol error: {0}")]
@@ -109,6 +118,10 @@ impl Error {
                 method: method.clone(),
                 reason: reason.clone(),
             },
+            Self::ServiceMismatch { service, detail } => Self::ServiceMismatch {
+                service: service.clone(),
+                detail: detail.clone(),
+            },
             Self::Protocol(m) => Self::Protocol(m.clone()),
         }
     }
@@ -130,7 +143,14 @@ pub struct RemoteError {
     kind: RemoteErrorKind,
     /// The handler's error value (for typed clients), when it returned `Err(e)`.
     #[serde(skip)]
-    payload: Option<Vec<u8>>,
+    payload: Option<TypedPayload>,
+}
+
+/// An encoded error value and the shape it was encoded from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TypedPayload {
+    pub(crate) shape: crate::wire::Shape,
+    pub(crate) bytes: Vec<u8>,
 }
 
 /// What kind of failure a [`RemoteError`] reports.
@@ -148,7 +168,11 @@ pub enum RemoteErrorKind {
 }
 
 impl RemoteError {
-    pub(crate) fn new(kind: RemoteErrorKind, message: String, payload: Option<Vec<u8>>) -> Self {
+    pub(crate) fn new(
+        kind: RemoteErrorKind,
+        message: String,
+        payload: Option<TypedPayload>,
+    ) -> Self {
         Self {
             message,
             kind,
@@ -171,8 +195,11 @@ impl RemoteError {
     /// The handler's error value decoded as `E`, when it returned `Err(e)` of a type
     /// that decodes as `E` (used by generated typed clients).
     pub(crate) fn typed<E: serde::de::DeserializeOwned>(&self) -> Option<E> {
-        let payload = self.payload.as_deref()?;
-        crate::wire::codec::decode_exact(payload).ok()
+        let payload = self.payload.as_ref()?;
+        if !crate::wire::Shape::of_type::<E>().accepts(payload.shape) {
+            return None;
+        }
+        crate::wire::codec::decode_exact(&payload.bytes).ok()
     }
 }
 

@@ -16,6 +16,7 @@ mod handler;
 mod launch;
 mod link;
 mod pending;
+mod service;
 mod wire;
 
 pub use crate::coprocess::{Builder, Coprocess, WeakCoprocess, fork};
@@ -26,16 +27,8 @@ pub use crate::pending::Pending;
 /// Used by generated code. Not public API: no semver promise.
 #[doc(hidden)]
 pub mod __private {
-    use serde::de::DeserializeOwned;
-
-    use crate::{Error, RemoteError};
-
-    /// The application error of a failed typed call, if the handler returned `Err(e)`
-    /// with an `e` that decodes as `E`.
-    pub fn typed_error<E: DeserializeOwned>(error: &Error) -> Option<E> {
-        match error {
-            Error::Remote(remote) => RemoteError::typed(remote),
-            _ => None,
-        }
-    }
+    pub use crate::service::{
+        ServiceCheck, assert_wire_type, call, call_result, emit, fingerprint_method,
+    };
+    pub use crate::{Coprocess, Pending, Registry, Result, Service};
 }

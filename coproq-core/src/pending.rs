@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll};
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, TryRecvError};
 use serde::de::DeserializeOwned;
 
-use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
+use crate::error::{Error, RemoteError, RemoteErrorKind, Result, TypedPayload};
 use crate::link::Link;
 use crate::link::calls::{Delivery, RawReply, WakerSlot};
 use crate::link::dispatch;
@@ -26,8 +25,12 @@ use crate::wire::{Outcome, OutcomeKind, Shape, codec};
 pub struct Pending<R> {
     method: String,
     state: State,
-    _reply: PhantomData<fn() -> R>,
+    /// Turns the reply into the caller's value (decodes an `R`, or more for typed clients).
+    finish: Finish<R>,
 }
+
+/// How a delivered reply becomes the caller's result.
+pub(crate) type Finish<R> = fn(&str, Delivery) -> Result<R>;
 
 enum State {
     InFlight {
@@ -50,7 +53,7 @@ impl<R> fmt::Debug for Pending<R> {
         f.debug_struct("Pending")
             .field("method", &self.method)
             .field("state", &state)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -59,6 +62,17 @@ impl<R: DeserializeOwned> Pending<R> {
         link: &Arc<Link>,
         method: &str,
         started: Result<(u64, Receiver<Delivery>, WakerSlot)>,
+    ) -> Self {
+        Self::with_finish(link, method, started, finish::<R>)
+    }
+}
+
+impl<R> Pending<R> {
+    pub(crate) fn with_finish(
+        link: &Arc<Link>,
+        method: &str,
+        started: Result<(u64, Receiver<Delivery>, WakerSlot)>,
+        finish: Finish<R>,
     ) -> Self {
         let state = match started {
             Ok((id, reply, waker)) => State::InFlight {
@@ -72,7 +86,16 @@ impl<R: DeserializeOwned> Pending<R> {
         Self {
             method: method.to_owned(),
             state,
-            _reply: PhantomData,
+            finish,
+        }
+    }
+
+    /// A call that failed before it was sent.
+    pub(crate) fn failed(method: &str, error: Error) -> Self {
+        Self {
+            method: method.to_owned(),
+            state: State::Failed(error),
+            finish: |_, _| Err(Error::NotConnected),
         }
     }
 
@@ -108,7 +131,7 @@ impl<R: DeserializeOwned> Pending<R> {
                     let method = std::mem::take(&mut self.method);
                     return Err(Error::Timeout { method, after });
                 };
-                finish(&self.method, delivery)
+                (self.finish)(&self.method, delivery)
             }
             State::Failed(e) => Err(e),
             State::Done => Err(Error::NotConnected),
@@ -117,7 +140,7 @@ impl<R: DeserializeOwned> Pending<R> {
 }
 
 /// Turns a delivered reply into the caller's value or error.
-fn finish<R: DeserializeOwned>(method: &str, delivery: Delivery) -> Result<R> {
+pub(crate) fn finish<R: DeserializeOwned>(method: &str, delivery: Delivery) -> Result<R> {
     let RawReply { outcome, body } = delivery?;
     match outcome {
         Outcome::Value(shape) => {
@@ -147,7 +170,10 @@ fn finish<R: DeserializeOwned>(method: &str, delivery: Delivery) -> Result<R> {
                 OutcomeKind::InvalidArguments => RemoteErrorKind::InvalidArguments,
                 OutcomeKind::Unanswered => RemoteErrorKind::Unanswered,
             };
-            let payload = typed.map(|_| body.bytes().to_vec());
+            let payload = typed.map(|shape| TypedPayload {
+                shape,
+                bytes: body.bytes().to_vec(),
+            });
             Err(Error::Remote(RemoteError::new(kind, message, payload)))
         }
     }
@@ -161,7 +187,7 @@ impl<R> Drop for Pending<R> {
     }
 }
 
-impl<R: DeserializeOwned> Future for Pending<R> {
+impl<R> Future for Pending<R> {
     type Output = Result<R>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
@@ -191,7 +217,7 @@ impl<R: DeserializeOwned> Future for Pending<R> {
             }
         };
         this.state = State::Done;
-        Poll::Ready(finish(&this.method, delivery))
+        Poll::Ready((this.finish)(&this.method, delivery))
     }
 }
 
@@ -208,11 +234,7 @@ mod tests {
 
     #[test]
     fn a_failed_start_reports_its_error() {
-        let pending = Pending::<u8> {
-            method: "x".into(),
-            state: State::Failed(Error::NotConnected),
-            _reply: PhantomData,
-        };
+        let pending = Pending::<u8>::failed("x", Error::NotConnected);
         assert!(matches!(pending.wait(), Err(Error::NotConnected)));
     }
 }

@@ -1,22 +1,19 @@
-//! The `#[coproq::service]` attribute. Use it through the `coproq` crate.
+//! The `#[coproq::service]` attribute. Use it through the `coproq` crate, whose docs
+//! describe what it generates.
 //!
-//! Typed services are not generated yet: the attribute passes the trait through
-//! unchanged and reports a clear compile error, so that code written against the final
-//! design fails loudly rather than silently.
+//! Structure: `ast` reads the trait, `valid` checks it (reporting every problem at
+//! once, at the offending tokens), `expand` generates the client and server, and
+//! `fallback` emits the user's trait unchanged beside the errors.
+
+mod ast;
+mod expand;
+mod fallback;
+mod valid;
 
 use proc_macro::TokenStream;
-use quote::quote;
 
-/// Generates `<Trait>Client` and `<Trait>Server` for a trait (not yet implemented: it
-/// reports a compile error and leaves the trait unchanged).
+/// Generates `<Trait>Client` and `<Trait>Server` for a trait; see the `coproq` crate.
 #[proc_macro_attribute]
-pub fn service(_args: TokenStream, item: TokenStream) -> TokenStream {
-    let item = proc_macro2::TokenStream::from(item);
-    quote! {
-        ::core::compile_error!(
-            "`#[coproq::service]` is not implemented yet; use `Coprocess::handle` and `Coprocess::call`"
-        );
-        #item
-    }
-    .into()
+pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::service(args.into(), item.into()).into()
 }

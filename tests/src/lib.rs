@@ -1,6 +1,8 @@
 //! Helpers shared by coproq's integration tests: deadlines, process and descriptor
 //! checks. Every wait here is bounded, so a hung worker fails a test instead of CI.
 
+pub mod services;
+
 use std::time::{Duration, Instant};
 
 use coproq::Coprocess;

@@ -1,0 +1,7 @@
+#[coproq::service]
+trait Limits {
+    const MAX: u32;
+    fn max(&self) -> u32;
+}
+
+fn main() {}

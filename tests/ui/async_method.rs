@@ -1,0 +1,6 @@
+#[coproq::service]
+trait Fetcher {
+    async fn fetch(&self, url: String) -> Vec<u8>;
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[coproq::service]
+trait Logger {
+    #[event]
+    fn log(&self, line: String) -> bool;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[coproq::service]
+trait Store {
+    fn put<T: serde::Serialize>(&self, value: T);
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[coproq::service]
+trait Counter {
+    fn increment(&mut self) -> u64;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[coproq::service]
+trait Factory {
+    fn create(name: String) -> u64;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[coproq::service]
+trait Consumer {
+    fn consume(self) -> u64;
+}
+
+fn main() {}
