@@ -1,0 +1,182 @@
+//! The figures of the performance targets, and how each implementation measures them.
+
+use std::time::Duration;
+
+use crate::{link, raw};
+
+/// How a figure's value reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Microseconds per operation: lower is better.
+    Micros,
+    /// Operations per second: higher is better.
+    PerSec,
+    /// Bytes per second: higher is better.
+    BytesPerSec,
+    /// KiB: reported, no direction.
+    KiB,
+}
+
+/// What a figure must reach.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    /// coproq / baseline at most this (time-like figures).
+    RatioAtMost(f64),
+    /// coproq / baseline at least this (throughput-like figures).
+    RatioAtLeast(f64),
+    /// coproq's own median at least this.
+    AtLeast(f64),
+    /// Reported only.
+    Report,
+}
+
+/// One figure: which implementations measure it, on which CPU, against which target.
+#[derive(Debug)]
+pub struct Figure {
+    pub key: &'static str,
+    pub title: &'static str,
+    pub unit: Unit,
+    /// The first is the baseline of the ratio, the second is coproq.
+    pub impls: &'static [&'static str],
+    /// Peer crates measured with `--peers`.
+    pub peers: &'static [&'static str],
+    pub pin: Option<usize>,
+    pub target: Target,
+}
+
+pub const FIGURES: &[Figure] = &[
+    Figure {
+        key: "latency-1cpu",
+        title: "sequential call, both processes on one CPU",
+        unit: Unit::Micros,
+        impls: &["raw", "coproq"],
+        peers: &[],
+        pin: Some(0),
+        target: Target::RatioAtMost(1.3),
+    },
+    Figure {
+        key: "latency-2cpu",
+        title: "sequential call, 2 CPUs",
+        unit: Unit::Micros,
+        impls: &["raw", "coproq"],
+        peers: &[],
+        pin: None,
+        target: Target::RatioAtMost(1.2),
+    },
+    Figure {
+        key: "pipelined",
+        title: "pipelined calls from one thread",
+        unit: Unit::PerSec,
+        impls: &["raw", "coproq"],
+        peers: &[],
+        pin: None,
+        target: Target::AtLeast(2e6),
+    },
+    Figure {
+        key: "events",
+        title: "events delivered, confirmed by a call",
+        unit: Unit::PerSec,
+        impls: &["raw", "coproq"],
+        peers: &[],
+        pin: None,
+        target: Target::AtLeast(5e6),
+    },
+    Figure {
+        key: "bulk-16mib",
+        title: "16 MiB echo (ByteBuf dynamically)",
+        unit: Unit::BytesPerSec,
+        impls: &["raw", "coproq"],
+        peers: &[],
+        pin: None,
+        target: Target::RatioAtLeast(0.8),
+    },
+    Figure {
+        key: "bulk-16mib-typed",
+        title: "16 MiB echo (&[u8] -> Vec<u8> typed)",
+        unit: Unit::BytesPerSec,
+        impls: &["raw", "typed"],
+        peers: &[],
+        pin: None,
+        target: Target::RatioAtLeast(0.8),
+    },
+    Figure {
+        key: "startup",
+        title: "start a worker, first reply, close",
+        unit: Unit::Micros,
+        impls: &["raw", "coproq"],
+        peers: &[],
+        pin: None,
+        target: Target::RatioAtMost(1.3),
+    },
+    Figure {
+        key: "typed-vs-dynamic",
+        title: "typed call vs dynamic call (one CPU)",
+        unit: Unit::Micros,
+        impls: &["coproq", "typed"],
+        peers: &[],
+        pin: Some(0),
+        target: Target::RatioAtMost(1.05),
+    },
+    Figure {
+        key: "idle-worker-rss",
+        title: "RSS of an idle worker",
+        unit: Unit::KiB,
+        impls: &["raw", "coproq"],
+        peers: &[],
+        pin: None,
+        target: Target::Report,
+    },
+    Figure {
+        key: "per-link-rss",
+        title: "parent RSS per open link",
+        unit: Unit::KiB,
+        impls: &["coproq"],
+        peers: &[],
+        pin: None,
+        target: Target::Report,
+    },
+];
+
+/// Sizes: full run, or `--quick`.
+struct Sizes {
+    latency: u32,
+    pipelined: u32,
+    events: u32,
+    bulk: u32,
+    startup: u32,
+}
+
+const FULL: Sizes = Sizes { latency: 20_000, pipelined: 200_000, events: 2_000_000, bulk: 12, startup: 20 };
+const QUICK: Sizes = Sizes { latency: 3_000, pipelined: 100_000, events: 500_000, bulk: 4, startup: 8 };
+
+const BULK: usize = 16 << 20;
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Measures `figure` with implementation `imp` in this process.
+pub fn measure(figure: &Figure, imp: &str, quick: bool) -> Result<f64, String> {
+    let n = if quick { &QUICK } else { &FULL };
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    match (figure.key, imp) {
+        ("latency-1cpu" | "latency-2cpu", "raw") => raw::latency(n.latency).map(micros).map_err(|e| err(&e)),
+        ("latency-1cpu" | "latency-2cpu" | "typed-vs-dynamic", "coproq") => {
+            link::latency(n.latency).map(micros).map_err(|e| err(&e))
+        }
+        ("typed-vs-dynamic", "typed") => link::typed_latency(n.latency).map(micros).map_err(|e| err(&e)),
+        ("pipelined", "raw") => raw::pipelined(n.pipelined).map_err(|e| err(&e)),
+        ("pipelined", "coproq") => link::pipelined(n.pipelined).map_err(|e| err(&e)),
+        ("events", "raw") => raw::events(n.events).map_err(|e| err(&e)),
+        ("events", "coproq") => link::events(n.events).map_err(|e| err(&e)),
+        ("bulk-16mib" | "bulk-16mib-typed", "raw") => raw::bulk(BULK, n.bulk).map_err(|e| err(&e)),
+        ("bulk-16mib", "coproq") => link::bulk(BULK, n.bulk, false).map_err(|e| err(&e)),
+        ("bulk-16mib-typed", "typed") => link::bulk(BULK, n.bulk, true).map_err(|e| err(&e)),
+        ("startup", "raw") => raw::startup(n.startup).map(micros).map_err(|e| err(&e)),
+        ("startup", "coproq") => link::startup(n.startup).map(micros).map_err(|e| err(&e)),
+        ("idle-worker-rss", "raw") => raw::idle_rss().map(|kib| kib as f64).map_err(|e| err(&e)),
+        ("idle-worker-rss", "coproq") => link::idle_rss().map(|kib| kib as f64).map_err(|e| err(&e)),
+        ("per-link-rss", "coproq") => link::per_link_rss(20).map_err(|e| err(&e)),
+        (key, imp) => Err(format!("no implementation {imp} of {key}")),
+    }
+}

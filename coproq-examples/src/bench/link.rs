@@ -1,0 +1,162 @@
+//! The same figures through coproq: a fork worker with echo, bytes and event handlers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use coproq::Coprocess;
+use serde_bytes::{ByteBuf, Bytes};
+
+use crate::sys;
+
+/// The typed twin of the dynamic `echo` handler, for typed-vs-dynamic.
+#[coproq::service]
+pub trait Echo {
+    /// Returns `x`.
+    fn echo(&self, x: u64) -> u64;
+    /// Returns `data`.
+    fn bytes(&self, data: &[u8]) -> Vec<u8>;
+}
+
+struct Echoer;
+
+impl Echo for Echoer {
+    fn echo(&self, x: u64) -> u64 {
+        x
+    }
+    fn bytes(&self, data: &[u8]) -> Vec<u8> {
+        data.to_vec()
+    }
+}
+
+static EVENTS: AtomicU64 = AtomicU64::new(0);
+
+fn worker() -> coproq::Result<Coprocess> {
+    coproq::fork(|parent| {
+        parent
+            .handle("echo", |x: u64| x)
+            .handle("bytes", |b: ByteBuf| b)
+            .on("tick", |_: u64| {
+                EVENTS.fetch_add(1, Ordering::Relaxed);
+            })
+            .handle("ticks", |(): ()| EVENTS.swap(0, Ordering::Relaxed))
+            .listen(EchoServer::new(Echoer));
+    })
+}
+
+/// Mean round trip of `n` sequential dynamic calls.
+pub fn latency(n: u32) -> coproq::Result<Duration> {
+    let w = worker()?;
+    for i in 0..u64::from(n.min(1000)) {
+        w.call::<u64>("echo", i)?;
+    }
+    let start = Instant::now();
+    for i in 0..u64::from(n) {
+        let back: u64 = w.call("echo", i)?;
+        debug_assert_eq!(back, i);
+    }
+    let elapsed = start.elapsed();
+    w.close();
+    Ok(elapsed / n)
+}
+
+/// Mean round trip of `n` sequential typed calls.
+pub fn typed_latency(n: u32) -> coproq::Result<Duration> {
+    let w = worker()?;
+    let client = EchoClient::new(&w);
+    for i in 0..u64::from(n.min(1000)) {
+        client.echo(i)?;
+    }
+    let start = Instant::now();
+    for i in 0..u64::from(n) {
+        let back = client.echo(i)?;
+        debug_assert_eq!(back, i);
+    }
+    let elapsed = start.elapsed();
+    w.close();
+    Ok(elapsed / n)
+}
+
+/// Calls per second with `n` `call_async` in flight from one thread.
+pub fn pipelined(n: u32) -> coproq::Result<f64> {
+    let w = worker()?;
+    let start = Instant::now();
+    let pending: Vec<_> = (0..u64::from(n)).map(|i| w.call_async::<u64>("echo", i)).collect();
+    for p in pending {
+        p.wait()?;
+    }
+    let elapsed = start.elapsed();
+    w.close();
+    Ok(f64::from(n) / elapsed.as_secs_f64())
+}
+
+/// Events per second, confirmed by a final call.
+pub fn events(n: u32) -> coproq::Result<f64> {
+    let w = worker()?;
+    let start = Instant::now();
+    for i in 0..u64::from(n) {
+        w.emit("tick", i)?;
+    }
+    let seen: u64 = w.call("ticks", ())?;
+    let elapsed = start.elapsed();
+    assert_eq!(seen, u64::from(n), "events were lost");
+    w.close();
+    Ok(f64::from(n) / elapsed.as_secs_f64())
+}
+
+/// Bytes per second echoing a `size`-byte payload `n` times (counted one way).
+pub fn bulk(size: usize, n: u32, typed: bool) -> coproq::Result<f64> {
+    let w = worker()?;
+    let client = EchoClient::new(&w);
+    let payload = vec![7u8; size];
+    let once = |payload: &[u8]| -> coproq::Result<usize> {
+        if typed {
+            Ok(client.bytes(payload)?.len())
+        } else {
+            Ok(w.call::<ByteBuf>("bytes", Bytes::new(payload))?.len())
+        }
+    };
+    once(&payload)?;
+    let start = Instant::now();
+    for _ in 0..n {
+        assert_eq!(once(&payload)?, size);
+    }
+    let elapsed = start.elapsed();
+    w.close();
+    Ok(size as f64 * f64::from(n) / elapsed.as_secs_f64())
+}
+
+/// `fork` → first reply → `close`: the mean over `n`.
+pub fn startup(n: u32) -> coproq::Result<Duration> {
+    let start = Instant::now();
+    for _ in 0..n {
+        let w = worker()?;
+        w.call::<u64>("echo", 1u64)?;
+        w.close();
+    }
+    Ok(start.elapsed() / n)
+}
+
+/// RSS of an idle fork worker, in KiB.
+pub fn idle_rss() -> coproq::Result<u64> {
+    let w = worker()?;
+    w.call::<u64>("echo", 1u64)?;
+    std::thread::sleep(Duration::from_millis(50));
+    let rss = sys::rss_kib(w.pid().unwrap_or(0));
+    w.close();
+    Ok(rss)
+}
+
+/// The parent's RSS growth per open link, in KiB, over `n` links.
+pub fn per_link_rss(n: u32) -> coproq::Result<f64> {
+    let me = std::process::id();
+    let warm = worker()?;
+    warm.call::<u64>("echo", 1u64)?;
+    let before = sys::rss_kib(me);
+    let links: Vec<_> = (0..n).map(|_| worker()).collect::<coproq::Result<_>>()?;
+    for w in &links {
+        w.call::<u64>("echo", 1u64)?;
+    }
+    let after = sys::rss_kib(me);
+    drop(links);
+    Ok((after.saturating_sub(before)) as f64 / f64::from(n))
+}

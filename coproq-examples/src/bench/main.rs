@@ -1,0 +1,101 @@
+//! `coproq-bench`: coproq against the raw pipe (and, with `--features peers`, the crates
+//! people would pick instead), figure by figure, interleaved in one run so that every
+//! ratio compares measurements taken side by side.
+//!
+//! ```text
+//! cargo run --release -p coproq-examples --bin coproq-bench -- [--quick] [--json] [--reps N] [--chart FILE.svg]
+//! ```
+//!
+//! Every measurement runs in a fresh process (`--measure FIGURE --impl NAME`), pinned to
+//! one CPU where the figure says so, and prints one number.
+
+mod figures;
+mod link;
+mod raw;
+mod report;
+mod stats;
+mod sys;
+
+use std::process::Command;
+
+use figures::{FIGURES, Figure};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+
+    if flag("--raw-worker") {
+        if let Err(e) = raw::worker() {
+            eprintln!("raw worker: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let quick = flag("--quick");
+    if let (Some(figure), Some(imp)) = (value("--measure"), value("--impl")) {
+        let figure = FIGURES.iter().find(|f| f.key == figure).unwrap_or_else(|| panic!("unknown figure {figure}"));
+        if let Some(cpu) = figure.pin {
+            sys::pin_to_cpu(cpu);
+        }
+        match figures::measure(figure, &imp, quick) {
+            Ok(value) => println!("{value}"),
+            Err(e) => {
+                eprintln!("{} / {imp}: {e}", figure.key);
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+
+    let reps: usize = value("--reps").and_then(|r| r.parse().ok()).unwrap_or(if quick { 3 } else { 5 });
+    let peers = flag("--peers");
+    let only = value("--only");
+    let mut results = Vec::new();
+    for figure in FIGURES.iter().filter(|f| only.as_deref().is_none_or(|o| f.key.contains(o))) {
+        let imps: Vec<&str> = figure.impls.iter().chain(if peers { figure.peers } else { &[] }).copied().collect();
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); imps.len()];
+        for _ in 0..reps {
+            // Interleaved: one sample of each implementation per repetition.
+            for (i, imp) in imps.iter().enumerate() {
+                match run_measurement(figure, imp, quick) {
+                    Some(v) => samples[i].push(v),
+                    None => eprintln!("{} / {imp}: measurement failed", figure.key),
+                }
+            }
+        }
+        let result = report::FigureResult::new(figure, &imps, samples);
+        eprintln!("{}", result.line());
+        results.push(result);
+    }
+    let machine = report::machine();
+    if flag("--json") {
+        println!("{}", report::json(&machine, &results));
+    } else {
+        println!("{}", report::table(&machine, &results));
+    }
+    if let Some(path) = value("--chart") {
+        match std::fs::write(&path, report::svg(&machine, &results)) {
+            Ok(()) => eprintln!("chart written to {path}"),
+            Err(e) => eprintln!("cannot write {path}: {e}"),
+        }
+    }
+    if results.iter().any(|r| r.met == Some(false)) {
+        eprintln!("some targets were not met");
+    }
+}
+
+fn run_measurement(figure: &Figure, imp: &str, quick: bool) -> Option<f64> {
+    let exe = std::env::current_exe().ok()?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["--measure", figure.key, "--impl", imp]);
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = cmd.output().ok()?;
+    if !out.status.success() {
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}

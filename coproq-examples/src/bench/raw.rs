@@ -1,0 +1,189 @@
+//! The baseline: the same frame shape over two plain pipes, no coproq. A worker process
+//! (this binary with `--raw-worker`) echoes frames; the first payload byte says what to do.
+
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::sys;
+
+/// Payload tags.
+const ECHO: u8 = 0;
+const ONE_WAY: u8 = 1;
+const COUNT: u8 = 2;
+
+/// The worker: echo `ECHO` frames, count `ONE_WAY` frames, answer `COUNT` with the count.
+pub fn worker() -> io::Result<()> {
+    let stdin = io::stdin().lock();
+    let stdout = io::stdout().lock();
+    sys::enlarge_pipe(&stdin);
+    sys::enlarge_pipe(&stdout);
+    let mut input = BufReader::with_capacity(64 * 1024, stdin);
+    let mut output = BufWriter::with_capacity(64 * 1024, stdout);
+    let mut frame = Vec::new();
+    let mut count: u64 = 0;
+    while read_frame(&mut input, &mut frame)? {
+        match frame.first() {
+            Some(&ONE_WAY) => count += 1,
+            Some(&COUNT) => {
+                write_frame(&mut output, &count.to_le_bytes())?;
+            }
+            _ => write_frame(&mut output, &frame)?,
+        }
+        // Flush only when no more input is already buffered: coalesce like coproq does.
+        if input.buffer().is_empty() {
+            output.flush()?;
+        }
+    }
+    Ok(())
+}
+
+fn read_frame(input: &mut impl Read, frame: &mut Vec<u8>) -> io::Result<bool> {
+    let mut len = [0u8; 4];
+    match input.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    frame.resize(u32::from_le_bytes(len) as usize, 0);
+    input.read_exact(frame)?;
+    Ok(true)
+}
+
+fn write_frame(output: &mut impl Write, payload: &[u8]) -> io::Result<()> {
+    output.write_all(&(payload.len() as u32).to_le_bytes())?;
+    output.write_all(payload)
+}
+
+/// A running raw worker.
+pub struct Raw {
+    child: Child,
+    input: BufReader<ChildStdout>,
+    output: BufWriter<ChildStdin>,
+    frame: Vec<u8>,
+}
+
+impl Raw {
+    pub fn start() -> io::Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("--raw-worker")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        sys::enlarge_pipe(&stdin);
+        sys::enlarge_pipe(&stdout);
+        Ok(Self {
+            child,
+            input: BufReader::with_capacity(64 * 1024, stdout),
+            output: BufWriter::with_capacity(64 * 1024, stdin),
+            frame: Vec::new(),
+        })
+    }
+
+    fn round_trip(&mut self, payload: &[u8]) -> io::Result<()> {
+        write_frame(&mut self.output, payload)?;
+        self.output.flush()?;
+        read_frame(&mut self.input, &mut self.frame)?;
+        Ok(())
+    }
+
+    pub fn close(mut self) -> io::Result<()> {
+        drop(self.output);
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+/// Mean round trip of `n` sequential 8-byte echoes.
+pub fn latency(n: u32) -> io::Result<Duration> {
+    let mut raw = Raw::start()?;
+    let mut payload = [0u8; 9];
+    for i in 0..n.min(1000) {
+        payload[1..].copy_from_slice(&u64::from(i).to_le_bytes());
+        raw.round_trip(&payload)?;
+    }
+    let start = Instant::now();
+    for i in 0..n {
+        payload[1..].copy_from_slice(&u64::from(i).to_le_bytes());
+        raw.round_trip(&payload)?;
+    }
+    let elapsed = start.elapsed();
+    raw.close()?;
+    Ok(elapsed / n)
+}
+
+/// Echoes per second with `n` sent by one thread while another reads the replies.
+pub fn pipelined(n: u32) -> io::Result<f64> {
+    let Raw { child, mut input, mut output, mut frame } = Raw::start()?;
+    let start = Instant::now();
+    let writer = std::thread::spawn(move || -> io::Result<BufWriter<ChildStdin>> {
+        let mut payload = [0u8; 9];
+        for i in 0..n {
+            payload[1..].copy_from_slice(&u64::from(i).to_le_bytes());
+            write_frame(&mut output, &payload)?;
+        }
+        output.flush()?;
+        Ok(output)
+    });
+    for _ in 0..n {
+        read_frame(&mut input, &mut frame)?;
+    }
+    let elapsed = start.elapsed();
+    let output = writer.join().expect("writer thread")?;
+    Raw { child, input, output, frame }.close()?;
+    Ok(f64::from(n) / elapsed.as_secs_f64())
+}
+
+/// One-way frames per second, confirmed by a final round trip.
+pub fn events(n: u32) -> io::Result<f64> {
+    let mut raw = Raw::start()?;
+    let start = Instant::now();
+    let mut payload = [ONE_WAY, 0, 0, 0, 0, 0, 0, 0, 0];
+    for i in 0..n {
+        payload[1..].copy_from_slice(&u64::from(i).to_le_bytes());
+        write_frame(&mut raw.output, &payload)?;
+    }
+    raw.round_trip(&[COUNT])?;
+    let elapsed = start.elapsed();
+    assert_eq!(raw.frame, u64::from(n).to_le_bytes(), "raw worker lost events");
+    raw.close()?;
+    Ok(f64::from(n) / elapsed.as_secs_f64())
+}
+
+/// Bytes per second echoing a `size`-byte payload `n` times (counted one way).
+pub fn bulk(size: usize, n: u32) -> io::Result<f64> {
+    let mut raw = Raw::start()?;
+    let mut payload = vec![7u8; size];
+    payload[0] = ECHO;
+    raw.round_trip(&payload)?;
+    let start = Instant::now();
+    for _ in 0..n {
+        raw.round_trip(&payload)?;
+    }
+    let elapsed = start.elapsed();
+    raw.close()?;
+    Ok(size as f64 * f64::from(n) / elapsed.as_secs_f64())
+}
+
+/// Start a worker (re-exec of this binary), one round trip, close: the mean over `n`.
+pub fn startup(n: u32) -> io::Result<Duration> {
+    let start = Instant::now();
+    for _ in 0..n {
+        let mut raw = Raw::start()?;
+        raw.round_trip(&[ECHO, 1])?;
+        raw.close()?;
+    }
+    Ok(start.elapsed() / n)
+}
+
+/// RSS of an idle raw worker, in KiB.
+pub fn idle_rss() -> io::Result<u64> {
+    let mut raw = Raw::start()?;
+    raw.round_trip(&[ECHO])?;
+    std::thread::sleep(Duration::from_millis(50));
+    let rss = sys::rss_kib(raw.child.id());
+    raw.close()?;
+    Ok(rss)
+}

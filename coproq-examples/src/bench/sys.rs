@@ -1,0 +1,43 @@
+//! The few OS facts the benchmark needs: CPU pinning, pipe sizes, resident memory.
+
+use std::os::fd::AsRawFd;
+
+/// Pins this process (and the workers it starts afterwards) to one CPU.
+pub fn pin_to_cpu(cpu: usize) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw const set) != 0 {
+            eprintln!("coproq-bench: cannot pin to CPU {cpu}: {}", std::io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    eprintln!("coproq-bench: CPU pinning is Linux-only; cpu {cpu} ignored");
+}
+
+/// Asks for a 1 MiB pipe buffer (Linux); returns the size obtained.
+pub fn enlarge_pipe(fd: &impl AsRawFd) -> usize {
+    #[cfg(target_os = "linux")]
+    // SAFETY: fcntl on an open descriptor.
+    unsafe {
+        let size = libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
+        if size > 0 {
+            return size as usize;
+        }
+    }
+    let _ = fd;
+    64 * 1024
+}
+
+/// The resident set size of `pid` in KiB (Linux; 0 elsewhere).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
