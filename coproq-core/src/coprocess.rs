@@ -13,8 +13,8 @@ use crate::error::Result;
 use crate::handler::{Handlers, Registry, Reply, Service};
 use crate::launch::{self, Mode, WorkerProcess, fork, spawn};
 use crate::link::dispatch;
-use crate::link::{Link, LinkOptions};
-use crate::pending::Pending;
+use crate::link::{Flush, Link, LinkOptions};
+use crate::pending::{self, Pending};
 
 /// One end of a link between two processes.
 ///
@@ -207,7 +207,8 @@ impl Coprocess {
     /// [`Error::Disconnected`](crate::Error::Disconnected) (the peer is gone),
     /// [`Error::Encode`](crate::Error::Encode), [`Error::Protocol`](crate::Error::Protocol).
     pub fn call<R: DeserializeOwned>(&self, method: &str, args: impl Serialize) -> Result<R> {
-        self.call_async(method, args).wait()
+        self.start(method, &args, Flush::Now, pending::finish::<R>)
+            .wait()
     }
 
     /// Sends a call and returns at once; the reply is collected from the [`Pending`].
@@ -228,19 +229,20 @@ impl Coprocess {
         method: &str,
         args: impl Serialize,
     ) -> Pending<R> {
-        let link = &self.inner.link;
-        Pending::start(link, method, link.start_call(method, &args))
+        self.start(method, &args, Flush::Soon, pending::finish::<R>)
     }
 
-    /// `call_async` with a custom way of turning the reply into `R` (typed clients).
-    pub(crate) fn call_async_with<R>(
+    /// Sends a call; the reply becomes the caller's result through `finish`. `Flush::Now`
+    /// for a caller about to wait, `Flush::Soon` to let pipelined calls share writes.
+    pub(crate) fn start<R, A: Serialize + ?Sized>(
         &self,
         method: &str,
-        args: impl Serialize,
-        finish: crate::pending::Finish<R>,
+        args: &A,
+        flush: Flush,
+        finish: pending::Finish<R>,
     ) -> Pending<R> {
         let link = &self.inner.link;
-        Pending::with_finish(link, method, link.start_call(method, &args), finish)
+        Pending::with_finish(link, method, link.start_call(method, args, flush), finish)
     }
 
     /// Sends the one-way event `name` with `args`. Blocks while the peer is far behind
@@ -348,7 +350,7 @@ impl Coprocess {
         if link.claim_serving() {
             dispatch::serve(link);
         } else {
-            link.wait_reader(Duration::MAX);
+            link.wait_ended(Duration::MAX);
         }
     }
 
@@ -391,11 +393,6 @@ impl Coprocess {
         }
     }
 
-    /// Blocks until the link has ended (the reader saw the end of the peer's stream).
-    pub(crate) fn wait_disconnected(&self) {
-        self.inner.link.wait_reader(Duration::MAX);
-    }
-
     /// Whether the peer vanished without saying goodbye.
     pub(crate) fn abandoned(&self) -> bool {
         self.inner.link.abandoned()
@@ -419,17 +416,19 @@ impl Inner {
             return self.known_status();
         }
         self.link.shutdown();
-        let status = self.process.as_ref().and_then(|process| {
-            process
+        let status = if let Some(process) = &self.process {
+            let status = process
                 .wait_timeout(self.options.close_grace)
-                .or_else(|| process.kill())
-        });
-        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
-        // The reader ends once the worker's stream does; it owns the last descriptor.
-        // It may be blocked handing a message to this very thread, so never wait here.
-        if !dispatch::is_serving(&self.link) {
-            self.link.wait_reader(Duration::from_secs(1));
-        }
+                .or_else(|| process.kill());
+            *self.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
+            // The worker is gone: take in its last words, up to the end of its stream, so
+            // that calls it answered complete and the others fail `Disconnected`.
+            self.link.drain_to_end(Duration::from_secs(1), status);
+            status
+        } else {
+            self.link.end(&crate::Error::Disconnected { status: None });
+            None
+        };
         // Handlers may hold handles of this link: dropping them breaks such cycles.
         self.link.handlers.clear();
         status
@@ -582,18 +581,26 @@ impl Builder {
 
     fn start(self, cmd: Command, mode: Mode, entry: Option<u64>) -> Result<Coprocess> {
         let (link, process) = launch::start(cmd, mode, entry, &self.options, self.handlers)?;
+        let coproc = Coprocess::new(Arc::clone(&link), Some(process), self.options);
         let dispatcher = Arc::clone(&link);
-        std::thread::Builder::new()
-            .name("coproq-dispatch".into())
-            .spawn(move || {
-                if dispatcher.claim_serving() {
-                    dispatch::serve(&dispatcher);
-                }
-            })
-            .map_err(|source| crate::Error::Spawn {
-                program: "coproq-dispatch thread".into(),
-                source,
-            })?;
-        Ok(Coprocess::new(link, Some(process), self.options))
+        spawn_thread("coproq-dispatch", move || {
+            if dispatcher.claim_serving() {
+                dispatch::run_queued(&dispatcher);
+            }
+        })?;
+        spawn_thread("coproq-reader", move || dispatch::read_in_background(&link))?;
+        Ok(coproc)
     }
+}
+
+/// Starts a named helper thread of a link.
+fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(body)
+        .map(drop)
+        .map_err(|source| crate::Error::Spawn {
+            program: format!("{name} thread"),
+            source,
+        })
 }

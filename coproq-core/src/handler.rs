@@ -12,7 +12,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::link::Link;
+use crate::link::{Flush, Link};
 use crate::wire::{Body, OutcomeKind, Shape, codec, message};
 
 /// A call handler: decodes the arguments, runs the user's function, answers through the
@@ -216,18 +216,22 @@ fn panicked(panic: &(dyn Any + Send)) -> String {
 pub(crate) struct Responder {
     link: Arc<Link>,
     id: u64,
+    /// Whether the reply may wait to share a write with the next ones.
+    flush: Flush,
 }
 
 impl Responder {
-    pub(crate) fn new(link: Arc<Link>, id: u64) -> Self {
-        Self { link, id }
+    pub(crate) fn new(link: Arc<Link>, id: u64, flush: Flush) -> Self {
+        Self { link, id, flush }
     }
 
     /// Replies with what a handler returned (a `Result` is unwrapped).
     pub(crate) fn send<T: Serialize + ?Sized>(self, value: &T) {
         let id = self.id;
-        self.link.send_with(|buf, max| {
+        self.link.send_with(self.flush, |buf, max| {
+            let start = buf.len();
             if let Err(e) = message::encode_reply(buf, id, value, max) {
+                buf.truncate(start);
                 let reason = match e {
                     message::EncodeError::Value(reason) => reason,
                     message::EncodeError::TooLarge(e) => e.to_string(),
@@ -245,8 +249,9 @@ impl Responder {
     /// Replies with a failure.
     pub(crate) fn fail(self, kind: OutcomeKind, message: String) {
         let id = self.id;
-        self.link
-            .send_with(|buf, _| message::encode_failure(buf, id, kind, message));
+        self.link.send_with(self.flush, |buf, _| {
+            message::encode_failure(buf, id, kind, message);
+        });
     }
 }
 

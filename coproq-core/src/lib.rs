@@ -10,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+mod bytes;
 mod coprocess;
 mod error;
 mod handler;
@@ -27,8 +28,10 @@ pub use crate::pending::Pending;
 /// Used by generated code. Not public API: no semver promise.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::bytes::{ByteBuf, Bytes};
     pub use crate::service::{
-        ServiceCheck, assert_wire_type, call, call_result, emit, fingerprint_method,
+        ServiceCheck, assert_wire_type, call, call_bytes, call_bytes_wait, call_result,
+        call_result_wait, call_wait, emit, fingerprint_method,
     };
     pub use crate::{Coprocess, Pending, Registry, Result, Service};
 }

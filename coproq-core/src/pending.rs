@@ -3,16 +3,15 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, TryRecvError};
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, RemoteError, RemoteErrorKind, Result, TypedPayload};
 use crate::link::Link;
-use crate::link::calls::{Delivery, RawReply, WakerSlot};
+use crate::link::calls::{Delivery, RawReply, Slot};
 use crate::link::dispatch;
 use crate::wire::{Outcome, OutcomeKind, Shape, codec};
 
@@ -36,8 +35,7 @@ enum State {
     InFlight {
         link: Arc<Link>,
         id: u64,
-        reply: Receiver<Delivery>,
-        waker: WakerSlot,
+        slot: Arc<Slot>,
     },
     Failed(Error),
     Done,
@@ -57,29 +55,18 @@ impl<R> fmt::Debug for Pending<R> {
     }
 }
 
-impl<R: DeserializeOwned> Pending<R> {
-    pub(crate) fn start(
-        link: &Arc<Link>,
-        method: &str,
-        started: Result<(u64, Receiver<Delivery>, WakerSlot)>,
-    ) -> Self {
-        Self::with_finish(link, method, started, finish::<R>)
-    }
-}
-
 impl<R> Pending<R> {
     pub(crate) fn with_finish(
         link: &Arc<Link>,
         method: &str,
-        started: Result<(u64, Receiver<Delivery>, WakerSlot)>,
+        started: Result<(u64, Arc<Slot>)>,
         finish: Finish<R>,
     ) -> Self {
         let state = match started {
-            Ok((id, reply, waker)) => State::InFlight {
+            Ok((id, slot)) => State::InFlight {
                 link: Arc::clone(link),
                 id,
-                reply,
-                waker,
+                slot,
             },
             Err(e) => State::Failed(e),
         };
@@ -122,10 +109,10 @@ impl<R> Pending<R> {
 
     fn wait_until(mut self, deadline: Option<(Instant, Duration)>) -> Result<R> {
         match std::mem::replace(&mut self.state, State::Done) {
-            State::InFlight {
-                link, id, reply, ..
-            } => {
-                let Ok(delivery) = dispatch::wait_reply(&reply, deadline.map(|d| d.0)) else {
+            State::InFlight { link, id, slot } => {
+                // A pipelined call may still sit in the write buffer.
+                link.flush();
+                let Ok(delivery) = dispatch::wait_reply(&link, &slot, deadline.map(|d| d.0)) else {
                     link.forget_call(id);
                     let after = deadline.map_or(Duration::ZERO, |d| d.1);
                     let method = std::mem::take(&mut self.method);
@@ -193,21 +180,9 @@ impl<R> Future for Pending<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
         let this = self.get_mut();
         let delivery = match &this.state {
-            State::InFlight { reply, waker, .. } => match reply.try_recv() {
-                Ok(delivery) => delivery,
-                Err(TryRecvError::Disconnected) => Err(Error::Disconnected { status: None }),
-                Err(TryRecvError::Empty) => {
-                    *waker.lock().unwrap_or_else(PoisonError::into_inner) =
-                        Some(cx.waker().clone());
-                    // The reply may have landed between the first look and the waker.
-                    match reply.try_recv() {
-                        Ok(delivery) => delivery,
-                        Err(TryRecvError::Disconnected) => {
-                            Err(Error::Disconnected { status: None })
-                        }
-                        Err(TryRecvError::Empty) => return Poll::Pending,
-                    }
-                }
+            State::InFlight { slot, .. } => match slot.reply_or_register(cx.waker()) {
+                Some(delivery) => delivery,
+                None => return Poll::Pending,
             },
             State::Failed(_) | State::Done => {
                 return match std::mem::replace(&mut this.state, State::Done) {

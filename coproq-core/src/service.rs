@@ -8,8 +8,10 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::bytes::ByteBuf;
 use crate::coprocess::Coprocess;
 use crate::error::{Error, RemoteErrorKind, Result};
+use crate::link::Flush;
 use crate::link::calls::Delivery;
 use crate::pending::{self, Pending};
 
@@ -80,21 +82,43 @@ fn compare(local: &str, remote: &str) -> std::result::Result<(), String> {
     Err(format!("the peer has `{extra}`, which this client lacks"))
 }
 
-/// A typed call: checks the service, then sends.
+/// A typed call kept in flight (`<method>_async`): checks the service, then sends.
 pub fn call<R: DeserializeOwned>(
     coproc: &Coprocess,
     check: &ServiceCheck,
     method: &str,
     args: impl Serialize,
 ) -> Pending<R> {
-    match check.ensure(coproc) {
-        Ok(()) => coproc.call_async(method, args),
-        Err(e) => Pending::failed(method, e),
-    }
+    start(
+        coproc,
+        check,
+        method,
+        &args,
+        Flush::Soon,
+        pending::finish::<R>,
+    )
 }
 
-/// A typed call of a method declared `-> Result<T, E>`: the handler's `Err(e)` arrives as
-/// `Ok(Err(e))`, decoded as `E`.
+/// A typed call waited for at once.
+pub fn call_wait<R: DeserializeOwned>(
+    coproc: &Coprocess,
+    check: &ServiceCheck,
+    method: &str,
+    args: impl Serialize,
+) -> Result<R> {
+    start(
+        coproc,
+        check,
+        method,
+        &args,
+        Flush::Now,
+        pending::finish::<R>,
+    )
+    .wait()
+}
+
+/// A typed call of a method declared `-> Result<T, E>`, kept in flight: the handler's
+/// `Err(e)` arrives as `Ok(Err(e))`, decoded as `E`.
 pub fn call_result<T, E>(
     coproc: &Coprocess,
     check: &ServiceCheck,
@@ -105,8 +129,72 @@ where
     T: DeserializeOwned,
     E: DeserializeOwned,
 {
+    start(
+        coproc,
+        check,
+        method,
+        &args,
+        Flush::Soon,
+        finish_result::<T, E>,
+    )
+}
+
+/// [`call_result`], waited for at once.
+pub fn call_result_wait<T, E>(
+    coproc: &Coprocess,
+    check: &ServiceCheck,
+    method: &str,
+    args: impl Serialize,
+) -> Result<Result<T, E>>
+where
+    T: DeserializeOwned,
+    E: DeserializeOwned,
+{
+    start(
+        coproc,
+        check,
+        method,
+        &args,
+        Flush::Now,
+        finish_result::<T, E>,
+    )
+    .wait()
+}
+
+/// A typed call of a method returning `Vec<u8>`, kept in flight (bytes fast path).
+pub fn call_bytes(
+    coproc: &Coprocess,
+    check: &ServiceCheck,
+    method: &str,
+    args: impl Serialize,
+) -> Pending<Vec<u8>> {
+    start(coproc, check, method, &args, Flush::Soon, finish_bytes)
+}
+
+/// [`call_bytes`], waited for at once.
+pub fn call_bytes_wait(
+    coproc: &Coprocess,
+    check: &ServiceCheck,
+    method: &str,
+    args: impl Serialize,
+) -> Result<Vec<u8>> {
+    start(coproc, check, method, &args, Flush::Now, finish_bytes).wait()
+}
+
+fn finish_bytes(method: &str, delivery: Delivery) -> Result<Vec<u8>> {
+    pending::finish::<ByteBuf>(method, delivery).map(ByteBuf::into_vec)
+}
+
+fn start<R, A: Serialize>(
+    coproc: &Coprocess,
+    check: &ServiceCheck,
+    method: &str,
+    args: &A,
+    flush: Flush,
+    finish: pending::Finish<R>,
+) -> Pending<R> {
     match check.ensure(coproc) {
-        Ok(()) => coproc.call_async_with(method, args, finish_result::<T, E>),
+        Ok(()) => coproc.start(method, args, flush, finish),
         Err(e) => Pending::failed(method, e),
     }
 }

@@ -36,6 +36,8 @@ pub(crate) enum Output<'a> {
     Unit,
     /// A plain value.
     Value(&'a Type),
+    /// `Vec<u8>`: sent as bytes, not element by element.
+    Bytes(&'a Type),
     /// `Result<T, E>`: the client receives `E` typed.
     AppResult { ok: &'a Type, err: &'a Type },
     /// `Result<T>` of some crate's alias (`coproq::Result`, `io::Result`): the error
@@ -124,6 +126,7 @@ impl<'a> Output<'a> {
         match result_args(ty).as_deref() {
             Some([ok, err]) => Self::AppResult { ok, err },
             Some([ok]) => Self::FlatResult(ok),
+            _ if is_byte_vec(ty) => Self::Bytes(ty),
             _ => Self::Value(ty),
         }
     }
@@ -146,4 +149,27 @@ fn result_args(ty: &Type) -> Option<Vec<&Type>> {
             _ => None,
         })
         .collect()
+}
+
+/// `Vec<u8>` (any path ending in `Vec`).
+pub(crate) fn is_byte_vec(ty: &Type) -> bool {
+    let Type::Path(path) = ty else { return false };
+    let Some(last) = path.path.segments.last() else {
+        return false;
+    };
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return false;
+    };
+    last.ident == "Vec"
+        && args.args.len() == 1
+        && matches!(args.args.first(), Some(GenericArgument::Type(elem)) if is_u8(elem))
+}
+
+/// `&[u8]`.
+pub(crate) fn is_byte_slice(ty: &Type) -> bool {
+    matches!(ty, Type::Reference(r) if r.mutability.is_none() && matches!(&*r.elem, Type::Slice(s) if is_u8(&s.elem)))
+}
+
+fn is_u8(ty: &Type) -> bool {
+    matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.is_ident("u8"))
 }

@@ -10,7 +10,7 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, ItemTrait, Type};
 
-use crate::ast::{Method, Output, Service};
+use crate::ast::{Method, Output, Service, is_byte_slice, is_byte_vec};
 use crate::fallback;
 use crate::valid::{self, Errors};
 
@@ -183,23 +183,34 @@ impl<'a> Generator<'a> {
         let async_ident = format_ident!("{}_async", name, span = ident.span());
         let async_doc =
             format!("Like [`{name}`](Self::{name}), but returns at once with the call in flight.");
-        let (reply, call) = match &method.output {
-            Output::Unit => (quote!(()), quote!(::coproq::__private::call::<()>)),
-            Output::Value(ty) | Output::FlatResult(ty) => {
-                (quote!(#ty), quote!(::coproq::__private::call::<#ty>))
-            }
+        let (reply, call, call_wait) = match &method.output {
+            Output::Bytes(_) => (
+                quote!(::std::vec::Vec<u8>),
+                quote!(::coproq::__private::call_bytes),
+                quote!(::coproq::__private::call_bytes_wait),
+            ),
+            Output::Unit => (
+                quote!(()),
+                quote!(::coproq::__private::call::<()>),
+                quote!(::coproq::__private::call_wait::<()>),
+            ),
+            Output::Value(ty) | Output::FlatResult(ty) => (
+                quote!(#ty),
+                quote!(::coproq::__private::call::<#ty>),
+                quote!(::coproq::__private::call_wait::<#ty>),
+            ),
             Output::AppResult { ok, err } => (
                 quote!(::core::result::Result<#ok, #err>),
                 quote!(::coproq::__private::call_result::<#ok, #err>),
+                quote!(::coproq::__private::call_result_wait::<#ok, #err>),
             ),
         };
-        let args = method.args.iter().map(|arg| arg.ident);
         quote! {
             #(#docs)*
             #errors_doc
             #(#cfgs)*
             #vis fn #ident(&self, #(#params),*) -> ::coproq::__private::Result<#reply> {
-                ::coproq::__private::Pending::wait(self.#async_ident(#(#args),*))
+                #call_wait(&self.__coproq, &self.__check, #name, #packed)
             }
 
             #[doc = #async_doc]
@@ -297,23 +308,32 @@ impl<'a> Generator<'a> {
         };
         let passed = method.args.iter().map(|arg| {
             let ident = arg.ident;
-            if matches!(arg.ty, Type::Reference(_)) {
+            if is_byte_slice(arg.ty) {
+                quote!(#ident.as_slice())
+            } else if is_byte_vec(arg.ty) {
+                quote!(#ident.into_vec())
+            } else if matches!(arg.ty, Type::Reference(_)) {
                 quote!(&#ident)
             } else {
                 quote!(#ident)
             }
         });
+        let (imp, registry) = (local("__imp"), local("__registry"));
         let register = if method.event.is_some() {
             quote!(on)
         } else {
             quote!(handle)
         };
-        let (imp, registry) = (local("__imp"), local("__registry"));
+        let call = quote!(<__T as #trait_ident>::#ident(&*#imp, #(#passed),*));
+        let call = match method.output {
+            Output::Bytes(_) => quote!(::coproq::__private::ByteBuf(#call)),
+            _ => call,
+        };
         quote! {
             #(#cfgs)*
             {
                 let #imp = <::std::sync::Arc<__T> as ::core::clone::Clone>::clone(&self.__imp);
-                #registry.#register(#name, move |#pattern| <__T as #trait_ident>::#ident(&*#imp, #(#passed),*));
+                #registry.#register(#name, move |#pattern| #call);
             }
         }
     }
@@ -327,7 +347,7 @@ impl<'a> Generator<'a> {
                 types.push((owned(arg.ty), arg.ty.span()));
             }
             match &method.output {
-                Output::Unit => {}
+                Output::Unit | Output::Bytes(_) => {}
                 Output::Value(ty) | Output::FlatResult(ty) => {
                     types.push(((*ty).clone(), ty.span()));
                 }
@@ -371,10 +391,13 @@ fn pack(method: &Method<'_>) -> TokenStream {
         .args
         .iter()
         .filter_map(|arg| {
-            let ident = arg.ident?;
-            let mut ident = ident.clone();
+            let mut ident = arg.ident?.clone();
             ident.set_span(arg.ty.span());
-            Some(ident)
+            Some(if is_byte_slice(arg.ty) || is_byte_vec(arg.ty) {
+                quote!(::coproq::__private::Bytes(::core::convert::AsRef::<[u8]>::as_ref(&#ident)))
+            } else {
+                ident.into_token_stream()
+            })
         })
         .collect();
     match idents.as_slice() {
@@ -385,8 +408,11 @@ fn pack(method: &Method<'_>) -> TokenStream {
 }
 
 /// The owned type a server decodes for an argument the trait takes by reference:
-/// `&str` → `String`, `&[T]` → `Vec<T>`, `&T` → `T`.
+/// `&str` → `String`, `&[T]` → `Vec<T>`, `&T` → `T`; bytes (`&[u8]`, `Vec<u8>`) as bytes.
 fn owned(ty: &Type) -> Type {
+    if is_byte_slice(ty) || is_byte_vec(ty) {
+        return syn::parse_quote!(::coproq::__private::ByteBuf);
+    }
     let Type::Reference(reference) = ty else {
         return ty.clone();
     };
@@ -405,7 +431,9 @@ fn fingerprint_line(method: &Method<'_>) -> String {
     let types: Vec<String> = method.args.iter().map(|arg| tokens_text(arg.ty)).collect();
     let output = match &method.output {
         Output::Unit => String::new(),
-        Output::Value(ty) | Output::FlatResult(ty) => format!(" -> {}", tokens_text(ty)),
+        Output::Value(ty) | Output::FlatResult(ty) | Output::Bytes(ty) => {
+            format!(" -> {}", tokens_text(ty))
+        }
         Output::AppResult { ok, err } => {
             format!(" -> Result<{}, {}>", tokens_text(ok), tokens_text(err))
         }
@@ -495,8 +523,16 @@ mod tests {
             ":: std :: string :: String"
         );
         assert_eq!(
+            owned_of(syn::parse_quote!(&[u32])),
+            ":: std :: vec :: Vec < u32 >"
+        );
+        assert_eq!(
             owned_of(syn::parse_quote!(&[u8])),
-            ":: std :: vec :: Vec < u8 >"
+            ":: coproq :: __private :: ByteBuf"
+        );
+        assert_eq!(
+            owned_of(syn::parse_quote!(Vec<u8>)),
+            ":: coproq :: __private :: ByteBuf"
         );
         assert_eq!(owned_of(syn::parse_quote!(&Point)), "Point");
         assert_eq!(owned_of(syn::parse_quote!(u32)), "u32");

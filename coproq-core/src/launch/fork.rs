@@ -63,18 +63,19 @@ pub(crate) fn run_worker(read: i32, write: i32) -> ! {
     std::process::exit(0)
 }
 
-/// A worker whose parent died must not outlive it, even while a handler is stuck (where
-/// Linux's parent-death signal is not available): once the parent's stream ends without a
-/// `Bye`, the process exits after a short grace.
-fn exit_soon_if_abandoned(coproc: &Coprocess) {
-    let watched = coproc.clone();
+/// A worker whose parent died must not outlive it, even while a handler is stuck and
+/// nothing reads the link (Linux's parent-death signal covers that there; this covers
+/// every Unix): when this process is handed to a new parent, it exits.
+fn exit_soon_if_abandoned(_coproc: &Coprocess) {
+    let parent = sys::parent_pid();
     let _ = std::thread::Builder::new()
         .name("coproq-watchdog".into())
         .spawn(move || {
-            watched.wait_disconnected();
-            if watched.abandoned() {
-                std::thread::sleep(std::time::Duration::from_millis(300));
-                std::process::exit(0);
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                if sys::parent_pid() != parent {
+                    std::process::exit(0);
+                }
             }
         });
 }

@@ -1,13 +1,15 @@
-//! The pending-call table: call id → the caller waiting for its reply.
+//! Calls in flight: id → the slot its reply lands in, and the slots themselves.
 //!
-//! Pure bookkeeping, no I/O. Whoever reads replies completes entries; whoever sees the
-//! link end fails them all and closes the table, so that no caller can wait forever.
+//! A slot is where one waiting thread sleeps: it wakes when its reply lands, when it is
+//! handed the read token (promoted), or when poked to look at new work. The table is plain
+//! bookkeeping without I/O: whoever reads a reply completes its slot, and whoever sees the
+//! link end fails every slot and closes the table, so no caller can wait forever.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
-
-use crossbeam_channel::Sender;
+use std::time::Instant;
 
 use crate::error::Error;
 use crate::wire::{Body, Outcome};
@@ -22,58 +24,167 @@ pub(crate) struct RawReply {
 /// What a waiting caller receives.
 pub(crate) type Delivery = Result<RawReply, Error>;
 
-/// Where an async caller's waker waits.
-pub(crate) type WakerSlot = Arc<Mutex<Option<Waker>>>;
-
-/// One waiting caller.
-#[derive(Debug)]
-pub(crate) struct Waiter {
-    pub(crate) tx: Sender<Delivery>,
-    pub(crate) waker: WakerSlot,
+/// Why a slot's waiter woke.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// The reply is in.
+    Reply,
+    /// The waiter now holds the read token.
+    Promoted,
+    /// Something changed (new inbox work, the link ended): look again.
+    Poked,
+    /// The deadline passed.
+    TimedOut,
 }
 
-impl Waiter {
-    fn deliver(self, delivery: Delivery) {
-        // The receiver may be gone (a timed-out or dropped `Pending`): nothing to do then.
-        let _ = self.tx.send(delivery);
-        if let Some(waker) = self
-            .waker
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        {
+#[derive(Debug, Default)]
+struct SlotState {
+    reply: Option<Delivery>,
+    promoted: bool,
+    poked: bool,
+    /// A thread sleeps in `wait`.
+    waiting: bool,
+    waker: Option<Waker>,
+}
+
+/// Where one thread (or one future) waits.
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    state: Mutex<SlotState>,
+    cv: Condvar,
+}
+
+impl Slot {
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Puts the reply in and wakes the waiter; returns whether a thread was blocked
+    /// waiting (rather than a future, or nobody yet).
+    pub(crate) fn deliver(&self, delivery: Delivery) -> bool {
+        let (waiting, waker) = {
+            let mut state = self.lock();
+            state.reply = Some(delivery);
+            (state.waiting, state.waker.take())
+        };
+        if waiting {
+            self.cv.notify_one();
+        }
+        if let Some(waker) = waker {
             waker.wake();
         }
+        waiting
+    }
+
+    /// Hands the read token to this slot's waiter.
+    pub(crate) fn promote(&self) {
+        self.lock().promoted = true;
+        self.cv.notify_one();
+    }
+
+    /// Asks the waiter to look again.
+    pub(crate) fn poke(&self) {
+        self.lock().poked = true;
+        self.cv.notify_one();
+    }
+
+    /// Takes the reply, if it is in.
+    pub(crate) fn take_reply(&self) -> Option<Delivery> {
+        self.lock().reply.take()
+    }
+
+    /// Whether the reply is in.
+    pub(crate) fn has_reply(&self) -> bool {
+        self.lock().reply.is_some()
+    }
+
+    /// Clears and returns the promoted flag.
+    pub(crate) fn take_promotion(&self) -> bool {
+        std::mem::take(&mut self.lock().promoted)
+    }
+
+    /// Registers a future's waker; returns the reply instead if it is already in.
+    pub(crate) fn reply_or_register(&self, waker: &Waker) -> Option<Delivery> {
+        let mut state = self.lock();
+        if let Some(reply) = state.reply.take() {
+            return Some(reply);
+        }
+        state.waker = Some(waker.clone());
+        None
+    }
+
+    /// Sleeps until something happens or `deadline` passes.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Wake {
+        let mut state = self.lock();
+        let wake = loop {
+            if state.promoted {
+                break Wake::Promoted;
+            }
+            if state.reply.is_some() {
+                break Wake::Reply;
+            }
+            if std::mem::take(&mut state.poked) {
+                break Wake::Poked;
+            }
+            state.waiting = true;
+            state = match deadline {
+                None => self.cv.wait(state).unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break Wake::TimedOut;
+                    }
+                    self.cv
+                        .wait_timeout(state, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        };
+        state.waiting = false;
+        wake
+    }
+}
+
+/// Ids are sequential integers: hashing them is wasted work.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id;
     }
 }
 
 /// The table. `closed` is set once the link has ended; inserts fail from then on.
 #[derive(Debug, Default)]
 pub(crate) struct Calls {
-    map: HashMap<u64, Waiter>,
+    map: HashMap<u64, Arc<Slot>, BuildHasherDefault<IdHasher>>,
     closed: bool,
 }
 
 impl Calls {
-    /// Registers a caller; fails (handing the waiter back) if the link has ended.
-    pub(crate) fn insert(&mut self, id: u64, waiter: Waiter) -> Result<(), Waiter> {
+    /// Registers a caller's slot; fails if the link has ended.
+    pub(crate) fn insert(&mut self, id: u64, slot: Arc<Slot>) -> Result<(), Arc<Slot>> {
         if self.closed {
-            return Err(waiter);
+            return Err(slot);
         }
-        self.map.insert(id, waiter);
+        self.map.insert(id, slot);
         Ok(())
     }
 
-    /// Delivers a reply; returns false if no caller waits for `id` (timed out, or a
-    /// peer's stray reply), in which case the reply is dropped.
-    pub(crate) fn complete(&mut self, id: u64, delivery: Delivery) -> bool {
-        match self.map.remove(&id) {
-            Some(waiter) => {
-                waiter.deliver(delivery);
-                true
-            }
-            None => false,
-        }
+    /// Delivers a reply; returns the slot, or `None` if no caller waits for `id` (timed
+    /// out, or a stray reply), in which case the reply is dropped.
+    pub(crate) fn complete(&mut self, id: u64) -> Option<Arc<Slot>> {
+        self.map.remove(&id)
     }
 
     /// Forgets a caller that stopped waiting.
@@ -84,8 +195,8 @@ impl Calls {
     /// Fails every waiting caller and closes the table.
     pub(crate) fn fail_all(&mut self, error: &Error) {
         self.closed = true;
-        for (_, waiter) in self.map.drain() {
-            waiter.deliver(Err(error.duplicate()));
+        for (_, slot) in self.map.drain() {
+            slot.deliver(Err(error.duplicate()));
         }
     }
 
@@ -99,46 +210,52 @@ impl Calls {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crossbeam_channel::bounded;
-
-    fn waiter() -> (Waiter, crossbeam_channel::Receiver<Delivery>) {
-        let (tx, rx) = bounded(1);
-        (
-            Waiter {
-                tx,
-                waker: WakerSlot::default(),
-            },
-            rx,
-        )
-    }
+    use std::time::Duration;
 
     #[test]
-    fn fail_all_reaches_every_waiter_and_closes() {
+    fn fail_all_reaches_every_slot_and_closes() {
         let mut calls = Calls::default();
-        let (a, ra) = waiter();
-        let (b, rb) = waiter();
-        calls.insert(1, a).unwrap();
-        calls.insert(2, b).unwrap();
+        let (a, b) = (Arc::new(Slot::default()), Arc::new(Slot::default()));
+        calls.insert(1, Arc::clone(&a)).unwrap();
+        calls.insert(2, Arc::clone(&b)).unwrap();
         calls.fail_all(&Error::Disconnected { status: None });
         assert!(matches!(
-            ra.recv().unwrap(),
-            Err(Error::Disconnected { .. })
+            a.take_reply(),
+            Some(Err(Error::Disconnected { .. }))
         ));
         assert!(matches!(
-            rb.recv().unwrap(),
-            Err(Error::Disconnected { .. })
+            b.take_reply(),
+            Some(Err(Error::Disconnected { .. }))
         ));
-        assert!(calls.insert(3, waiter().0).is_err());
+        assert!(calls.insert(3, Arc::default()).is_err());
         assert_eq!(calls.len(), 0);
     }
 
     #[test]
     fn unknown_and_removed_ids_are_ignored() {
         let mut calls = Calls::default();
-        let (a, _ra) = waiter();
-        calls.insert(1, a).unwrap();
+        calls.insert(1, Arc::default()).unwrap();
         calls.remove(1);
-        assert!(!calls.complete(1, Err(Error::NotConnected)));
-        assert!(!calls.complete(99, Err(Error::NotConnected)));
+        assert!(calls.complete(1).is_none());
+        assert!(calls.complete(99).is_none());
+    }
+
+    #[test]
+    fn a_slot_wakes_for_each_reason() {
+        let slot = Arc::new(Slot::default());
+        assert_eq!(
+            slot.wait(Some(Instant::now() + Duration::from_millis(5))),
+            Wake::TimedOut
+        );
+        slot.poke();
+        assert_eq!(slot.wait(None), Wake::Poked);
+        slot.promote();
+        assert_eq!(slot.wait(None), Wake::Promoted);
+        assert!(slot.take_promotion());
+        let other = Arc::clone(&slot);
+        let t = std::thread::spawn(move || other.deliver(Err(Error::NotConnected)));
+        assert_eq!(slot.wait(None), Wake::Reply);
+        t.join().unwrap();
+        assert!(slot.take_reply().is_some());
     }
 }

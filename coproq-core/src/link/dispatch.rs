@@ -1,50 +1,145 @@
-//! Dispatch: runs handlers for received calls and events, one at a time, in the order
-//! they arrived.
+//! Running handlers and waiting for replies.
 //!
-//! One thread serves a link (the parent's dispatcher thread, the fork worker's main
-//! thread, or whoever calls `serve`). When a handler on that thread calls the peer and
-//! waits, the wait keeps dispatching the link's inbox: the peer may call back before it
-//! replies, to any depth, in both directions, without deadlock.
+//! One thread serves a link: the fork worker's main thread, whoever calls `serve`, or the
+//! parent's dispatcher thread. It runs received calls and events one at a time, in arrival
+//! order. On a worker it also reads: a call is read and answered on the same thread. When
+//! a handler on that thread calls the peer and waits, the wait keeps running the link's
+//! calls and events: the peer may call back before it replies, to any depth, in both
+//! directions, without deadlock.
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::time::Instant;
-
-use crossbeam_channel::{Receiver, RecvTimeoutError, select};
+use std::time::{Duration, Instant};
 
 use super::Link;
-use super::calls::Delivery;
+use super::calls::{Delivery, Slot, Wake};
+use super::reader::{Role, Stop};
+use super::writer::Flush;
 use crate::error::Error;
 use crate::handler::Responder;
 use crate::wire::{Message, OutcomeKind};
 
 thread_local! {
-    /// The link whose inbox this thread serves, if any.
+    /// The link whose calls this thread runs, if any.
     static SERVING: RefCell<Option<Arc<Link>>> = const { RefCell::new(None) };
 }
 
-/// Dispatches `link`'s inbox on this thread until the peer is gone.
-pub(crate) fn serve(link: &Arc<Link>) {
+/// How long background readers leave the token to callers after they last used it.
+const TICK: Duration = Duration::from_millis(1);
+
+/// The longest a background reader sleeps between looks while it is not needed.
+const MAX_TICK: Duration = Duration::from_millis(50);
+
+/// Runs `body` as the thread serving `link`.
+fn as_server<T>(link: &Arc<Link>, body: impl FnOnce() -> T) -> T {
     let previous = SERVING.replace(Some(Arc::clone(link)));
-    while let Ok(message) = link.inbox().recv() {
-        if link.abandoned() {
-            break;
-        }
-        dispatch(link, message);
-    }
+    let result = body();
     SERVING.set(previous);
+    result
 }
 
-/// Whether this thread is the one serving `link`.
+/// Whether this thread serves `link`.
 pub(crate) fn is_serving(link: &Arc<Link>) -> bool {
     SERVING.with_borrow(|serving| serving.as_ref().is_some_and(|s| Arc::ptr_eq(s, link)))
 }
 
+/// Serves `link` on this thread, reading and running calls, until the peer is gone.
+pub(crate) fn serve(link: &Arc<Link>) {
+    as_server(link, || {
+        let idle = Arc::new(Slot::default());
+        let mut seen = link.caller_activity();
+        let mut tick = TICK;
+        loop {
+            if link.abandoned() {
+                break;
+            }
+            if let Some(message) = link.next_queued() {
+                let flush = if link.has_queued() {
+                    Flush::Soon
+                } else {
+                    Flush::Now
+                };
+                dispatch(link, message, flush);
+                continue;
+            }
+            if link.is_ended() {
+                break;
+            }
+            let (took, activity) = link.try_take_token_quiet(seen);
+            if took {
+                tick = TICK;
+                if let Stop::Run { message, more } = link.read_as(Role::Server, None, None) {
+                    dispatch(link, message, if more { Flush::Soon } else { Flush::Now });
+                }
+                continue;
+            }
+            tick = if activity == seen {
+                (tick * 2).min(MAX_TICK)
+            } else {
+                TICK
+            };
+            seen = activity;
+            if !link.set_dispatcher(Some(Arc::clone(&idle))) {
+                idle.wait(Some(Instant::now() + tick));
+            }
+            link.set_dispatcher(None);
+        }
+    });
+}
+
+/// The parent's dispatcher thread: runs what readers queue, reads only when nested.
+pub(crate) fn run_queued(link: &Arc<Link>) {
+    as_server(link, || {
+        let idle = Arc::new(Slot::default());
+        loop {
+            if let Some(message) = link.next_queued() {
+                dispatch(link, message, Flush::Now);
+                continue;
+            }
+            if link.is_ended() {
+                break;
+            }
+            if !link.set_dispatcher(Some(Arc::clone(&idle))) {
+                idle.wait(None);
+            }
+            link.set_dispatcher(None);
+        }
+    });
+}
+
+/// The parent's reader thread: reads whenever callers leave the pipe alone for a tick,
+/// so replies to futures and pipelined calls, the worker's calls and events, and the
+/// end of the stream are always noticed.
+pub(crate) fn read_in_background(link: &Arc<Link>) {
+    let mut seen = link.caller_activity();
+    let mut tick = TICK;
+    loop {
+        if link.is_ended() {
+            break;
+        }
+        let (took, activity) = link.try_take_token_quiet(seen);
+        if took {
+            tick = TICK;
+            if let Stop::Ended = link.read_as(Role::Background, None, None) {
+                break;
+            }
+            continue;
+        }
+        tick = if activity == seen {
+            (tick * 2).min(MAX_TICK)
+        } else {
+            TICK
+        };
+        seen = activity;
+        link.wait_ended(tick);
+    }
+}
+
 /// Runs the handler of one received call or event.
-fn dispatch(link: &Arc<Link>, message: Message) {
+fn dispatch(link: &Arc<Link>, message: Message, flush: Flush) {
     match message {
         Message::Call { id, name, body } => {
-            let responder = Responder::new(Arc::clone(link), id);
+            let responder = Responder::new(Arc::clone(link), id, flush);
             match link.handlers.call(&name) {
                 Some(handler) => handler(&name, body, responder),
                 None => responder.fail(
@@ -59,47 +154,114 @@ fn dispatch(link: &Arc<Link>, message: Message) {
                 listener(&name, body);
             }
         }
-        Message::Reply { .. } | Message::Bye => {
-            unreachable!("the reader routes replies and byes itself")
-        }
+        Message::Reply { .. } | Message::Bye => {}
     }
 }
 
 /// The caller stopped waiting at its deadline.
 pub(crate) struct TimedOut;
 
-/// Waits for a reply. On a thread that serves a link, keeps dispatching that link's
-/// inbox meanwhile, so that a callback from the peer cannot deadlock.
+/// Waits for the reply in `slot`: reads it (and whatever else arrives) if nobody else is
+/// reading, otherwise sleeps until it lands or the token is handed over. On the serving
+/// thread, keeps running the link's calls and events meanwhile.
 pub(crate) fn wait_reply(
-    reply: &Receiver<Delivery>,
+    link: &Arc<Link>,
+    slot: &Arc<Slot>,
     deadline: Option<Instant>,
 ) -> Result<Delivery, TimedOut> {
-    let serving = SERVING.with_borrow(Clone::clone);
-    if let Some(link) = serving {
-        let inbox = link.inbox();
-        loop {
-            let timeout = deadline.map_or(crossbeam_channel::never(), crossbeam_channel::at);
-            select! {
-                recv(reply) -> delivery => return Ok(closed_if_dropped(delivery.ok())),
-                recv(inbox) -> message => match message {
-                    Ok(message) => dispatch(&link, message),
-                    Err(_) => break, // the peer is gone; only our reply (a failure) is left
-                },
-                recv(timeout) -> _ => return Err(TimedOut),
+    let serving = is_serving(link);
+    let role = if serving {
+        Role::NestedServer
+    } else {
+        Role::Caller
+    };
+    loop {
+        if let Some(delivery) = slot.take_reply() {
+            return Ok(delivery);
+        }
+        if serving {
+            if let Some(message) = link.next_queued() {
+                dispatch(link, message, Flush::Now);
+                continue;
             }
         }
-    }
-    match deadline {
-        None => Ok(closed_if_dropped(reply.recv().ok())),
-        Some(deadline) => match reply.recv_deadline(deadline) {
-            Ok(delivery) => Ok(delivery),
-            Err(RecvTimeoutError::Timeout) => Err(TimedOut),
-            Err(RecvTimeoutError::Disconnected) => Ok(closed_if_dropped(None)),
-        },
+        if link.is_ended() {
+            return Ok(slot
+                .take_reply()
+                .unwrap_or(Err(Error::Disconnected { status: None })));
+        }
+        if link.try_take_token(role) {
+            match read_for(link, role, slot, deadline) {
+                Some(timed_out) => return Err(timed_out),
+                None => continue,
+            }
+        }
+        if !link.queue_for_token(slot) {
+            continue; // the token came free meanwhile
+        }
+        let has_work = serving && link.set_dispatcher(Some(Arc::clone(slot)));
+        let wake = if has_work {
+            Wake::Poked
+        } else {
+            slot.wait(deadline)
+        };
+        if serving {
+            link.set_dispatcher(None);
+        }
+        let promoted = wake == Wake::Promoted || link.leave_queue(slot);
+        if promoted {
+            slot.take_promotion();
+            match read_for(link, role, slot, deadline) {
+                Some(timed_out) => return Err(timed_out),
+                None => continue,
+            }
+        }
+        if wake == Wake::TimedOut {
+            return match slot.take_reply() {
+                Some(delivery) => Ok(delivery),
+                None => Err(TimedOut),
+            };
+        }
     }
 }
 
-/// A waiter whose sender vanished without a word counts as disconnected.
-fn closed_if_dropped(delivery: Option<Delivery>) -> Delivery {
-    delivery.unwrap_or(Err(Error::Disconnected { status: None }))
+/// Reads while holding the token; runs what a nested server is handed.
+fn read_for(
+    link: &Arc<Link>,
+    role: Role,
+    slot: &Arc<Slot>,
+    deadline: Option<Instant>,
+) -> Option<TimedOut> {
+    match link.read_as(role, Some(slot), deadline) {
+        Stop::Run { message, .. } => dispatch(link, message, Flush::Now),
+        Stop::TimedOut => {
+            if !slot.has_reply() {
+                return Some(TimedOut);
+            }
+        }
+        Stop::Mine | Stop::StepBack | Stop::Ended => {}
+    }
+    None
+}
+
+impl Link {
+    /// After the worker is gone: reads what it still sent, up to the end of its stream,
+    /// for at most `timeout`; then ends the link if nobody saw the end.
+    pub(crate) fn drain_to_end(
+        self: &Arc<Self>,
+        timeout: Duration,
+        status: Option<std::process::ExitStatus>,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while !self.is_ended() && Instant::now() < deadline {
+            if self.try_take_token(Role::Background) {
+                self.read_as(Role::Background, None, Some(deadline));
+            } else {
+                self.wait_ended(Duration::from_millis(5));
+            }
+        }
+        if !self.is_ended() {
+            self.end(&Error::Disconnected { status });
+        }
+    }
 }

@@ -1,41 +1,54 @@
 //! One connection between two ends, independent of how its two byte streams were made.
 //!
-//! - [`calls`]: id → waiting caller.
-//! - [`writer`]: frames out, under one lock; non-blocking shutdown.
-//! - [`reader`]: frames in; replies to the call table, calls and events to the inbox.
-//! - [`dispatch`]: runs handlers in arrival order; re-entrant waiting.
+//! - [`calls`]: calls in flight and the slots their callers wait in.
+//! - [`writer`]: frames out, coalesced into few writes.
+//! - [`reader`]: frames in, read by whichever thread holds the read token.
+//! - [`dispatch`]: the serving loop, the background reader, and waiting for replies.
+//!
+//! There is no thread between the pipe and a caller. Whoever needs input holds the read
+//! token: a caller waiting for its reply reads it itself (one wake-up per side, as on a
+//! raw pipe), routing what else arrives to the slots and inbox it belongs to; the serving
+//! thread reads calls and answers them on the spot. The token passes to the next queued
+//! waiter when its holder stops. Background readers (the serving loop, and the parent's
+//! reader thread) take it only after callers have been quiet for a tick, so a busy caller
+//! keeps reading for itself.
 
 pub(crate) mod calls;
 pub(crate) mod dispatch;
 mod reader;
 mod writer;
 
-use std::cell::RefCell;
-use std::io::Read;
+use std::collections::VecDeque;
+use std::io::{BufReader, Read};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, bounded};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::handler::Handlers;
 use crate::wire::message::{self, EncodeError};
-use crate::wire::{Hello, Message};
-use calls::{Calls, Delivery, Waiter, WakerSlot};
-pub(crate) use writer::Output;
+use crate::wire::{Hello, Message, frame};
+use calls::{Calls, Slot};
 use writer::Writer;
+pub(crate) use writer::{Flush, Output};
 
-/// A byte stream from the peer.
-pub(crate) type Input = Box<dyn Read + Send>;
+/// A byte stream from the peer that can say whether a read would block.
+pub(crate) trait InputStream: Read + Send {
+    /// Waits until a read would not block, at most `timeout`; whether it would not.
+    fn wait_readable(&self, timeout: Duration) -> bool;
+}
 
-/// Called by the reader when the peer's stream ends, to learn the worker's exit status.
+/// A boxed input stream.
+pub(crate) type Input = Box<dyn InputStream>;
+
+/// Called by whoever reads the end of the peer's stream, to learn the worker's status.
 pub(crate) type EofHook = Box<dyn FnOnce() -> Option<ExitStatus> + Send>;
 
-/// How many received calls and events may wait for dispatch before the reader stops
-/// reading: beyond this, a fast sender blocks on the full pipe (back-pressure).
+/// How many received calls and events may wait for dispatch before readers stop reading:
+/// beyond this, a fast sender blocks on the full pipe (back-pressure).
 const INBOX_CAPACITY: usize = 1024;
 
 /// Settings of one link.
@@ -45,18 +58,46 @@ pub(crate) struct LinkOptions {
     pub(crate) max_frame: u32,
 }
 
-/// Both ends share this; the handle, the reader thread and the dispatcher each hold it.
+/// The read side: only the token holder touches it.
+struct Stream {
+    input: BufReader<Input>,
+    /// The peer said goodbye.
+    bye: bool,
+}
+
+/// Who reads, who waits, what waits to be dispatched.
+#[derive(Default)]
+struct Ctl {
+    /// The read token is taken.
+    reading: bool,
+    /// Callers waiting for the token, first come first served.
+    queue: VecDeque<Arc<Slot>>,
+    /// Received calls and events not yet dispatched, in arrival order.
+    inbox: VecDeque<Message>,
+    /// The serving thread's slot while it waits: poked when work arrives.
+    dispatcher: Option<Arc<Slot>>,
+    /// The stream has ended.
+    ended: bool,
+    /// Bumped whenever a caller reads or is handed its reply: background readers stay
+    /// away while it moves.
+    caller_activity: u64,
+}
+
+/// Both ends share this; handles, the serving thread and readers each hold it.
 pub(crate) struct Link {
-    writer: Writer,
+    writer: Arc<Writer>,
     calls: Mutex<Calls>,
     next_id: AtomicU64,
     pub(crate) handlers: Arc<Handlers>,
-    inbox: Receiver<Message>,
+    stream: Mutex<Option<Stream>>,
+    ctl: Mutex<Ctl>,
+    /// Signalled (with `ctl`) when the stream ends.
+    ended: Condvar,
+    max_frame: u32,
+    on_eof: Mutex<Option<EofHook>>,
     serving: AtomicBool,
     /// The peer's stream ended without a `Bye`: it died, so queued work is moot.
     abandoned: AtomicBool,
-    /// Disconnects when the reader thread has finished.
-    reader_done: Receiver<()>,
 }
 
 impl std::fmt::Debug for Link {
@@ -67,24 +108,12 @@ impl std::fmt::Debug for Link {
     }
 }
 
-thread_local! {
-    /// A reusable encode buffer per thread: frames are built here, then written.
-    static FRAME: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Builds a frame in this thread's buffer and hands it to `send`.
-fn with_frame<T>(build: impl FnOnce(&mut Vec<u8>) -> T) -> T {
-    let mut buf = FRAME.take();
-    let result = build(&mut buf);
-    if buf.capacity() <= 1 << 20 {
-        FRAME.set(buf);
-    }
-    result
-}
+/// A `Hello` is a few dozen bytes; anything much longer is not one.
+const HELLO_MAX: u32 = 4096;
 
 impl Link {
-    /// Starts a link on two streams: sends our `Hello`, starts the reader, and waits up
-    /// to `timeout` for the peer's `Hello`.
+    /// Starts a link on two streams: sends our `Hello` and waits up to `timeout` for the
+    /// peer's.
     pub(crate) fn connect(
         input: Input,
         output: Output,
@@ -94,51 +123,38 @@ impl Link {
         on_eof: Option<EofHook>,
         timeout: Duration,
     ) -> Result<(Arc<Self>, Hello)> {
-        let (inbox_tx, inbox) = bounded(INBOX_CAPACITY);
-        let (done_tx, reader_done) = bounded(0);
+        let writer = Writer::new(output);
+        let sent = writer.send(Flush::Now, |buf, _| {
+            message::encode_hello(
+                buf,
+                &Hello {
+                    max_frame: options.max_frame,
+                    entry,
+                },
+            );
+            Ok::<(), ()>(())
+        });
+        if sent.is_err() || writer.is_closed() {
+            return Err(Error::Protocol(
+                "the peer closed the link before the handshake".into(),
+            ));
+        }
+        let mut input = BufReader::with_capacity(64 * 1024, input);
+        let peer = handshake(&mut input, timeout)?;
+        writer.set_peer_max(peer.max_frame);
         let link = Arc::new(Self {
-            writer: Writer::new(output),
+            writer,
             calls: Mutex::new(Calls::default()),
             next_id: AtomicU64::new(1),
             handlers,
-            inbox,
+            stream: Mutex::new(Some(Stream { input, bye: false })),
+            ctl: Mutex::new(Ctl::default()),
+            ended: Condvar::new(),
+            max_frame: options.max_frame,
+            on_eof: Mutex::new(on_eof),
             serving: AtomicBool::new(false),
             abandoned: AtomicBool::new(false),
-            reader_done,
         });
-        let mut hello = Vec::new();
-        message::encode_hello(
-            &mut hello,
-            &Hello {
-                max_frame: options.max_frame,
-                entry,
-            },
-        );
-        link.writer
-            .send(&hello)
-            .map_err(|_| Error::Protocol("the peer closed the link before the handshake".into()))?;
-
-        let (hello_tx, hello_rx) = bounded(1);
-        let reader = reader::Reader {
-            link: Arc::clone(&link),
-            inbox: inbox_tx,
-            hello: hello_tx,
-            on_eof,
-            _done: done_tx,
-        };
-        std::thread::Builder::new()
-            .name("coproq-reader".into())
-            .spawn(move || reader.run(input, options.max_frame))
-            .map_err(|e| Error::Protocol(format!("cannot start the reader thread: {e}")))?;
-
-        let Ok(peer) = hello_rx.recv_timeout(timeout) else {
-            link.shutdown();
-            return Err(Error::Protocol(format!(
-                "no handshake from the peer within {timeout:?}"
-            )));
-        };
-        let peer = peer?;
-        link.writer.set_peer_max(peer.max_frame);
         Ok((link, peer))
     }
 
@@ -146,39 +162,34 @@ impl Link {
         self.calls.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sends a call and registers its waiter; the reply arrives on the returned receiver.
+    fn ctl(&self) -> MutexGuard<'_, Ctl> {
+        self.ctl.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends a call and registers its slot. `Flush::Now` when the caller will wait at
+    /// once; `Flush::Soon` lets pipelined calls share writes.
     pub(crate) fn start_call<A: Serialize + ?Sized>(
         &self,
         name: &str,
         args: &A,
-    ) -> Result<(u64, Receiver<Delivery>, WakerSlot)> {
+        flush: Flush,
+    ) -> Result<(u64, Arc<Slot>)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = bounded(1);
-        let waker = WakerSlot::default();
-        if self.writer.is_closed()
-            || self
-                .calls()
-                .insert(
-                    id,
-                    Waiter {
-                        tx,
-                        waker: Arc::clone(&waker),
-                    },
-                )
-                .is_err()
-        {
+        let slot = Arc::new(Slot::default());
+        if self.calls().insert(id, Arc::clone(&slot)).is_err() {
             return Err(Error::NotConnected);
         }
-        let sent = with_frame(|buf| {
-            message::encode_call(buf, id, name, args, self.writer.peer_max())
-                .map_err(|e| encode_error(name, e))
-                .and_then(|()| self.writer.send(buf).map_err(|_| Error::NotConnected))
+        let sent = self.writer.send(flush, |buf, max| {
+            message::encode_call(buf, id, name, args, max)
         });
         match sent {
-            Ok(()) => Ok((id, rx, waker)),
-            Err(e) => {
+            Ok(Ok(())) => Ok((id, slot)),
+            failed => {
                 self.calls().remove(id);
-                Err(e)
+                Err(match failed {
+                    Ok(Err(e)) => encode_error(name, e),
+                    _ => Error::NotConnected,
+                })
             }
         }
     }
@@ -190,22 +201,26 @@ impl Link {
 
     /// Sends a one-way event.
     pub(crate) fn emit<A: Serialize + ?Sized>(&self, name: &str, args: &A) -> Result<()> {
-        if self.writer.is_closed() {
-            return Err(Error::NotConnected);
+        match self.writer.send(Flush::Soon, |buf, max| {
+            message::encode_event(buf, name, args, max)
+        }) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(encode_error(name, e)),
+            Err(_) => Err(Error::NotConnected),
         }
-        with_frame(|buf| {
-            message::encode_event(buf, name, args, self.writer.peer_max())
-                .map_err(|e| encode_error(name, e))?;
-            self.writer.send(buf).map_err(|_| Error::NotConnected)
-        })
     }
 
     /// Sends a frame built by `build` (a reply); a closed link drops it.
-    pub(crate) fn send_with(&self, build: impl FnOnce(&mut Vec<u8>, u32)) {
-        with_frame(|buf| {
-            build(buf, self.writer.peer_max());
-            let _ = self.writer.send(buf);
+    pub(crate) fn send_with(&self, flush: Flush, build: impl FnOnce(&mut Vec<u8>, u32)) {
+        let _ = self.writer.send(flush, |buf, max| {
+            build(buf, max);
+            Ok::<(), ()>(())
         });
+    }
+
+    /// Writes what is buffered now (before the caller blocks on something else).
+    pub(crate) fn flush(&self) {
+        self.writer.flush();
     }
 
     /// Says `Bye` (if the stream is free) and closes our sending half: the peer sees the
@@ -216,12 +231,26 @@ impl Link {
         self.writer.shutdown(Some(&bye));
     }
 
-    /// Waits until the reader thread has finished, at most `timeout`.
-    pub(crate) fn wait_reader(&self, timeout: Duration) -> bool {
-        !matches!(
-            self.reader_done.recv_timeout(timeout),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout)
-        )
+    /// Waits until the stream has ended, at most `timeout`; whether it has.
+    pub(crate) fn wait_ended(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut ctl = self.ctl();
+        while !ctl.ended {
+            ctl = match deadline {
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    self.ended
+                        .wait_timeout(ctl, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => self.ended.wait(ctl).unwrap_or_else(PoisonError::into_inner),
+            };
+        }
+        true
     }
 
     /// Whether the peer vanished without a `Bye`.
@@ -233,9 +262,25 @@ impl Link {
     pub(crate) fn claim_serving(&self) -> bool {
         !self.serving.swap(true, Ordering::AcqRel)
     }
+}
 
-    pub(crate) fn inbox(&self) -> &Receiver<Message> {
-        &self.inbox
+/// Reads the peer's `Hello`, with errors that say what the peer is.
+fn handshake(input: &mut BufReader<Input>, timeout: Duration) -> Result<Hello> {
+    if input.buffer().is_empty() && !input.get_ref().wait_readable(timeout) {
+        return Err(Error::Protocol(format!(
+            "no handshake from the peer within {timeout:?}"
+        )));
+    }
+    let mut buf = Vec::new();
+    match frame::read_frame(input, HELLO_MAX, &mut buf) {
+        Ok(true) => message::decode_hello(&buf).map_err(Error::Protocol),
+        Ok(false) => Err(Error::Protocol(
+            "the peer closed the link before the handshake".into(),
+        )),
+        Err(frame::FrameError::TooLarge { len, .. }) => Err(Error::Protocol(format!(
+            "the peer is not a coproq endpoint (its first frame claims {len} bytes)"
+        ))),
+        Err(e) => Err(Error::Protocol(format!("handshake failed: {e}"))),
     }
 }
 

@@ -1,123 +1,301 @@
-//! The reader thread: frames in, routed by kind.
+//! Reading: what the holder of the read token does.
 //!
-//! Policy: the reader owns the receiving stream and nothing else. Replies go straight to
-//! the call table (never behind a handler); calls and events go to the inbox in arrival
-//! order, blocking when it is full. When the stream ends or breaks, the reader fails every
-//! waiting caller and closes the table, so no `call` can block forever: `Disconnected`
-//! (with the worker's exit status, via the EOF hook) at the end of the stream, `Protocol`
-//! for a malformed frame, after which it also closes our sending half.
+//! Policy: the token holder owns the stream until it releases the token, which passes it
+//! to the first queued waiter (or frees it). Replies go straight to their slots; calls and
+//! events go to the inbox in arrival order, or are handed back to the serving thread to
+//! run at once. Whoever reads the end of the stream, or a malformed frame, ends the link:
+//! every waiting caller is failed and the call table closed, so no `call` can block
+//! forever (`Disconnected` at the end of the stream, with the worker's exit status via the
+//! EOF hook; `Protocol` for a malformed frame, after which our sending half closes too).
 
-use std::io::BufReader;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
-use crossbeam_channel::Sender;
-
-use super::calls::RawReply;
-use super::{EofHook, Input, Link};
+use super::calls::{RawReply, Slot};
+use super::{INBOX_CAPACITY, Link};
 use crate::error::Error;
 use crate::wire::frame::{self, FrameError};
-use crate::wire::{Hello, Message, message};
+use crate::wire::{Message, message};
 
-/// A `Hello` is a few dozen bytes; anything much longer is not one.
-const HELLO_MAX: u32 = 4096;
-
-pub(super) struct Reader {
-    pub(super) link: Arc<Link>,
-    pub(super) inbox: Sender<Message>,
-    pub(super) hello: Sender<Result<Hello, Error>>,
-    pub(super) on_eof: Option<EofHook>,
-    /// Dropped when the thread ends, which tells `Link::wait_reader`.
-    pub(super) _done: Sender<()>,
+/// Who is reading, which decides when to stop and what to do with calls and events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A thread waiting for its own reply; reads for everyone meanwhile.
+    Caller,
+    /// The serving thread waiting for its own reply inside a handler: like a caller, but
+    /// it runs the calls and events it reads.
+    NestedServer,
+    /// The serving loop: reads calls and events to run them.
+    Server,
+    /// The parent's reader thread: reads when nobody else does.
+    Background,
 }
 
-/// How reading ended.
-enum End {
-    /// The stream ended between frames; `bye` if the peer said goodbye first.
-    Eof { bye: bool },
-    /// The stream or a frame was bad.
-    Broken(String),
+/// Why a reader stopped (having released the token).
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// The reader's own reply is in its slot.
+    Mine,
+    /// A call or event for the serving thread to run now; `more` if further input is
+    /// already buffered (so its reply may wait to share a write).
+    Run { message: Message, more: bool },
+    /// Someone else should read now (queued callers, inbox work, a full inbox).
+    StepBack,
+    /// The caller's deadline passed.
+    TimedOut,
+    /// The stream has ended.
+    Ended,
 }
 
-impl Reader {
-    pub(super) fn run(mut self, input: Input, max: u32) {
-        let mut input = BufReader::with_capacity(64 * 1024, input);
-        let end = match Self::handshake(&mut input) {
-            Ok(hello) => {
-                let _ = self.hello.send(Ok(hello));
-                self.route(&mut input, max)
-            }
-            Err(e) => {
-                let _ = self.hello.send(Err(e.duplicate()));
-                End::Broken(e.to_string())
-            }
-        };
-        self.finish(end);
+impl Link {
+    /// Takes the read token if it is free. Callers and nested servers count as caller
+    /// activity, which keeps background readers away.
+    pub(crate) fn try_take_token(&self, role: Role) -> bool {
+        let mut ctl = self.ctl();
+        if ctl.reading || ctl.ended {
+            return false;
+        }
+        if matches!(role, Role::Caller) && ctl.inbox.len() >= INBOX_CAPACITY {
+            return false;
+        }
+        ctl.reading = true;
+        if matches!(role, Role::Caller | Role::NestedServer) {
+            ctl.caller_activity += 1;
+        }
+        true
     }
 
-    fn handshake(input: &mut impl std::io::Read) -> Result<Hello, Error> {
-        let mut buf = Vec::new();
-        match frame::read_frame(input, HELLO_MAX, &mut buf) {
-            Ok(true) => message::decode_hello(&buf).map_err(Error::Protocol),
-            Ok(false) => Err(Error::Protocol(
-                "the peer closed the link before the handshake".into(),
-            )),
-            Err(FrameError::TooLarge { len, .. }) => Err(Error::Protocol(format!(
-                "the peer is not a coproq endpoint (its first frame claims {len} bytes)"
-            ))),
-            Err(e) => Err(Error::Protocol(format!("handshake failed: {e}"))),
+    /// Takes the token for a background reader if it is free and callers have not
+    /// touched it since `seen`; returns the current activity count either way.
+    pub(crate) fn try_take_token_quiet(&self, seen: u64) -> (bool, u64) {
+        let mut ctl = self.ctl();
+        let activity = ctl.caller_activity;
+        if ctl.reading || ctl.ended || activity != seen || !ctl.queue.is_empty() {
+            return (false, activity);
+        }
+        ctl.reading = true;
+        (true, activity)
+    }
+
+    /// Releases the token: to the first queued waiter, or free.
+    pub(crate) fn release_token(&self) {
+        let mut ctl = self.ctl();
+        match ctl.queue.pop_front() {
+            Some(next) => next.promote(),
+            None => ctl.reading = false,
         }
     }
 
-    fn route(&mut self, input: &mut impl std::io::Read, max: u32) -> End {
-        let mut bye = false;
+    /// Reads frames while holding the token, until `role` should stop; releases the token
+    /// before returning.
+    pub(crate) fn read_as(
+        self: &Arc<Self>,
+        role: Role,
+        mine: Option<&Slot>,
+        deadline: Option<Instant>,
+    ) -> Stop {
+        let stop = self.read_until_stop(role, mine, deadline);
+        if !matches!(stop, Stop::Ended) {
+            self.release_token();
+        }
+        stop
+    }
+
+    fn read_until_stop(
+        self: &Arc<Self>,
+        role: Role,
+        mine: Option<&Slot>,
+        deadline: Option<Instant>,
+    ) -> Stop {
+        let mut guard = self
+            .stream
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         loop {
-            let mut buf = Vec::new();
-            match frame::read_frame(input, max, &mut buf) {
-                Ok(true) => {}
-                Ok(false) => return End::Eof { bye },
-                Err(FrameError::Io(e)) => return End::Broken(format!("read failed: {e}")),
-                Err(e) => return End::Broken(e.to_string()),
+            if mine.is_some_and(Slot::has_reply) {
+                return Stop::Mine;
             }
-            match message::decode(buf) {
-                Ok(Message::Reply { id, outcome, body }) => {
-                    self.link
-                        .calls()
-                        .complete(id, Ok(RawReply { outcome, body }));
+            if let Some(stop) = self.should_stop(role) {
+                return stop;
+            }
+            let Some(stream) = guard.as_mut() else {
+                return Stop::Ended;
+            };
+            if stream.input.buffer().is_empty() {
+                // About to block: what we buffered must not wait for our next send.
+                if self.writer.has_pending() {
+                    self.writer.flush_later();
                 }
-                Ok(Message::Bye) => bye = true,
-                Ok(message) => {
-                    if self.inbox.send(message).is_err() {
-                        return End::Eof { bye };
+                if let Some(deadline) = deadline {
+                    let now = Instant::now();
+                    if now >= deadline || !stream.input.get_ref().wait_readable(deadline - now) {
+                        return Stop::TimedOut;
                     }
                 }
-                Err(e) => return End::Broken(e),
+            }
+            let mut frame = Vec::new();
+            let message = match frame::read_frame(&mut stream.input, self.max_frame, &mut frame) {
+                Ok(true) => message::decode(frame),
+                Ok(false) => {
+                    let bye = stream.bye;
+                    *guard = None;
+                    drop(guard);
+                    self.end_of_stream(bye);
+                    return Stop::Ended;
+                }
+                Err(FrameError::Io(e)) => Err(format!("read failed: {e}")),
+                Err(e) => Err(e.to_string()),
+            };
+            match message {
+                Ok(Message::Reply { id, outcome, body }) => {
+                    let slot = self.calls().complete(id);
+                    let woke =
+                        slot.is_some_and(|slot| slot.deliver(Ok(RawReply { outcome, body })));
+                    if woke && matches!(role, Role::Server | Role::Background) {
+                        // A caller is waiting: let it read for itself from now on.
+                        self.ctl().caller_activity += 1;
+                        return Stop::StepBack;
+                    }
+                }
+                Ok(Message::Bye) => stream.bye = true,
+                Ok(message) => match role {
+                    Role::Server | Role::NestedServer => {
+                        return Stop::Run {
+                            message,
+                            more: !stream.input.buffer().is_empty(),
+                        };
+                    }
+                    Role::Caller | Role::Background => self.enqueue(message),
+                },
+                Err(reason) => {
+                    *guard = None;
+                    drop(guard);
+                    self.broken(reason);
+                    return Stop::Ended;
+                }
             }
         }
     }
 
-    fn finish(self, end: End) {
-        let error = match end {
-            End::Eof { bye } => {
-                if !bye {
-                    // The peer died: nothing it asked for can be answered any more.
-                    self.link.writer.shutdown(None);
-                    self.link.abandoned.store(true, Ordering::Release);
-                }
-                Error::Disconnected {
-                    status: self.on_eof.and_then(|hook| hook()),
-                }
-            }
-            End::Broken(reason) => {
-                self.link.writer.shutdown(None);
-                self.link.abandoned.store(true, Ordering::Release);
-                Error::Protocol(reason)
-            }
-        };
-        self.link.calls().fail_all(&error);
-        if let Error::Protocol(reason) = &error {
-            crate::launch::report_protocol_error(reason);
+    /// Whether a reader in `role` should hand over before reading more.
+    fn should_stop(&self, role: Role) -> Option<Stop> {
+        let ctl = self.ctl();
+        if ctl.ended {
+            return Some(Stop::Ended);
         }
-        // Dropping `inbox` and `_done` here ends the dispatcher and wakes `wait_reader`.
+        let stop = match role {
+            // A caller stops when the inbox is full: that is the back-pressure.
+            Role::Caller => ctl.inbox.len() >= INBOX_CAPACITY,
+            // The serving thread runs what is queued before reading anything newer.
+            Role::NestedServer => !ctl.inbox.is_empty(),
+            // Callers waiting for the token come before background reading.
+            Role::Server => !ctl.queue.is_empty() || !ctl.inbox.is_empty(),
+            Role::Background => !ctl.queue.is_empty(),
+        };
+        stop.then_some(Stop::StepBack)
+    }
+
+    /// Queues a received call or event for the serving thread.
+    fn enqueue(&self, message: Message) {
+        let mut ctl = self.ctl();
+        ctl.inbox.push_back(message);
+        if let Some(dispatcher) = &ctl.dispatcher {
+            dispatcher.poke();
+        }
+    }
+
+    /// How often callers have used the token (for background readers' patience).
+    pub(crate) fn caller_activity(&self) -> u64 {
+        self.ctl().caller_activity
+    }
+
+    /// Whether calls or events wait to be run.
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.ctl().inbox.is_empty()
+    }
+
+    /// Takes the next queued call or event.
+    pub(crate) fn next_queued(&self) -> Option<Message> {
+        self.ctl().inbox.pop_front()
+    }
+
+    /// Registers (or clears) the serving thread's slot to poke when work arrives.
+    pub(crate) fn set_dispatcher(&self, slot: Option<Arc<Slot>>) -> bool {
+        let mut ctl = self.ctl();
+        let has_work = !ctl.inbox.is_empty() || ctl.ended;
+        ctl.dispatcher = slot;
+        has_work
+    }
+
+    /// Queues `slot` for the token; false if the token is free (take it instead).
+    pub(crate) fn queue_for_token(&self, slot: &Arc<Slot>) -> bool {
+        let mut ctl = self.ctl();
+        if !ctl.reading || ctl.ended {
+            return false;
+        }
+        if !ctl.queue.iter().any(|s| Arc::ptr_eq(s, slot)) {
+            ctl.queue.push_back(Arc::clone(slot));
+        }
+        true
+    }
+
+    /// Leaves the queue; returns true if the token was handed over meanwhile (then the
+    /// caller holds it and must release it).
+    pub(crate) fn leave_queue(&self, slot: &Arc<Slot>) -> bool {
+        let mut ctl = self.ctl();
+        ctl.queue.retain(|s| !Arc::ptr_eq(s, slot));
+        drop(ctl);
+        slot.take_promotion()
+    }
+
+    /// Whether the stream has ended.
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ctl().ended
+    }
+
+    /// The peer's stream ended between frames.
+    fn end_of_stream(&self, bye: bool) {
+        if !bye {
+            // The peer died: nothing it asked for can be answered any more.
+            self.writer.shutdown(None);
+            self.abandoned.store(true, Ordering::Release);
+        }
+        let hook = self
+            .on_eof
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let status = hook.and_then(|hook| hook());
+        self.end(&Error::Disconnected { status });
+    }
+
+    /// The stream broke or carried a malformed frame: the link is over.
+    fn broken(&self, reason: String) {
+        self.writer.shutdown(None);
+        self.abandoned.store(true, Ordering::Release);
+        crate::launch::report_protocol_error(&reason);
+        self.end(&Error::Protocol(reason));
+    }
+
+    /// Ends the link now, failing every waiting caller with `error`.
+    pub(crate) fn end(&self, error: &Error) {
+        self.calls().fail_all(error);
+        let mut ctl = self.ctl();
+        ctl.ended = true;
+        ctl.reading = false;
+        for slot in ctl.queue.drain(..) {
+            slot.poke();
+        }
+        if let Some(dispatcher) = &ctl.dispatcher {
+            dispatcher.poke();
+        }
+        drop(ctl);
+        self.ended.notify_all();
+        // Nobody reads any more: drop the stream (closing our end of the pipe) if it is
+        // still here.
+        if let Ok(mut stream) = self.stream.try_lock() {
+            *stream = None;
+        }
     }
 }

@@ -1,43 +1,90 @@
-//! The sending half of a link: whole frames, written under one lock.
+//! The sending half of a link: frames are appended to one buffer and written in batches.
 //!
-//! A writer blocked on a full pipe holds the lock; that is the back-pressure. Shutting
-//! down must not wait for such a writer (the peer may be stopped), so `shutdown` marks
-//! the writer closed and drops the stream at once if it can, or else the blocked writer
-//! drops it as soon as its write returns.
+//! A sender that needs its frame on the wire now (a call about to be waited for, a reply)
+//! writes the whole buffer itself, unless a write is already under way, which then takes
+//! its frame along. A sender that does not (`call_async`, `emit`) only appends, and the
+//! process-wide flusher thread writes the batch moments later; past `HIGH_WATER` bytes
+//! the sender writes (and blocks) itself: that is the back-pressure. One write at a time,
+//! outside the lock, so appending never waits for the pipe.
+//!
+//! Shutting down never waits for a write blocked on a full pipe (the peer may be stopped):
+//! it marks the writer closed, and the blocked write drops the stream when it returns.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Mutex, PoisonError, TryLockError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+
+use crossbeam_channel::Sender;
 
 /// A byte stream towards the peer.
 pub(crate) type Output = Box<dyn Write + Send>;
 
-pub(crate) struct Writer {
-    out: Mutex<Option<Output>>,
-    closed: AtomicBool,
-    peer_max: AtomicU32,
-}
+/// Above this many buffered bytes, a sender writes itself instead of leaving it to the
+/// flusher.
+const HIGH_WATER: usize = 256 * 1024;
 
-impl std::fmt::Debug for Writer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writer")
-            .field("closed", &self.closed)
-            .finish_non_exhaustive()
-    }
+/// Buffers bigger than this are not kept for reuse.
+const KEEP_CAPACITY: usize = 1 << 20;
+
+/// When a frame must be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// Before `send` returns, or by the write under way.
+    Now,
+    /// Soon, by the flusher thread (or by the next `Now`).
+    Soon,
 }
 
 /// The link is closed for sending.
 #[derive(Debug)]
 pub(crate) struct Closed;
 
+struct State {
+    buf: Vec<u8>,
+    spare: Vec<u8>,
+    out: Option<Output>,
+    writing: bool,
+    scheduled: bool,
+    closed: bool,
+}
+
+pub(crate) struct Writer {
+    state: Mutex<State>,
+    written: Condvar,
+    /// Some bytes wait in the buffer (a cheap check for readers about to block).
+    pending: AtomicBool,
+    peer_max: AtomicU32,
+    this: Weak<Writer>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Writer {
-    pub(crate) fn new(out: Output) -> Self {
-        Self {
-            out: Mutex::new(Some(out)),
-            closed: AtomicBool::new(false),
+    pub(crate) fn new(out: Output) -> Arc<Self> {
+        Arc::new_cyclic(|this| Self {
+            state: Mutex::new(State {
+                buf: Vec::new(),
+                spare: Vec::new(),
+                out: Some(out),
+                writing: false,
+                scheduled: false,
+                closed: false,
+            }),
+            written: Condvar::new(),
+            pending: AtomicBool::new(false),
             peer_max: AtomicU32::new(0),
-        }
+            this: this.clone(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The largest payload the peer accepts (known after the handshake).
@@ -49,53 +96,226 @@ impl Writer {
         self.peer_max.store(max, Ordering::Relaxed);
     }
 
-    /// Writes one whole frame.
-    pub(crate) fn send(&self, frame: &[u8]) -> Result<(), Closed> {
-        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        let result = match out.as_mut() {
-            Some(stream) if !self.closed.load(Ordering::Acquire) => stream
-                .write_all(frame)
-                .and_then(|()| stream.flush())
-                .map_err(|_| Closed),
-            _ => Err(Closed),
-        };
-        if result.is_err() || self.closed.load(Ordering::Acquire) {
-            *out = None;
+    /// Appends a frame built by `build` (which gets the buffer and the peer's limit and
+    /// may fail, leaving nothing behind), then writes as `flush` says.
+    pub(crate) fn send<E>(
+        &self,
+        flush: Flush,
+        build: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), E>,
+    ) -> Result<Result<(), E>, Closed> {
+        let mut state = self.lock();
+        if state.closed || state.out.is_none() && !state.writing {
+            return Err(Closed);
         }
-        result
-    }
-
-    /// Sends `last` (a `Bye`) if the stream is free within a short while, then closes it.
-    pub(crate) fn shutdown(&self, last: Option<&[u8]>) {
-        let deadline = Instant::now() + Duration::from_millis(100);
-        loop {
-            match self.out.try_lock() {
-                Ok(mut out) => {
-                    self.closed.store(true, Ordering::Release);
-                    if let (Some(stream), Some(frame)) = (out.as_mut(), last) {
-                        let _ = stream.write_all(frame).and_then(|()| stream.flush());
-                    }
-                    *out = None;
-                    return;
+        let start = state.buf.len();
+        if let Err(e) = build(&mut state.buf, self.peer_max()) {
+            state.buf.truncate(start);
+            return Ok(Err(e));
+        }
+        self.pending.store(true, Ordering::Release);
+        match flush {
+            Flush::Now => {
+                if !state.writing {
+                    self.write_out(state);
                 }
-                Err(TryLockError::Poisoned(p)) => {
-                    self.closed.store(true, Ordering::Release);
-                    *p.into_inner() = None;
-                    return;
+            }
+            Flush::Soon if state.buf.len() >= HIGH_WATER => {
+                // Back-pressure: wait for the write under way, then write ourselves.
+                while state.writing && state.buf.len() >= HIGH_WATER {
+                    state = self
+                        .written
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
                 }
-                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(1));
+                if !state.writing {
+                    self.write_out(state);
                 }
-                Err(TryLockError::WouldBlock) => {
-                    // A writer is stuck on a full pipe: it drops the stream when it returns.
-                    self.closed.store(true, Ordering::Release);
-                    return;
+            }
+            Flush::Soon => {
+                if !state.writing && !state.scheduled {
+                    state.scheduled = true;
+                    drop(state);
+                    flusher().send(self.this.clone()).ok();
                 }
             }
         }
+        Ok(Ok(()))
+    }
+
+    /// Writes whatever is buffered, unless a write is already under way.
+    pub(crate) fn flush(&self) {
+        let state = self.lock();
+        if !state.writing && !state.buf.is_empty() {
+            self.write_out(state);
+        }
+    }
+
+    /// Has the flusher thread write what is buffered (for a reader about to block, which
+    /// must never block on a write itself: the peer may be waiting for us to read).
+    pub(crate) fn flush_later(&self) {
+        let mut state = self.lock();
+        if !state.writing && !state.scheduled && !state.buf.is_empty() {
+            state.scheduled = true;
+            drop(state);
+            flusher().send(self.this.clone()).ok();
+        }
+    }
+
+    /// Whether bytes wait to be written.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Writes batches until the buffer is empty; the caller saw `writing == false`.
+    fn write_out<'a>(&'a self, mut state: MutexGuard<'a, State>) {
+        state.writing = true;
+        state.scheduled = false;
+        while !state.buf.is_empty() {
+            let Some(mut out) = state.out.take() else {
+                break;
+            };
+            let mut batch = std::mem::take(&mut state.spare);
+            std::mem::swap(&mut batch, &mut state.buf);
+            self.pending.store(false, Ordering::Release);
+            drop(state);
+            let ok = out.write_all(&batch).and_then(|()| out.flush()).is_ok();
+            state = self.lock();
+            batch.clear();
+            if batch.capacity() <= KEEP_CAPACITY {
+                state.spare = batch;
+            }
+            if ok && !state.closed {
+                state.out = Some(out);
+            } else {
+                // A broken stream, or a shutdown while we wrote: the stream closes here.
+                state.buf.clear();
+                state.closed = true;
+            }
+            self.written.notify_all();
+        }
+        self.pending.store(!state.buf.is_empty(), Ordering::Release);
+        state.writing = false;
+        self.written.notify_all();
+    }
+
+    /// Sends `last` (a `Bye`) after what is buffered, if the stream is free, then closes
+    /// the stream. Never blocks on a write under way.
+    pub(crate) fn shutdown(&self, last: Option<&[u8]>) {
+        let mut state = self.lock();
+        if state.closed {
+            return;
+        }
+        if let Some(last) = last {
+            state.buf.extend_from_slice(last);
+        }
+        if state.writing {
+            // The write under way closes the stream when it returns.
+            state.closed = true;
+            return;
+        }
+        if let Some(mut out) = state.out.take() {
+            let _ = out.write_all(&state.buf).and_then(|()| out.flush());
+        }
+        state.buf.clear();
+        state.closed = true;
+        self.pending.store(false, Ordering::Release);
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.lock().closed
+    }
+}
+
+/// The process-wide thread that writes `Flush::Soon` batches.
+fn flusher() -> &'static Sender<Weak<Writer>> {
+    static FLUSHER: OnceLock<Sender<Weak<Writer>>> = OnceLock::new();
+    FLUSHER.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::unbounded::<Weak<Writer>>();
+        let spawned = std::thread::Builder::new()
+            .name("coproq-flusher".into())
+            .spawn(move || {
+                for writer in rx {
+                    if let Some(writer) = writer.upgrade() {
+                        writer.flush();
+                    }
+                }
+            });
+        if spawned.is_err() {
+            // No thread: `Soon` degrades to the next `Now` or reader flush.
+            eprintln!(
+                "coproq: cannot start the flusher thread; batched frames wait for the next call"
+            );
+        }
+        tx
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn append(bytes: &'static [u8]) -> impl FnOnce(&mut Vec<u8>, u32) -> Result<(), ()> {
+        move |buf, _| {
+            buf.extend_from_slice(bytes);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn now_writes_everything_buffered_in_one_batch() {
+        let sink = Sink::default();
+        let writer = Writer::new(Box::new(sink.clone()));
+        {
+            // Keep the flusher from racing: mark a write as scheduled.
+            writer.lock().scheduled = true;
+        }
+        writer.send(Flush::Soon, append(b"a")).unwrap().unwrap();
+        writer.send(Flush::Soon, append(b"b")).unwrap().unwrap();
+        writer.send(Flush::Now, append(b"c")).unwrap().unwrap();
+        assert_eq!(*sink.0.lock().unwrap(), vec![b"abc".to_vec()]);
+        assert!(!writer.has_pending());
+    }
+
+    #[test]
+    fn soon_is_written_by_the_flusher() {
+        let sink = Sink::default();
+        let writer = Writer::new(Box::new(sink.clone()));
+        writer.send(Flush::Soon, append(b"x")).unwrap().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while sink.0.lock().unwrap().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the flusher never wrote"
+            );
+            std::thread::yield_now();
+        }
+        assert_eq!(sink.0.lock().unwrap().concat(), b"x");
+    }
+
+    #[test]
+    fn a_failed_build_leaves_nothing_and_shutdown_closes() {
+        let sink = Sink::default();
+        let writer = Writer::new(Box::new(sink.clone()));
+        let failed = writer.send(Flush::Now, |buf: &mut Vec<u8>, _| {
+            buf.extend_from_slice(b"partial");
+            Err("no")
+        });
+        assert!(matches!(failed, Ok(Err("no"))));
+        writer.shutdown(Some(b"bye"));
+        assert_eq!(sink.0.lock().unwrap().concat(), b"bye");
+        assert!(writer.send(Flush::Now, append(b"late")).is_err());
     }
 }

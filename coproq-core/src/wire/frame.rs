@@ -63,12 +63,11 @@ pub(crate) fn read_frame(
     buf.clear();
     let len = len as usize;
     // Grow with the data: never reserve more than what has arrived plus one chunk.
+    // `read_to_end` on a `Take` fills spare capacity without zeroing it first.
     while buf.len() < len {
         let want = (len - buf.len()).min(buf.len().max(CHUNK));
-        let start = buf.len();
-        buf.resize(start + want, 0);
-        let n = read_full(reader, &mut buf[start..]).map_err(FrameError::Io)?;
-        buf.truncate(start + n);
+        buf.reserve_exact(want);
+        let n = read_up_to(reader, want, buf).map_err(FrameError::Io)?;
         if n < want {
             return Err(FrameError::Truncated {
                 expected: len as u64,
@@ -77,6 +76,20 @@ pub(crate) fn read_frame(
         }
     }
     Ok(true)
+}
+
+/// Appends up to `n` bytes to `buf`, stopping early only at the end of the stream.
+fn read_up_to(reader: &mut impl Read, n: usize, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let mut got = 0;
+    while got < n {
+        match reader.take((n - got) as u64).read_to_end(buf) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.
@@ -93,20 +106,22 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// Starts a frame in `buf`: clears it and reserves the length prefix.
-pub(crate) fn begin(buf: &mut Vec<u8>) {
-    buf.clear();
+/// Starts a frame at the end of `buf` (which may hold earlier frames): reserves the
+/// length prefix and returns where the frame starts.
+pub(crate) fn begin(buf: &mut Vec<u8>) -> usize {
+    let start = buf.len();
     buf.extend_from_slice(&[0; HEADER_LEN]);
+    start
 }
 
-/// Finishes a frame begun with [`begin`]: writes the payload length into the prefix.
+/// Finishes the frame begun at `start`: writes the payload length into its prefix.
 /// Fails if the payload is longer than `max`.
-pub(crate) fn finish(buf: &mut [u8], max: u32) -> Result<(), FrameError> {
-    let len = (buf.len() - HEADER_LEN) as u64;
+pub(crate) fn finish(buf: &mut [u8], start: usize, max: u32) -> Result<(), FrameError> {
+    let len = (buf.len() - start - HEADER_LEN) as u64;
     if len > u64::from(max) {
         return Err(FrameError::TooLarge { len, max });
     }
-    buf[..HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
+    buf[start..start + HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
     Ok(())
 }
 
@@ -116,9 +131,9 @@ mod tests {
 
     fn frame(payload: &[u8]) -> Vec<u8> {
         let mut buf = Vec::new();
-        begin(&mut buf);
+        let start = begin(&mut buf);
         buf.extend_from_slice(payload);
-        finish(&mut buf, u32::MAX).unwrap();
+        finish(&mut buf, start, u32::MAX).unwrap();
         buf
     }
 
@@ -178,11 +193,12 @@ mod tests {
 
     #[test]
     fn finish_checks_the_limit() {
-        let mut buf = Vec::new();
-        begin(&mut buf);
+        let mut buf = b"earlier".to_vec();
+        let start = begin(&mut buf);
         buf.extend_from_slice(&[0; 11]);
-        assert!(finish(&mut buf, 10).is_err());
-        assert!(finish(&mut buf, 11).is_ok());
-        assert_eq!(&buf[..4], &11u32.to_le_bytes());
+        assert!(finish(&mut buf, start, 10).is_err());
+        assert!(finish(&mut buf, start, 11).is_ok());
+        assert_eq!(&buf[start..start + 4], &11u32.to_le_bytes());
+        assert_eq!(&buf[..7], b"earlier");
     }
 }

@@ -117,22 +117,24 @@ pub(crate) enum EncodeError {
     TooLarge(frame::FrameError),
 }
 
-fn header(buf: &mut Vec<u8>, header: &Header<'_>) {
-    frame::begin(buf);
+/// Appends a frame's length prefix and `header`; returns where the frame starts.
+fn header(buf: &mut Vec<u8>, header: &Header<'_>) -> usize {
+    let start = frame::begin(buf);
     codec::encode_into(header, buf).expect("headers always encode");
+    start
 }
 
-fn seal(buf: &mut [u8], max: u32) -> Result<(), EncodeError> {
-    frame::finish(buf, max).map_err(EncodeError::TooLarge)
+fn seal(buf: &mut [u8], start: usize, max: u32) -> Result<(), EncodeError> {
+    frame::finish(buf, start, max).map_err(EncodeError::TooLarge)
 }
 
 /// Builds the frame of a `Hello`.
 pub(crate) fn encode_hello(buf: &mut Vec<u8>, hello: &Hello) {
-    frame::begin(buf);
+    let start = frame::begin(buf);
     buf.extend_from_slice(&MAGIC);
     buf.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
     codec::encode_into(hello, buf).expect("hello always encodes");
-    frame::finish(buf, u32::MAX).expect("hello is small");
+    frame::finish(buf, start, u32::MAX).expect("hello is small");
 }
 
 /// Reads a `Hello` payload, with errors that say what the peer is.
@@ -160,7 +162,7 @@ pub(crate) fn encode_call<T: Serialize + ?Sized>(
     args: &T,
     max: u32,
 ) -> Result<(), EncodeError> {
-    header(
+    let start = header(
         buf,
         &Header::Call {
             id,
@@ -169,7 +171,7 @@ pub(crate) fn encode_call<T: Serialize + ?Sized>(
         },
     );
     codec::encode_into(args, buf).map_err(EncodeError::Value)?;
-    seal(buf, max)
+    seal(buf, start, max)
 }
 
 /// Builds the frame of an event `name` with `args`.
@@ -179,7 +181,7 @@ pub(crate) fn encode_event<T: Serialize + ?Sized>(
     args: &T,
     max: u32,
 ) -> Result<(), EncodeError> {
-    header(
+    let start = header(
         buf,
         &Header::Event {
             name,
@@ -187,7 +189,7 @@ pub(crate) fn encode_event<T: Serialize + ?Sized>(
         },
     );
     codec::encode_into(args, buf).map_err(EncodeError::Value)?;
-    seal(buf, max)
+    seal(buf, start, max)
 }
 
 /// Builds the frame of a reply carrying what a handler returned. A returned `Result`
@@ -210,18 +212,18 @@ pub(crate) fn encode_reply<T: Serialize + ?Sized>(
             true,
         ),
     };
-    header(buf, &Header::Reply { id, outcome });
+    let start = header(buf, &Header::Reply { id, outcome });
     if unwrap {
         outcome::encode_inner(value, buf).map_err(EncodeError::Value)?;
     } else {
         codec::encode_into(value, buf).map_err(EncodeError::Value)?;
     }
-    seal(buf, max)
+    seal(buf, start, max)
 }
 
 /// Builds the frame of a failed reply with no value.
 pub(crate) fn encode_failure(buf: &mut Vec<u8>, id: u64, kind: OutcomeKind, message: String) {
-    header(
+    let start = header(
         buf,
         &Header::Reply {
             id,
@@ -232,13 +234,13 @@ pub(crate) fn encode_failure(buf: &mut Vec<u8>, id: u64, kind: OutcomeKind, mess
             },
         },
     );
-    frame::finish(buf, u32::MAX).expect("failure replies are small");
+    frame::finish(buf, start, u32::MAX).expect("failure replies are small");
 }
 
 /// Builds the frame of a `Bye`.
 pub(crate) fn encode_bye(buf: &mut Vec<u8>) {
-    header(buf, &Header::Bye);
-    frame::finish(buf, u32::MAX).expect("bye is small");
+    let start = header(buf, &Header::Bye);
+    frame::finish(buf, start, u32::MAX).expect("bye is small");
 }
 
 /// Decodes a payload (other than the first) into a message.
@@ -351,6 +353,7 @@ mod tests {
         assert_eq!(outcome, Outcome::Value(Shape::of_type::<u32>()));
         assert_eq!(codec::decode_exact::<u32>(body.bytes()).unwrap(), 5);
 
+        buf.clear();
         encode_reply(&mut buf, 2, &Err::<u32, String>("no".into()), 1024).unwrap();
         let Message::Reply { outcome, body, .. } = decode(payload(&buf)).unwrap() else {
             panic!()

@@ -6,7 +6,7 @@ use crate::{link, raw};
 
 /// How a figure's value reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// Microseconds per operation: lower is better.
     Micros,
     /// Operations per second: higher is better.
@@ -19,7 +19,7 @@ pub enum Unit {
 
 /// What a figure must reach.
 #[derive(Debug, Clone, Copy)]
-pub enum Target {
+pub(crate) enum Target {
     /// coproq / baseline at most this (time-like figures).
     RatioAtMost(f64),
     /// coproq / baseline at least this (throughput-like figures).
@@ -32,19 +32,22 @@ pub enum Target {
 
 /// One figure: which implementations measure it, on which CPU, against which target.
 #[derive(Debug)]
-pub struct Figure {
-    pub key: &'static str,
-    pub title: &'static str,
-    pub unit: Unit,
+pub(crate) struct Figure {
+    pub(crate) key: &'static str,
+    pub(crate) title: &'static str,
+    pub(crate) unit: Unit,
     /// The first is the baseline of the ratio, the second is coproq.
-    pub impls: &'static [&'static str],
+    pub(crate) impls: &'static [&'static str],
     /// Peer crates measured with `--peers`.
-    pub peers: &'static [&'static str],
-    pub pin: Option<usize>,
-    pub target: Target,
+    pub(crate) peers: &'static [&'static str],
+    /// The CPU this process (the caller) is pinned to.
+    pub(crate) pin: Option<usize>,
+    /// The CPU the worker is pinned to, if different.
+    pub(crate) worker_pin: Option<usize>,
+    pub(crate) target: Target,
 }
 
-pub const FIGURES: &[Figure] = &[
+pub(crate) const FIGURES: &[Figure] = &[
     Figure {
         key: "latency-1cpu",
         title: "sequential call, both processes on one CPU",
@@ -52,15 +55,17 @@ pub const FIGURES: &[Figure] = &[
         impls: &["raw", "coproq"],
         peers: &[],
         pin: Some(0),
+        worker_pin: None,
         target: Target::RatioAtMost(1.3),
     },
     Figure {
         key: "latency-2cpu",
-        title: "sequential call, 2 CPUs",
+        title: "sequential call, caller and worker on different CPUs",
         unit: Unit::Micros,
         impls: &["raw", "coproq"],
         peers: &[],
-        pin: None,
+        pin: Some(0),
+        worker_pin: Some(1),
         target: Target::RatioAtMost(1.2),
     },
     Figure {
@@ -70,6 +75,7 @@ pub const FIGURES: &[Figure] = &[
         impls: &["raw", "coproq"],
         peers: &[],
         pin: None,
+        worker_pin: None,
         target: Target::AtLeast(2e6),
     },
     Figure {
@@ -79,6 +85,7 @@ pub const FIGURES: &[Figure] = &[
         impls: &["raw", "coproq"],
         peers: &[],
         pin: None,
+        worker_pin: None,
         target: Target::AtLeast(5e6),
     },
     Figure {
@@ -88,6 +95,7 @@ pub const FIGURES: &[Figure] = &[
         impls: &["raw", "coproq"],
         peers: &[],
         pin: None,
+        worker_pin: None,
         target: Target::RatioAtLeast(0.8),
     },
     Figure {
@@ -97,6 +105,7 @@ pub const FIGURES: &[Figure] = &[
         impls: &["raw", "typed"],
         peers: &[],
         pin: None,
+        worker_pin: None,
         target: Target::RatioAtLeast(0.8),
     },
     Figure {
@@ -106,6 +115,7 @@ pub const FIGURES: &[Figure] = &[
         impls: &["raw", "coproq"],
         peers: &[],
         pin: None,
+        worker_pin: None,
         target: Target::RatioAtMost(1.3),
     },
     Figure {
@@ -115,6 +125,7 @@ pub const FIGURES: &[Figure] = &[
         impls: &["coproq", "typed"],
         peers: &[],
         pin: Some(0),
+        worker_pin: None,
         target: Target::RatioAtMost(1.05),
     },
     Figure {
@@ -124,6 +135,7 @@ pub const FIGURES: &[Figure] = &[
         impls: &["raw", "coproq"],
         peers: &[],
         pin: None,
+        worker_pin: None,
         target: Target::Report,
     },
     Figure {
@@ -133,6 +145,7 @@ pub const FIGURES: &[Figure] = &[
         impls: &["coproq"],
         peers: &[],
         pin: None,
+        worker_pin: None,
         target: Target::Report,
     },
 ];
@@ -146,8 +159,20 @@ struct Sizes {
     startup: u32,
 }
 
-const FULL: Sizes = Sizes { latency: 20_000, pipelined: 200_000, events: 2_000_000, bulk: 12, startup: 20 };
-const QUICK: Sizes = Sizes { latency: 3_000, pipelined: 100_000, events: 500_000, bulk: 4, startup: 8 };
+const FULL: Sizes = Sizes {
+    latency: 20_000,
+    pipelined: 200_000,
+    events: 2_000_000,
+    bulk: 12,
+    startup: 20,
+};
+const QUICK: Sizes = Sizes {
+    latency: 3_000,
+    pipelined: 100_000,
+    events: 500_000,
+    bulk: 4,
+    startup: 8,
+};
 
 const BULK: usize = 16 << 20;
 
@@ -156,15 +181,19 @@ fn micros(d: Duration) -> f64 {
 }
 
 /// Measures `figure` with implementation `imp` in this process.
-pub fn measure(figure: &Figure, imp: &str, quick: bool) -> Result<f64, String> {
+pub(crate) fn measure(figure: &Figure, imp: &str, quick: bool) -> Result<f64, String> {
     let n = if quick { &QUICK } else { &FULL };
     let err = |e: &dyn std::fmt::Display| e.to_string();
     match (figure.key, imp) {
-        ("latency-1cpu" | "latency-2cpu", "raw") => raw::latency(n.latency).map(micros).map_err(|e| err(&e)),
+        ("latency-1cpu" | "latency-2cpu", "raw") => {
+            raw::latency(n.latency).map(micros).map_err(|e| err(&e))
+        }
         ("latency-1cpu" | "latency-2cpu" | "typed-vs-dynamic", "coproq") => {
             link::latency(n.latency).map(micros).map_err(|e| err(&e))
         }
-        ("typed-vs-dynamic", "typed") => link::typed_latency(n.latency).map(micros).map_err(|e| err(&e)),
+        ("typed-vs-dynamic", "typed") => link::typed_latency(n.latency)
+            .map(micros)
+            .map_err(|e| err(&e)),
         ("pipelined", "raw") => raw::pipelined(n.pipelined).map_err(|e| err(&e)),
         ("pipelined", "coproq") => link::pipelined(n.pipelined).map_err(|e| err(&e)),
         ("events", "raw") => raw::events(n.events).map_err(|e| err(&e)),
@@ -175,7 +204,9 @@ pub fn measure(figure: &Figure, imp: &str, quick: bool) -> Result<f64, String> {
         ("startup", "raw") => raw::startup(n.startup).map(micros).map_err(|e| err(&e)),
         ("startup", "coproq") => link::startup(n.startup).map(micros).map_err(|e| err(&e)),
         ("idle-worker-rss", "raw") => raw::idle_rss().map(|kib| kib as f64).map_err(|e| err(&e)),
-        ("idle-worker-rss", "coproq") => link::idle_rss().map(|kib| kib as f64).map_err(|e| err(&e)),
+        ("idle-worker-rss", "coproq") => {
+            link::idle_rss().map(|kib| kib as f64).map_err(|e| err(&e))
+        }
         ("per-link-rss", "coproq") => link::per_link_rss(20).map_err(|e| err(&e)),
         (key, imp) => Err(format!("no implementation {imp} of {key}")),
     }

@@ -10,20 +10,20 @@ use crate::sys;
 
 /// The typed twin of the dynamic `echo` handler, for typed-vs-dynamic.
 #[coproq::service]
-pub trait Echo {
+pub(crate) trait Echo {
     /// Returns `x`.
-    fn echo(&self, x: u64) -> u64;
+    fn typed_echo(&self, x: u64) -> u64;
     /// Returns `data`.
-    fn bytes(&self, data: &[u8]) -> Vec<u8>;
+    fn typed_bytes(&self, data: &[u8]) -> Vec<u8>;
 }
 
 struct Echoer;
 
 impl Echo for Echoer {
-    fn echo(&self, x: u64) -> u64 {
+    fn typed_echo(&self, x: u64) -> u64 {
         x
     }
-    fn bytes(&self, data: &[u8]) -> Vec<u8> {
+    fn typed_bytes(&self, data: &[u8]) -> Vec<u8> {
         data.to_vec()
     }
 }
@@ -32,6 +32,7 @@ static EVENTS: AtomicU64 = AtomicU64::new(0);
 
 fn worker() -> coproq::Result<Coprocess> {
     coproq::fork(|parent| {
+        sys::pin_worker();
         parent
             .handle("echo", |x: u64| x)
             .handle("bytes", |b: ByteBuf| b)
@@ -44,7 +45,7 @@ fn worker() -> coproq::Result<Coprocess> {
 }
 
 /// Mean round trip of `n` sequential dynamic calls.
-pub fn latency(n: u32) -> coproq::Result<Duration> {
+pub(crate) fn latency(n: u32) -> coproq::Result<Duration> {
     let w = worker()?;
     for i in 0..u64::from(n.min(1000)) {
         w.call::<u64>("echo", i)?;
@@ -60,15 +61,15 @@ pub fn latency(n: u32) -> coproq::Result<Duration> {
 }
 
 /// Mean round trip of `n` sequential typed calls.
-pub fn typed_latency(n: u32) -> coproq::Result<Duration> {
+pub(crate) fn typed_latency(n: u32) -> coproq::Result<Duration> {
     let w = worker()?;
     let client = EchoClient::new(&w);
     for i in 0..u64::from(n.min(1000)) {
-        client.echo(i)?;
+        client.typed_echo(i)?;
     }
     let start = Instant::now();
     for i in 0..u64::from(n) {
-        let back = client.echo(i)?;
+        let back = client.typed_echo(i)?;
         debug_assert_eq!(back, i);
     }
     let elapsed = start.elapsed();
@@ -77,10 +78,12 @@ pub fn typed_latency(n: u32) -> coproq::Result<Duration> {
 }
 
 /// Calls per second with `n` `call_async` in flight from one thread.
-pub fn pipelined(n: u32) -> coproq::Result<f64> {
+pub(crate) fn pipelined(n: u32) -> coproq::Result<f64> {
     let w = worker()?;
     let start = Instant::now();
-    let pending: Vec<_> = (0..u64::from(n)).map(|i| w.call_async::<u64>("echo", i)).collect();
+    let pending: Vec<_> = (0..u64::from(n))
+        .map(|i| w.call_async::<u64>("echo", i))
+        .collect();
     for p in pending {
         p.wait()?;
     }
@@ -90,7 +93,7 @@ pub fn pipelined(n: u32) -> coproq::Result<f64> {
 }
 
 /// Events per second, confirmed by a final call.
-pub fn events(n: u32) -> coproq::Result<f64> {
+pub(crate) fn events(n: u32) -> coproq::Result<f64> {
     let w = worker()?;
     let start = Instant::now();
     for i in 0..u64::from(n) {
@@ -104,13 +107,13 @@ pub fn events(n: u32) -> coproq::Result<f64> {
 }
 
 /// Bytes per second echoing a `size`-byte payload `n` times (counted one way).
-pub fn bulk(size: usize, n: u32, typed: bool) -> coproq::Result<f64> {
+pub(crate) fn bulk(size: usize, n: u32, typed: bool) -> coproq::Result<f64> {
     let w = worker()?;
     let client = EchoClient::new(&w);
     let payload = vec![7u8; size];
     let once = |payload: &[u8]| -> coproq::Result<usize> {
         if typed {
-            Ok(client.bytes(payload)?.len())
+            Ok(client.typed_bytes(payload)?.len())
         } else {
             Ok(w.call::<ByteBuf>("bytes", Bytes::new(payload))?.len())
         }
@@ -126,7 +129,7 @@ pub fn bulk(size: usize, n: u32, typed: bool) -> coproq::Result<f64> {
 }
 
 /// `fork` → first reply → `close`: the mean over `n`.
-pub fn startup(n: u32) -> coproq::Result<Duration> {
+pub(crate) fn startup(n: u32) -> coproq::Result<Duration> {
     let start = Instant::now();
     for _ in 0..n {
         let w = worker()?;
@@ -137,7 +140,7 @@ pub fn startup(n: u32) -> coproq::Result<Duration> {
 }
 
 /// RSS of an idle fork worker, in KiB.
-pub fn idle_rss() -> coproq::Result<u64> {
+pub(crate) fn idle_rss() -> coproq::Result<u64> {
     let w = worker()?;
     w.call::<u64>("echo", 1u64)?;
     std::thread::sleep(Duration::from_millis(50));
@@ -147,7 +150,7 @@ pub fn idle_rss() -> coproq::Result<u64> {
 }
 
 /// The parent's RSS growth per open link, in KiB, over `n` links.
-pub fn per_link_rss(n: u32) -> coproq::Result<f64> {
+pub(crate) fn per_link_rss(n: u32) -> coproq::Result<f64> {
     let me = std::process::id();
     let warm = worker()?;
     warm.call::<u64>("echo", 1u64)?;

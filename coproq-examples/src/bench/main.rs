@@ -9,6 +9,9 @@
 //! Every measurement runs in a fresh process (`--measure FIGURE --impl NAME`), pinned to
 //! one CPU where the figure says so, and prints one number.
 
+// Counts and sizes here stay far below 2^52: converting them to f64 loses nothing.
+#![allow(clippy::cast_precision_loss)]
+
 mod figures;
 mod link;
 mod raw;
@@ -23,9 +26,15 @@ use figures::{FIGURES, Figure};
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| args.iter().any(|a| a == name);
-    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
 
     if flag("--raw-worker") {
+        sys::pin_worker();
         if let Err(e) = raw::worker() {
             eprintln!("raw worker: {e}");
             std::process::exit(1);
@@ -34,9 +43,17 @@ fn main() {
     }
     let quick = flag("--quick");
     if let (Some(figure), Some(imp)) = (value("--measure"), value("--impl")) {
-        let figure = FIGURES.iter().find(|f| f.key == figure).unwrap_or_else(|| panic!("unknown figure {figure}"));
+        let figure = FIGURES
+            .iter()
+            .find(|f| f.key == figure)
+            .unwrap_or_else(|| panic!("unknown figure {figure}"));
         if let Some(cpu) = figure.pin {
             sys::pin_to_cpu(cpu);
+        }
+        if let Some(cpu) = figure.worker_pin {
+            // Workers pin themselves to this CPU when they start.
+            // SAFETY: set before any thread of this process starts.
+            unsafe { std::env::set_var(sys::WORKER_CPU, cpu.to_string()) };
         }
         match figures::measure(figure, &imp, quick) {
             Ok(value) => println!("{value}"),
@@ -48,12 +65,22 @@ fn main() {
         return;
     }
 
-    let reps: usize = value("--reps").and_then(|r| r.parse().ok()).unwrap_or(if quick { 3 } else { 5 });
+    let reps: usize = value("--reps")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(if quick { 3 } else { 5 });
     let peers = flag("--peers");
     let only = value("--only");
     let mut results = Vec::new();
-    for figure in FIGURES.iter().filter(|f| only.as_deref().is_none_or(|o| f.key.contains(o))) {
-        let imps: Vec<&str> = figure.impls.iter().chain(if peers { figure.peers } else { &[] }).copied().collect();
+    for figure in FIGURES
+        .iter()
+        .filter(|f| only.as_deref().is_none_or(|o| f.key.contains(o)))
+    {
+        let imps: Vec<&str> = figure
+            .impls
+            .iter()
+            .chain(if peers { figure.peers } else { &[] })
+            .copied()
+            .collect();
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); imps.len()];
         for _ in 0..reps {
             // Interleaved: one sample of each implementation per repetition.
@@ -64,7 +91,7 @@ fn main() {
                 }
             }
         }
-        let result = report::FigureResult::new(figure, &imps, samples);
+        let result = report::FigureResult::new(figure, &imps, &samples);
         eprintln!("{}", result.line());
         results.push(result);
     }

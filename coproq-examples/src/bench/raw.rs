@@ -13,7 +13,7 @@ const ONE_WAY: u8 = 1;
 const COUNT: u8 = 2;
 
 /// The worker: echo `ECHO` frames, count `ONE_WAY` frames, answer `COUNT` with the count.
-pub fn worker() -> io::Result<()> {
+pub(crate) fn worker() -> io::Result<()> {
     let stdin = io::stdin().lock();
     let stdout = io::stdout().lock();
     sys::enlarge_pipe(&stdin);
@@ -56,7 +56,7 @@ fn write_frame(output: &mut impl Write, payload: &[u8]) -> io::Result<()> {
 }
 
 /// A running raw worker.
-pub struct Raw {
+pub(crate) struct Raw {
     child: Child,
     input: BufReader<ChildStdout>,
     output: BufWriter<ChildStdin>,
@@ -64,7 +64,7 @@ pub struct Raw {
 }
 
 impl Raw {
-    pub fn start() -> io::Result<Self> {
+    pub(crate) fn start() -> io::Result<Self> {
         let mut child = Command::new(std::env::current_exe()?)
             .arg("--raw-worker")
             .stdin(Stdio::piped())
@@ -89,7 +89,7 @@ impl Raw {
         Ok(())
     }
 
-    pub fn close(mut self) -> io::Result<()> {
+    pub(crate) fn close(mut self) -> io::Result<()> {
         drop(self.output);
         self.child.wait()?;
         Ok(())
@@ -97,7 +97,7 @@ impl Raw {
 }
 
 /// Mean round trip of `n` sequential 8-byte echoes.
-pub fn latency(n: u32) -> io::Result<Duration> {
+pub(crate) fn latency(n: u32) -> io::Result<Duration> {
     let mut raw = Raw::start()?;
     let mut payload = [0u8; 9];
     for i in 0..n.min(1000) {
@@ -115,8 +115,13 @@ pub fn latency(n: u32) -> io::Result<Duration> {
 }
 
 /// Echoes per second with `n` sent by one thread while another reads the replies.
-pub fn pipelined(n: u32) -> io::Result<f64> {
-    let Raw { child, mut input, mut output, mut frame } = Raw::start()?;
+pub(crate) fn pipelined(n: u32) -> io::Result<f64> {
+    let Raw {
+        child,
+        mut input,
+        mut output,
+        mut frame,
+    } = Raw::start()?;
     let start = Instant::now();
     let writer = std::thread::spawn(move || -> io::Result<BufWriter<ChildStdin>> {
         let mut payload = [0u8; 9];
@@ -132,12 +137,18 @@ pub fn pipelined(n: u32) -> io::Result<f64> {
     }
     let elapsed = start.elapsed();
     let output = writer.join().expect("writer thread")?;
-    Raw { child, input, output, frame }.close()?;
+    Raw {
+        child,
+        input,
+        output,
+        frame,
+    }
+    .close()?;
     Ok(f64::from(n) / elapsed.as_secs_f64())
 }
 
 /// One-way frames per second, confirmed by a final round trip.
-pub fn events(n: u32) -> io::Result<f64> {
+pub(crate) fn events(n: u32) -> io::Result<f64> {
     let mut raw = Raw::start()?;
     let start = Instant::now();
     let mut payload = [ONE_WAY, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -147,13 +158,17 @@ pub fn events(n: u32) -> io::Result<f64> {
     }
     raw.round_trip(&[COUNT])?;
     let elapsed = start.elapsed();
-    assert_eq!(raw.frame, u64::from(n).to_le_bytes(), "raw worker lost events");
+    assert_eq!(
+        raw.frame,
+        u64::from(n).to_le_bytes(),
+        "raw worker lost events"
+    );
     raw.close()?;
     Ok(f64::from(n) / elapsed.as_secs_f64())
 }
 
 /// Bytes per second echoing a `size`-byte payload `n` times (counted one way).
-pub fn bulk(size: usize, n: u32) -> io::Result<f64> {
+pub(crate) fn bulk(size: usize, n: u32) -> io::Result<f64> {
     let mut raw = Raw::start()?;
     let mut payload = vec![7u8; size];
     payload[0] = ECHO;
@@ -168,7 +183,7 @@ pub fn bulk(size: usize, n: u32) -> io::Result<f64> {
 }
 
 /// Start a worker (re-exec of this binary), one round trip, close: the mean over `n`.
-pub fn startup(n: u32) -> io::Result<Duration> {
+pub(crate) fn startup(n: u32) -> io::Result<Duration> {
     let start = Instant::now();
     for _ in 0..n {
         let mut raw = Raw::start()?;
@@ -179,7 +194,7 @@ pub fn startup(n: u32) -> io::Result<Duration> {
 }
 
 /// RSS of an idle raw worker, in KiB.
-pub fn idle_rss() -> io::Result<u64> {
+pub(crate) fn idle_rss() -> io::Result<u64> {
     let mut raw = Raw::start()?;
     raw.round_trip(&[ECHO])?;
     std::thread::sleep(Duration::from_millis(50));

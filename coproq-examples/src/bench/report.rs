@@ -6,20 +6,24 @@ use crate::figures::{Figure, Target, Unit};
 use crate::stats::Summary;
 
 /// One figure's outcome.
-pub struct FigureResult {
-    pub figure: &'static Figure,
-    pub imps: Vec<String>,
-    pub summaries: Vec<Summary>,
+pub(crate) struct FigureResult {
+    pub(crate) figure: &'static Figure,
+    pub(crate) imps: Vec<String>,
+    pub(crate) summaries: Vec<Summary>,
     /// Second implementation over the first, per repetition.
-    pub ratio: Option<Summary>,
-    pub met: Option<bool>,
+    pub(crate) ratio: Option<Summary>,
+    pub(crate) met: Option<bool>,
 }
 
 impl FigureResult {
-    pub fn new(figure: &'static Figure, imps: &[&str], samples: Vec<Vec<f64>>) -> Self {
+    pub(crate) fn new(figure: &'static Figure, imps: &[&str], samples: &[Vec<f64>]) -> Self {
         let summaries: Vec<Summary> = samples.iter().map(|s| Summary::of(s)).collect();
         let ratio = (samples.len() >= 2 && !samples[0].is_empty()).then(|| {
-            let ratios: Vec<f64> = samples[0].iter().zip(&samples[1]).map(|(base, ours)| ours / base).collect();
+            let ratios: Vec<f64> = samples[0]
+                .iter()
+                .zip(&samples[1])
+                .map(|(base, ours)| ours / base)
+                .collect();
             Summary::of(&ratios)
         });
         let ours = summaries.get(1).or(summaries.first()).map(|s| s.median);
@@ -29,18 +33,31 @@ impl FigureResult {
             Target::AtLeast(limit) => ours.map(|v| v >= limit),
             Target::Report => None,
         };
-        Self { figure, imps: imps.iter().map(|s| (*s).to_owned()).collect(), summaries, ratio, met }
+        Self {
+            figure,
+            imps: imps.iter().map(|s| (*s).to_owned()).collect(),
+            summaries,
+            ratio,
+            met,
+        }
     }
 
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         let values: Vec<String> = self
             .imps
             .iter()
             .zip(&self.summaries)
             .map(|(imp, s)| format!("{imp} {}", format_value(self.figure.unit, s.median)))
             .collect();
-        let ratio = self.ratio.map_or(String::new(), |r| format!("; ratio {:.2} ({:.2}–{:.2})", r.median, r.min, r.max));
-        format!("{}: {}{ratio} {}", self.figure.key, values.join(", "), self.verdict())
+        let ratio = self.ratio.map_or(String::new(), |r| {
+            format!("; ratio {:.2} ({:.2}–{:.2})", r.median, r.min, r.max)
+        });
+        format!(
+            "{}: {}{ratio} {}",
+            self.figure.key,
+            values.join(", "),
+            self.verdict()
+        )
     }
 
     fn target_text(&self) -> String {
@@ -61,29 +78,37 @@ impl FigureResult {
     }
 }
 
-pub fn format_value(unit: Unit, v: f64) -> String {
+pub(crate) fn format_value(unit: Unit, v: f64) -> String {
     match unit {
         Unit::Micros => format!("{v:.1} µs"),
         Unit::PerSec if v >= 1e6 => format!("{:.2} M/s", v / 1e6),
         Unit::PerSec => format!("{:.0} k/s", v / 1e3),
         Unit::BytesPerSec => format!("{:.2} GB/s", v / 1e9),
-        Unit::KiB => format!("{:.0} KiB", v),
+        Unit::KiB => format!("{v:.0} KiB"),
     }
 }
 
 /// What the run ran on.
-pub fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cpus} CPUs, {model}, {} {}", std::env::consts::OS, std::env::consts::ARCH)
+    format!(
+        "{cpus} CPUs, {model}, {} {}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
 }
 
-pub fn table(machine: &str, results: &[FigureResult]) -> String {
+pub(crate) fn table(machine: &str, results: &[FigureResult]) -> String {
     let mut out = format!("coproq-bench on {machine}; medians of repetitions (min–max)\n\n");
-    let _ = writeln!(out, "| figure | {} | ratio | target | |", "implementations");
+    let _ = writeln!(out, "| figure | implementations | ratio | target | |");
     let _ = writeln!(out, "|---|---|---|---|---|");
     for r in results {
         let values: Vec<String> = r
@@ -92,17 +117,38 @@ pub fn table(machine: &str, results: &[FigureResult]) -> String {
             .zip(&r.summaries)
             .map(|(imp, s)| {
                 let unit = r.figure.unit;
-                format!("{imp} {} ({}–{})", format_value(unit, s.median), format_value(unit, s.min), format_value(unit, s.max))
+                format!(
+                    "{imp} {} ({}–{})",
+                    format_value(unit, s.median),
+                    format_value(unit, s.min),
+                    format_value(unit, s.max)
+                )
             })
             .collect();
-        let ratio = r.ratio.map_or("–".into(), |x| format!("{:.2}× ({:.2}–{:.2})", x.median, x.min, x.max));
-        let _ = writeln!(out, "| {} | {} | {ratio} | {} | {} |", r.figure.title, values.join("; "), r.target_text(), r.verdict());
+        let ratio = r.ratio.map_or("–".into(), |x| {
+            format!("{:.2}× ({:.2}–{:.2})", x.median, x.min, x.max)
+        });
+        let _ = writeln!(
+            out,
+            "| {} | {} | {ratio} | {} | {} |",
+            r.figure.title,
+            values.join("; "),
+            r.target_text(),
+            r.verdict()
+        );
     }
     out
 }
 
-pub fn json(machine: &str, results: &[FigureResult]) -> String {
-    let summary = |s: &Summary| format!("{{\"median\":{},\"min\":{},\"max\":{}}}", num(s.median), num(s.min), num(s.max));
+pub(crate) fn json(machine: &str, results: &[FigureResult]) -> String {
+    let summary = |s: &Summary| {
+        format!(
+            "{{\"median\":{},\"min\":{},\"max\":{}}}",
+            num(s.median),
+            num(s.min),
+            num(s.max)
+        )
+    };
     let figures: Vec<String> = results
         .iter()
         .map(|r| {
@@ -119,20 +165,41 @@ pub fn json(machine: &str, results: &[FigureResult]) -> String {
             )
         })
         .collect();
-    format!("{{\"machine\":\"{machine}\",\"figures\":[{}]}}", figures.join(","))
+    format!(
+        "{{\"machine\":\"{machine}\",\"figures\":[{}]}}",
+        figures.join(",")
+    )
 }
 
 fn num(v: f64) -> String {
-    if v.is_finite() { format!("{v}") } else { "null".into() }
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        "null".into()
+    }
 }
 
 /// A horizontal bar chart: one group per latency or throughput figure, bars scaled to the
 /// group's largest value, each labelled with its median.
-pub fn svg(machine: &str, results: &[FigureResult]) -> String {
-    let colors = ["#888888", "#d9480f", "#1971c2", "#2f9e44", "#ae3ec9", "#f08c00"];
-    let shown: Vec<&FigureResult> = results.iter().filter(|r| matches!(r.figure.unit, Unit::Micros | Unit::PerSec | Unit::BytesPerSec)).collect();
+pub(crate) fn svg(machine: &str, results: &[FigureResult]) -> String {
+    let colors = [
+        "#888888", "#d9480f", "#1971c2", "#2f9e44", "#ae3ec9", "#f08c00",
+    ];
+    let shown: Vec<&FigureResult> = results
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.figure.unit,
+                Unit::Micros | Unit::PerSec | Unit::BytesPerSec
+            )
+        })
+        .collect();
     let (width, label_w, bar_max, row_h) = (900.0, 300.0, 420.0, 20.0);
-    let height = 60.0 + shown.iter().map(|r| 28.0 + row_h * r.imps.len() as f64).sum::<f64>();
+    let height = 60.0
+        + shown
+            .iter()
+            .map(|r| 28.0 + row_h * r.imps.len() as f64)
+            .sum::<f64>();
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
@@ -141,10 +208,24 @@ pub fn svg(machine: &str, results: &[FigureResult]) -> String {
     );
     let mut y = 60.0;
     for r in shown {
-        let better = if r.figure.unit == Unit::Micros { "lower is better" } else { "higher is better" };
-        let _ = writeln!(out, "<text x=\"10\" y=\"{}\" font-weight=\"bold\">{} ({better})</text>", y + 12.0, r.figure.title);
+        let better = if r.figure.unit == Unit::Micros {
+            "lower is better"
+        } else {
+            "higher is better"
+        };
+        let _ = writeln!(
+            out,
+            "<text x=\"10\" y=\"{}\" font-weight=\"bold\">{} ({better})</text>",
+            y + 12.0,
+            r.figure.title
+        );
         y += 18.0;
-        let max = r.summaries.iter().map(|s| s.median).fold(0.0_f64, f64::max).max(f64::MIN_POSITIVE);
+        let max = r
+            .summaries
+            .iter()
+            .map(|s| s.median)
+            .fold(0.0_f64, f64::max)
+            .max(f64::MIN_POSITIVE);
         for (i, (imp, s)) in r.imps.iter().zip(&r.summaries).enumerate() {
             let len = (s.median / max * bar_max).max(1.0);
             let color = colors[i % colors.len()];

@@ -2,14 +2,14 @@
 
 /// Summary of repeated measurements.
 #[derive(Debug, Clone, Copy)]
-pub struct Summary {
-    pub median: f64,
-    pub min: f64,
-    pub max: f64,
+pub(crate) struct Summary {
+    pub(crate) median: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
 }
 
 impl Summary {
-    pub fn of(samples: &[f64]) -> Self {
+    pub(crate) fn of(samples: &[f64]) -> Self {
         let mut sorted = samples.to_vec();
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len();
@@ -20,6 +20,10 @@ impl Summary {
         } else {
             f64::midpoint(sorted[n / 2 - 1], sorted[n / 2])
         };
-        Self { median, min: sorted.first().copied().unwrap_or(f64::NAN), max: sorted.last().copied().unwrap_or(f64::NAN) }
+        Self {
+            median,
+            min: sorted.first().copied().unwrap_or(f64::NAN),
+            max: sorted.last().copied().unwrap_or(f64::NAN),
+        }
     }
 }

@@ -3,22 +3,35 @@
 use std::os::fd::AsRawFd;
 
 /// Pins this process (and the workers it starts afterwards) to one CPU.
-pub fn pin_to_cpu(cpu: usize) {
+pub(crate) fn pin_to_cpu(cpu: usize) {
     #[cfg(target_os = "linux")]
     // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw const set) != 0 {
-            eprintln!("coproq-bench: cannot pin to CPU {cpu}: {}", std::io::Error::last_os_error());
+            eprintln!(
+                "coproq-bench: cannot pin to CPU {cpu}: {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
     #[cfg(not(target_os = "linux"))]
     eprintln!("coproq-bench: CPU pinning is Linux-only; cpu {cpu} ignored");
 }
 
+/// The environment variable through which a measurement pins its workers.
+pub(crate) const WORKER_CPU: &str = "COPROQ_BENCH_WORKER_CPU";
+
+/// In a worker: pins it where the measurement asked, if it asked.
+pub(crate) fn pin_worker() {
+    if let Some(cpu) = std::env::var(WORKER_CPU).ok().and_then(|v| v.parse().ok()) {
+        pin_to_cpu(cpu);
+    }
+}
+
 /// Asks for a 1 MiB pipe buffer (Linux); returns the size obtained.
-pub fn enlarge_pipe(fd: &impl AsRawFd) -> usize {
+pub(crate) fn enlarge_pipe(fd: &impl AsRawFd) -> usize {
     #[cfg(target_os = "linux")]
     // SAFETY: fcntl on an open descriptor.
     unsafe {
@@ -32,7 +45,7 @@ pub fn enlarge_pipe(fd: &impl AsRawFd) -> usize {
 }
 
 /// The resident set size of `pid` in KiB (Linux; 0 elsewhere).
-pub fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
