@@ -4,6 +4,7 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -17,16 +18,35 @@ use crate::wire::{Body, OutcomeKind, Shape, codec, message};
 
 /// A call handler: decodes the arguments, runs the user's function, answers through the
 /// responder (now or later).
-pub(crate) type CallHandler = dyn Fn(&str, Body, Responder) + Send + Sync;
+pub(crate) type CallHandler = dyn Fn(Body, Responder) + Send + Sync;
 /// An event listener: decodes the arguments and runs the user's function.
-pub(crate) type EventHandler = dyn Fn(&str, Body) + Send + Sync;
+pub(crate) type EventHandler = dyn Fn(Body) + Send + Sync;
+
+/// FNV-1a: method names are short, and a lookup per message should not pay for SipHash.
+#[derive(Default)]
+pub(crate) struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for &b in bytes {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+type ByName<T> = HashMap<String, Arc<T>, BuildHasherDefault<NameHasher>>;
 
 /// Handlers by name. Shared by the handle, the builder and the dispatcher; looked up
 /// per message and cloned out, so handlers may be added or removed while others run.
 #[derive(Default)]
 pub(crate) struct Handlers {
-    calls: RwLock<HashMap<String, Arc<CallHandler>>>,
-    events: RwLock<HashMap<String, Arc<EventHandler>>>,
+    calls: RwLock<ByName<CallHandler>>,
+    events: RwLock<ByName<EventHandler>>,
 }
 
 impl fmt::Debug for Handlers {
@@ -114,8 +134,8 @@ impl<'a> Registry<'a> {
         let expected = Shape::of_type::<A>();
         self.handlers.set_call(
             name.into(),
-            Arc::new(move |name: &str, body: Body, responder: Responder| {
-                let args = match decode_args::<A>(name, expected, &body) {
+            Arc::new(move |body: Body, responder: Responder| {
+                let args = match decode_args::<A>(expected, &body) {
                     Ok(args) => args,
                     Err(message) => return responder.fail(OutcomeKind::InvalidArguments, message),
                 };
@@ -139,8 +159,8 @@ impl<'a> Registry<'a> {
         let expected = Shape::of_type::<A>();
         self.handlers.set_call(
             name.into(),
-            Arc::new(move |name: &str, body: Body, responder: Responder| {
-                let args = match decode_args::<A>(name, expected, &body) {
+            Arc::new(move |body: Body, responder: Responder| {
+                let args = match decode_args::<A>(expected, &body) {
                     Ok(args) => args,
                     Err(message) => return responder.fail(OutcomeKind::InvalidArguments, message),
                 };
@@ -171,7 +191,7 @@ impl<'a> Registry<'a> {
         self.handlers.set_event(
             name.into(),
             Arc::new(
-                move |name: &str, body: Body| match decode_args::<A>(name, expected, &body) {
+                move |body: Body| match decode_args::<A>(expected, &body) {
                     Ok(args) => {
                         // A panicking listener is reported by the panic hook; the link goes on.
                         let _ = catch_unwind(AssertUnwindSafe(|| f(args)));
@@ -192,7 +212,8 @@ pub trait Service {
     fn register(self, registry: &mut Registry<'_>);
 }
 
-fn decode_args<A: DeserializeOwned>(name: &str, expected: Shape, body: &Body) -> Result<A, String> {
+fn decode_args<A: DeserializeOwned>(expected: Shape, body: &Body) -> Result<A, String> {
+    let name = body.name();
     if !expected.accepts(body.shape) {
         return Err(format!(
             "{name}: invalid arguments: expected {expected}, got {}",

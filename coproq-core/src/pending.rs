@@ -22,10 +22,37 @@ use crate::wire::{Outcome, OutcomeKind, Shape, codec};
 /// Dropping it stops waiting; the reply is then discarded when it arrives.
 #[must_use = "a call's reply (or error) is only seen by waiting for it"]
 pub struct Pending<R> {
-    method: String,
+    method: MethodName,
     state: State,
     /// Turns the reply into the caller's value (decodes an `R`, or more for typed clients).
     finish: Finish<R>,
+}
+
+/// The method name, kept for error messages without a heap allocation per call.
+enum MethodName {
+    Inline { len: u8, bytes: [u8; 30] },
+    Heap(Box<str>),
+}
+
+impl MethodName {
+    fn new(name: &str) -> Self {
+        let mut bytes = [0; 30];
+        match bytes.get_mut(..name.len()) {
+            Some(inline) => {
+                inline.copy_from_slice(name.as_bytes());
+                Self::Inline { len: name.len() as u8, bytes }
+            }
+            None => Self::Heap(name.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // The bytes were copied from a `&str` of exactly this length.
+            Self::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default(),
+            Self::Heap(name) => name,
+        }
+    }
 }
 
 /// How a delivered reply becomes the caller's result.
@@ -49,7 +76,7 @@ impl<R> fmt::Debug for Pending<R> {
             State::Done => "done".into(),
         };
         f.debug_struct("Pending")
-            .field("method", &self.method)
+            .field("method", &self.method.as_str())
             .field("state", &state)
             .finish_non_exhaustive()
     }
@@ -71,7 +98,7 @@ impl<R> Pending<R> {
             Err(e) => State::Failed(e),
         };
         Self {
-            method: method.to_owned(),
+            method: MethodName::new(method),
             state,
             finish,
         }
@@ -80,7 +107,7 @@ impl<R> Pending<R> {
     /// A call that failed before it was sent.
     pub(crate) fn failed(method: &str, error: Error) -> Self {
         Self {
-            method: method.to_owned(),
+            method: MethodName::new(method),
             state: State::Failed(error),
             finish: |_, _| Err(Error::NotConnected),
         }
@@ -115,10 +142,10 @@ impl<R> Pending<R> {
                 let Ok(delivery) = dispatch::wait_reply(&link, &slot, deadline.map(|d| d.0)) else {
                     link.forget_call(id);
                     let after = deadline.map_or(Duration::ZERO, |d| d.1);
-                    let method = std::mem::take(&mut self.method);
+                    let method = self.method.as_str().to_owned();
                     return Err(Error::Timeout { method, after });
                 };
-                (self.finish)(&self.method, delivery)
+                (self.finish)(self.method.as_str(), delivery)
             }
             State::Failed(e) => Err(e),
             State::Done => Err(Error::NotConnected),
@@ -192,7 +219,7 @@ impl<R> Future for Pending<R> {
             }
         };
         this.state = State::Done;
-        Poll::Ready((this.finish)(&this.method, delivery))
+        Poll::Ready((this.finish)(this.method.as_str(), delivery))
     }
 }
 

@@ -21,6 +21,29 @@ pub fn call<R: DeserializeOwned>(
     coproc.call_async(method, args).wait_timeout(CALL_LIMIT)
 }
 
+/// Runs `body` on its own thread and fails the test if it has not finished within
+/// `limit`: for tests whose waits cannot carry a deadline themselves (a blocking `emit`).
+pub fn within<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let _ = tx.send(body());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(value) => {
+            let _ = worker.join();
+            value
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("did not finish within {limit:?}"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            // The body panicked: report its panic.
+            match worker.join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(()) => unreachable!("the body returned without sending"),
+            }
+        }
+    }
+}
+
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

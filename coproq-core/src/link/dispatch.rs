@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::Link;
 use super::calls::{Delivery, Slot, Wake};
-use super::reader::{Role, Stop};
+use super::reader::{Role, ServeStep, Stop};
 use super::writer::Flush;
 use crate::error::Error;
 use crate::handler::Responder;
@@ -49,40 +49,25 @@ pub(crate) fn serve(link: &Arc<Link>) {
         let idle = Arc::new(Slot::default());
         let mut seen = link.caller_activity();
         let mut tick = TICK;
-        loop {
-            if link.abandoned() {
-                break;
-            }
-            if let Some(message) = link.next_queued() {
-                let flush = if link.has_queued() {
-                    Flush::Soon
-                } else {
-                    Flush::Now
-                };
-                dispatch(link, message, flush);
-                continue;
-            }
-            if link.is_ended() {
-                break;
-            }
-            let (took, activity) = link.try_take_token_quiet(seen);
-            if took {
-                tick = TICK;
-                if let Stop::Run { message, more } = link.read_as(Role::Server, None, None) {
-                    dispatch(link, message, if more { Flush::Soon } else { Flush::Now });
+        while !link.abandoned() {
+            match link.serve_step(seen) {
+                ServeStep::Run(message, flush) => dispatch(link, message, flush),
+                ServeStep::Read => {
+                    tick = TICK;
+                    if let Stop::Run { message, more } = link.read_as(Role::Server, None, None) {
+                        dispatch(link, message, if more { Flush::Soon } else { Flush::Now });
+                    }
                 }
-                continue;
+                ServeStep::Wait(activity) => {
+                    tick = if activity == seen { (tick * 2).min(MAX_TICK) } else { TICK };
+                    seen = activity;
+                    if !link.set_dispatcher(Some(Arc::clone(&idle))) {
+                        idle.wait(Some(Instant::now() + tick));
+                    }
+                    link.set_dispatcher(None);
+                }
+                ServeStep::Ended => break,
             }
-            tick = if activity == seen {
-                (tick * 2).min(MAX_TICK)
-            } else {
-                TICK
-            };
-            seen = activity;
-            if !link.set_dispatcher(Some(Arc::clone(&idle))) {
-                idle.wait(Some(Instant::now() + tick));
-            }
-            link.set_dispatcher(None);
         }
     });
 }
@@ -138,20 +123,20 @@ pub(crate) fn read_in_background(link: &Arc<Link>) {
 /// Runs the handler of one received call or event.
 fn dispatch(link: &Arc<Link>, message: Message, flush: Flush) {
     match message {
-        Message::Call { id, name, body } => {
+        Message::Call { id, body } => {
             let responder = Responder::new(Arc::clone(link), id, flush);
-            match link.handlers.call(&name) {
-                Some(handler) => handler(&name, body, responder),
-                None => responder.fail(
-                    OutcomeKind::MethodNotFound,
-                    format!("{name}: method not found"),
-                ),
+            match link.handlers.call(body.name()) {
+                Some(handler) => handler(body, responder),
+                None => {
+                    let message = format!("{}: method not found", body.name());
+                    responder.fail(OutcomeKind::MethodNotFound, message);
+                }
             }
         }
-        Message::Event { name, body } => {
+        Message::Event { body } => {
             // An event nobody listens to is discarded, as in the seed.
-            if let Some(listener) = link.handlers.event(&name) {
-                listener(&name, body);
+            if let Some(listener) = link.handlers.event(body.name()) {
+                listener(body);
             }
         }
         Message::Reply { .. } | Message::Bye => {}

@@ -21,7 +21,7 @@ mod writer;
 use std::collections::VecDeque;
 use std::io::{BufReader, Read};
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,41 @@ struct Ctl {
     caller_activity: u64,
 }
 
+/// What readers check before every frame, copied out of `Ctl` whenever it is unlocked.
+#[derive(Default)]
+struct Mirror {
+    queued: AtomicUsize,
+    inboxed: AtomicUsize,
+    ended: AtomicBool,
+}
+
+/// The `ctl` lock; updates the mirror when released.
+struct CtlGuard<'a> {
+    guard: MutexGuard<'a, Ctl>,
+    mirror: &'a Mirror,
+}
+
+impl std::ops::Deref for CtlGuard<'_> {
+    type Target = Ctl;
+    fn deref(&self) -> &Ctl {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for CtlGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Ctl {
+        &mut self.guard
+    }
+}
+
+impl Drop for CtlGuard<'_> {
+    fn drop(&mut self) {
+        self.mirror.queued.store(self.guard.queue.len(), Ordering::Relaxed);
+        self.mirror.inboxed.store(self.guard.inbox.len(), Ordering::Relaxed);
+        self.mirror.ended.store(self.guard.ended, Ordering::Release);
+    }
+}
+
 /// Both ends share this; handles, the serving thread and readers each hold it.
 pub(crate) struct Link {
     writer: Arc<Writer>,
@@ -91,6 +126,8 @@ pub(crate) struct Link {
     pub(crate) handlers: Arc<Handlers>,
     stream: Mutex<Option<Stream>>,
     ctl: Mutex<Ctl>,
+    /// Mirrors of `ctl` for readers' per-frame checks, which then take no lock.
+    mirror: Mirror,
     /// Signalled (with `ctl`) when the stream ends.
     ended: Condvar,
     max_frame: u32,
@@ -149,6 +186,7 @@ impl Link {
             handlers,
             stream: Mutex::new(Some(Stream { input, bye: false })),
             ctl: Mutex::new(Ctl::default()),
+            mirror: Mirror::default(),
             ended: Condvar::new(),
             max_frame: options.max_frame,
             on_eof: Mutex::new(on_eof),
@@ -162,8 +200,8 @@ impl Link {
         self.calls.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn ctl(&self) -> MutexGuard<'_, Ctl> {
-        self.ctl.lock().unwrap_or_else(PoisonError::into_inner)
+    fn ctl(&self) -> CtlGuard<'_> {
+        CtlGuard { guard: self.ctl.lock().unwrap_or_else(PoisonError::into_inner), mirror: &self.mirror }
     }
 
     /// Sends a call and registers its slot. `Flush::Now` when the caller will wait at
@@ -234,7 +272,7 @@ impl Link {
     /// Waits until the stream has ended, at most `timeout`; whether it has.
     pub(crate) fn wait_ended(&self, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
-        let mut ctl = self.ctl();
+        let mut ctl = self.ctl.lock().unwrap_or_else(PoisonError::into_inner);
         while !ctl.ended {
             ctl = match deadline {
                 Some(deadline) => {
@@ -242,10 +280,7 @@ impl Link {
                     if now >= deadline {
                         return false;
                     }
-                    self.ended
-                        .wait_timeout(ctl, deadline - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
+                    self.ended.wait_timeout(ctl, deadline - now).unwrap_or_else(PoisonError::into_inner).0
                 }
                 None => self.ended.wait(ctl).unwrap_or_else(PoisonError::into_inner),
             };

@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::calls::{RawReply, Slot};
+use super::writer::Flush;
 use super::{INBOX_CAPACITY, Link};
 use crate::error::Error;
 use crate::wire::frame::{self, FrameError};
@@ -30,6 +31,18 @@ pub(crate) enum Role {
     Server,
     /// The parent's reader thread: reads when nobody else does.
     Background,
+}
+
+/// What the serving loop does next.
+pub(crate) enum ServeStep {
+    /// Run this queued call or event.
+    Run(Message, Flush),
+    /// Read: the token was taken.
+    Read,
+    /// Wait; callers' activity count is this.
+    Wait(u64),
+    /// The link has ended.
+    Ended,
 }
 
 /// Why a reader stopped (having released the token).
@@ -178,22 +191,42 @@ impl Link {
         }
     }
 
-    /// Whether a reader in `role` should hand over before reading more.
+    /// Whether a reader in `role` should hand over before reading more (lock-free: it
+    /// runs before every frame).
     fn should_stop(&self, role: Role) -> Option<Stop> {
-        let ctl = self.ctl();
-        if ctl.ended {
+        let mirror = &self.mirror;
+        if mirror.ended.load(Ordering::Acquire) {
             return Some(Stop::Ended);
         }
+        let (queued, inboxed) = (mirror.queued.load(Ordering::Relaxed), mirror.inboxed.load(Ordering::Relaxed));
         let stop = match role {
             // A caller stops when the inbox is full: that is the back-pressure.
-            Role::Caller => ctl.inbox.len() >= INBOX_CAPACITY,
+            Role::Caller => inboxed >= INBOX_CAPACITY,
             // The serving thread runs what is queued before reading anything newer.
-            Role::NestedServer => !ctl.inbox.is_empty(),
+            Role::NestedServer => inboxed > 0,
             // Callers waiting for the token come before background reading.
-            Role::Server => !ctl.queue.is_empty() || !ctl.inbox.is_empty(),
-            Role::Background => !ctl.queue.is_empty(),
+            Role::Server => queued > 0 || inboxed > 0,
+            Role::Background => queued > 0,
         };
         stop.then_some(Stop::StepBack)
+    }
+
+    /// One step of the serving loop, under one lock: run the next queued call or event,
+    /// read (the token is then taken), wait, or stop.
+    pub(crate) fn serve_step(&self, seen: u64) -> ServeStep {
+        let mut ctl = self.ctl();
+        if let Some(message) = ctl.inbox.pop_front() {
+            let flush = if ctl.inbox.is_empty() { Flush::Now } else { Flush::Soon };
+            return ServeStep::Run(message, flush);
+        }
+        if ctl.ended {
+            return ServeStep::Ended;
+        }
+        if !ctl.reading && ctl.caller_activity == seen && ctl.queue.is_empty() {
+            ctl.reading = true;
+            return ServeStep::Read;
+        }
+        ServeStep::Wait(ctl.caller_activity)
     }
 
     /// Queues a received call or event for the serving thread.
@@ -208,11 +241,6 @@ impl Link {
     /// How often callers have used the token (for background readers' patience).
     pub(crate) fn caller_activity(&self) -> u64 {
         self.ctl().caller_activity
-    }
-
-    /// Whether calls or events wait to be run.
-    pub(crate) fn has_queued(&self) -> bool {
-        !self.ctl().inbox.is_empty()
     }
 
     /// Takes the next queued call or event.
@@ -251,7 +279,7 @@ impl Link {
 
     /// Whether the stream has ended.
     pub(crate) fn is_ended(&self) -> bool {
-        self.ctl().ended
+        self.mirror.ended.load(Ordering::Acquire)
     }
 
     /// The peer's stream ended between frames.

@@ -46,6 +46,9 @@ struct State {
     writing: bool,
     scheduled: bool,
     closed: bool,
+    /// Senders sleeping until a write finishes (std's condvar would make a system call
+    /// per notify even with nobody to wake).
+    sleepers: usize,
 }
 
 pub(crate) struct Writer {
@@ -75,6 +78,7 @@ impl Writer {
                 writing: false,
                 scheduled: false,
                 closed: false,
+                sleepers: 0,
             }),
             written: Condvar::new(),
             pending: AtomicBool::new(false),
@@ -122,10 +126,9 @@ impl Writer {
             Flush::Soon if state.buf.len() >= HIGH_WATER => {
                 // Back-pressure: wait for the write under way, then write ourselves.
                 while state.writing && state.buf.len() >= HIGH_WATER {
-                    state = self
-                        .written
-                        .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner);
+                    state.sleepers += 1;
+                    state = self.written.wait(state).unwrap_or_else(PoisonError::into_inner);
+                    state.sleepers -= 1;
                 }
                 if !state.writing {
                     self.write_out(state);
@@ -191,11 +194,15 @@ impl Writer {
                 state.buf.clear();
                 state.closed = true;
             }
-            self.written.notify_all();
+            if state.sleepers > 0 {
+                self.written.notify_all();
+            }
         }
         self.pending.store(!state.buf.is_empty(), Ordering::Release);
         state.writing = false;
-        self.written.notify_all();
+        if state.sleepers > 0 {
+            self.written.notify_all();
+        }
     }
 
     /// Sends `last` (a `Bye`) after what is buffered, if the stream is free, then closes

@@ -72,11 +72,13 @@ pub(crate) enum OutcomeKind {
     Unanswered,
 }
 
-/// The user bytes of a message, kept inside the frame they arrived in.
+/// The user bytes of a message (and the method or event name), kept inside the frame
+/// they arrived in: nothing is copied out.
 #[derive(Debug)]
 pub(crate) struct Body {
     frame: Vec<u8>,
     start: usize,
+    name: std::ops::Range<usize>,
     /// The shape the sender serialized.
     pub(crate) shape: Shape,
 }
@@ -86,6 +88,12 @@ impl Body {
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.frame[self.start..]
     }
+
+    /// The method or event name (empty for replies).
+    pub(crate) fn name(&self) -> &str {
+        // The range was cut from a `&str` that decoding borrowed from this very frame.
+        std::str::from_utf8(&self.frame[self.name.clone()]).unwrap_or_default()
+    }
 }
 
 /// A decoded message (other than `Hello`).
@@ -93,11 +101,9 @@ impl Body {
 pub(crate) enum Message {
     Call {
         id: u64,
-        name: String,
         body: Body,
     },
     Event {
-        name: String,
         body: Body,
     },
     Reply {
@@ -245,53 +251,30 @@ pub(crate) fn encode_bye(buf: &mut Vec<u8>) {
 
 /// Decodes a payload (other than the first) into a message.
 pub(crate) fn decode(payload: Vec<u8>) -> Result<Message, String> {
-    let (head, start) = codec::decode_prefix::<Header<'_>>(&payload)
-        .map_err(|e| format!("malformed message: {e}"))?;
+    let (head, start) =
+        codec::decode_prefix::<Header<'_>>(&payload).map_err(|e| format!("malformed message: {e}"))?;
     let no_body = start == payload.len();
+    // Where a borrowed name lies in the payload.
+    let span = |name: &str| {
+        let at = name.as_ptr() as usize - payload.as_ptr() as usize;
+        at..at + name.len()
+    };
     let message = match head {
         Header::Call { id, name, shape } => {
-            let name = name.to_owned();
-            Message::Call {
-                id,
-                name,
-                body: Body {
-                    frame: payload,
-                    start,
-                    shape,
-                },
-            }
+            let name = span(name);
+            Message::Call { id, body: Body { frame: payload, start, name, shape } }
         }
         Header::Event { name, shape } => {
-            let name = name.to_owned();
-            Message::Event {
-                name,
-                body: Body {
-                    frame: payload,
-                    start,
-                    shape,
-                },
-            }
+            let name = span(name);
+            Message::Event { body: Body { frame: payload, start, name, shape } }
         }
         Header::Reply { id, outcome } => {
             let shape = match &outcome {
-                Outcome::Value(shape)
-                | Outcome::Error {
-                    typed: Some(shape), ..
-                } => *shape,
+                Outcome::Value(shape) | Outcome::Error { typed: Some(shape), .. } => *shape,
                 Outcome::Error { typed: None, .. } if no_body => Shape::of_value(&()),
-                Outcome::Error { typed: None, .. } => {
-                    return Err("trailing bytes after an error reply".into());
-                }
+                Outcome::Error { typed: None, .. } => return Err("trailing bytes after an error reply".into()),
             };
-            Message::Reply {
-                id,
-                outcome,
-                body: Body {
-                    frame: payload,
-                    start,
-                    shape,
-                },
-            }
+            Message::Reply { id, outcome, body: Body { frame: payload, start, name: 0..0, shape } }
         }
         Header::Bye if no_body => Message::Bye,
         Header::Bye => return Err("trailing bytes after bye".into()),
@@ -332,10 +315,10 @@ mod tests {
     fn call_round_trip() {
         let mut buf = Vec::new();
         encode_call(&mut buf, 9, "add", &(1i32, 2i32), 1024).unwrap();
-        let Message::Call { id, name, body } = decode(payload(&buf)).unwrap() else {
+        let Message::Call { id, body } = decode(payload(&buf)).unwrap() else {
             panic!()
         };
-        assert_eq!((id, name.as_str()), (9, "add"));
+        assert_eq!((id, body.name()), (9, "add"));
         assert_eq!(
             codec::decode_exact::<(i32, i32)>(body.bytes()).unwrap(),
             (1, 2)
