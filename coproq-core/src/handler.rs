@@ -164,6 +164,8 @@ impl<'a> Registry<'a> {
                     Ok(args) => args,
                     Err(message) => return responder.fail(OutcomeKind::InvalidArguments, message),
                 };
+                // A deferred answer comes later, from anywhere: it is written at once.
+                let responder = Responder { flush: Flush::Now, ..responder };
                 let reply = Reply {
                     responder: Some(responder),
                     _value: PhantomData,
