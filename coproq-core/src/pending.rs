@@ -139,7 +139,7 @@ impl<R> Pending<R> {
             State::InFlight { link, id, slot } => {
                 // A pipelined call may still sit in the write buffer.
                 link.flush();
-                let Ok(delivery) = dispatch::wait_reply(&link, &slot, deadline.map(|d| d.0)) else {
+                let Ok(delivery) = dispatch::wait_reply(&link, id, &slot, deadline.map(|d| d.0)) else {
                     link.forget_call(id);
                     let after = deadline.map_or(Duration::ZERO, |d| d.1);
                     let method = self.method.as_str().to_owned();

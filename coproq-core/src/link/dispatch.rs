@@ -146,20 +146,17 @@ fn dispatch(link: &Arc<Link>, message: Message, flush: Flush) {
 /// The caller stopped waiting at its deadline.
 pub(crate) struct TimedOut;
 
-/// Waits for the reply in `slot`: reads it (and whatever else arrives) if nobody else is
-/// reading, otherwise sleeps until it lands or the token is handed over. On the serving
-/// thread, keeps running the link's calls and events meanwhile.
+/// Waits for the reply to call `id` in `slot`: reads it (and whatever else arrives) if
+/// nobody else is reading, otherwise sleeps until it lands or the token is handed over.
+/// On the serving thread, keeps running the link's calls and events meanwhile.
 pub(crate) fn wait_reply(
     link: &Arc<Link>,
+    id: u64,
     slot: &Arc<Slot>,
     deadline: Option<Instant>,
 ) -> Result<Delivery, TimedOut> {
     let serving = is_serving(link);
-    let role = if serving {
-        Role::NestedServer
-    } else {
-        Role::Caller
-    };
+    let role = if serving { Role::NestedServer } else { Role::Caller };
     loop {
         if let Some(delivery) = slot.take_reply() {
             return Ok(delivery);
@@ -171,34 +168,30 @@ pub(crate) fn wait_reply(
             }
         }
         if link.is_ended() {
-            return Ok(slot
-                .take_reply()
-                .unwrap_or(Err(Error::Disconnected { status: None })));
+            return Ok(slot.take_reply().unwrap_or(Err(Error::Disconnected { status: None })));
         }
         if link.try_take_token(role) {
-            match read_for(link, role, slot, deadline) {
-                Some(timed_out) => return Err(timed_out),
-                None => continue,
+            match read_for(link, role, id, slot, deadline) {
+                Read::Done(delivery) => return Ok(delivery),
+                Read::TimedOut => return Err(TimedOut),
+                Read::Again => continue,
             }
         }
         if !link.queue_for_token(slot) {
             continue; // the token came free meanwhile
         }
         let has_work = serving && link.set_dispatcher(Some(Arc::clone(slot)));
-        let wake = if has_work {
-            Wake::Poked
-        } else {
-            slot.wait(deadline)
-        };
+        let wake = if has_work { Wake::Poked } else { slot.wait(deadline) };
         if serving {
             link.set_dispatcher(None);
         }
         let promoted = wake == Wake::Promoted || link.leave_queue(slot);
         if promoted {
             slot.take_promotion();
-            match read_for(link, role, slot, deadline) {
-                Some(timed_out) => return Err(timed_out),
-                None => continue,
+            match read_for(link, role, id, slot, deadline) {
+                Read::Done(delivery) => return Ok(delivery),
+                Read::TimedOut => return Err(TimedOut),
+                Read::Again => continue,
             }
         }
         if wake == Wake::TimedOut {
@@ -210,23 +203,22 @@ pub(crate) fn wait_reply(
     }
 }
 
+/// What reading for a waiting caller came to.
+enum Read {
+    Done(Delivery),
+    TimedOut,
+    Again,
+}
+
 /// Reads while holding the token; runs what a nested server is handed.
-fn read_for(
-    link: &Arc<Link>,
-    role: Role,
-    slot: &Arc<Slot>,
-    deadline: Option<Instant>,
-) -> Option<TimedOut> {
-    match link.read_as(role, Some(slot), deadline) {
+fn read_for(link: &Arc<Link>, role: Role, id: u64, slot: &Arc<Slot>, deadline: Option<Instant>) -> Read {
+    match link.read_as(role, Some((id, slot)), deadline) {
+        Stop::Reply(delivery) => return Read::Done(delivery),
         Stop::Run { message, .. } => dispatch(link, message, Flush::Now),
-        Stop::TimedOut => {
-            if !slot.has_reply() {
-                return Some(TimedOut);
-            }
-        }
-        Stop::Mine | Stop::StepBack | Stop::Ended => {}
+        Stop::TimedOut if !slot.has_reply() => return Read::TimedOut,
+        Stop::TimedOut | Stop::Mine | Stop::StepBack | Stop::Ended => {}
     }
-    None
+    Read::Again
 }
 
 impl Link {

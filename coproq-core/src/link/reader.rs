@@ -50,6 +50,8 @@ pub(crate) enum ServeStep {
 pub(crate) enum Stop {
     /// The reader's own reply is in its slot.
     Mine,
+    /// The reader's own reply, read just now.
+    Reply(super::calls::Delivery),
     /// A call or event for the serving thread to run now; `more` if further input is
     /// already buffered (so its reply may wait to share a write).
     Run { message: Message, more: bool },
@@ -105,7 +107,7 @@ impl Link {
     pub(crate) fn read_as(
         self: &Arc<Self>,
         role: Role,
-        mine: Option<&Slot>,
+        mine: Option<(u64, &Slot)>,
         deadline: Option<Instant>,
     ) -> Stop {
         let stop = self.read_until_stop(role, mine, deadline);
@@ -118,7 +120,7 @@ impl Link {
     fn read_until_stop(
         self: &Arc<Self>,
         role: Role,
-        mine: Option<&Slot>,
+        mine: Option<(u64, &Slot)>,
         deadline: Option<Instant>,
     ) -> Stop {
         let mut guard = self
@@ -126,7 +128,7 @@ impl Link {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         loop {
-            if mine.is_some_and(Slot::has_reply) {
+            if mine.is_some_and(|(_, slot)| slot.has_reply()) {
                 return Stop::Mine;
             }
             if let Some(stop) = self.should_stop(role) {
@@ -163,6 +165,10 @@ impl Link {
             match message {
                 Ok(Message::Reply { id, outcome, body }) => {
                     let slot = self.calls().complete(id);
+                    if mine.is_some_and(|(my_id, _)| my_id == id) && slot.is_some() {
+                        // Our own reply: straight to the caller, no slot round trip.
+                        return Stop::Reply(Ok(RawReply { outcome, body }));
+                    }
                     let woke =
                         slot.is_some_and(|slot| slot.deliver(Ok(RawReply { outcome, body })));
                     if woke && matches!(role, Role::Server | Role::Background) {

@@ -147,6 +147,9 @@ impl Writer {
 
     /// Writes whatever is buffered, unless a write is already under way.
     pub(crate) fn flush(&self) {
+        if !self.has_pending() {
+            return;
+        }
         let state = self.lock();
         if !state.writing && !state.buf.is_empty() {
             self.write_out(state);

@@ -3,7 +3,7 @@
 //! Reading never trusts the declared length for allocation: the buffer grows with the
 //! bytes that actually arrive, so a hostile header costs nothing until data follows.
 
-use std::io::{self, ErrorKind, Read};
+use std::io::{self, BufRead, ErrorKind, Read};
 
 /// The first step of growth of a frame buffer; later steps double what arrived.
 const CHUNK: usize = 64 * 1024;
@@ -38,10 +38,30 @@ impl std::fmt::Display for FrameError {
 ///
 /// Returns `Ok(false)` on a clean end of stream before any byte of a frame.
 pub(crate) fn read_frame(
-    reader: &mut impl Read,
+    reader: &mut impl BufRead,
     max: u32,
     buf: &mut Vec<u8>,
 ) -> Result<bool, FrameError> {
+    // The common case: the whole frame is already buffered; copy it out in one go.
+    let copied = {
+        let buffered = reader.fill_buf().map_err(FrameError::Io)?;
+        if buffered.is_empty() {
+            return Ok(false);
+        }
+        let whole = buffered.split_first_chunk::<HEADER_LEN>().and_then(|(header, rest)| {
+            let len = u32::from_le_bytes(*header);
+            if len > max { None } else { rest.get(..len as usize) }
+        });
+        whole.map(|payload| {
+            buf.clear();
+            buf.extend_from_slice(payload);
+            HEADER_LEN + payload.len()
+        })
+    };
+    if let Some(consumed) = copied {
+        reader.consume(consumed);
+        return Ok(true);
+    }
     let mut header = [0u8; HEADER_LEN];
     let got = read_full(reader, &mut header).map_err(FrameError::Io)?;
     if got == 0 {

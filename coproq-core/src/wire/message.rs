@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::frame;
 use super::shape::Shape;
+use super::header::{self, Header};
 use super::{codec, outcome};
 
 /// Marks a coproq link; the first bytes of the first frame each side sends.
@@ -24,24 +25,6 @@ pub(crate) struct Hello {
     pub(crate) max_frame: u32,
     /// Parent → fork worker: the entry function, as an offset from an anchor function.
     pub(crate) entry: Option<u64>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-enum Header<'a> {
-    Call {
-        id: u64,
-        name: &'a str,
-        shape: Shape,
-    },
-    Event {
-        name: &'a str,
-        shape: Shape,
-    },
-    Reply {
-        id: u64,
-        outcome: Outcome,
-    },
-    Bye,
 }
 
 /// How a call ended, as the reply's header states it.
@@ -126,7 +109,7 @@ pub(crate) enum EncodeError {
 /// Appends a frame's length prefix and `header`; returns where the frame starts.
 fn header(buf: &mut Vec<u8>, header: &Header<'_>) -> usize {
     let start = frame::begin(buf);
-    codec::encode_into(header, buf).expect("headers always encode");
+    header::encode(buf, header);
     start
 }
 
@@ -251,8 +234,7 @@ pub(crate) fn encode_bye(buf: &mut Vec<u8>) {
 
 /// Decodes a payload (other than the first) into a message.
 pub(crate) fn decode(payload: Vec<u8>) -> Result<Message, String> {
-    let (head, start) =
-        codec::decode_prefix::<Header<'_>>(&payload).map_err(|e| format!("malformed message: {e}"))?;
+    let (head, start) = header::decode(&payload).map_err(|e| format!("malformed message: {e}"))?;
     let no_body = start == payload.len();
     // Where a borrowed name lies in the payload.
     let span = |name: &str| {

@@ -8,6 +8,7 @@
 
 pub(crate) mod codec;
 pub(crate) mod frame;
+mod header;
 pub(crate) mod message;
 mod outcome;
 pub(crate) mod shape;

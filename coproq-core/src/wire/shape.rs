@@ -50,8 +50,46 @@ enum Kind {
     Enum,
 }
 
+/// Every kind, in declaration order: index = wire number.
+const KINDS: [Kind; 23] = [
+    Kind::Any,
+    Kind::Bool,
+    Kind::I8,
+    Kind::I16,
+    Kind::I32,
+    Kind::I64,
+    Kind::I128,
+    Kind::U8,
+    Kind::U16,
+    Kind::U32,
+    Kind::U64,
+    Kind::U128,
+    Kind::F32,
+    Kind::F64,
+    Kind::Char,
+    Kind::Str,
+    Kind::Seq,
+    Kind::Unit,
+    Kind::Option,
+    Kind::Tuple,
+    Kind::Struct,
+    Kind::Map,
+    Kind::Enum,
+];
+
 impl Shape {
     const ANY: Self = Self::of(Kind::Any);
+
+    /// The shape as bincode lays it out: the kind's variant index, then the arity.
+    pub(crate) fn to_wire(self) -> (u32, u32) {
+        (self.kind as u32, self.arity)
+    }
+
+    /// The inverse of [`Shape::to_wire`]; `None` for an unknown kind.
+    pub(crate) fn from_wire(kind: u32, arity: u32) -> Option<Self> {
+        let kind = *KINDS.get(kind as usize)?;
+        Some(Self { kind, arity })
+    }
 
     const fn of(kind: Kind) -> Self {
         Self { kind, arity: 0 }
@@ -347,6 +385,15 @@ impl<'de> Deserializer<'de> for ShapeDeserializer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_numbers_are_declaration_order() {
+        for (i, kind) in KINDS.iter().enumerate() {
+            assert_eq!(*kind as usize, i);
+            assert_eq!(Shape::from_wire(i as u32, 7).map(Shape::to_wire), Some((i as u32, 7)));
+        }
+        assert!(Shape::from_wire(KINDS.len() as u32, 0).is_none());
+    }
 
     #[derive(serde::Serialize, serde::Deserialize)]
     struct Meters(f64);
