@@ -4,8 +4,8 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -31,7 +31,11 @@ impl Hasher for NameHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
         for &b in bytes {
             hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
@@ -165,7 +169,10 @@ impl<'a> Registry<'a> {
                     Err(message) => return responder.fail(OutcomeKind::InvalidArguments, message),
                 };
                 // A deferred answer comes later, from anywhere: it is written at once.
-                let responder = Responder { flush: Flush::Now, ..responder };
+                let responder = Responder {
+                    flush: Flush::Now,
+                    ..responder
+                };
                 let reply = Reply {
                     responder: Some(responder),
                     _value: PhantomData,
@@ -192,15 +199,13 @@ impl<'a> Registry<'a> {
         let expected = Shape::of_type::<A>();
         self.handlers.set_event(
             name.into(),
-            Arc::new(
-                move |body: Body| match decode_args::<A>(expected, &body) {
-                    Ok(args) => {
-                        // A panicking listener is reported by the panic hook; the link goes on.
-                        let _ = catch_unwind(AssertUnwindSafe(|| f(args)));
-                    }
-                    Err(message) => eprintln!("coproq: event dropped: {message}"),
-                },
-            ),
+            Arc::new(move |body: Body| match decode_args::<A>(expected, &body) {
+                Ok(args) => {
+                    // A panicking listener is reported by the panic hook; the link goes on.
+                    let _ = catch_unwind(AssertUnwindSafe(|| f(args)));
+                }
+                Err(message) => eprintln!("coproq: event dropped: {message}"),
+            }),
         );
         self
     }

@@ -40,7 +40,10 @@ impl MethodName {
         match bytes.get_mut(..name.len()) {
             Some(inline) => {
                 inline.copy_from_slice(name.as_bytes());
-                Self::Inline { len: name.len() as u8, bytes }
+                Self::Inline {
+                    len: name.len() as u8,
+                    bytes,
+                }
             }
             None => Self::Heap(name.into()),
         }
@@ -49,7 +52,9 @@ impl MethodName {
     fn as_str(&self) -> &str {
         match self {
             // The bytes were copied from a `&str` of exactly this length.
-            Self::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default(),
+            Self::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
             Self::Heap(name) => name,
         }
     }
@@ -139,7 +144,8 @@ impl<R> Pending<R> {
             State::InFlight { link, id, slot } => {
                 // A pipelined call may still sit in the write buffer.
                 link.flush();
-                let Ok(delivery) = dispatch::wait_reply(&link, id, &slot, deadline.map(|d| d.0)) else {
+                let Ok(delivery) = dispatch::wait_reply(&link, id, &slot, deadline.map(|d| d.0))
+                else {
                     link.forget_call(id);
                     let after = deadline.map_or(Duration::ZERO, |d| d.1);
                     let method = self.method.as_str().to_owned();

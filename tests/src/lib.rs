@@ -33,7 +33,9 @@ pub fn within<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + Sen
             let _ = worker.join();
             value
         }
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("did not finish within {limit:?}"),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("did not finish within {limit:?}")
+        }
         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
             // The body panicked: report its panic.
             match worker.join() {

@@ -4,6 +4,8 @@ use std::process::{Child, ExitStatus};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::sys;
+
 #[derive(Debug)]
 pub(crate) struct WorkerProcess {
     child: Mutex<Child>,
@@ -36,7 +38,7 @@ impl WorkerProcess {
     /// Waits up to `timeout` for the worker to exit.
     pub(crate) fn wait_timeout(&self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
-        let mut pause = Duration::from_micros(200);
+        let mut pause = Duration::from_micros(50);
         loop {
             if let Some(status) = self.try_status() {
                 return Some(status);
@@ -45,8 +47,11 @@ impl WorkerProcess {
             if now >= deadline {
                 return None;
             }
-            std::thread::sleep(pause.min(deadline - now));
-            pause = (pause * 2).min(Duration::from_millis(10));
+            // Sleeps until the exit where the OS can say when it happens; polls otherwise.
+            if !sys::wait_exit(self.pid, deadline - now) {
+                std::thread::sleep(pause.min(deadline - now));
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
         }
     }
 

@@ -59,7 +59,11 @@ pub(crate) fn serve(link: &Arc<Link>) {
                     }
                 }
                 ServeStep::Wait(activity) => {
-                    tick = if activity == seen { (tick * 2).min(MAX_TICK) } else { TICK };
+                    tick = if activity == seen {
+                        (tick * 2).min(MAX_TICK)
+                    } else {
+                        TICK
+                    };
                     seen = activity;
                     if !link.set_dispatcher(Some(Arc::clone(&idle))) {
                         idle.wait(Some(Instant::now() + tick));
@@ -156,7 +160,11 @@ pub(crate) fn wait_reply(
     deadline: Option<Instant>,
 ) -> Result<Delivery, TimedOut> {
     let serving = is_serving(link);
-    let role = if serving { Role::NestedServer } else { Role::Caller };
+    let role = if serving {
+        Role::NestedServer
+    } else {
+        Role::Caller
+    };
     loop {
         if let Some(delivery) = slot.take_reply() {
             return Ok(delivery);
@@ -168,7 +176,9 @@ pub(crate) fn wait_reply(
             }
         }
         if link.is_ended() {
-            return Ok(slot.take_reply().unwrap_or(Err(Error::Disconnected { status: None })));
+            return Ok(slot
+                .take_reply()
+                .unwrap_or(Err(Error::Disconnected { status: None })));
         }
         if link.try_take_token(role) {
             match read_for(link, role, id, slot, deadline) {
@@ -181,7 +191,11 @@ pub(crate) fn wait_reply(
             continue; // the token came free meanwhile
         }
         let has_work = serving && link.set_dispatcher(Some(Arc::clone(slot)));
-        let wake = if has_work { Wake::Poked } else { slot.wait(deadline) };
+        let wake = if has_work {
+            Wake::Poked
+        } else {
+            slot.wait(deadline)
+        };
         if serving {
             link.set_dispatcher(None);
         }
@@ -211,7 +225,13 @@ enum Read {
 }
 
 /// Reads while holding the token; runs what a nested server is handed.
-fn read_for(link: &Arc<Link>, role: Role, id: u64, slot: &Arc<Slot>, deadline: Option<Instant>) -> Read {
+fn read_for(
+    link: &Arc<Link>,
+    role: Role,
+    id: u64,
+    slot: &Arc<Slot>,
+    deadline: Option<Instant>,
+) -> Read {
     match link.read_as(role, Some((id, slot)), deadline) {
         Stop::Reply(delivery) => return Read::Done(delivery),
         Stop::Run { message, .. } => dispatch(link, message, Flush::Now),

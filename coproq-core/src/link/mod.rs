@@ -112,8 +112,12 @@ impl std::ops::DerefMut for CtlGuard<'_> {
 
 impl Drop for CtlGuard<'_> {
     fn drop(&mut self) {
-        self.mirror.queued.store(self.guard.queue.len(), Ordering::Relaxed);
-        self.mirror.inboxed.store(self.guard.inbox.len(), Ordering::Relaxed);
+        self.mirror
+            .queued
+            .store(self.guard.queue.len(), Ordering::Relaxed);
+        self.mirror
+            .inboxed
+            .store(self.guard.inbox.len(), Ordering::Relaxed);
         self.mirror.ended.store(self.guard.ended, Ordering::Release);
     }
 }
@@ -201,7 +205,10 @@ impl Link {
     }
 
     fn ctl(&self) -> CtlGuard<'_> {
-        CtlGuard { guard: self.ctl.lock().unwrap_or_else(PoisonError::into_inner), mirror: &self.mirror }
+        CtlGuard {
+            guard: self.ctl.lock().unwrap_or_else(PoisonError::into_inner),
+            mirror: &self.mirror,
+        }
     }
 
     /// Sends a call and registers its slot. `Flush::Now` when the caller will wait at
@@ -280,7 +287,10 @@ impl Link {
                     if now >= deadline {
                         return false;
                     }
-                    self.ended.wait_timeout(ctl, deadline - now).unwrap_or_else(PoisonError::into_inner).0
+                    self.ended
+                        .wait_timeout(ctl, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
                 }
                 None => self.ended.wait(ctl).unwrap_or_else(PoisonError::into_inner),
             };

@@ -204,7 +204,10 @@ impl Link {
         if mirror.ended.load(Ordering::Acquire) {
             return Some(Stop::Ended);
         }
-        let (queued, inboxed) = (mirror.queued.load(Ordering::Relaxed), mirror.inboxed.load(Ordering::Relaxed));
+        let (queued, inboxed) = (
+            mirror.queued.load(Ordering::Relaxed),
+            mirror.inboxed.load(Ordering::Relaxed),
+        );
         let stop = match role {
             // A caller stops when the inbox is full: that is the back-pressure.
             Role::Caller => inboxed >= INBOX_CAPACITY,
@@ -222,7 +225,11 @@ impl Link {
     pub(crate) fn serve_step(&self, seen: u64) -> ServeStep {
         let mut ctl = self.ctl();
         if let Some(message) = ctl.inbox.pop_front() {
-            let flush = if ctl.inbox.is_empty() { Flush::Now } else { Flush::Soon };
+            let flush = if ctl.inbox.is_empty() {
+                Flush::Now
+            } else {
+                Flush::Soon
+            };
             return ServeStep::Run(message, flush);
         }
         if ctl.ended {

@@ -127,7 +127,10 @@ impl Writer {
                 // Back-pressure: wait for the write under way, then write ourselves.
                 while state.writing && state.buf.len() >= HIGH_WATER {
                     state.sleepers += 1;
-                    state = self.written.wait(state).unwrap_or_else(PoisonError::into_inner);
+                    state = self
+                        .written
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
                     state.sleepers -= 1;
                 }
                 if !state.writing {

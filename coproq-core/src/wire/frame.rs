@@ -48,10 +48,16 @@ pub(crate) fn read_frame(
         if buffered.is_empty() {
             return Ok(false);
         }
-        let whole = buffered.split_first_chunk::<HEADER_LEN>().and_then(|(header, rest)| {
-            let len = u32::from_le_bytes(*header);
-            if len > max { None } else { rest.get(..len as usize) }
-        });
+        let whole = buffered
+            .split_first_chunk::<HEADER_LEN>()
+            .and_then(|(header, rest)| {
+                let len = u32::from_le_bytes(*header);
+                if len > max {
+                    None
+                } else {
+                    rest.get(..len as usize)
+                }
+            });
         whole.map(|payload| {
             buf.clear();
             buf.extend_from_slice(payload);

@@ -12,9 +12,19 @@ use super::shape::Shape;
 #[derive(Debug, PartialEq, Eq)]
 #[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub(crate) enum Header<'a> {
-    Call { id: u64, name: &'a str, shape: Shape },
-    Event { name: &'a str, shape: Shape },
-    Reply { id: u64, outcome: Outcome },
+    Call {
+        id: u64,
+        name: &'a str,
+        shape: Shape,
+    },
+    Event {
+        name: &'a str,
+        shape: Shape,
+    },
+    Reply {
+        id: u64,
+        outcome: Outcome,
+    },
     Bye,
 }
 
@@ -75,7 +85,11 @@ pub(crate) fn encode(buf: &mut Vec<u8>, header: &Header<'_>) {
                     put_u32(buf, VALUE);
                     put_shape(buf, *shape);
                 }
-                Outcome::Error { kind, message, typed } => {
+                Outcome::Error {
+                    kind,
+                    message,
+                    typed,
+                } => {
                     put_u32(buf, ERROR);
                     put_u32(buf, *kind as u32);
                     put_str(buf, message);
@@ -101,7 +115,10 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.at.checked_add(n).filter(|&end| end <= self.bytes.len());
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len());
         let end = end.ok_or_else(|| format!("header truncated at byte {}", self.at))?;
         let taken = &self.bytes[self.at..end];
         self.at = end;
@@ -113,11 +130,15 @@ impl<'a> Cursor<'a> {
     }
 
     fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("four bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("four bytes"),
+        ))
     }
 
     fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("eight bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("eight bytes"),
+        ))
     }
 
     fn str(&mut self) -> Result<&'a str, String> {
@@ -133,24 +154,40 @@ impl<'a> Cursor<'a> {
 
 /// Decodes the header at the start of `payload`; returns it and where the body starts.
 pub(crate) fn decode(payload: &[u8]) -> Result<(Header<'_>, usize), String> {
-    let mut cur = Cursor { bytes: payload, at: 0 };
+    let mut cur = Cursor {
+        bytes: payload,
+        at: 0,
+    };
     let header = match cur.u32()? {
-        CALL => Header::Call { id: cur.u64()?, name: cur.str()?, shape: cur.shape()? },
-        EVENT => Header::Event { name: cur.str()?, shape: cur.shape()? },
+        CALL => Header::Call {
+            id: cur.u64()?,
+            name: cur.str()?,
+            shape: cur.shape()?,
+        },
+        EVENT => Header::Event {
+            name: cur.str()?,
+            shape: cur.shape()?,
+        },
         REPLY => {
             let id = cur.u64()?;
             let outcome = match cur.u32()? {
                 VALUE => Outcome::Value(cur.shape()?),
                 ERROR => {
                     let kind = cur.u32()?;
-                    let kind = *OUTCOME_KINDS.get(kind as usize).ok_or_else(|| format!("unknown outcome kind {kind}"))?;
+                    let kind = *OUTCOME_KINDS
+                        .get(kind as usize)
+                        .ok_or_else(|| format!("unknown outcome kind {kind}"))?;
                     let message = cur.str()?.to_owned();
                     let typed = match cur.u8()? {
                         0 => None,
                         1 => Some(cur.shape()?),
                         tag => return Err(format!("bad option tag {tag}")),
                     };
-                    Outcome::Error { kind, message, typed }
+                    Outcome::Error {
+                        kind,
+                        message,
+                        typed,
+                    }
                 }
                 other => return Err(format!("unknown outcome {other}")),
             };
@@ -170,17 +207,39 @@ mod tests {
     fn samples() -> Vec<Header<'static>> {
         let shape = Shape::of_type::<(u32, String)>();
         vec![
-            Header::Call { id: 7, name: "add", shape },
-            Header::Call { id: u64::MAX, name: "", shape: Shape::of_type::<()>() },
-            Header::Event { name: "ünïcode", shape },
-            Header::Reply { id: 1, outcome: Outcome::Value(shape) },
+            Header::Call {
+                id: 7,
+                name: "add",
+                shape,
+            },
+            Header::Call {
+                id: u64::MAX,
+                name: "",
+                shape: Shape::of_type::<()>(),
+            },
+            Header::Event {
+                name: "ünïcode",
+                shape,
+            },
+            Header::Reply {
+                id: 1,
+                outcome: Outcome::Value(shape),
+            },
             Header::Reply {
                 id: 2,
-                outcome: Outcome::Error { kind: OutcomeKind::Unanswered, message: "gone".into(), typed: None },
+                outcome: Outcome::Error {
+                    kind: OutcomeKind::Unanswered,
+                    message: "gone".into(),
+                    typed: None,
+                },
             },
             Header::Reply {
                 id: 3,
-                outcome: Outcome::Error { kind: OutcomeKind::Failed, message: "no".into(), typed: Some(shape) },
+                outcome: Outcome::Error {
+                    kind: OutcomeKind::Failed,
+                    message: "no".into(),
+                    typed: Some(shape),
+                },
             },
             Header::Bye,
         ]

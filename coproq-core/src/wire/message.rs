@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::frame;
-use super::shape::Shape;
 use super::header::{self, Header};
+use super::shape::Shape;
 use super::{codec, outcome};
 
 /// Marks a coproq link; the first bytes of the first frame each side sends.
@@ -244,19 +244,48 @@ pub(crate) fn decode(payload: Vec<u8>) -> Result<Message, String> {
     let message = match head {
         Header::Call { id, name, shape } => {
             let name = span(name);
-            Message::Call { id, body: Body { frame: payload, start, name, shape } }
+            Message::Call {
+                id,
+                body: Body {
+                    frame: payload,
+                    start,
+                    name,
+                    shape,
+                },
+            }
         }
         Header::Event { name, shape } => {
             let name = span(name);
-            Message::Event { body: Body { frame: payload, start, name, shape } }
+            Message::Event {
+                body: Body {
+                    frame: payload,
+                    start,
+                    name,
+                    shape,
+                },
+            }
         }
         Header::Reply { id, outcome } => {
             let shape = match &outcome {
-                Outcome::Value(shape) | Outcome::Error { typed: Some(shape), .. } => *shape,
+                Outcome::Value(shape)
+                | Outcome::Error {
+                    typed: Some(shape), ..
+                } => *shape,
                 Outcome::Error { typed: None, .. } if no_body => Shape::of_value(&()),
-                Outcome::Error { typed: None, .. } => return Err("trailing bytes after an error reply".into()),
+                Outcome::Error { typed: None, .. } => {
+                    return Err("trailing bytes after an error reply".into());
+                }
             };
-            Message::Reply { id, outcome, body: Body { frame: payload, start, name: 0..0, shape } }
+            Message::Reply {
+                id,
+                outcome,
+                body: Body {
+                    frame: payload,
+                    start,
+                    name: 0..0,
+                    shape,
+                },
+            }
         }
         Header::Bye if no_body => Message::Bye,
         Header::Bye => return Err("trailing bytes after bye".into()),

@@ -390,7 +390,10 @@ mod tests {
     fn wire_numbers_are_declaration_order() {
         for (i, kind) in KINDS.iter().enumerate() {
             assert_eq!(*kind as usize, i);
-            assert_eq!(Shape::from_wire(i as u32, 7).map(Shape::to_wire), Some((i as u32, 7)));
+            assert_eq!(
+                Shape::from_wire(i as u32, 7).map(Shape::to_wire),
+                Some((i as u32, 7))
+            );
         }
         assert!(Shape::from_wire(KINDS.len() as u32, 0).is_none());
     }

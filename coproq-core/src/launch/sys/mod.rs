@@ -16,5 +16,5 @@ compile_error!(
 
 pub(crate) use imp::{
     LinkFds, configure_child, ensure_start_hook_linked, ignore_sigpipe, link_fds, parent_pid,
-    self_exe, spawn, take_link_fds,
+    self_exe, spawn, take_link_fds, wait_exit,
 };

@@ -190,6 +190,31 @@ impl crate::link::InputStream for File {
     }
 }
 
+/// Sleeps until process `pid` (a child of ours) exits or `timeout` passes; false if this
+/// cannot be waited for here (the caller then polls). Linux: a pidfd, readable on exit.
+pub(crate) fn wait_exit(pid: u32, timeout: std::time::Duration) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        let Ok(fd) = i32::try_from(fd) else {
+            return false;
+        };
+        if fd < 0 {
+            return false;
+        }
+        // SAFETY: the descriptor was just opened and is owned here alone.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        crate::link::InputStream::wait_readable(&File::from(pidfd), timeout);
+        true
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (pid, timeout);
+        false
+    }
+}
+
 /// This process's parent.
 pub(crate) fn parent_pid() -> u32 {
     // SAFETY: getppid cannot fail.
