@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Result;
 use crate::handler::{Handlers, Registry, Reply, Service};
-use crate::launch::{self, Mode, WorkerProcess, fork, spawn};
+use crate::launch::{self, Launch, WorkerProcess, fork, spawn};
 use crate::link::dispatch;
 use crate::link::{Flush, Link, LinkOptions};
 use crate::pending::{self, Pending};
@@ -565,12 +565,12 @@ impl Builder {
     /// [`fork`](crate::fork).
     pub fn fork(self, entry: fn(&Coprocess)) -> Result<Coprocess> {
         let entry = fork::entry_offset(entry);
-        self.start(fork::command()?, Mode::Fork, Some(entry))
+        self.start(Launch::Fork, Some(entry))
     }
 
     /// Starts `cmd` as a worker; see [`Coprocess::spawn`].
     pub fn spawn(self, cmd: Command) -> Result<Coprocess> {
-        self.start(cmd, Mode::Spawn, None)
+        self.start(Launch::Command(cmd), None)
     }
 
     /// In a spawned worker: connects to the parent with these handlers and options; see
@@ -579,8 +579,8 @@ impl Builder {
         spawn::parent(&self.options, self.handlers)
     }
 
-    fn start(self, cmd: Command, mode: Mode, entry: Option<u64>) -> Result<Coprocess> {
-        let (link, process) = launch::start(cmd, mode, entry, &self.options, self.handlers)?;
+    fn start(self, launch: Launch, entry: Option<u64>) -> Result<Coprocess> {
+        let (link, process) = launch::start(launch, entry, &self.options, self.handlers)?;
         let coproc = Coprocess::new(Arc::clone(&link), Some(process), self.options);
         let dispatcher = Arc::clone(&link);
         spawn_thread("coproq-dispatch", move || {

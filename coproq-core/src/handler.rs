@@ -22,7 +22,7 @@ pub(crate) type CallHandler = dyn Fn(Body, Responder) + Send + Sync;
 /// An event listener: decodes the arguments and runs the user's function.
 pub(crate) type EventHandler = dyn Fn(Body) + Send + Sync;
 
-/// FNV-1a: method names are short, and a lookup per message should not pay for SipHash.
+/// FNV-1a: method names are short, and a lookup per message should not pay for `SipHash`.
 #[derive(Default)]
 pub(crate) struct NameHasher(u64);
 

@@ -23,6 +23,10 @@ pub fn call<R: DeserializeOwned>(
 
 /// Runs `body` on its own thread and fails the test if it has not finished within
 /// `limit`: for tests whose waits cannot carry a deadline themselves (a blocking `emit`).
+///
+/// # Panics
+///
+/// If `body` panics or overruns `limit`: that is the test failing.
 pub fn within<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     let worker = std::thread::spawn(move || {

@@ -5,11 +5,8 @@
 //! parent's `Hello`, not in the environment, so a process started by hand with the
 //! marker runs nothing it was not sent by a parent that holds its pipes.
 
-use std::process::Command;
-
 use super::{Mode, sys};
 use crate::coprocess::{Coprocess, Options};
-use crate::error::{Error, Result};
 
 /// The fixed point that entry offsets are measured from.
 #[inline(never)]
@@ -17,15 +14,6 @@ fn anchor() {}
 
 pub(crate) fn entry_offset(entry: fn(&Coprocess)) -> u64 {
     (entry as *const () as usize).wrapping_sub(anchor as *const () as usize) as u64
-}
-
-/// The command that starts a fork worker.
-pub(crate) fn command() -> Result<Command> {
-    let exe = sys::self_exe().map_err(|source| Error::Spawn {
-        program: "<current executable>".into(),
-        source,
-    })?;
-    Ok(Command::new(exe))
 }
 
 /// Runs a fork worker: connect, run the entry, serve, exit. Called before `main`.

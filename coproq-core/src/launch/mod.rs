@@ -54,7 +54,8 @@ impl fmt::Display for Mode {
     }
 }
 
-fn parse_marker(value: &str) -> Option<(Mode, i32, i32)> {
+/// The marker: `mode:read_fd:write_fd:parent_pid`.
+fn parse_marker(value: &str) -> Option<(Mode, i32, i32, u32)> {
     let mut parts = value.split(':');
     let mode = match parts.next()? {
         "fork" => Mode::Fork,
@@ -63,7 +64,11 @@ fn parse_marker(value: &str) -> Option<(Mode, i32, i32)> {
     };
     let read = parts.next()?.parse().ok()?;
     let write = parts.next()?.parse().ok()?;
-    parts.next().is_none().then_some((mode, read, write))
+    let parent = parts.next()?.parse().ok()?;
+    parts
+        .next()
+        .is_none()
+        .then_some((mode, read, write, parent))
 }
 
 /// Runs before `main` (see `sys::start_hook`).
@@ -75,8 +80,13 @@ pub(crate) fn on_start() {
     unsafe { std::env::remove_var(MARKER) };
     IS_WORKER.store(true, Ordering::Relaxed);
     match value.to_str().and_then(parse_marker) {
-        Some((Mode::Fork, read, write)) => fork::run_worker(read, write),
-        Some((Mode::Spawn, read, write)) => spawn::stash(read, write),
+        Some((mode, read, write, parent)) => {
+            sys::die_with_parent(parent);
+            match mode {
+                Mode::Fork => fork::run_worker(read, write),
+                Mode::Spawn => spawn::stash(read, write),
+            }
+        }
         None => worker_exit_with(&format!(
             "{MARKER} is set but malformed: {}",
             value.display()
@@ -100,32 +110,50 @@ pub(crate) fn report_protocol_error(reason: &str) {
     }
 }
 
-/// Parent side: spawns `cmd` as a worker and completes the handshake.
+/// How a parent starts its worker.
+#[derive(Debug)]
+pub(crate) enum Launch {
+    /// This executable again, running an entry function.
+    Fork,
+    /// A user's command.
+    Command(Command),
+}
+
+/// Parent side: starts a worker and completes the handshake.
 pub(crate) fn start(
-    mut cmd: Command,
-    mode: Mode,
+    launch: Launch,
     entry: Option<u64>,
     options: &Options,
     handlers: Arc<Handlers>,
 ) -> Result<(Arc<Link>, Arc<WorkerProcess>)> {
     sys::ensure_start_hook_linked();
-    let program = cmd.get_program().to_string_lossy().into_owned();
+    let program = match &launch {
+        Launch::Fork => "<this executable>".to_owned(),
+        Launch::Command(cmd) => cmd.get_program().to_string_lossy().into_owned(),
+    };
     let spawn_error = |source: io::Error| Error::Spawn {
         program: program.clone(),
         source,
     };
     let fds = sys::link_fds().map_err(spawn_error)?;
-    {
+    let marker = {
         use std::os::fd::AsRawFd;
-        let marker = format!(
-            "{mode}:{}:{}",
-            fds.child_read.as_raw_fd(),
-            fds.child_write.as_raw_fd()
-        );
-        cmd.env(MARKER, marker);
+        let mode = if matches!(launch, Launch::Fork) {
+            Mode::Fork
+        } else {
+            Mode::Spawn
+        };
+        let (read, write) = (fds.child_read.as_raw_fd(), fds.child_write.as_raw_fd());
+        format!("{mode}:{read}:{write}:{}", std::process::id())
+    };
+    let pid = match launch {
+        Launch::Fork => sys::spawn_self((MARKER, &marker), &fds),
+        Launch::Command(mut cmd) => {
+            cmd.env(MARKER, &marker);
+            sys::spawn_command(cmd, &fds)
+        }
     }
-    sys::configure_child(&mut cmd, &fds);
-    let child = sys::spawn(cmd).map_err(spawn_error)?;
+    .map_err(spawn_error)?;
     let sys::LinkFds {
         parent_read,
         parent_write,
@@ -134,7 +162,7 @@ pub(crate) fn start(
     } = fds;
     drop((child_read, child_write));
 
-    let process = Arc::new(WorkerProcess::new(child));
+    let process = Arc::new(WorkerProcess::new(pid));
     let on_eof: EofHook = {
         let process = Arc::clone(&process);
         Box::new(move || process.wait_timeout(EXIT_STATUS_WAIT))

@@ -1,23 +1,30 @@
 //! The parent's hold on a worker process: its pid, waiting with a deadline, kill, reap.
 
-use std::process::{Child, ExitStatus};
+use std::process::ExitStatus;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::sys;
+use super::sys::{self, Reaped};
 
 #[derive(Debug)]
 pub(crate) struct WorkerProcess {
-    child: Mutex<Child>,
     pid: u32,
+    reaped: Mutex<State>,
+}
+
+/// Whether the worker has been reaped, and how it ended.
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Running,
+    /// Reaped; the status if it could be learned.
+    Reaped(Option<ExitStatus>),
 }
 
 impl WorkerProcess {
-    pub(crate) fn new(child: Child) -> Self {
-        let pid = child.id();
+    pub(crate) fn new(pid: u32) -> Self {
         Self {
-            child: Mutex::new(child),
             pid,
+            reaped: Mutex::new(State::Running),
         }
     }
 
@@ -25,14 +32,30 @@ impl WorkerProcess {
         self.pid
     }
 
+    /// Reaps the worker if it has exited; `kill_first` sends SIGKILL and waits for it.
+    fn reap(&self, kill_first: bool) -> State {
+        let mut state = self.reaped.lock().unwrap_or_else(PoisonError::into_inner);
+        if let State::Running = *state {
+            if kill_first {
+                // Not reaped yet (and we hold the lock), so the pid is still this
+                // worker's, not a stranger's that reused it.
+                sys::kill(self.pid);
+            }
+            *state = match sys::reap(self.pid, kill_first) {
+                Reaped::Running => State::Running,
+                Reaped::Exited(status) => State::Reaped(Some(status)),
+                Reaped::Gone => State::Reaped(None),
+            };
+        }
+        *state
+    }
+
     /// The exit status if the worker has exited (reaping it).
     pub(crate) fn try_status(&self) -> Option<ExitStatus> {
-        self.child
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .try_wait()
-            .ok()
-            .flatten()
+        match self.reap(false) {
+            State::Reaped(status) => status,
+            State::Running => None,
+        }
     }
 
     /// Waits up to `timeout` for the worker to exit.
@@ -40,8 +63,8 @@ impl WorkerProcess {
         let deadline = Instant::now() + timeout;
         let mut pause = Duration::from_micros(50);
         loop {
-            if let Some(status) = self.try_status() {
-                return Some(status);
+            if let State::Reaped(status) = self.reap(false) {
+                return status;
             }
             let now = Instant::now();
             if now >= deadline {
@@ -57,8 +80,9 @@ impl WorkerProcess {
 
     /// Kills the worker (SIGKILL) and reaps it.
     pub(crate) fn kill(&self) -> Option<ExitStatus> {
-        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
-        let _ = child.kill();
-        child.wait().ok()
+        match self.reap(true) {
+            State::Reaped(status) => status,
+            State::Running => None,
+        }
     }
 }

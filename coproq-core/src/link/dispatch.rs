@@ -129,12 +129,11 @@ fn dispatch(link: &Arc<Link>, message: Message, flush: Flush) {
     match message {
         Message::Call { id, body } => {
             let responder = Responder::new(Arc::clone(link), id, flush);
-            match link.handlers.call(body.name()) {
-                Some(handler) => handler(body, responder),
-                None => {
-                    let message = format!("{}: method not found", body.name());
-                    responder.fail(OutcomeKind::MethodNotFound, message);
-                }
+            if let Some(handler) = link.handlers.call(body.name()) {
+                handler(body, responder);
+            } else {
+                let message = format!("{}: method not found", body.name());
+                responder.fail(OutcomeKind::MethodNotFound, message);
             }
         }
         Message::Event { body } => {

@@ -1,11 +1,16 @@
 //! Unix backend: pipes, the start-up hook, and how a child inherits its link.
+//!
+//! - `process`: spawning, parent death, reaping and killing.
+
+mod process;
+
+pub(crate) use process::{
+    Reaped, die_with_parent, kill, parent_pid, reap, spawn_command, spawn_self, wait_exit,
+};
 
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command};
 
 /// The two pipes of a link: the parent keeps one end of each, the child the other.
 #[derive(Debug)]
@@ -45,94 +50,6 @@ fn enlarge_pipe(pipe: &impl AsRawFd) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = pipe;
-}
-
-/// Makes `cmd` hand the child its two link descriptors (under their own numbers, which
-/// the worker marker names) and, on Linux, die with its parent.
-pub(crate) fn configure_child(cmd: &mut Command, fds: &LinkFds) {
-    let inherit = [fds.child_read.as_raw_fd(), fds.child_write.as_raw_fd()];
-    let parent = std::process::id();
-    let hook = move || {
-        // Between fork and exec: only async-signal-safe calls.
-        for fd in inherit {
-            // SAFETY: fcntl on a descriptor this (child) process owns; no memory involved.
-            if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        set_parent_death_signal(parent)
-    };
-    // SAFETY: the hook only calls fcntl, prctl and getppid, which are async-signal-safe,
-    // and allocates nothing.
-    unsafe { cmd.pre_exec(hook) };
-}
-
-#[cfg(target_os = "linux")]
-fn set_parent_death_signal(parent: u32) -> io::Result<()> {
-    // SAFETY: plain syscalls without pointers.
-    unsafe {
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        // The parent may have died before the signal was armed.
-        if libc::getppid() as u32 != parent {
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
-        }
-    }
-    Ok(())
-}
-
-#[cfg(not(target_os = "linux"))]
-#[allow(clippy::unnecessary_wraps)]
-fn set_parent_death_signal(_parent: u32) -> io::Result<()> {
-    // No such signal here: the worker notices its parent's death by the end of its pipe.
-    Ok(())
-}
-
-/// Spawns `cmd`. On Linux this goes through one long-lived launcher thread, because the
-/// parent-death signal fires when the *thread* that forked the child exits: a worker
-/// forked from a short-lived thread (each test of `cargo test` runs on one) would die
-/// with it.
-#[cfg_attr(target_os = "linux", allow(unused_mut))]
-pub(crate) fn spawn(mut cmd: Command) -> io::Result<Child> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::sync::OnceLock;
-        type Job = (Command, crossbeam_channel::Sender<io::Result<Child>>);
-        static LAUNCHER: OnceLock<io::Result<crossbeam_channel::Sender<Job>>> = OnceLock::new();
-        let launcher = LAUNCHER.get_or_init(|| {
-            let (tx, rx) = crossbeam_channel::unbounded::<Job>();
-            std::thread::Builder::new()
-                .name("coproq-launcher".into())
-                .spawn(move || {
-                    for (mut cmd, reply) in rx {
-                        let _ = reply.send(cmd.spawn());
-                    }
-                })?;
-            Ok(tx)
-        });
-        let launcher = launcher
-            .as_ref()
-            .map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        launcher
-            .send((cmd, tx))
-            .map_err(|_| io::Error::other("the launcher thread is gone"))?;
-        rx.recv()
-            .map_err(|_| io::Error::other("the launcher thread is gone"))?
-    }
-    #[cfg(not(target_os = "linux"))]
-    cmd.spawn()
-}
-
-/// The path to re-execute for a fork worker. Linux's `/proc/self/exe` still works when
-/// the file was replaced or deleted (a rebuild during a test run).
-pub(crate) fn self_exe() -> io::Result<PathBuf> {
-    if cfg!(target_os = "linux") {
-        Ok(PathBuf::from("/proc/self/exe"))
-    } else {
-        std::env::current_exe()
-    }
 }
 
 /// In a worker: adopts the two descriptors that the marker names, after checking that
@@ -188,37 +105,6 @@ impl crate::link::InputStream for File {
             }
         }
     }
-}
-
-/// Sleeps until process `pid` (a child of ours) exits or `timeout` passes; false if this
-/// cannot be waited for here (the caller then polls). Linux: a pidfd, readable on exit.
-pub(crate) fn wait_exit(pid: u32, timeout: std::time::Duration) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        let Ok(fd) = i32::try_from(fd) else {
-            return false;
-        };
-        if fd < 0 {
-            return false;
-        }
-        // SAFETY: the descriptor was just opened and is owned here alone.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
-        crate::link::InputStream::wait_readable(&File::from(pidfd), timeout);
-        true
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = (pid, timeout);
-        false
-    }
-}
-
-/// This process's parent.
-pub(crate) fn parent_pid() -> u32 {
-    // SAFETY: getppid cannot fail.
-    unsafe { libc::getppid() as u32 }
 }
 
 /// Ignores SIGPIPE, so that writing to a vanished peer is an error, not death. Rust's
