@@ -5,8 +5,10 @@
 //! trailing bytes) instead of producing a plausible number.
 
 use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
+use std::marker::PhantomData;
+
 use serde::Serialize;
-use serde::de::Deserialize;
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, Visitor};
 
 /// The most bytes that one decode may claim for strings and byte buffers. A frame can
 /// never carry more than `u32::MAX` bytes, so legitimate data never reaches it; it stops
@@ -34,7 +36,59 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 pub(crate) fn decode_prefix<'de, T: Deserialize<'de>>(
     bytes: &'de [u8],
 ) -> Result<(T, usize), String> {
-    bincode::serde::borrow_decode_from_slice(bytes, CONFIG).map_err(|e| e.to_string())
+    bincode::serde::seed_decode_from_slice(TopSeed(PhantomData), bytes, CONFIG).map_err(|e| e.to_string())
+}
+
+/// Deserializes a `T` through [`Top`].
+struct TopSeed<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for TopSeed<T> {
+    type Value = T;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        T::deserialize(Top(deserializer))
+    }
+}
+
+/// bincode's deserializer, except that an owned string or byte buffer at the top level is
+/// read through the borrowing path: its length is checked against the bytes present
+/// before anything is allocated (bincode's owned path allocates the claimed length
+/// first), and nothing is zero-filled before being overwritten.
+struct Top<D>(D);
+
+macro_rules! forward {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
+            self.0.$method($($arg,)* visitor)
+        }
+    )*};
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Top<D> {
+    type Error = D::Error;
+
+    forward! {
+        deserialize_any(); deserialize_bool(); deserialize_i8(); deserialize_i16(); deserialize_i32();
+        deserialize_i64(); deserialize_i128(); deserialize_u8(); deserialize_u16(); deserialize_u32();
+        deserialize_u64(); deserialize_u128(); deserialize_f32(); deserialize_f64(); deserialize_char();
+        deserialize_str(); deserialize_bytes(); deserialize_option(); deserialize_unit();
+        deserialize_unit_struct(name: &'static str); deserialize_newtype_struct(name: &'static str);
+        deserialize_seq(); deserialize_tuple(len: usize); deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_map(); deserialize_struct(name: &'static str, fields: &'static [&'static str]);
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]); deserialize_identifier();
+        deserialize_ignored_any();
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_str(visitor)
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_bytes(visitor)
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.0.is_human_readable()
+    }
 }
 
 /// Decodes a `T` that must use all of `bytes`: trailing bytes mean the sender's type was
@@ -82,6 +136,16 @@ mod tests {
     fn short_input_is_an_error() {
         let bytes = encode(&7u16);
         assert!(decode_exact::<u32>(&bytes).is_err());
+    }
+
+    #[test]
+    fn top_level_strings_and_bytes_round_trip_through_the_borrowing_path() {
+        let text = String::from("héllo");
+        assert_eq!(decode_exact::<String>(&encode(&text)).unwrap(), text);
+        let bytes = vec![0u8, 1, 2, 255];
+        let decoded: crate::bytes::ByteBuf = decode_exact(&encode(&bytes)).unwrap();
+        assert_eq!(decoded.into_vec(), bytes);
+        assert_eq!(decode_exact::<Option<String>>(&encode(&Some(text.clone()))).unwrap(), Some(text));
     }
 
     #[test]
