@@ -135,6 +135,8 @@ pub(crate) struct Link {
     /// Signalled (with `ctl`) when the stream ends.
     ended: Condvar,
     max_frame: u32,
+    /// Large frame buffers for reuse.
+    pool: Arc<frame::Pool>,
     on_eof: Mutex<Option<EofHook>>,
     serving: AtomicBool,
     /// The peer's stream ended without a `Bye`: it died, so queued work is moot.
@@ -193,6 +195,7 @@ impl Link {
             mirror: Mirror::default(),
             ended: Condvar::new(),
             max_frame: options.max_frame,
+            pool: Arc::default(),
             on_eof: Mutex::new(on_eof),
             serving: AtomicBool::new(false),
             abandoned: AtomicBool::new(false),

@@ -149,9 +149,9 @@ impl Link {
                     }
                 }
             }
-            let mut frame = Vec::new();
+            let mut frame = self.pool.take();
             let message = match frame::read_frame(&mut stream.input, self.max_frame, &mut frame) {
-                Ok(true) => message::decode(frame),
+                Ok(true) => message::decode_pooled(self.pool.fit(frame), Some(&self.pool)),
                 Ok(false) => {
                     let bye = stream.bye;
                     *guard = None;

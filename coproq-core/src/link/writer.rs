@@ -23,7 +23,7 @@ pub(crate) type Output = Box<dyn Write + Send>;
 /// flusher.
 const HIGH_WATER: usize = 256 * 1024;
 
-/// Buffers bigger than this are not kept for reuse.
+/// Buffers up to this size are always kept for reuse; bigger ones while they are used.
 const KEEP_CAPACITY: usize = 1 << 20;
 
 /// When a frame must be written.
@@ -189,10 +189,13 @@ impl Writer {
             drop(state);
             let ok = out.write_all(&batch).and_then(|()| out.flush()).is_ok();
             state = self.lock();
-            batch.clear();
-            if batch.capacity() <= KEEP_CAPACITY {
-                state.spare = batch;
+            // Keep a big buffer while big batches keep coming (bulk transfers then write
+            // from warm memory); give it back once batches shrink.
+            if batch.len() * 4 < batch.capacity() && batch.capacity() > KEEP_CAPACITY {
+                batch = Vec::new();
             }
+            batch.clear();
+            state.spare = batch;
             if ok && !state.closed {
                 state.out = Some(out);
             } else {

@@ -36,7 +36,8 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 pub(crate) fn decode_prefix<'de, T: Deserialize<'de>>(
     bytes: &'de [u8],
 ) -> Result<(T, usize), String> {
-    bincode::serde::seed_decode_from_slice(TopSeed(PhantomData), bytes, CONFIG).map_err(|e| e.to_string())
+    bincode::serde::seed_decode_from_slice(TopSeed(PhantomData), bytes, CONFIG)
+        .map_err(|e| e.to_string())
 }
 
 /// Deserializes a `T` through [`Top`].
@@ -145,7 +146,10 @@ mod tests {
         let bytes = vec![0u8, 1, 2, 255];
         let decoded: crate::bytes::ByteBuf = decode_exact(&encode(&bytes)).unwrap();
         assert_eq!(decoded.into_vec(), bytes);
-        assert_eq!(decode_exact::<Option<String>>(&encode(&Some(text.clone()))).unwrap(), Some(text));
+        assert_eq!(
+            decode_exact::<Option<String>>(&encode(&Some(text.clone()))).unwrap(),
+            Some(text)
+        );
     }
 
     #[test]

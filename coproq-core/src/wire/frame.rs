@@ -8,6 +8,54 @@ use std::io::{self, BufRead, ErrorKind, Read};
 /// The first step of growth of a frame buffer; later steps double what arrived.
 const CHUNK: usize = 64 * 1024;
 
+/// Large frame buffers kept for the next large frame: a bulk transfer then reads into
+/// warm memory instead of faulting in fresh pages for every message. At most two are
+/// kept, and only while they are used: a small frame never keeps a large buffer.
+#[derive(Debug, Default)]
+pub(crate) struct Pool {
+    spare: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+/// Buffers at least this large are worth keeping.
+const POOLED: usize = 1 << 20;
+
+impl Pool {
+    /// A buffer to read the next frame into.
+    pub(crate) fn take(&self) -> Vec<u8> {
+        self.spare
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Takes back a frame's buffer once the frame is done with.
+    pub(crate) fn give(&self, mut buf: Vec<u8>) {
+        if buf.capacity() >= POOLED {
+            buf.clear();
+            let mut spare = self
+                .spare
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if spare.len() < 2 {
+                spare.push(buf);
+            }
+        }
+    }
+
+    /// `frame` as it should be kept: a small frame read into a large pooled buffer is
+    /// copied out, and the buffer goes back to the pool.
+    pub(crate) fn fit(&self, frame: Vec<u8>) -> Vec<u8> {
+        if frame.capacity() >= POOLED && frame.len() * 4 < frame.capacity() {
+            let small = frame.clone();
+            self.give(frame);
+            small
+        } else {
+            frame
+        }
+    }
+}
+
 /// Size of the length prefix.
 pub(crate) const HEADER_LEN: usize = 4;
 

@@ -60,10 +60,20 @@ pub(crate) enum OutcomeKind {
 #[derive(Debug)]
 pub(crate) struct Body {
     frame: Vec<u8>,
+    /// Where the frame's buffer goes back to.
+    pool: Option<std::sync::Arc<frame::Pool>>,
     start: usize,
     name: std::ops::Range<usize>,
     /// The shape the sender serialized.
     pub(crate) shape: Shape,
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.pool {
+            pool.give(std::mem::take(&mut self.frame));
+        }
+    }
 }
 
 impl Body {
@@ -233,7 +243,17 @@ pub(crate) fn encode_bye(buf: &mut Vec<u8>) {
 }
 
 /// Decodes a payload (other than the first) into a message.
+#[cfg(test)]
 pub(crate) fn decode(payload: Vec<u8>) -> Result<Message, String> {
+    decode_pooled(payload, None)
+}
+
+/// Decodes a payload (other than the first) into a message; the payload's buffer goes
+/// back to `pool` when the message is done with.
+pub(crate) fn decode_pooled(
+    payload: Vec<u8>,
+    pool: Option<&std::sync::Arc<frame::Pool>>,
+) -> Result<Message, String> {
     let (head, start) = header::decode(&payload).map_err(|e| format!("malformed message: {e}"))?;
     let no_body = start == payload.len();
     // Where a borrowed name lies in the payload.
@@ -248,6 +268,7 @@ pub(crate) fn decode(payload: Vec<u8>) -> Result<Message, String> {
                 id,
                 body: Body {
                     frame: payload,
+                    pool: pool.cloned(),
                     start,
                     name,
                     shape,
@@ -259,6 +280,7 @@ pub(crate) fn decode(payload: Vec<u8>) -> Result<Message, String> {
             Message::Event {
                 body: Body {
                     frame: payload,
+                    pool: pool.cloned(),
                     start,
                     name,
                     shape,
@@ -281,6 +303,7 @@ pub(crate) fn decode(payload: Vec<u8>) -> Result<Message, String> {
                 outcome,
                 body: Body {
                     frame: payload,
+                    pool: pool.cloned(),
                     start,
                     name: 0..0,
                     shape,

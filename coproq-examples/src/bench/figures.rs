@@ -100,7 +100,7 @@ pub(crate) const FIGURES: &[Figure] = &[
     },
     Figure {
         key: "bulk-16mib-typed",
-        title: "16 MiB echo (&[u8] -> Vec<u8> typed)",
+        title: "16 MiB echo (Vec<u8> typed)",
         unit: Unit::BytesPerSec,
         impls: &["raw", "typed"],
         peers: &[],

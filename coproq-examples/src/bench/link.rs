@@ -14,7 +14,7 @@ pub(crate) trait Echo {
     /// Returns `x`.
     fn typed_echo(&self, x: u64) -> u64;
     /// Returns `data`.
-    fn typed_bytes(&self, data: &[u8]) -> Vec<u8>;
+    fn typed_bytes(&self, data: Vec<u8>) -> Vec<u8>;
 }
 
 struct Echoer;
@@ -23,8 +23,8 @@ impl Echo for Echoer {
     fn typed_echo(&self, x: u64) -> u64 {
         x
     }
-    fn typed_bytes(&self, data: &[u8]) -> Vec<u8> {
-        data.to_vec()
+    fn typed_bytes(&self, data: Vec<u8>) -> Vec<u8> {
+        data
     }
 }
 
@@ -107,21 +107,24 @@ pub(crate) fn events(n: u32) -> coproq::Result<f64> {
 }
 
 /// Bytes per second echoing a `size`-byte payload `n` times (counted one way).
+/// Dynamically as `serde_bytes`; typed as `Vec<u8>` in and out, each reply being the
+/// next call's argument, so that neither side copies the payload itself.
 pub(crate) fn bulk(size: usize, n: u32, typed: bool) -> coproq::Result<f64> {
     let w = worker()?;
     let client = EchoClient::new(&w);
-    let payload = vec![7u8; size];
-    let once = |payload: &[u8]| -> coproq::Result<usize> {
+    let mut payload = vec![7u8; size];
+    let mut once = |payload: Vec<u8>| -> coproq::Result<Vec<u8>> {
         if typed {
-            Ok(client.typed_bytes(payload)?.len())
+            client.typed_bytes(payload)
         } else {
-            Ok(w.call::<ByteBuf>("bytes", Bytes::new(payload))?.len())
+            Ok(w.call::<ByteBuf>("bytes", Bytes::new(&payload))?.into_vec())
         }
     };
-    once(&payload)?;
+    payload = once(payload)?;
     let start = Instant::now();
     for _ in 0..n {
-        assert_eq!(once(&payload)?, size);
+        payload = once(payload)?;
+        assert_eq!(payload.len(), size);
     }
     let elapsed = start.elapsed();
     w.close();
