@@ -113,7 +113,7 @@ pub(crate) fn bulk(size: usize, n: u32, typed: bool) -> coproq::Result<f64> {
     let w = worker()?;
     let client = EchoClient::new(&w);
     let mut payload = vec![7u8; size];
-    let mut once = |payload: Vec<u8>| -> coproq::Result<Vec<u8>> {
+    let once = |payload: Vec<u8>| -> coproq::Result<Vec<u8>> {
         if typed {
             client.typed_bytes(payload)
         } else {
