@@ -51,9 +51,9 @@ impl MethodName {
 
     fn as_str(&self) -> &str {
         match self {
-            // The bytes were copied from a `&str` of exactly this length.
             Self::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+                // SAFETY: the first `len` bytes were copied from a `&str` of that length.
+                unsafe { std::str::from_utf8_unchecked(&bytes[..usize::from(*len)]) }
             }
             Self::Heap(name) => name,
         }

@@ -4,6 +4,8 @@
 //! bytes that actually arrive, so a hostile header costs nothing until data follows.
 
 use std::io::{self, BufRead, ErrorKind, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 /// The first step of growth of a frame buffer; later steps double what arrived.
 const CHUNK: usize = 64 * 1024;
@@ -13,7 +15,9 @@ const CHUNK: usize = 64 * 1024;
 /// kept, and only while they are used: a small frame never keeps a large buffer.
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
-    spare: std::sync::Mutex<Vec<Vec<u8>>>,
+    spare: Mutex<Vec<Vec<u8>>>,
+    /// How many buffers `spare` holds: small frames check this and take no lock.
+    held: AtomicUsize,
 }
 
 /// Buffers at least this large are worth keeping.
@@ -22,24 +26,29 @@ const POOLED: usize = 1 << 20;
 impl Pool {
     /// A buffer to read the next frame into.
     pub(crate) fn take(&self) -> Vec<u8> {
-        self.spare
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop()
-            .unwrap_or_default()
+        if self.held.load(Ordering::Relaxed) == 0 {
+            return Vec::new();
+        }
+        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+        let buf = spare.pop().unwrap_or_default();
+        self.held.store(spare.len(), Ordering::Relaxed);
+        buf
+    }
+
+    /// Whether a buffer of `capacity` is worth bringing back here.
+    pub(crate) fn wants(capacity: usize) -> bool {
+        capacity >= POOLED
     }
 
     /// Takes back a frame's buffer once the frame is done with.
     pub(crate) fn give(&self, mut buf: Vec<u8>) {
-        if buf.capacity() >= POOLED {
+        if Self::wants(buf.capacity()) {
             buf.clear();
-            let mut spare = self
-                .spare
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
             if spare.len() < 2 {
                 spare.push(buf);
             }
+            self.held.store(spare.len(), Ordering::Relaxed);
         }
     }
 
