@@ -90,7 +90,7 @@ pub(crate) const FIGURES: &[Figure] = &[
     },
     Figure {
         key: "bulk-16mib",
-        title: "16 MiB echo (ByteBuf dynamically)",
+        title: "16 MiB echo (`ByteBuf`, dynamic)",
         unit: Unit::BytesPerSec,
         impls: &["raw", "coproq"],
         peers: &[],
@@ -100,7 +100,7 @@ pub(crate) const FIGURES: &[Figure] = &[
     },
     Figure {
         key: "bulk-16mib-typed",
-        title: "16 MiB echo (Vec<u8> typed)",
+        title: "16 MiB echo (`Vec<u8>`, typed)",
         unit: Unit::BytesPerSec,
         impls: &["raw", "typed"],
         peers: &[],

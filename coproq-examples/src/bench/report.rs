@@ -179,6 +179,11 @@ fn num(v: f64) -> String {
     }
 }
 
+/// Text made safe inside SVG.
+fn xml(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('`', "")
+}
+
 /// A horizontal bar chart: one group per latency or throughput figure, bars scaled to the
 /// group's largest value, each labelled with its median.
 pub(crate) fn svg(machine: &str, results: &[FigureResult]) -> String {
@@ -217,7 +222,7 @@ pub(crate) fn svg(machine: &str, results: &[FigureResult]) -> String {
             out,
             "<text x=\"10\" y=\"{}\" font-weight=\"bold\">{} ({better})</text>",
             y + 12.0,
-            r.figure.title
+            xml(r.figure.title)
         );
         y += 18.0;
         let max = r
