@@ -71,8 +71,8 @@ impl FigureResult {
 
     fn verdict(&self) -> &'static str {
         match self.met {
-            Some(true) => "[met]",
-            Some(false) => "[NOT MET]",
+            Some(true) => "met",
+            Some(false) => "**not met**",
             None => "",
         }
     }
