@@ -181,7 +181,10 @@ fn num(v: f64) -> String {
 
 /// Text made safe inside SVG.
 fn xml(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('`', "")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('`', "")
 }
 
 /// A horizontal bar chart: one group per latency or throughput figure, bars scaled to the
