@@ -4,7 +4,7 @@
 //!
 //! Layout: `coprocess` (the public handle and builder), `pending` (calls in flight),
 //! `handler` (handler table, typed adapters, `Reply`), `error`; `wire` is the only module
-//! that knows bincode and the frame layout, `link` runs one connection (reader thread,
+//! that knows bincode and the frame layout, `link` runs one connection (read token,
 //! writer, call table, dispatch), and `launch` is the only module that knows processes
 //! and file descriptors.
 
