@@ -5,7 +5,7 @@
 //! bookkeeping without I/O: whoever reads a reply completes its slot, and whoever sees the
 //! link end fails every slot and closes the table, so no caller can wait forever.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
@@ -164,10 +164,18 @@ impl Hasher for IdHasher {
     }
 }
 
-/// The table. `closed` is set once the link has ended; inserts fail from then on.
+/// How many ids the ring spans before its oldest waiting call moves to `old`.
+const RING: usize = 1 << 16;
+
+/// The table: a ring indexed by `id - base` for the calls of the last `RING` ids (ids
+/// are handed out in order, so recent calls are found by subtraction, not hashing), and
+/// a map for the few that wait longer. `closed` is set once the link has ended; inserts
+/// fail from then on.
 #[derive(Debug, Default)]
 pub(crate) struct Calls {
-    map: HashMap<u64, Arc<Slot>, BuildHasherDefault<IdHasher>>,
+    base: u64,
+    ring: VecDeque<Option<Arc<Slot>>>,
+    old: HashMap<u64, Arc<Slot>, BuildHasherDefault<IdHasher>>,
     closed: bool,
 }
 
@@ -177,25 +185,69 @@ impl Calls {
         if self.closed {
             return Err(slot);
         }
-        self.map.insert(id, slot);
+        if self.ring.is_empty() {
+            self.base = id;
+        }
+        match id
+            .checked_sub(self.base)
+            .and_then(|at| usize::try_from(at).ok())
+        {
+            Some(at) => {
+                if at >= self.ring.len() {
+                    self.ring.resize(at + 1, None);
+                }
+                self.ring[at] = Some(slot);
+                self.trim();
+            }
+            // An id older than the ring (its thread was slow to insert): keep it aside.
+            None => {
+                self.old.insert(id, slot);
+            }
+        }
         Ok(())
+    }
+
+    /// Drops finished ids from the front; moves long waiters out of the ring.
+    fn trim(&mut self) {
+        while let Some(front) = self.ring.front() {
+            if front.is_some() && self.ring.len() <= RING {
+                break;
+            }
+            if let Some(Some(slot)) = self.ring.pop_front() {
+                self.old.insert(self.base, slot);
+            }
+            self.base += 1;
+        }
+    }
+
+    fn take(&mut self, id: u64) -> Option<Arc<Slot>> {
+        let taken = match id
+            .checked_sub(self.base)
+            .and_then(|at| usize::try_from(at).ok())
+        {
+            Some(at) => self.ring.get_mut(at).and_then(Option::take),
+            None => self.old.remove(&id),
+        };
+        self.trim();
+        taken
     }
 
     /// Delivers a reply; returns the slot, or `None` if no caller waits for `id` (timed
     /// out, or a stray reply), in which case the reply is dropped.
     pub(crate) fn complete(&mut self, id: u64) -> Option<Arc<Slot>> {
-        self.map.remove(&id)
+        self.take(id)
     }
 
     /// Forgets a caller that stopped waiting.
     pub(crate) fn remove(&mut self, id: u64) {
-        self.map.remove(&id);
+        self.take(id);
     }
 
     /// Fails every waiting caller and closes the table.
     pub(crate) fn fail_all(&mut self, error: &Error) {
         self.closed = true;
-        for (_, slot) in self.map.drain() {
+        let ring = self.ring.drain(..).flatten();
+        for slot in ring.chain(self.old.drain().map(|(_, slot)| slot)) {
             slot.deliver(Err(error.duplicate()));
         }
     }
@@ -203,7 +255,7 @@ impl Calls {
     /// How many callers wait.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.ring.iter().flatten().count() + self.old.len()
     }
 }
 
@@ -238,6 +290,34 @@ mod tests {
         calls.remove(1);
         assert!(calls.complete(1).is_none());
         assert!(calls.complete(99).is_none());
+    }
+
+    #[test]
+    fn ids_in_any_order_and_long_waiters_are_kept() {
+        let mut calls = Calls::default();
+        let first = Arc::new(Slot::default());
+        calls.insert(10, Arc::clone(&first)).unwrap();
+        // Many later calls come and go while the first one waits.
+        for id in 11..(11 + 3 * RING as u64) {
+            calls.insert(id, Arc::default()).unwrap();
+            assert!(calls.complete(id).is_some());
+        }
+        assert!(
+            calls.ring.len() <= RING + 1,
+            "the ring grew to {}",
+            calls.ring.len()
+        );
+        assert!(Arc::ptr_eq(&calls.complete(10).unwrap(), &first));
+        // Out of order, and an id older than the ring.
+        calls.insert(500_002, Arc::default()).unwrap();
+        calls.insert(500_001, Arc::default()).unwrap();
+        calls.insert(3, Arc::default()).unwrap();
+        assert_eq!(calls.len(), 3);
+        assert!(calls.complete(3).is_some());
+        assert!(calls.complete(500_001).is_some());
+        assert!(calls.complete(500_002).is_some());
+        assert!(calls.complete(500_002).is_none());
+        assert_eq!(calls.len(), 0);
     }
 
     #[test]

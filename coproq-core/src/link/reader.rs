@@ -149,10 +149,20 @@ impl Link {
                     }
                 }
             }
-            let mut frame = self.pool.take();
-            let message = match frame::read_frame(&mut stream.input, self.max_frame, &mut frame) {
-                Ok(true) => message::decode_pooled(self.pool.fit(frame), Some(&self.pool)),
-                Ok(false) => {
+            let small = frame::take_small_frame(&mut stream.input, self.max_frame);
+            let mut frame = if small.is_some() {
+                Vec::new()
+            } else {
+                self.pool.take()
+            };
+            let read = match small {
+                Some(small) => Ok(Some(small)),
+                None => frame::read_frame(&mut stream.input, self.max_frame, &mut frame)
+                    .map(|more| more.then(|| self.pool.fit(frame).into())),
+            };
+            let message = match read {
+                Ok(Some(frame)) => message::decode_pooled(frame, Some(&self.pool)),
+                Ok(None) => {
                     let bye = stream.bye;
                     *guard = None;
                     drop(guard);

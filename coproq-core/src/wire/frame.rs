@@ -91,6 +91,52 @@ impl std::fmt::Display for FrameError {
     }
 }
 
+/// Frames up to this size are kept inline: small calls and replies need no allocation.
+pub(crate) const INLINE: usize = 48;
+
+/// A frame's payload: inline when small, on the heap otherwise.
+#[derive(Debug)]
+pub(crate) enum FrameBuf {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Vec<u8>),
+}
+
+impl FrameBuf {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Heap(buf) => buf,
+        }
+    }
+}
+
+impl From<Vec<u8>> for FrameBuf {
+    fn from(buf: Vec<u8>) -> Self {
+        Self::Heap(buf)
+    }
+}
+
+/// Takes the next frame out of the read buffer if it is whole and small; consumes
+/// nothing otherwise.
+pub(crate) fn take_small_frame(reader: &mut impl BufRead, max: u32) -> Option<FrameBuf> {
+    // `fill_buf` reads only when the buffer is empty, and then a reader wants to block.
+    let buffered = reader.fill_buf().ok().filter(|b| !b.is_empty())?;
+    let (header, rest) = buffered.split_first_chunk::<HEADER_LEN>()?;
+    let len = u32::from_le_bytes(*header);
+    if len > max || len as usize > INLINE {
+        return None;
+    }
+    let payload = rest.get(..len as usize)?;
+    let mut bytes = [0; INLINE];
+    bytes[..payload.len()].copy_from_slice(payload);
+    let frame = FrameBuf::Inline {
+        len: len as u8,
+        bytes,
+    };
+    reader.consume(HEADER_LEN + len as usize);
+    Some(frame)
+}
+
 /// Reads one frame's payload into `buf` (replacing its contents).
 ///
 /// Returns `Ok(false)` on a clean end of stream before any byte of a frame.

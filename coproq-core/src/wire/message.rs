@@ -59,7 +59,7 @@ pub(crate) enum OutcomeKind {
 /// they arrived in: nothing is copied out.
 #[derive(Debug)]
 pub(crate) struct Body {
-    frame: Vec<u8>,
+    frame: frame::FrameBuf,
     /// Where the frame's buffer goes back to.
     pool: Option<std::sync::Arc<frame::Pool>>,
     start: usize,
@@ -70,8 +70,8 @@ pub(crate) struct Body {
 
 impl Drop for Body {
     fn drop(&mut self) {
-        if let Some(pool) = &self.pool {
-            pool.give(std::mem::take(&mut self.frame));
+        if let (Some(pool), frame::FrameBuf::Heap(buf)) = (&self.pool, &mut self.frame) {
+            pool.give(std::mem::take(buf));
         }
     }
 }
@@ -79,12 +79,12 @@ impl Drop for Body {
 impl Body {
     /// The bincode bytes of the sender's value.
     pub(crate) fn bytes(&self) -> &[u8] {
-        &self.frame[self.start..]
+        &self.frame.as_slice()[self.start..]
     }
 
     /// The method or event name (empty for replies).
     pub(crate) fn name(&self) -> &str {
-        let bytes = &self.frame[self.name.clone()];
+        let bytes = &self.frame.as_slice()[self.name.clone()];
         // SAFETY: `name` spans a `&str` that `header::decode` validated as UTF-8 in this
         // very buffer, which is not modified after decoding.
         unsafe { std::str::from_utf8_unchecked(bytes) }
@@ -247,22 +247,28 @@ pub(crate) fn encode_bye(buf: &mut Vec<u8>) {
 /// Decodes a payload (other than the first) into a message.
 #[cfg(test)]
 pub(crate) fn decode(payload: Vec<u8>) -> Result<Message, String> {
-    decode_pooled(payload, None)
+    decode_pooled(payload.into(), None)
 }
 
 /// Decodes a payload (other than the first) into a message; the payload's buffer goes
 /// back to `pool` when the message is done with.
 pub(crate) fn decode_pooled(
-    payload: Vec<u8>,
+    payload: frame::FrameBuf,
     pool: Option<&std::sync::Arc<frame::Pool>>,
 ) -> Result<Message, String> {
-    let (head, start) = header::decode(&payload).map_err(|e| format!("malformed message: {e}"))?;
-    let no_body = start == payload.len();
+    let bytes = payload.as_slice();
+    let (head, start) = header::decode(bytes).map_err(|e| format!("malformed message: {e}"))?;
+    let no_body = start == bytes.len();
     // Where a borrowed name lies in the payload.
+    let origin = bytes.as_ptr() as usize;
     let span = |name: &str| {
-        let at = name.as_ptr() as usize - payload.as_ptr() as usize;
+        let at = name.as_ptr() as usize - origin;
         at..at + name.len()
     };
+    // Only large buffers go back to the pool.
+    let pool = pool.filter(
+        |_| matches!(&payload, frame::FrameBuf::Heap(buf) if frame::Pool::wants(buf.capacity())),
+    );
     let message = match head {
         Header::Call { id, name, shape } => {
             let name = span(name);
