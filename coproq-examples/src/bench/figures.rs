@@ -53,7 +53,7 @@ pub(crate) const FIGURES: &[Figure] = &[
         title: "sequential call, both processes on one CPU",
         unit: Unit::Micros,
         impls: &["raw", "coproq"],
-        peers: &[],
+        peers: &["ipc-channel", "tarpc", "procspawn"],
         pin: Some(0),
         worker_pin: None,
         target: Target::RatioAtMost(1.3),
@@ -63,7 +63,7 @@ pub(crate) const FIGURES: &[Figure] = &[
         title: "sequential call, caller and worker on different CPUs",
         unit: Unit::Micros,
         impls: &["raw", "coproq"],
-        peers: &[],
+        peers: &["ipc-channel", "tarpc", "procspawn"],
         pin: Some(0),
         worker_pin: Some(1),
         target: Target::RatioAtMost(1.2),
@@ -73,7 +73,7 @@ pub(crate) const FIGURES: &[Figure] = &[
         title: "pipelined calls from one thread",
         unit: Unit::PerSec,
         impls: &["raw", "coproq"],
-        peers: &[],
+        peers: &["ipc-channel", "tarpc", "procspawn"],
         pin: None,
         worker_pin: None,
         target: Target::AtLeast(2e6),
@@ -113,7 +113,7 @@ pub(crate) const FIGURES: &[Figure] = &[
         title: "start a worker, first reply, close",
         unit: Unit::Micros,
         impls: &["raw", "coproq"],
-        peers: &[],
+        peers: &["ipc-channel", "tarpc", "procspawn"],
         pin: None,
         worker_pin: None,
         target: Target::RatioAtMost(1.3),
@@ -208,6 +208,16 @@ pub(crate) fn measure(figure: &Figure, imp: &str, quick: bool) -> Result<f64, St
             link::idle_rss().map(|kib| kib as f64).map_err(|e| err(&e))
         }
         ("per-link-rss", "coproq") => link::per_link_rss(20).map_err(|e| err(&e)),
+        #[cfg(feature = "peers")]
+        (key, imp) if matches!(imp, "ipc-channel" | "tarpc" | "procspawn") => {
+            let sizes = crate::peers::Sizes {
+                latency: n.latency,
+                pipelined: n.pipelined,
+                startup: n.startup,
+            };
+            crate::peers::measure(key, imp, &sizes)
+                .unwrap_or_else(|| Err(format!("no implementation {imp} of {key}")))
+        }
         (key, imp) => Err(format!("no implementation {imp} of {key}")),
     }
 }

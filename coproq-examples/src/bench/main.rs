@@ -14,6 +14,8 @@
 
 mod figures;
 mod link;
+#[cfg(feature = "peers")]
+mod peers;
 mod raw;
 mod report;
 mod stats;
@@ -24,7 +26,14 @@ use std::process::Command;
 use figures::{FIGURES, Figure};
 
 fn main() {
+    // procspawn runs its workers through this binary's `main`; it must look first.
+    #[cfg(feature = "peers")]
+    procspawn::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    #[cfg(feature = "peers")]
+    if peers::worker(&args) {
+        return;
+    }
     let flag = |name: &str| args.iter().any(|a| a == name);
     let value = |name: &str| {
         args.iter()
