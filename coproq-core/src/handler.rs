@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::link::{Flush, Link};
-use crate::wire::{Body, OutcomeKind, Shape, codec, message};
+use crate::wire::{Body, OutcomeKind, Shape, message};
 
 /// A call handler: decodes the arguments, runs the user's function, answers through the
 /// responder (now or later).
@@ -138,8 +138,8 @@ impl<'a> Registry<'a> {
         let expected = Shape::of_type::<A>();
         self.handlers.set_call(
             name.into(),
-            Arc::new(move |body: Body, responder: Responder| {
-                let args = match decode_args::<A>(expected, &body) {
+            Arc::new(move |mut body: Body, responder: Responder| {
+                let args = match decode_args::<A>(expected, &mut body) {
                     Ok(args) => args,
                     Err(message) => return responder.fail(OutcomeKind::InvalidArguments, message),
                 };
@@ -163,8 +163,8 @@ impl<'a> Registry<'a> {
         let expected = Shape::of_type::<A>();
         self.handlers.set_call(
             name.into(),
-            Arc::new(move |body: Body, responder: Responder| {
-                let args = match decode_args::<A>(expected, &body) {
+            Arc::new(move |mut body: Body, responder: Responder| {
+                let args = match decode_args::<A>(expected, &mut body) {
                     Ok(args) => args,
                     Err(message) => return responder.fail(OutcomeKind::InvalidArguments, message),
                 };
@@ -199,13 +199,15 @@ impl<'a> Registry<'a> {
         let expected = Shape::of_type::<A>();
         self.handlers.set_event(
             name.into(),
-            Arc::new(move |body: Body| match decode_args::<A>(expected, &body) {
-                Ok(args) => {
-                    // A panicking listener is reported by the panic hook; the link goes on.
-                    let _ = catch_unwind(AssertUnwindSafe(|| f(args)));
-                }
-                Err(message) => eprintln!("coproq: event dropped: {message}"),
-            }),
+            Arc::new(
+                move |mut body: Body| match decode_args::<A>(expected, &mut body) {
+                    Ok(args) => {
+                        // A panicking listener is reported by the panic hook; the link goes on.
+                        let _ = catch_unwind(AssertUnwindSafe(|| f(args)));
+                    }
+                    Err(message) => eprintln!("coproq: event dropped: {message}"),
+                },
+            ),
         );
         self
     }
@@ -219,7 +221,7 @@ pub trait Service {
     fn register(self, registry: &mut Registry<'_>);
 }
 
-fn decode_args<A: DeserializeOwned>(expected: Shape, body: &Body) -> Result<A, String> {
+fn decode_args<A: DeserializeOwned>(expected: Shape, body: &mut Body) -> Result<A, String> {
     let name = body.name();
     if !expected.accepts(body.shape) {
         return Err(format!(
@@ -227,7 +229,8 @@ fn decode_args<A: DeserializeOwned>(expected: Shape, body: &Body) -> Result<A, S
             body.shape
         ));
     }
-    codec::decode_exact(body.bytes()).map_err(|e| format!("{name}: invalid arguments: {e}"))
+    body.decode()
+        .map_err(|e| format!("{}: invalid arguments: {e}", body.name()))
 }
 
 /// The text of a caught panic.
@@ -256,6 +259,9 @@ impl Responder {
     /// Replies with what a handler returned (a `Result` is unwrapped).
     pub(crate) fn send<T: Serialize + ?Sized>(self, value: &T) {
         let id = self.id;
+        if self.link.send_direct_reply(id, value) {
+            return;
+        }
         self.link.send_with(self.flush, |buf, max| {
             let start = buf.len();
             if let Err(e) = message::encode_reply(buf, id, value, max) {

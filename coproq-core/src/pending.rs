@@ -13,7 +13,7 @@ use crate::error::{Error, RemoteError, RemoteErrorKind, Result, TypedPayload};
 use crate::link::Link;
 use crate::link::calls::{Delivery, RawReply, Slot};
 use crate::link::dispatch;
-use crate::wire::{Outcome, OutcomeKind, Shape, codec};
+use crate::wire::{Outcome, OutcomeKind, Shape};
 
 /// A call in flight, returned by [`Coprocess::call_async`](crate::Coprocess::call_async).
 ///
@@ -161,7 +161,7 @@ impl<R> Pending<R> {
 
 /// Turns a delivered reply into the caller's value or error.
 pub(crate) fn finish<R: DeserializeOwned>(method: &str, delivery: Delivery) -> Result<R> {
-    let RawReply { outcome, body } = delivery?;
+    let RawReply { outcome, mut body } = delivery?;
     match outcome {
         Outcome::Value(shape) => {
             let expected = Shape::of_type::<R>();
@@ -171,7 +171,7 @@ pub(crate) fn finish<R: DeserializeOwned>(method: &str, delivery: Delivery) -> R
                     reason: format!("expected {expected}, got {shape}"),
                 });
             }
-            codec::decode_exact(body.bytes()).map_err(|reason| Error::Decode {
+            body.decode().map_err(|reason| Error::Decode {
                 method: method.to_owned(),
                 reason,
             })

@@ -165,3 +165,37 @@ fn the_handler_reads_borrowed_arguments_as_owned() {
     let n: u64 = call(&w, "len", serde_bytes::Bytes::new(b"12345")).unwrap();
     assert_eq!(n, 5);
 }
+
+#[test]
+fn large_byte_strings_travel_direct_and_respect_frame_limits() {
+    // The parent accepts frames of at most 1 MiB; the worker, the default.
+    let w = coproq::Coprocess::builder()
+        .max_frame_len(1 << 20)
+        .fork(|parent| {
+            parent
+                .handle("len", |b: serde_bytes::ByteBuf| b.len() as u64)
+                .handle("pattern", |n: usize| {
+                    serde_bytes::ByteBuf::from((0..n).map(|i| (i % 253) as u8).collect::<Vec<u8>>())
+                });
+        })
+        .unwrap();
+    let big: Vec<u8> = (0..(768 << 10)).map(|i: u32| (i % 251) as u8).collect();
+    assert_eq!(
+        call::<u64>(&w, "len", serde_bytes::Bytes::new(&big)).unwrap(),
+        big.len() as u64
+    );
+    let back: serde_bytes::ByteBuf = call(&w, "pattern", 700_000usize).unwrap();
+    assert!(
+        back.iter().enumerate().all(|(i, &b)| b == (i % 253) as u8),
+        "payload changed on the way"
+    );
+    assert_eq!(back.len(), 700_000);
+    // A reply over the parent's limit is refused by the worker, not sent.
+    let err = call::<serde_bytes::ByteBuf>(&w, "pattern", 2usize << 20).unwrap_err();
+    assert!(err.to_string().contains("exceeds limit"), "{err}");
+    // And the link is fine.
+    assert_eq!(
+        call::<u64>(&w, "len", serde_bytes::Bytes::new(&big[..10])).unwrap(),
+        10
+    );
+}

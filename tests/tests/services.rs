@@ -195,3 +195,12 @@ fn the_parent_serves_a_trait_and_a_worker_method_calls_it_through_a_client() {
     let registry_seen_by_parent: Option<u64> = call(&w, "store_in_parent", ("k", 7u64)).unwrap();
     assert_eq!(registry_seen_by_parent, Some(7));
 }
+
+#[test]
+fn large_byte_arguments_of_typed_methods() {
+    let w = forked();
+    let calc = CalcClient::new(&w);
+    let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 7) as u8).collect();
+    let expected: u64 = data.iter().map(|&b| u64::from(b)).sum();
+    assert_eq!(calc.checksum(&data).unwrap(), expected);
+}

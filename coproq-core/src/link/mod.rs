@@ -30,9 +30,9 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::handler::Handlers;
 use crate::wire::message::{self, EncodeError};
-use crate::wire::{Hello, Message, frame};
+use crate::wire::{Hello, Message, direct, frame};
 use calls::{Calls, Slot};
-use writer::Writer;
+use writer::{Closed, Writer};
 pub(crate) use writer::{Flush, Output};
 
 /// A byte stream from the peer that can say whether a read would block.
@@ -227,6 +227,28 @@ impl Link {
         if self.calls().insert(id, Arc::clone(&slot)).is_err() {
             return Err(Error::NotConnected);
         }
+        if let Some(len) = direct::large_bytes(args) {
+            let sent = self.send_direct(args, |head, max| {
+                message::encode_call_head(head, id, name, len, max)
+            });
+            return match sent {
+                Some(Ok(())) => Ok((id, slot)),
+                Some(Err(e)) => {
+                    self.calls().remove(id);
+                    Err(match e {
+                        Ok(e) => encode_error(name, e),
+                        Err(Closed) => Error::NotConnected,
+                    })
+                }
+                None => {
+                    self.calls().remove(id);
+                    Err(Error::Encode {
+                        method: name.to_owned(),
+                        reason: "the arguments serialized differently twice".into(),
+                    })
+                }
+            };
+        }
         let sent = self.writer.send(flush, |buf, max| {
             message::encode_call(buf, id, name, args, max)
         });
@@ -239,6 +261,46 @@ impl Link {
                     _ => Error::NotConnected,
                 })
             }
+        }
+    }
+
+    /// Writes a frame whose body is `value`, one large byte string, straight from the
+    /// caller's memory after the head that `head` builds. `None` if `value` did not
+    /// serialize as a byte string this time (nothing of this frame was written).
+    fn send_direct<A: Serialize + ?Sized>(
+        &self,
+        value: &A,
+        head: impl FnOnce(&mut Vec<u8>, u32) -> std::result::Result<(), EncodeError>,
+    ) -> Option<std::result::Result<(), std::result::Result<EncodeError, Closed>>> {
+        let mut buf = Vec::new();
+        if let Err(e) = head(&mut buf, self.writer.peer_max()) {
+            return Some(Err(Ok(e)));
+        }
+        let mut whole = true;
+        let sent = self.writer.send_exclusive(|out| {
+            whole = direct::write(out, &buf, value)?;
+            Ok(())
+        });
+        match sent {
+            Ok(()) if whole => Some(Ok(())),
+            Ok(()) => None,
+            Err(closed) => Some(Err(Err(closed))),
+        }
+    }
+
+    /// Sends a reply whose value is one large byte string straight from the handler's
+    /// memory; false if `value` is not one (the caller then sends it the usual way).
+    pub(crate) fn send_direct_reply<T: Serialize + ?Sized>(&self, id: u64, value: &T) -> bool {
+        let Some(len) = direct::large_bytes(value) else {
+            return false;
+        };
+        match self.send_direct(value, |head, max| {
+            message::encode_reply_head(head, id, len, max)
+        }) {
+            // A closed link drops the reply, as for any other.
+            Some(Ok(()) | Err(Err(Closed {}))) => true,
+            // Too large for the peer: the usual way reports it.
+            Some(Err(Ok(_))) | None => false,
         }
     }
 

@@ -148,6 +148,57 @@ impl Writer {
         Ok(Ok(()))
     }
 
+    /// Runs `write` with the stream to itself, after the frames already buffered (for a
+    /// frame written straight from the caller's memory). Waits for a write under way.
+    pub(crate) fn send_exclusive(
+        &self,
+        write: impl FnOnce(&mut Output) -> std::io::Result<()>,
+    ) -> Result<(), Closed> {
+        let mut state = self.lock();
+        while state.writing {
+            state.sleepers += 1;
+            state = self
+                .written
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            state.sleepers -= 1;
+        }
+        let Some(mut out) = state.out.take().filter(|_| !state.closed) else {
+            return Err(Closed);
+        };
+        state.writing = true;
+        state.scheduled = false;
+        let mut queued = std::mem::take(&mut state.buf);
+        self.pending.store(false, Ordering::Release);
+        drop(state);
+        let ok = out
+            .write_all(&queued)
+            .and_then(|()| write(&mut out))
+            .and_then(|()| out.flush())
+            .is_ok();
+        queued.clear();
+        let mut state = self.lock();
+        if state.spare.capacity() < queued.capacity() {
+            state.spare = queued;
+        }
+        if ok && !state.closed {
+            state.out = Some(out);
+        } else {
+            state.buf.clear();
+            state.closed = true;
+        }
+        if !state.buf.is_empty() && state.out.is_some() {
+            // Frames appended meanwhile: write them before letting go.
+            self.write_out(state);
+        } else {
+            state.writing = false;
+            if state.sleepers > 0 {
+                self.written.notify_all();
+            }
+        }
+        if ok { Ok(()) } else { Err(Closed) }
+    }
+
     /// Writes whatever is buffered, unless a write is already under way.
     pub(crate) fn flush(&self) {
         if !self.has_pending() {

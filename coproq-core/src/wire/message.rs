@@ -82,6 +82,29 @@ impl Body {
         &self.frame.as_slice()[self.start..]
     }
 
+    /// Decodes the value: a large byte string is handed over in the frame's own buffer
+    /// (see `direct`), anything else is decoded from the bytes.
+    pub(crate) fn decode<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, String> {
+        if let frame::FrameBuf::Heap(buf) = &mut self.frame {
+            let start = self.start;
+            let whole = buf
+                .get(start..)
+                .and_then(|body| body.split_first_chunk::<8>())
+                .is_some_and(|(len, rest)| {
+                    rest.len() >= super::direct::DIRECT_MIN
+                        && u64::from_le_bytes(*len) == rest.len() as u64
+                });
+            if whole {
+                let mut frame = Some(std::mem::take(buf));
+                if let Some(value) = super::direct::decode_owned(&mut frame, start + 8) {
+                    return Ok(value);
+                }
+                *buf = frame.unwrap_or_default();
+            }
+        }
+        codec::decode_exact(self.bytes())
+    }
+
     /// The method or event name (empty for replies).
     pub(crate) fn name(&self) -> &str {
         let bytes = &self.frame.as_slice()[self.name.clone()];
@@ -173,6 +196,59 @@ pub(crate) fn encode_call<T: Serialize + ?Sized>(
     );
     codec::encode_into(args, buf).map_err(EncodeError::Value)?;
     seal(buf, start, max)
+}
+
+/// Builds the head of a call frame whose arguments are one byte string of `len` bytes,
+/// to be written right after it from the caller's memory (see `direct`).
+pub(crate) fn encode_call_head(
+    buf: &mut Vec<u8>,
+    id: u64,
+    name: &str,
+    len: usize,
+    max: u32,
+) -> Result<(), EncodeError> {
+    let shape = Shape::of_value(&crate::bytes::Bytes(&[]));
+    let start = header(buf, &Header::Call { id, name, shape });
+    direct_head(buf, start, len, max)
+}
+
+/// Builds the head of a reply frame whose value is one byte string of `len` bytes.
+pub(crate) fn encode_reply_head(
+    buf: &mut Vec<u8>,
+    id: u64,
+    len: usize,
+    max: u32,
+) -> Result<(), EncodeError> {
+    let shape = Shape::of_value(&crate::bytes::Bytes(&[]));
+    let start = header(
+        buf,
+        &Header::Reply {
+            id,
+            outcome: Outcome::Value(shape),
+        },
+    );
+    direct_head(buf, start, len, max)
+}
+
+/// Ends a head: the byte string's `u64` length, and the frame length as if its bytes
+/// followed in `buf`.
+fn direct_head(buf: &mut Vec<u8>, start: usize, len: usize, max: u32) -> Result<(), EncodeError> {
+    buf.extend_from_slice(&(len as u64).to_le_bytes());
+    let total = (buf.len() - start - frame::HEADER_LEN) as u64 + len as u64;
+    let Ok(total32) = u32::try_from(total) else {
+        return Err(EncodeError::TooLarge(frame::FrameError::TooLarge {
+            len: total,
+            max,
+        }));
+    };
+    if total32 > max {
+        return Err(EncodeError::TooLarge(frame::FrameError::TooLarge {
+            len: total,
+            max,
+        }));
+    }
+    buf[start..start + frame::HEADER_LEN].copy_from_slice(&total32.to_le_bytes());
+    Ok(())
 }
 
 /// Builds the frame of an event `name` with `args`.

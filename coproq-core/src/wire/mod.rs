@@ -7,6 +7,7 @@
 //! - [`message`]: `Hello`, `Call`, `Reply`, `Event`, `Bye` and how a frame is built.
 
 pub(crate) mod codec;
+pub(crate) mod direct;
 pub(crate) mod frame;
 mod header;
 pub(crate) mod message;

@@ -1,0 +1,248 @@
+//! Large byte payloads without copies: sent straight from the caller's memory, and
+//! received into the very buffer they were read into.
+//!
+//! A value that serializes as one byte string of at least [`DIRECT_MIN`] bytes (a
+//! `serde_bytes` buffer, the byte arguments of typed services) is written as the frame's
+//! head followed by the caller's own bytes, from inside `serialize_bytes` while the slice
+//! is borrowed. On the way in, a body that is exactly one such byte string is handed to
+//! a `visit_byte_buf` visitor as the frame's buffer, shifted in place, instead of copied
+//! into a new allocation.
+
+use std::fmt;
+use std::io::{self, Write};
+
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+use serde::ser::{self, Impossible, Serialize, Serializer};
+
+/// Payloads smaller than this are copied: a copy is cheaper than a second write.
+pub(crate) const DIRECT_MIN: usize = 256 * 1024;
+
+/// Why a probe or direct write stopped.
+#[derive(Debug)]
+enum Stop {
+    NotBytes,
+    Io(io::Error),
+}
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotBytes => f.write_str("not a byte string"),
+            Self::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Stop {}
+
+impl ser::Error for Stop {
+    fn custom<T: fmt::Display>(_: T) -> Self {
+        Self::NotBytes
+    }
+}
+
+impl de::Error for Stop {
+    fn custom<T: fmt::Display>(_: T) -> Self {
+        Self::NotBytes
+    }
+}
+
+/// The length of `value` if it serializes as one byte string of at least `DIRECT_MIN`.
+pub(crate) fn large_bytes<T: Serialize + ?Sized>(value: &T) -> Option<usize> {
+    value.serialize(Probe).ok().filter(|&len| len >= DIRECT_MIN)
+}
+
+/// Writes `head` and then `value`'s bytes to `out`; `Ok(false)` (nothing written) if
+/// `value` did not serialize as a byte string this time.
+pub(crate) fn write<T: Serialize + ?Sized>(
+    out: &mut dyn Write,
+    head: &[u8],
+    value: &T,
+) -> io::Result<bool> {
+    match value.serialize(Direct { out, head }) {
+        Ok(()) => Ok(true),
+        Err(Stop::NotBytes) => Ok(false),
+        Err(Stop::Io(e)) => Err(e),
+    }
+}
+
+macro_rules! not_bytes {
+    ($($method:ident($($ty:ty),*);)*) => {$(
+        fn $method(self, $(_: $ty),*) -> Result<Self::Ok, Stop> { Err(Stop::NotBytes) }
+    )*};
+}
+
+macro_rules! refuse_all_but_bytes {
+    () => {
+        type Error = Stop;
+        type SerializeSeq = Impossible<Self::Ok, Stop>;
+        type SerializeTuple = Impossible<Self::Ok, Stop>;
+        type SerializeTupleStruct = Impossible<Self::Ok, Stop>;
+        type SerializeTupleVariant = Impossible<Self::Ok, Stop>;
+        type SerializeMap = Impossible<Self::Ok, Stop>;
+        type SerializeStruct = Impossible<Self::Ok, Stop>;
+        type SerializeStructVariant = Impossible<Self::Ok, Stop>;
+        not_bytes! {
+            serialize_bool(bool); serialize_i8(i8); serialize_i16(i16); serialize_i32(i32);
+            serialize_i64(i64); serialize_u8(u8); serialize_u16(u16); serialize_u32(u32);
+            serialize_u64(u64); serialize_f32(f32); serialize_f64(f64); serialize_char(char);
+            serialize_str(&str); serialize_none(); serialize_unit(); serialize_unit_struct(&'static str);
+            serialize_unit_variant(&'static str, u32, &'static str);
+        }
+        fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<Self::Ok, Stop> { Err(Stop::NotBytes) }
+        fn serialize_newtype_variant<T: Serialize + ?Sized>(self, _: &'static str, _: u32, _: &'static str, _: &T) -> Result<Self::Ok, Stop> { Err(Stop::NotBytes) }
+        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Stop> { Err(Stop::NotBytes) }
+        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Stop> { Err(Stop::NotBytes) }
+        fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, Stop> { Err(Stop::NotBytes) }
+        fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeTupleVariant, Stop> { Err(Stop::NotBytes) }
+        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Stop> { Err(Stop::NotBytes) }
+        fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Stop> { Err(Stop::NotBytes) }
+        fn serialize_struct_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeStructVariant, Stop> { Err(Stop::NotBytes) }
+    };
+}
+
+/// Finds the length of a top-level byte string.
+struct Probe;
+
+impl Serializer for Probe {
+    type Ok = usize;
+    refuse_all_but_bytes!();
+
+    fn serialize_bytes(self, v: &[u8]) -> Result<usize, Stop> {
+        Ok(v.len())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<usize, Stop> {
+        value.serialize(self)
+    }
+}
+
+/// Writes the head and then a top-level byte string, while it is borrowed.
+struct Direct<'a> {
+    out: &'a mut dyn Write,
+    head: &'a [u8],
+}
+
+impl Serializer for Direct<'_> {
+    type Ok = ();
+    refuse_all_but_bytes!();
+
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), Stop> {
+        self.out
+            .write_all(self.head)
+            .and_then(|()| self.out.write_all(v))
+            .map_err(Stop::Io)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), Stop> {
+        value.serialize(self)
+    }
+}
+
+/// Decodes a `T` from `frame[at..]`, which holds one byte string (its `u64` length, then
+/// its bytes), by handing `T` the frame itself if `T` takes an owned byte buffer. `None`
+/// if `T` wants something else: then `frame` is untouched.
+pub(crate) fn decode_owned<'de, T: Deserialize<'de>>(
+    frame: &mut Option<Vec<u8>>,
+    at: usize,
+) -> Option<T> {
+    T::deserialize(Owned { frame, at }).ok()
+}
+
+struct Owned<'a> {
+    frame: &'a mut Option<Vec<u8>>,
+    at: usize,
+}
+
+macro_rules! not_owned {
+    ($($method:ident($($arg:ty),*);)*) => {$(
+        fn $method<V: Visitor<'de>>(self, $(_: $arg,)* _: V) -> Result<V::Value, Stop> { Err(Stop::NotBytes) }
+    )*};
+}
+
+impl<'de> Deserializer<'de> for Owned<'_> {
+    type Error = Stop;
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
+        let mut buf = self.frame.take().ok_or(Stop::NotBytes)?;
+        // The bytes move to the front of their own buffer: no allocation, no page faults.
+        buf.drain(..self.at);
+        visitor.visit_byte_buf(buf)
+    }
+
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
+        self.deserialize_byte_buf(visitor)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Stop> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    not_owned! {
+        deserialize_any(); deserialize_bool(); deserialize_i8(); deserialize_i16(); deserialize_i32();
+        deserialize_i64(); deserialize_u8(); deserialize_u16(); deserialize_u32(); deserialize_u64();
+        deserialize_f32(); deserialize_f64(); deserialize_char(); deserialize_str(); deserialize_string();
+        deserialize_option(); deserialize_unit(); deserialize_unit_struct(&'static str); deserialize_seq();
+        deserialize_tuple(usize); deserialize_tuple_struct(&'static str, usize); deserialize_map();
+        deserialize_struct(&'static str, &'static [&'static str]);
+        deserialize_enum(&'static str, &'static [&'static str]); deserialize_identifier();
+        deserialize_ignored_any();
+    }
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bytes::{ByteBuf, Bytes};
+
+    #[test]
+    fn only_large_byte_strings_go_direct() {
+        let big = vec![1u8; DIRECT_MIN];
+        assert_eq!(large_bytes(&Bytes(&big)), Some(DIRECT_MIN));
+        assert_eq!(large_bytes(&Bytes(&big[1..])), None);
+        assert_eq!(
+            large_bytes(&big),
+            None,
+            "a Vec<u8> serializes as a sequence"
+        );
+        assert_eq!(large_bytes(&(1u32, 2u32)), None);
+    }
+
+    #[test]
+    fn direct_writes_head_then_bytes() {
+        let mut out = Vec::new();
+        assert!(write(&mut out, b"head", &Bytes(b"tail")).unwrap());
+        assert_eq!(out, b"headtail");
+        let mut out = Vec::new();
+        assert!(!write(&mut out, b"head", &5u32).unwrap());
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn owned_decoding_takes_the_buffer_or_leaves_it() {
+        let mut frame = Some(b"xxxxpayload".to_vec());
+        let buf: ByteBuf = decode_owned(&mut frame, 4).unwrap();
+        assert_eq!(buf.into_vec(), b"payload");
+        assert!(frame.is_none());
+        let mut frame = Some(b"xxxxpayload".to_vec());
+        assert!(
+            decode_owned::<Vec<u8>>(&mut frame, 4).is_none(),
+            "Vec<u8> asks for a sequence"
+        );
+        assert!(frame.is_some());
+    }
+}
