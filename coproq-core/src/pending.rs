@@ -192,7 +192,7 @@ pub(crate) fn finish<R: DeserializeOwned>(method: &str, delivery: Delivery) -> R
             };
             let payload = typed.map(|shape| TypedPayload {
                 shape,
-                bytes: body.bytes().to_vec(),
+                bytes: body.contiguous().to_vec(),
             });
             Err(Error::Remote(RemoteError::new(kind, message, payload)))
         }

@@ -149,17 +149,23 @@ impl Link {
                     }
                 }
             }
-            let small = frame::take_small_frame(&mut stream.input, self.max_frame);
-            let mut frame = if small.is_some() {
-                Vec::new()
-            } else {
-                self.pool.take()
-            };
-            let read = match small {
-                Some(small) => Ok(Some(small)),
-                None => frame::read_frame(&mut stream.input, self.max_frame, &mut frame)
-                    .map(|more| more.then(|| self.pool.fit(frame).into())),
-            };
+            let read =
+                if let Some(small) = frame::take_small_frame(&mut stream.input, self.max_frame) {
+                    Ok(Some(small))
+                } else {
+                    let mut head = self.pool.take();
+                    frame::read_frame_split(
+                        &mut stream.input,
+                        self.max_frame,
+                        &mut head,
+                        message::byte_string_at,
+                    )
+                    .map(|read| match read {
+                        frame::Frame::End => None,
+                        frame::Frame::Whole => Some(self.pool.fit(head).into()),
+                        frame::Frame::Split(tail) => Some(frame::FrameBuf::Split { head, tail }),
+                    })
+                };
             let message = match read {
                 Ok(Some(frame)) => message::decode_pooled(frame, Some(&self.pool)),
                 Ok(None) => {

@@ -97,16 +97,37 @@ pub(crate) const INLINE: usize = 48;
 /// A frame's payload: inline when small, on the heap otherwise.
 #[derive(Debug)]
 pub(crate) enum FrameBuf {
-    Inline { len: u8, bytes: [u8; INLINE] },
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE],
+    },
     Heap(Vec<u8>),
+    /// A large payload that ends in one byte string: everything before the string's
+    /// bytes, and the bytes in a buffer of their own (handed over without a copy).
+    Split {
+        head: Vec<u8>,
+        tail: Vec<u8>,
+    },
 }
 
 impl FrameBuf {
+    /// The payload; for a split one, only its head (see `contiguous`).
     pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
             Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Self::Heap(buf) => buf,
+            Self::Heap(buf) | Self::Split { head: buf, .. } => buf,
         }
+    }
+
+    /// Joins a split payload into one buffer (a copy: only for the rare reader that
+    /// wants the bytes as something other than a byte buffer).
+    pub(crate) fn contiguous(&mut self) -> &[u8] {
+        if let Self::Split { head, tail } = self {
+            let mut whole = std::mem::take(head);
+            whole.extend_from_slice(tail);
+            *self = Self::Heap(whole);
+        }
+        self.as_slice()
     }
 }
 
@@ -145,11 +166,37 @@ pub(crate) fn read_frame(
     max: u32,
     buf: &mut Vec<u8>,
 ) -> Result<bool, FrameError> {
+    Ok(!matches!(
+        read_frame_split(reader, max, buf, |_, _| None)?,
+        Frame::End
+    ))
+}
+
+/// What [`read_frame_split`] read.
+#[derive(Debug)]
+pub(crate) enum Frame {
+    /// The stream ended cleanly between frames.
+    End,
+    /// The whole payload is in the buffer.
+    Whole,
+    /// The head is in the buffer; this is the byte string that ends the payload.
+    Split(Vec<u8>),
+}
+
+/// Reads one frame: into `buf`, or for a large frame that `tail_at` says ends in one
+/// byte string, the head into `buf` and the bytes into the returned buffer (see
+/// [`read_payload_split`]).
+pub(crate) fn read_frame_split(
+    reader: &mut impl BufRead,
+    max: u32,
+    buf: &mut Vec<u8>,
+    tail_at: impl Fn(&[u8], usize) -> Option<usize>,
+) -> Result<Frame, FrameError> {
     // The common case: the whole frame is already buffered; copy it out in one go.
     let copied = {
         let buffered = reader.fill_buf().map_err(FrameError::Io)?;
         if buffered.is_empty() {
-            return Ok(false);
+            return Ok(Frame::End);
         }
         let whole = buffered
             .split_first_chunk::<HEADER_LEN>()
@@ -169,12 +216,85 @@ pub(crate) fn read_frame(
     };
     if let Some(consumed) = copied {
         reader.consume(consumed);
-        return Ok(true);
+        return Ok(Frame::Whole);
     }
+    let Some(len) = read_len(reader, max)? else {
+        return Ok(Frame::End);
+    };
+    if len >= super::direct::DIRECT_MIN {
+        return read_payload_split(reader, len, buf, tail_at)
+            .map(|tail| tail.map_or(Frame::Whole, Frame::Split));
+    }
+    buf.clear();
+    read_rest(reader, len, buf)?;
+    Ok(Frame::Whole)
+}
+
+/// How many leading bytes of a large payload are read before deciding whether it ends
+/// in one byte string (enough for any header with a reasonable method name).
+const PEEK: usize = 256;
+
+/// Reads the payload of a frame whose length prefix (`len`) was just read. A large one
+/// that `tail_at` (given its first bytes and its length) says ends in one byte string
+/// starting at some offset is split there: `buf` gets the head, the result the bytes.
+pub(crate) fn read_payload_split(
+    reader: &mut impl Read,
+    len: usize,
+    buf: &mut Vec<u8>,
+    tail_at: impl Fn(&[u8], usize) -> Option<usize>,
+) -> Result<Option<Vec<u8>>, FrameError> {
+    buf.clear();
+    let truncated = |got: usize| FrameError::Truncated {
+        expected: len as u64,
+        got: got as u64,
+    };
+    let peek = len.min(PEEK);
+    buf.reserve_exact(peek);
+    if read_up_to(reader, peek, buf).map_err(FrameError::Io)? < peek {
+        return Err(truncated(buf.len()));
+    }
+    let split =
+        tail_at(buf, len).filter(|&at| at <= buf.len() && len - at >= super::direct::DIRECT_MIN);
+    let Some(at) = split else {
+        read_rest(reader, len, buf)?;
+        return Ok(None);
+    };
+    // The buffer (maybe a warm one from the pool) carries on as the tail; the few head
+    // bytes move to a buffer of their own.
+    let mut tail = std::mem::take(buf);
+    buf.extend_from_slice(&tail[..at]);
+    tail.drain(..at);
+    read_rest(reader, len - at, &mut tail).map_err(|e| match e {
+        FrameError::Truncated { got, .. } => truncated(at + got as usize),
+        e => e,
+    })?;
+    Ok(Some(tail))
+}
+
+/// Reads into `buf` until it holds `len` bytes, growing it with the data: never more
+/// than what has arrived plus one chunk is reserved. (`read_to_end` on a `Take` fills
+/// spare capacity without zeroing it first.)
+fn read_rest(reader: &mut impl Read, len: usize, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+    while buf.len() < len {
+        let want = (len - buf.len()).min(buf.len().max(CHUNK));
+        buf.reserve_exact(want);
+        let n = read_up_to(reader, want, buf).map_err(FrameError::Io)?;
+        if n < want {
+            return Err(FrameError::Truncated {
+                expected: len as u64,
+                got: buf.len() as u64,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Reads a frame's length prefix; `None` at a clean end of stream.
+pub(crate) fn read_len(reader: &mut impl Read, max: u32) -> Result<Option<usize>, FrameError> {
     let mut header = [0u8; HEADER_LEN];
     let got = read_full(reader, &mut header).map_err(FrameError::Io)?;
     if got == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     if got < HEADER_LEN {
         return Err(FrameError::Truncated {
@@ -189,22 +309,7 @@ pub(crate) fn read_frame(
             max,
         });
     }
-    buf.clear();
-    let len = len as usize;
-    // Grow with the data: never reserve more than what has arrived plus one chunk.
-    // `read_to_end` on a `Take` fills spare capacity without zeroing it first.
-    while buf.len() < len {
-        let want = (len - buf.len()).min(buf.len().max(CHUNK));
-        buf.reserve_exact(want);
-        let n = read_up_to(reader, want, buf).map_err(FrameError::Io)?;
-        if n < want {
-            return Err(FrameError::Truncated {
-                expected: len as u64,
-                got: buf.len() as u64,
-            });
-        }
-    }
-    Ok(true)
+    Ok(Some(len as usize))
 }
 
 /// Appends up to `n` bytes to `buf`, stopping early only at the end of the stream.
@@ -280,6 +385,37 @@ mod tests {
         assert!(read_frame(&mut reader, 1 << 20, &mut buf).unwrap());
         assert_eq!(buf, vec![7; 200_000]);
         assert!(!read_frame(&mut reader, 1 << 20, &mut buf).unwrap());
+    }
+
+    #[test]
+    fn a_large_frame_ending_in_a_byte_string_is_read_split() {
+        let big = super::super::direct::DIRECT_MIN + 1000;
+        let mut payload = b"HEAD".to_vec();
+        payload.extend((0..big).map(|i| (i % 251) as u8));
+        let stream = frame(&payload);
+        // Through a small buffer, as from a pipe, so the fast path does not apply.
+        let mut reader = std::io::BufReader::with_capacity(4096, &stream[..]);
+        let mut head = Vec::new();
+        let read = read_frame_split(&mut reader, u32::MAX, &mut head, |prefix, len| {
+            assert!(prefix.starts_with(b"HEAD"));
+            assert_eq!(len, payload.len());
+            Some(4)
+        })
+        .unwrap();
+        let Frame::Split(tail) = read else {
+            panic!("not split: {read:?}")
+        };
+        assert_eq!(head, b"HEAD");
+        assert!(tail == payload[4..], "tail bytes differ");
+        // Declined: read whole.
+        let mut reader = std::io::BufReader::with_capacity(4096, &stream[..]);
+        let read = read_frame_split(&mut reader, u32::MAX, &mut head, |_, _| None).unwrap();
+        assert!(matches!(read, Frame::Whole));
+        assert!(head == payload, "whole payload differs");
+        // Cut short: an error, not a split.
+        let mut reader = std::io::BufReader::with_capacity(4096, &stream[..stream.len() - 10]);
+        let err = read_frame_split(&mut reader, u32::MAX, &mut head, |_, _| Some(4)).unwrap_err();
+        assert!(matches!(err, FrameError::Truncated { .. }), "{err}");
     }
 
     #[test]

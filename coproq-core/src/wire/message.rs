@@ -70,14 +70,17 @@ pub(crate) struct Body {
 
 impl Drop for Body {
     fn drop(&mut self) {
-        if let (Some(pool), frame::FrameBuf::Heap(buf)) = (&self.pool, &mut self.frame) {
+        if let (Some(pool), frame::FrameBuf::Heap(buf) | frame::FrameBuf::Split { tail: buf, .. }) =
+            (&self.pool, &mut self.frame)
+        {
             pool.give(std::mem::take(buf));
         }
     }
 }
 
 impl Body {
-    /// The bincode bytes of the sender's value.
+    /// The bincode bytes of the sender's value (of a payload that did not arrive split).
+    #[cfg(test)]
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.frame.as_slice()[self.start..]
     }
@@ -85,24 +88,41 @@ impl Body {
     /// Decodes the value: a large byte string is handed over in the frame's own buffer
     /// (see `direct`), anything else is decoded from the bytes.
     pub(crate) fn decode<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, String> {
-        if let frame::FrameBuf::Heap(buf) = &mut self.frame {
-            let start = self.start;
-            let whole = buf
-                .get(start..)
-                .and_then(|body| body.split_first_chunk::<8>())
-                .is_some_and(|(len, rest)| {
-                    rest.len() >= super::direct::DIRECT_MIN
-                        && u64::from_le_bytes(*len) == rest.len() as u64
-                });
-            if whole {
-                let mut frame = Some(std::mem::take(buf));
-                if let Some(value) = super::direct::decode_owned(&mut frame, start + 8) {
+        match &mut self.frame {
+            // The bytes arrived in a buffer of their own: hand it over as it is.
+            frame::FrameBuf::Split { tail, .. } => {
+                let mut bytes = Some(std::mem::take(tail));
+                if let Some(value) = super::direct::decode_owned(&mut bytes, 0) {
                     return Ok(value);
                 }
-                *buf = frame.unwrap_or_default();
+                *tail = bytes.unwrap_or_default();
             }
+            frame::FrameBuf::Heap(buf) => {
+                let start = self.start;
+                let whole = buf
+                    .get(start..)
+                    .and_then(|body| body.split_first_chunk::<8>())
+                    .is_some_and(|(len, rest)| {
+                        rest.len() >= super::direct::DIRECT_MIN
+                            && u64::from_le_bytes(*len) == rest.len() as u64
+                    });
+                if whole {
+                    let mut frame = Some(std::mem::take(buf));
+                    if let Some(value) = super::direct::decode_owned(&mut frame, start + 8) {
+                        return Ok(value);
+                    }
+                    *buf = frame.unwrap_or_default();
+                }
+            }
+            frame::FrameBuf::Inline { .. } => {}
         }
-        codec::decode_exact(self.bytes())
+        codec::decode_exact(self.contiguous())
+    }
+
+    /// The bincode bytes of the sender's value, joined into one buffer if they arrived
+    /// split.
+    pub(crate) fn contiguous(&mut self) -> &[u8] {
+        &self.frame.contiguous()[self.start..]
     }
 
     /// The method or event name (empty for replies).
@@ -318,6 +338,15 @@ pub(crate) fn encode_failure(buf: &mut Vec<u8>, id: u64, kind: OutcomeKind, mess
 pub(crate) fn encode_bye(buf: &mut Vec<u8>) {
     let start = header(buf, &Header::Bye);
     frame::finish(buf, start, u32::MAX).expect("bye is small");
+}
+
+/// Where the bytes of a byte string that ends a payload of `len` bytes start, judging
+/// from the payload's first bytes; `None` if it does not end in one.
+pub(crate) fn byte_string_at(prefix: &[u8], len: usize) -> Option<usize> {
+    let (_, start) = header::decode(prefix).ok()?;
+    let (count, _) = prefix.get(start..)?.split_first_chunk::<8>()?;
+    let at = start + 8;
+    (u64::from_le_bytes(*count) == (len - at) as u64).then_some(at)
 }
 
 /// Decodes a payload (other than the first) into a message.
