@@ -211,7 +211,7 @@ pub(crate) fn svg(machine: &str, results: &[FigureResult]) -> String {
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"10\" y=\"22\" font-size=\"16\" font-weight=\"bold\">coproq vs the raw pipe: medians (shorter is better for µs, longer for /s)</text>\n\
+         <text x=\"10\" y=\"22\" font-size=\"16\" font-weight=\"bold\">coproq, the raw pipe and the peers: medians (shorter is better for µs, longer for /s)</text>\n\
          <text x=\"10\" y=\"40\" fill=\"#555\">{machine}</text>\n"
     );
     let mut y = 60.0;
