@@ -51,6 +51,19 @@ struct State {
     sleepers: usize,
 }
 
+impl State {
+    /// Takes the stream back after a write done outside the lock. A broken stream, or a
+    /// shutdown while we wrote, closes it here.
+    fn put_back(&mut self, out: Output, ok: bool) {
+        if ok && !self.closed {
+            self.out = Some(out);
+        } else {
+            self.buf.clear();
+            self.closed = true;
+        }
+    }
+}
+
 pub(crate) struct Writer {
     state: Mutex<State>,
     written: Condvar,
@@ -181,12 +194,7 @@ impl Writer {
         if state.spare.capacity() < queued.capacity() {
             state.spare = queued;
         }
-        if ok && !state.closed {
-            state.out = Some(out);
-        } else {
-            state.buf.clear();
-            state.closed = true;
-        }
+        state.put_back(out, ok);
         if !state.buf.is_empty() && state.out.is_some() {
             // Frames appended meanwhile: write them before letting go.
             self.write_out(state);
@@ -247,13 +255,7 @@ impl Writer {
             }
             batch.clear();
             state.spare = batch;
-            if ok && !state.closed {
-                state.out = Some(out);
-            } else {
-                // A broken stream, or a shutdown while we wrote: the stream closes here.
-                state.buf.clear();
-                state.closed = true;
-            }
+            state.put_back(out, ok);
             if state.sleepers > 0 {
                 self.written.notify_all();
             }
