@@ -153,7 +153,14 @@ impl Link {
                 if let Some(small) = frame::take_small_frame(&mut stream.input, self.max_frame) {
                     Ok(Some(small))
                 } else {
-                    let mut head = self.pool.take();
+                    // The length prefix is usually buffered already: a large frame gets a
+                    // large pooled buffer, a small one a small buffer.
+                    let hint = stream
+                        .input
+                        .buffer()
+                        .first_chunk::<4>()
+                        .map_or(0, |len| u32::from_le_bytes(*len) as usize);
+                    let mut head = self.pool.take(hint);
                     frame::read_frame_split(
                         &mut stream.input,
                         self.max_frame,

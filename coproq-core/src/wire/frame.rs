@@ -15,47 +15,55 @@ const CHUNK: usize = 64 * 1024;
 /// kept, and only while they are used: a small frame never keeps a large buffer.
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
-    spare: Mutex<Vec<Vec<u8>>>,
-    /// How many buffers `spare` holds: small frames check this and take no lock.
+    /// Buffers of at least `LARGE` bytes, at most `KEEP_LARGE` of them.
+    large: Mutex<Vec<Vec<u8>>>,
+    /// Smaller buffers, at most `KEEP_SMALL` of them.
+    small: Mutex<Vec<Vec<u8>>>,
+    /// How many buffers are held: a reader finds an empty pool without a lock.
     held: AtomicUsize,
 }
 
-/// Buffers at least this large are worth keeping.
-const POOLED: usize = 1 << 20;
+/// Buffers at least this large serve large frames.
+const LARGE: usize = 1 << 20;
+const KEEP_LARGE: usize = 2;
+const KEEP_SMALL: usize = 32;
 
 impl Pool {
-    /// A buffer to read the next frame into.
-    pub(crate) fn take(&self) -> Vec<u8> {
+    fn list(&self, large: bool) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+        let list = if large { &self.large } else { &self.small };
+        list.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A buffer to read a frame of about `len` bytes into (0 when unknown).
+    pub(crate) fn take(&self, len: usize) -> Vec<u8> {
         if self.held.load(Ordering::Relaxed) == 0 {
             return Vec::new();
         }
-        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
-        let buf = spare.pop().unwrap_or_default();
-        self.held.store(spare.len(), Ordering::Relaxed);
-        buf
-    }
-
-    /// Whether a buffer of `capacity` is worth bringing back here.
-    pub(crate) fn wants(capacity: usize) -> bool {
-        capacity >= POOLED
+        let buf = self.list(len >= LARGE).pop();
+        if buf.is_some() {
+            self.held.fetch_sub(1, Ordering::Relaxed);
+        }
+        buf.unwrap_or_default()
     }
 
     /// Takes back a frame's buffer once the frame is done with.
     pub(crate) fn give(&self, mut buf: Vec<u8>) {
-        if Self::wants(buf.capacity()) {
+        if buf.capacity() == 0 {
+            return;
+        }
+        let large = buf.capacity() >= LARGE;
+        let mut list = self.list(large);
+        if list.len() < if large { KEEP_LARGE } else { KEEP_SMALL } {
             buf.clear();
-            let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
-            if spare.len() < 2 {
-                spare.push(buf);
-            }
-            self.held.store(spare.len(), Ordering::Relaxed);
+            list.push(buf);
+            self.held.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// `frame` as it should be kept: a small frame read into a large pooled buffer is
     /// copied out, and the buffer goes back to the pool.
     pub(crate) fn fit(&self, frame: Vec<u8>) -> Vec<u8> {
-        if frame.capacity() >= POOLED && frame.len() * 4 < frame.capacity() {
+        if frame.capacity() >= LARGE && frame.len() * 4 < frame.capacity() {
             let small = frame.clone();
             self.give(frame);
             small
@@ -416,6 +424,23 @@ mod tests {
         let mut reader = std::io::BufReader::with_capacity(4096, &stream[..stream.len() - 10]);
         let err = read_frame_split(&mut reader, u32::MAX, &mut head, |_, _| Some(4)).unwrap_err();
         assert!(matches!(err, FrameError::Truncated { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_pool_keeps_a_few_buffers_of_each_size() {
+        let pool = Pool::default();
+        assert_eq!(pool.take(10).capacity(), 0, "an empty pool allocates nothing");
+        for _ in 0..40 {
+            pool.give(Vec::with_capacity(100));
+        }
+        pool.give(Vec::with_capacity(LARGE));
+        assert!(pool.take(LARGE).capacity() >= LARGE);
+        assert!(pool.take(LARGE).capacity() == 0, "only one large buffer was given");
+        let mut kept = 0;
+        while pool.take(10).capacity() > 0 {
+            kept += 1;
+        }
+        assert_eq!(kept, KEEP_SMALL);
     }
 
     #[test]

@@ -370,10 +370,8 @@ pub(crate) fn decode_pooled(
         let at = name.as_ptr() as usize - origin;
         at..at + name.len()
     };
-    // Only large buffers go back to the pool.
-    let pool = pool.filter(
-        |_| matches!(&payload, frame::FrameBuf::Heap(buf) if frame::Pool::wants(buf.capacity())),
-    );
+    // Only heap buffers go back to the pool.
+    let pool = pool.filter(|_| !matches!(&payload, frame::FrameBuf::Inline { .. }));
     let message = match head {
         Header::Call { id, name, shape } => {
             let name = span(name);
