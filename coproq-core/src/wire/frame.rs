@@ -429,13 +429,20 @@ mod tests {
     #[test]
     fn the_pool_keeps_a_few_buffers_of_each_size() {
         let pool = Pool::default();
-        assert_eq!(pool.take(10).capacity(), 0, "an empty pool allocates nothing");
+        assert_eq!(
+            pool.take(10).capacity(),
+            0,
+            "an empty pool allocates nothing"
+        );
         for _ in 0..40 {
             pool.give(Vec::with_capacity(100));
         }
         pool.give(Vec::with_capacity(LARGE));
         assert!(pool.take(LARGE).capacity() >= LARGE);
-        assert!(pool.take(LARGE).capacity() == 0, "only one large buffer was given");
+        assert!(
+            pool.take(LARGE).capacity() == 0,
+            "only one large buffer was given"
+        );
         let mut kept = 0;
         while pool.take(10).capacity() > 0 {
             kept += 1;
