@@ -122,14 +122,23 @@ impl Body {
     /// The bincode bytes of the sender's value, joined into one buffer if they arrived
     /// split.
     pub(crate) fn contiguous(&mut self) -> &[u8] {
-        &self.frame.contiguous()[self.start..]
+        // Empty once a byte buffer has been handed over by `decode`.
+        self.frame
+            .contiguous()
+            .get(self.start..)
+            .unwrap_or_default()
     }
 
     /// The method or event name (empty for replies).
     pub(crate) fn name(&self) -> &str {
-        let bytes = &self.frame.as_slice()[self.name.clone()];
+        // Empty once the frame's buffer has been handed over by `decode`.
+        let bytes = self
+            .frame
+            .as_slice()
+            .get(self.name.clone())
+            .unwrap_or_default();
         // SAFETY: `name` spans a `&str` that `header::decode` validated as UTF-8 in this
-        // very buffer, which is not modified after decoding.
+        // very buffer, which is not modified after decoding (or is empty, see above).
         unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 }
@@ -496,6 +505,22 @@ mod tests {
         };
         assert_eq!(message, "no");
         assert_eq!(codec::decode_exact::<String>(body.bytes()).unwrap(), "no");
+    }
+
+    #[test]
+    fn a_body_whose_buffer_was_handed_over_decodes_no_more_and_does_not_panic() {
+        // Found by the fuzz test: a second decode after a byte buffer took the frame.
+        let big = vec![9u8; crate::wire::direct::DIRECT_MIN];
+        let mut buf = Vec::new();
+        encode_call(&mut buf, 1, "bytes", &crate::bytes::Bytes(&big), u32::MAX).unwrap();
+        let Message::Call { mut body, .. } = decode(payload(&buf)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(body.name(), "bytes");
+        let taken: crate::bytes::ByteBuf = body.decode().unwrap();
+        assert_eq!(taken.into_vec(), big);
+        assert!(body.decode::<crate::bytes::ByteBuf>().is_err());
+        assert_eq!(body.name(), "");
     }
 
     #[test]
