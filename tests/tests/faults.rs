@@ -134,3 +134,103 @@ fn a_parent_that_sends_garbage_after_the_handshake_makes_the_worker_stop_with_a_
         child.id()
     )));
 }
+
+/// Runs `per_thread` pipelined calls and events on each of 4 threads; counts each call's
+/// one result: (values, disconnects).
+fn pipelined_load(w: &Coprocess, per_thread: u64) -> (u64, u64) {
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let w = w.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut gone) = (0, 0);
+                for chunk in 0..per_thread / 250 {
+                    let pending: Vec<_> = (0..250)
+                        .map(|k| w.call_async::<u64>("echo", t << 32 | chunk << 8 | k))
+                        .collect();
+                    let _ = w.emit("tick", chunk);
+                    for (k, p) in (0..).zip(pending) {
+                        match p.wait_timeout(coproq_tests::CALL_LIMIT) {
+                            Ok(v) => {
+                                assert_eq!(v, t << 32 | chunk << 8 | k);
+                                ok += 1;
+                            }
+                            Err(Error::Disconnected { .. } | Error::NotConnected) => gone += 1,
+                            Err(e) => panic!("unexpected: {e:?}"),
+                        }
+                    }
+                }
+                (ok, gone)
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
+#[test]
+fn sigkill_at_random_moments_under_pipelined_load_ends_every_call_exactly_once() {
+    // A few kill times, from almost at once to late in the run.
+    for (round, delay_ms) in [1u64, 7, 23, 60].into_iter().enumerate() {
+        let w = coproq::fork(|parent| {
+            parent.handle("echo", |x: u64| x).on("tick", |_: u64| {});
+        })
+        .unwrap();
+        let pid = w.pid().unwrap();
+        let w2 = w.clone();
+        let (ok, gone) = coproq_tests::within(Duration::from_secs(120), move || {
+            let killer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(delay_ms));
+                signal(pid, libc::SIGKILL);
+            });
+            let counts = pipelined_load(&w2, 25_000);
+            killer.join().unwrap();
+            counts
+        });
+        assert_eq!(
+            ok + gone,
+            100_000,
+            "round {round}: every call ends exactly once"
+        );
+        eprintln!("killed after {delay_ms} ms: {ok} calls answered, {gone} failed cleanly");
+        assert!(w.close().is_some());
+    }
+}
+
+#[test]
+fn a_worker_stuck_in_a_handler_does_not_affect_other_workers() {
+    let stuck = coproq::fork(|parent| {
+        parent.handle("spin", |(): ()| -> () {
+            loop {
+                std::hint::spin_loop();
+            }
+        });
+    })
+    .unwrap();
+    let hog = coproq::fork(|parent| {
+        parent.handle("grow", |mb: usize| {
+            // Leaks on purpose.
+            std::mem::forget(vec![1u8; mb << 20]);
+            mb
+        });
+    })
+    .unwrap();
+    let healthy = coproq::fork(|parent| {
+        parent.handle("echo", |x: u32| x);
+    })
+    .unwrap();
+    let spinning = stuck.call_async::<()>("spin", ());
+    for i in 0..20 {
+        assert_eq!(call::<usize>(&hog, "grow", 8usize).unwrap(), 8);
+        assert_eq!(call::<u32>(&healthy, "echo", i).unwrap(), i);
+    }
+    drop(spinning);
+    let started = Instant::now();
+    assert!(
+        Coprocess::close(&stuck).is_some(),
+        "the stuck worker was not reaped"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(call::<u32>(&healthy, "echo", 99u32).unwrap(), 99);
+}
