@@ -102,11 +102,11 @@ fn calls_and_events_over_eight_threads_keep_memory_and_descriptors_flat() {
 
 #[test]
 fn fork_and_close_cycles_leave_nothing_behind() {
-    let cycles = if full() { 1000 } else { 100 };
+    let cycles: u32 = if full() { 1000 } else { 100 };
     coproq::fork(|_| {}).unwrap().close(); // process-wide helpers start once
     let fds_before = open_fds();
     let started = Instant::now();
-    let mut pids = Vec::with_capacity(cycles);
+    let mut pids = Vec::new();
     for _ in 0..cycles {
         let w = coproq::fork(|parent| {
             parent.handle("echo", |x: u64| x);
@@ -116,7 +116,7 @@ fn fork_and_close_cycles_leave_nothing_behind() {
         pids.push(w.pid().unwrap());
         assert!(w.close().is_some_and(|s| s.success()));
     }
-    let rate = cycles as f64 / started.elapsed().as_secs_f64();
+    let rate = f64::from(cycles) / started.elapsed().as_secs_f64();
     eprintln!("{cycles} fork/call/close cycles at {rate:.0} per second");
     assert_eq!(open_fds(), fds_before, "descriptors leaked");
     assert!(
