@@ -25,6 +25,17 @@ pub use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
 pub use crate::handler::{Registry, Reply, Service};
 pub use crate::pending::Pending;
 
+/// The decoder's fuzzing entry point (`fuzz/`, with the `fuzzing` feature). Not public
+/// API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz {
+    /// Reads `bytes` as a stream of frames and decodes everything in it; never panics.
+    pub fn decode_stream(bytes: &[u8]) -> usize {
+        crate::wire::fuzz::decode_stream(bytes, 1 << 20)
+    }
+}
+
 /// Used by generated code. Not public API: no semver promise.
 #[doc(hidden)]
 pub mod __private {

@@ -10,17 +10,26 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, Visitor};
 
-/// The most bytes that one decode may claim for strings and byte buffers. A frame can
-/// never carry more than `u32::MAX` bytes, so legitimate data never reaches it; it stops
-/// a hostile length inside a frame from asking bincode for an unbounded allocation.
-const CLAIM_LIMIT: usize = u32::MAX as usize;
+/// The most bytes one decode may claim for the owned strings and byte buffers inside a
+/// value (bincode allocates a claimed length before reading it). Legitimate claims never
+/// exceed the input, so the limit is picked from the input's size: the smallest of
+/// these tiers at least as large. A hostile length inside a small frame then allocates
+/// at most 64 KiB, inside any frame at most 256 times what arrived.
+const SMALL: usize = 64 << 10;
+const MEDIUM: usize = 16 << 20;
+const LARGE: usize = u32::MAX as usize;
 
-type Config = Configuration<LittleEndian, Fixint, Limit<CLAIM_LIMIT>>;
+type Config<const LIMIT: usize> = Configuration<LittleEndian, Fixint, Limit<LIMIT>>;
 
-const CONFIG: Config = bincode::config::standard()
-    .with_little_endian()
-    .with_fixed_int_encoding()
-    .with_limit::<CLAIM_LIMIT>();
+const fn config<const LIMIT: usize>() -> Config<LIMIT> {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_fixed_int_encoding()
+        .with_limit::<LIMIT>()
+}
+
+/// The configuration for encoding (limits play no part in it).
+const CONFIG: Config<LARGE> = config::<LARGE>();
 
 /// Appends the encoding of `value` to `buf`.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
@@ -36,8 +45,14 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 pub(crate) fn decode_prefix<'de, T: Deserialize<'de>>(
     bytes: &'de [u8],
 ) -> Result<(T, usize), String> {
-    bincode::serde::seed_decode_from_slice(TopSeed(PhantomData), bytes, CONFIG)
-        .map_err(|e| e.to_string())
+    let decoded = if bytes.len() <= SMALL {
+        bincode::serde::seed_decode_from_slice(TopSeed(PhantomData), bytes, config::<SMALL>())
+    } else if bytes.len() <= MEDIUM {
+        bincode::serde::seed_decode_from_slice(TopSeed(PhantomData), bytes, config::<MEDIUM>())
+    } else {
+        bincode::serde::seed_decode_from_slice(TopSeed(PhantomData), bytes, config::<LARGE>())
+    };
+    decoded.map_err(|e| e.to_string())
 }
 
 /// Deserializes a `T` through [`Top`].
@@ -150,6 +165,18 @@ mod tests {
             decode_exact::<Option<String>>(&encode(&Some(text.clone()))).unwrap(),
             Some(text)
         );
+    }
+
+    #[test]
+    fn a_hostile_nested_length_is_refused_before_allocating() {
+        // Found by cargo fuzz: a nested string claiming 1 GiB in a frame of a few bytes.
+        let mut bytes = 1u32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&(1u64 << 30).to_le_bytes());
+        bytes.extend_from_slice(b"abc");
+        let err = decode_exact::<(u32, String)>(&bytes).unwrap_err();
+        assert!(err.to_lowercase().contains("limit"), "{err}");
+        let err = decode_exact::<(u32, crate::bytes::ByteBuf)>(&bytes).unwrap_err();
+        assert!(err.to_lowercase().contains("limit"), "{err}");
     }
 
     #[test]

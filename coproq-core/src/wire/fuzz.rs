@@ -5,7 +5,7 @@
 use std::io::BufReader;
 
 use super::frame;
-use super::message::{self, Hello, Message};
+use super::message::{self, Message};
 use crate::bytes::ByteBuf;
 
 /// Feeds `bytes` to the reader as one stream, decoding every frame and every body as a
@@ -42,8 +42,10 @@ pub(crate) fn decode_stream(bytes: &[u8], max: u32) -> usize {
 }
 
 /// A small, seeded generator: the same cases every run.
+#[cfg(test)]
 struct Rng(u64);
 
+#[cfg(test)]
 impl Rng {
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
@@ -58,12 +60,13 @@ impl Rng {
 }
 
 /// Well-formed frames to mutate.
+#[cfg(test)]
 fn seeds() -> Vec<Vec<u8>> {
     let mut seeds = Vec::new();
     let mut buf = Vec::new();
     message::encode_hello(
         &mut buf,
-        &Hello {
+        &message::Hello {
             max_frame: 1 << 20,
             entry: Some(3),
         },
@@ -100,6 +103,7 @@ fn seeds() -> Vec<Vec<u8>> {
     seeds
 }
 
+#[cfg(test)]
 fn mutate(rng: &mut Rng, frame: &mut Vec<u8>) {
     match rng.below(7) {
         // Flip a few bits.

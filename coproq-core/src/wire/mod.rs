@@ -9,8 +9,8 @@
 pub(crate) mod codec;
 pub(crate) mod direct;
 pub(crate) mod frame;
-#[cfg(test)]
-mod fuzz;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzz;
 mod header;
 pub(crate) mod message;
 mod outcome;
