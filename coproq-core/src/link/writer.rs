@@ -138,14 +138,7 @@ impl Writer {
             }
             Flush::Soon if state.buf.len() >= HIGH_WATER => {
                 // Back-pressure: wait for the write under way, then write ourselves.
-                while state.writing && state.buf.len() >= HIGH_WATER {
-                    state.sleepers += 1;
-                    state = self
-                        .written
-                        .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner);
-                    state.sleepers -= 1;
-                }
+                state = self.sleep_while(state, |s| s.writing && s.buf.len() >= HIGH_WATER);
                 if !state.writing {
                     self.write_out(state);
                 }
@@ -161,14 +154,13 @@ impl Writer {
         Ok(Ok(()))
     }
 
-    /// Runs `write` with the stream to itself, after the frames already buffered (for a
-    /// frame written straight from the caller's memory). Waits for a write under way.
-    pub(crate) fn send_exclusive(
-        &self,
-        write: impl FnOnce(&mut Output) -> std::io::Result<()>,
-    ) -> Result<(), Closed> {
-        let mut state = self.lock();
-        while state.writing {
+    /// Sleeps until a write ends and `cond` no longer holds.
+    fn sleep_while<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        cond: impl Fn(&State) -> bool,
+    ) -> MutexGuard<'a, State> {
+        while cond(&state) {
             state.sleepers += 1;
             state = self
                 .written
@@ -176,6 +168,16 @@ impl Writer {
                 .unwrap_or_else(PoisonError::into_inner);
             state.sleepers -= 1;
         }
+        state
+    }
+
+    /// Runs `write` with the stream to itself, after the frames already buffered (for a
+    /// frame written straight from the caller's memory). Waits for a write under way.
+    pub(crate) fn send_exclusive(
+        &self,
+        write: impl FnOnce(&mut Output) -> std::io::Result<()>,
+    ) -> Result<(), Closed> {
+        let mut state = self.sleep_while(self.lock(), |s| s.writing);
         let Some(mut out) = state.out.take().filter(|_| !state.closed) else {
             return Err(Closed);
         };
