@@ -9,6 +9,15 @@ use std::time::{Duration, Instant};
 use coproq::Coprocess;
 use coproq_tests::{CALL_LIMIT, call, open_fds, process_exists, within};
 
+/// These tests count the whole process's descriptors and memory: they run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn full() -> bool {
     std::env::var_os("COPROQ_SOAK").is_some_and(|v| v == "full")
 }
@@ -70,6 +79,7 @@ fn load(w: &Coprocess, per_thread: u64) {
 
 #[test]
 fn calls_and_events_over_eight_threads_keep_memory_and_descriptors_flat() {
+    let _serial = one_at_a_time();
     let total: u64 = if full() { 1_000_000 } else { 80_000 };
     let w = worker();
     let w2 = w.clone();
@@ -102,6 +112,7 @@ fn calls_and_events_over_eight_threads_keep_memory_and_descriptors_flat() {
 
 #[test]
 fn fork_and_close_cycles_leave_nothing_behind() {
+    let _serial = one_at_a_time();
     let cycles: u32 = if full() { 1000 } else { 100 };
     coproq::fork(|_| {}).unwrap().close(); // process-wide helpers start once
     let fds_before = open_fds();
@@ -127,6 +138,7 @@ fn fork_and_close_cycles_leave_nothing_behind() {
 
 #[test]
 fn an_emitter_ten_times_faster_than_its_listener_loses_nothing_and_stays_bounded() {
+    let _serial = one_at_a_time();
     static GOT: AtomicU64 = AtomicU64::new(0);
     let seconds = if full() { 10 } else { 1 };
     let w = coproq::fork(|parent| {
