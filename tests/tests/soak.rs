@@ -138,8 +138,8 @@ fn fork_and_close_cycles_leave_nothing_behind() {
 
 #[test]
 fn an_emitter_ten_times_faster_than_its_listener_loses_nothing_and_stays_bounded() {
-    let _serial = one_at_a_time();
     static GOT: AtomicU64 = AtomicU64::new(0);
+    let _serial = one_at_a_time();
     let seconds = if full() { 10 } else { 1 };
     let w = coproq::fork(|parent| {
         parent
