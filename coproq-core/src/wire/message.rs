@@ -381,32 +381,22 @@ pub(crate) fn decode_pooled(
     };
     // Only heap buffers go back to the pool.
     let pool = pool.filter(|_| !matches!(&payload, frame::FrameBuf::Inline { .. }));
+    // The payload goes last: the header's name borrows it until `span` has read it.
+    let body = |name, shape, frame| Body {
+        frame,
+        pool: pool.cloned(),
+        start,
+        name,
+        shape,
+    };
     let message = match head {
-        Header::Call { id, name, shape } => {
-            let name = span(name);
-            Message::Call {
-                id,
-                body: Body {
-                    frame: payload,
-                    pool: pool.cloned(),
-                    start,
-                    name,
-                    shape,
-                },
-            }
-        }
-        Header::Event { name, shape } => {
-            let name = span(name);
-            Message::Event {
-                body: Body {
-                    frame: payload,
-                    pool: pool.cloned(),
-                    start,
-                    name,
-                    shape,
-                },
-            }
-        }
+        Header::Call { id, name, shape } => Message::Call {
+            id,
+            body: body(span(name), shape, payload),
+        },
+        Header::Event { name, shape } => Message::Event {
+            body: body(span(name), shape, payload),
+        },
         Header::Reply { id, outcome } => {
             let shape = match &outcome {
                 Outcome::Value(shape)
@@ -421,13 +411,7 @@ pub(crate) fn decode_pooled(
             Message::Reply {
                 id,
                 outcome,
-                body: Body {
-                    frame: payload,
-                    pool: pool.cloned(),
-                    start,
-                    name: 0..0,
-                    shape,
-                },
+                body: body(0..0, shape, payload),
             }
         }
         Header::Bye if no_body => Message::Bye,
