@@ -352,6 +352,8 @@ impl Coprocess {
         } else {
             link.wait_ended(Duration::MAX);
         }
+        // Replies to the last calls may still be buffered: the process may exit next.
+        link.drain_output();
     }
 
     /// Closes the link: tells the peer goodbye, waits up to the grace period

@@ -32,7 +32,7 @@ use crate::handler::Handlers;
 use crate::wire::message::{self, EncodeError};
 use crate::wire::{Hello, Message, direct, frame};
 use calls::{Calls, Slot};
-use writer::{Closed, Writer};
+use writer::{Closed, Shutdown, Writer};
 pub(crate) use writer::{Flush, Output};
 
 /// A byte stream from the peer that can say whether a read would block.
@@ -338,7 +338,13 @@ impl Link {
     pub(crate) fn shutdown(&self) {
         let mut bye = Vec::new();
         message::encode_bye(&mut bye);
-        self.writer.shutdown(Some(&bye));
+        self.writer.shutdown(Shutdown::Graceful(&bye));
+    }
+
+    /// Waits until every frame sent so far is written: an end about to exit calls this,
+    /// so that its last replies reach the peer.
+    pub(crate) fn drain_output(&self) {
+        self.writer.drain();
     }
 
     /// Waits until the stream has ended, at most `timeout`; whether it has.

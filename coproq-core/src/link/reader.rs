@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::calls::{RawReply, Slot};
-use super::writer::Flush;
+use super::writer::{Flush, Shutdown};
 use super::{INBOX_CAPACITY, Link};
 use crate::error::Error;
 use crate::wire::frame::{self, FrameError};
@@ -322,7 +322,7 @@ impl Link {
     fn end_of_stream(&self, bye: bool) {
         if !bye {
             // The peer died: nothing it asked for can be answered any more.
-            self.writer.shutdown(None);
+            self.writer.shutdown(Shutdown::Discard);
             self.abandoned.store(true, Ordering::Release);
         }
         let hook = self
@@ -336,7 +336,7 @@ impl Link {
 
     /// The stream broke or carried a malformed frame: the link is over.
     fn broken(&self, reason: String) {
-        self.writer.shutdown(None);
+        self.writer.shutdown(Shutdown::Discard);
         self.abandoned.store(true, Ordering::Release);
         crate::launch::report_protocol_error(&reason);
         self.end(&Error::Protocol(reason));

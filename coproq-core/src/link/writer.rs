@@ -8,7 +8,8 @@
 //! outside the lock, so appending never waits for the pipe.
 //!
 //! Shutting down never waits for a write blocked on a full pipe (the peer may be stopped):
-//! it marks the writer closed, and the blocked write drops the stream when it returns.
+//! it marks the writer closed, and the write under way finishes what is buffered (or, when
+//! the link is abandoned, discards it) and drops the stream when it returns.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -39,6 +40,15 @@ pub(crate) enum Flush {
 #[derive(Debug)]
 pub(crate) struct Closed;
 
+/// How a writer shuts down.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Shutdown<'a> {
+    /// Write what is buffered, then this last frame (a `Bye`), then close the stream.
+    Graceful(&'a [u8]),
+    /// Drop what is buffered and close the stream (the peer is gone or broke the protocol).
+    Discard,
+}
+
 struct State {
     buf: Vec<u8>,
     spare: Vec<u8>,
@@ -52,14 +62,14 @@ struct State {
 }
 
 impl State {
-    /// Takes the stream back after a write done outside the lock. A broken stream, or a
-    /// shutdown while we wrote, closes it here.
+    /// Takes the stream back after a write done outside the lock. A broken stream closes
+    /// it here, and so does a shutdown once nothing is left to write.
     fn put_back(&mut self, out: Output, ok: bool) {
-        if ok && !self.closed {
-            self.out = Some(out);
-        } else {
+        if !ok {
             self.buf.clear();
             self.closed = true;
+        } else if !(self.closed && self.buf.is_empty()) {
+            self.out = Some(out);
         }
     }
 }
@@ -178,7 +188,10 @@ impl Writer {
         write: impl FnOnce(&mut Output) -> std::io::Result<()>,
     ) -> Result<(), Closed> {
         let mut state = self.sleep_while(self.lock(), |s| s.writing);
-        let Some(mut out) = state.out.take().filter(|_| !state.closed) else {
+        if state.closed {
+            return Err(Closed);
+        }
+        let Some(mut out) = state.out.take() else {
             return Err(Closed);
         };
         state.writing = true;
@@ -269,27 +282,40 @@ impl Writer {
         }
     }
 
-    /// Sends `last` (a `Bye`) after what is buffered, if the stream is free, then closes
-    /// the stream. Never blocks on a write under way.
-    pub(crate) fn shutdown(&self, last: Option<&[u8]>) {
+    /// Closes the writer: new frames are refused from now on. Never blocks on a write
+    /// under way, which then finishes (or discards) the buffer and closes the stream.
+    pub(crate) fn shutdown(&self, how: Shutdown<'_>) {
         let mut state = self.lock();
         if state.closed {
             return;
         }
-        if let Some(last) = last {
-            state.buf.extend_from_slice(last);
+        state.closed = true;
+        match how {
+            Shutdown::Graceful(last) => state.buf.extend_from_slice(last),
+            Shutdown::Discard => state.buf.clear(),
         }
         if state.writing {
-            // The write under way closes the stream when it returns.
-            state.closed = true;
             return;
         }
         if let Some(mut out) = state.out.take() {
             let _ = out.write_all(&state.buf).and_then(|()| out.flush());
         }
         state.buf.clear();
-        state.closed = true;
         self.pending.store(false, Ordering::Release);
+    }
+
+    /// Waits until everything buffered so far is written (or the stream broke): for an end
+    /// about to exit, whose last replies must not die in the buffer.
+    pub(crate) fn drain(&self) {
+        let mut state = self.lock();
+        loop {
+            state = self.sleep_while(state, |s| s.writing);
+            if state.buf.is_empty() || state.out.is_none() {
+                return;
+            }
+            self.write_out(state);
+            state = self.lock();
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -385,7 +411,7 @@ mod tests {
             Err("no")
         });
         assert!(matches!(failed, Ok(Err("no"))));
-        writer.shutdown(Some(b"bye"));
+        writer.shutdown(Shutdown::Graceful(b"bye"));
         assert_eq!(sink.0.lock().unwrap().concat(), b"bye");
         assert!(writer.send(Flush::Now, append(b"late")).is_err());
     }

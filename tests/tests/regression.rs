@@ -1,0 +1,4 @@
+//! Tests for bugs that were fixed: one module per issue, each test failing before its fix.
+
+#[path = "regression/issue8.rs"]
+mod issue8;
