@@ -146,10 +146,10 @@ pub struct RemoteError {
     payload: Option<TypedPayload>,
 }
 
-/// An encoded error value and the shape it was encoded from.
+/// An encoded error value and its shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TypedPayload {
-    pub(crate) shape: crate::wire::Shape,
+    pub(crate) shape: Vec<u8>,
     pub(crate) bytes: Vec<u8>,
 }
 
@@ -196,10 +196,7 @@ impl RemoteError {
     /// that decodes as `E` (used by generated typed clients).
     pub(crate) fn typed<E: serde::de::DeserializeOwned>(&self) -> Option<E> {
         let payload = self.payload.as_ref()?;
-        if !crate::wire::Shape::of_type::<E>().accepts(payload.shape) {
-            return None;
-        }
-        crate::wire::codec::decode_exact(&payload.bytes).ok()
+        crate::wire::decode_checked(&payload.shape, &payload.bytes).ok()
     }
 }
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::link::{Flush, Link};
-use crate::wire::{Body, OutcomeKind, Shape, message};
+use crate::wire::{Body, OutcomeKind, message};
 
 /// A call handler: decodes the arguments, runs the user's function, answers through the
 /// responder (now or later).
@@ -135,11 +135,10 @@ impl<'a> Registry<'a> {
         R: Serialize,
         F: Fn(A) -> R + Send + Sync + 'static,
     {
-        let expected = Shape::of_type::<A>();
         self.handlers.set_call(
             name.into(),
             Arc::new(move |mut body: Body, responder: Responder| {
-                let args = match decode_args::<A>(expected, &mut body) {
+                let args = match decode_args::<A>(&mut body) {
                     Ok(args) => args,
                     Err(message) => return responder.fail(OutcomeKind::InvalidArguments, message),
                 };
@@ -160,11 +159,10 @@ impl<'a> Registry<'a> {
         T: Serialize,
         F: Fn(A, Reply<T>) + Send + Sync + 'static,
     {
-        let expected = Shape::of_type::<A>();
         self.handlers.set_call(
             name.into(),
             Arc::new(move |mut body: Body, responder: Responder| {
-                let args = match decode_args::<A>(expected, &mut body) {
+                let args = match decode_args::<A>(&mut body) {
                     Ok(args) => args,
                     Err(message) => return responder.fail(OutcomeKind::InvalidArguments, message),
                 };
@@ -196,18 +194,15 @@ impl<'a> Registry<'a> {
         A: DeserializeOwned,
         F: Fn(A) + Send + Sync + 'static,
     {
-        let expected = Shape::of_type::<A>();
         self.handlers.set_event(
             name.into(),
-            Arc::new(
-                move |mut body: Body| match decode_args::<A>(expected, &mut body) {
-                    Ok(args) => {
-                        // A panicking listener is reported by the panic hook; the link goes on.
-                        let _ = catch_unwind(AssertUnwindSafe(|| f(args)));
-                    }
-                    Err(message) => eprintln!("coproq: event dropped: {message}"),
-                },
-            ),
+            Arc::new(move |mut body: Body| match decode_args::<A>(&mut body) {
+                Ok(args) => {
+                    // A panicking listener is reported by the panic hook; the link goes on.
+                    let _ = catch_unwind(AssertUnwindSafe(|| f(args)));
+                }
+                Err(message) => eprintln!("coproq: event dropped: {message}"),
+            }),
         );
         self
     }
@@ -221,14 +216,7 @@ pub trait Service {
     fn register(self, registry: &mut Registry<'_>);
 }
 
-fn decode_args<A: DeserializeOwned>(expected: Shape, body: &mut Body) -> Result<A, String> {
-    let name = body.name();
-    if !expected.accepts(body.shape) {
-        return Err(format!(
-            "{name}: invalid arguments: expected {expected}, got {}",
-            body.shape
-        ));
-    }
+fn decode_args<A: DeserializeOwned>(body: &mut Body) -> Result<A, String> {
     body.decode()
         .map_err(|e| format!("{}: invalid arguments: {e}", body.name()))
 }

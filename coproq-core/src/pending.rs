@@ -13,7 +13,7 @@ use crate::error::{Error, RemoteError, RemoteErrorKind, Result, TypedPayload};
 use crate::link::Link;
 use crate::link::calls::{Delivery, RawReply, Slot};
 use crate::link::dispatch;
-use crate::wire::{Outcome, OutcomeKind, Shape};
+use crate::wire::{Outcome, OutcomeKind};
 
 /// A call in flight, returned by [`Coprocess::call_async`](crate::Coprocess::call_async).
 ///
@@ -163,19 +163,10 @@ impl<R> Pending<R> {
 pub(crate) fn finish<R: DeserializeOwned>(method: &str, delivery: Delivery) -> Result<R> {
     let RawReply { outcome, mut body } = delivery?;
     match outcome {
-        Outcome::Value(shape) => {
-            let expected = Shape::of_type::<R>();
-            if !expected.accepts(shape) {
-                return Err(Error::Decode {
-                    method: method.to_owned(),
-                    reason: format!("expected {expected}, got {shape}"),
-                });
-            }
-            body.decode().map_err(|reason| Error::Decode {
-                method: method.to_owned(),
-                reason,
-            })
-        }
+        Outcome::Value => body.decode().map_err(|reason| Error::Decode {
+            method: method.to_owned(),
+            reason,
+        }),
         Outcome::Error {
             kind,
             message,
@@ -190,8 +181,8 @@ pub(crate) fn finish<R: DeserializeOwned>(method: &str, delivery: Delivery) -> R
                 OutcomeKind::InvalidArguments => RemoteErrorKind::InvalidArguments,
                 OutcomeKind::Unanswered => RemoteErrorKind::Unanswered,
             };
-            let payload = typed.map(|shape| TypedPayload {
-                shape,
+            let payload = typed.then(|| TypedPayload {
+                shape: body.shape().to_vec(),
                 bytes: body.contiguous().to_vec(),
             });
             Err(Error::Remote(RemoteError::new(kind, message, payload)))

@@ -95,8 +95,9 @@ fn arguments_of_the_wrong_type_are_an_error_not_a_value() {
         call::<u32>(&w, "echo", "1234").unwrap_err(),
         call::<u32>(&w, "echo", "").unwrap_err(),
         call::<u32>(&w, "echo", -1i32).unwrap_err(),
-        call::<u32>(&w, "echo", 5u64).unwrap_err(),
+        call::<u32>(&w, "echo", 5_000_000_000u64).unwrap_err(),
         call::<u32>(&w, "echo", (1u32, 2u32)).unwrap_err(),
+        call::<u32>(&w, "echo", 1.0f64).unwrap_err(),
     ] {
         let Error::Remote(remote) = &err else {
             panic!("{err:?}")
@@ -123,8 +124,9 @@ fn reply_of_the_wrong_type_is_a_decode_error() {
         err.to_string().starts_with("name: reply does not decode"),
         "{err}"
     );
-    let err = call::<i64>(&w, "echo", 1u32).unwrap_err();
+    let err = call::<i8>(&w, "echo", 300u32).unwrap_err();
     assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+    assert!(err.to_string().contains("300"), "{err}");
     // The link stays up.
     assert_eq!(call::<String>(&w, "name", ()).unwrap(), "worker");
 }

@@ -39,13 +39,7 @@ fn a_stopped_worker_times_out_calls_and_close_still_reaps_it() {
 
 /// A hello as a coproq parent sends it (magic, protocol 1, max frame, no entry).
 fn hello() -> Vec<u8> {
-    let mut payload = b"\0coproq\0".to_vec();
-    payload.extend_from_slice(&1u32.to_le_bytes());
-    payload.extend_from_slice(&(1u32 << 30).to_le_bytes());
-    payload.push(0);
-    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
-    frame.extend(payload);
-    frame
+    coproq_tests::raw_hello(coproq_tests::PROTOCOL_VERSION)
 }
 
 /// Starts `echo_worker` as a coproq parent would, but with this test holding the pipes.

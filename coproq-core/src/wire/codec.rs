@@ -5,10 +5,13 @@
 //! trailing bytes) instead of producing a plausible number.
 
 use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
+use bincode::error::DecodeError;
 use std::marker::PhantomData;
 
 use serde::Serialize;
-use serde::de::{Deserialize, DeserializeSeed, Deserializer, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer};
+
+use super::shape::{Checked, Cursor};
 
 /// The most bytes one decode may claim for the owned strings and byte buffers inside a
 /// value (bincode allocates a claimed length before reading it). Legitimate claims never
@@ -31,6 +34,29 @@ const fn config<const LIMIT: usize>() -> Config<LIMIT> {
 /// The configuration for encoding (limits play no part in it).
 const CONFIG: Config<LARGE> = config::<LARGE>();
 
+/// Appends the shape of `value` (see `shape`) and then its encoding: a `u64` length and
+/// the shape's bytes, as bincode lays out a byte slice, then the value.
+pub(crate) fn encode_shaped<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+) -> Result<(), String> {
+    put_shape(buf, |buf| super::shape::record(value, buf))?;
+    encode_into(value, buf)
+}
+
+/// Appends a shape written by `record`, preceded by its `u64` length.
+pub(crate) fn put_shape(
+    buf: &mut Vec<u8>,
+    record: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+) -> Result<(), String> {
+    let len_at = buf.len();
+    buf.extend_from_slice(&[0; 8]);
+    record(buf)?;
+    let len = (buf.len() - len_at - 8) as u64;
+    buf[len_at..len_at + 8].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
 /// Appends the encoding of `value` to `buf`.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
@@ -45,65 +71,82 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 pub(crate) fn decode_prefix<'de, T: Deserialize<'de>>(
     bytes: &'de [u8],
 ) -> Result<(T, usize), String> {
-    let decoded = if bytes.len() <= SMALL {
-        bincode::serde::seed_decode_from_slice(TopSeed(PhantomData), bytes, config::<SMALL>())
-    } else if bytes.len() <= MEDIUM {
-        bincode::serde::seed_decode_from_slice(TopSeed(PhantomData), bytes, config::<MEDIUM>())
-    } else {
-        bincode::serde::seed_decode_from_slice(TopSeed(PhantomData), bytes, config::<LARGE>())
+    decode_with(bytes, PhantomData).map_err(|e| readable(&e))
+}
+
+/// Decodes a `T` that must use all of `bytes`, checking it against the sender's `shape`
+/// at every depth (see `shape`). Errors name the path to the first difference.
+pub(crate) fn decode_checked<'de, T: Deserialize<'de>>(
+    shape: &[u8],
+    bytes: &'de [u8],
+) -> Result<T, String> {
+    let cursor = Cursor::new(shape);
+    let decoded = decode_with(
+        bytes,
+        CheckedSeed {
+            cursor: &cursor,
+            value: PhantomData,
+        },
+    );
+    let failure = |message: String| match cursor.failure_path() {
+        Some(path) => format!("{path}: {message}"),
+        None => message,
     };
-    decoded.map_err(|e| e.to_string())
+    let (value, used) = decoded.map_err(|e| failure(readable(&e)))?;
+    if !cursor.finished() {
+        return Err(failure("the value is shorter than its shape".into()));
+    }
+    if used != bytes.len() {
+        return Err(format!(
+            "{} trailing bytes after the value",
+            bytes.len() - used
+        ));
+    }
+    Ok(value)
 }
 
-/// Deserializes a `T` through [`Top`].
-struct TopSeed<T>(PhantomData<T>);
-
-impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for TopSeed<T> {
-    type Value = T;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
-        T::deserialize(Top(deserializer))
+/// Runs `seed` over `bytes` with the claim limit that fits their size.
+fn decode_with<'de, S: DeserializeSeed<'de>>(
+    bytes: &'de [u8],
+    seed: S,
+) -> Result<(S::Value, usize), DecodeError> {
+    if bytes.len() <= SMALL {
+        bincode::serde::seed_decode_from_slice(seed, bytes, config::<SMALL>())
+    } else if bytes.len() <= MEDIUM {
+        bincode::serde::seed_decode_from_slice(seed, bytes, config::<MEDIUM>())
+    } else {
+        bincode::serde::seed_decode_from_slice(seed, bytes, config::<LARGE>())
     }
 }
 
-/// bincode's deserializer, except that an owned string or byte buffer at the top level is
-/// read through the borrowing path: its length is checked against the bytes present
-/// before anything is allocated (bincode's owned path allocates the claimed length
-/// first), and nothing is zero-filled before being overwritten.
-struct Top<D>(D);
-
-macro_rules! forward {
-    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
-        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
-            self.0.$method($($arg,)* visitor)
+/// bincode's error as a sentence (its `Display` is its `Debug`).
+fn readable(e: &DecodeError) -> String {
+    match e {
+        DecodeError::OtherString(message) => message.clone(),
+        DecodeError::UnexpectedEnd { additional } => {
+            format!("the value ended {additional} bytes early")
         }
-    )*};
+        DecodeError::LimitExceeded => "a length inside the value exceeds the bytes sent".into(),
+        DecodeError::Utf8 { .. } => "a string is not valid UTF-8".into(),
+        DecodeError::InvalidCharEncoding(_) => "a char is not valid UTF-8".into(),
+        other => format!("{other:?}"),
+    }
 }
 
-impl<'de, D: Deserializer<'de>> Deserializer<'de> for Top<D> {
-    type Error = D::Error;
+/// Deserializes a `T` through [`Checked`].
+struct CheckedSeed<'c, 's, T> {
+    cursor: &'c Cursor<'s>,
+    value: PhantomData<T>,
+}
 
-    forward! {
-        deserialize_any(); deserialize_bool(); deserialize_i8(); deserialize_i16(); deserialize_i32();
-        deserialize_i64(); deserialize_i128(); deserialize_u8(); deserialize_u16(); deserialize_u32();
-        deserialize_u64(); deserialize_u128(); deserialize_f32(); deserialize_f64(); deserialize_char();
-        deserialize_str(); deserialize_bytes(); deserialize_option(); deserialize_unit();
-        deserialize_unit_struct(name: &'static str); deserialize_newtype_struct(name: &'static str);
-        deserialize_seq(); deserialize_tuple(len: usize); deserialize_tuple_struct(name: &'static str, len: usize);
-        deserialize_map(); deserialize_struct(name: &'static str, fields: &'static [&'static str]);
-        deserialize_enum(name: &'static str, variants: &'static [&'static str]); deserialize_identifier();
-        deserialize_ignored_any();
-    }
-
-    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        self.0.deserialize_str(visitor)
-    }
-
-    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        self.0.deserialize_bytes(visitor)
-    }
-
-    fn is_human_readable(&self) -> bool {
-        self.0.is_human_readable()
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for CheckedSeed<'_, '_, T> {
+    type Value = T;
+    fn deserialize<D: Deserializer<'de>>(self, inner: D) -> Result<T, D::Error> {
+        T::deserialize(Checked {
+            inner,
+            cursor: self.cursor,
+            fixed: None,
+        })
     }
 }
 
@@ -155,7 +198,7 @@ mod tests {
     }
 
     #[test]
-    fn top_level_strings_and_bytes_round_trip_through_the_borrowing_path() {
+    fn strings_and_bytes_round_trip() {
         let text = String::from("héllo");
         assert_eq!(decode_exact::<String>(&encode(&text)).unwrap(), text);
         let bytes = vec![0u8, 1, 2, 255];
@@ -174,9 +217,9 @@ mod tests {
         bytes.extend_from_slice(&(1u64 << 30).to_le_bytes());
         bytes.extend_from_slice(b"abc");
         let err = decode_exact::<(u32, String)>(&bytes).unwrap_err();
-        assert!(err.to_lowercase().contains("limit"), "{err}");
+        assert!(err.contains("exceeds the bytes sent"), "{err}");
         let err = decode_exact::<(u32, crate::bytes::ByteBuf)>(&bytes).unwrap_err();
-        assert!(err.to_lowercase().contains("limit"), "{err}");
+        assert!(err.contains("exceeds the bytes sent"), "{err}");
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //!
 //! The bytes are exactly what bincode (with the configuration of `codec`) makes of the
 //! `Header` enum: variant indices as `u32`, integers fixed-width little-endian, strings
-//! as a `u64` length and their bytes, `Option` as a `u8` tag. Going through serde costs
-//! more than the rest of a small call; the tests check the two agree byte for byte.
+//! as a `u64` length and their bytes, `bool` as a `u8`. Going through serde costs more
+//! than the rest of a small call; the tests check the two agree byte for byte. The shape
+//! of the body's value (see `shape`) ends every header that has a body, so a sender can
+//! record it in place, right before the value.
 
 use super::message::{Outcome, OutcomeKind};
-use super::shape::Shape;
 
 /// What precedes a message's body.
 #[derive(Debug, PartialEq, Eq)]
@@ -15,17 +16,30 @@ pub(crate) enum Header<'a> {
     Call {
         id: u64,
         name: &'a str,
-        shape: Shape,
+        shape: &'a [u8],
     },
     Event {
         name: &'a str,
-        shape: Shape,
+        shape: &'a [u8],
     },
     Reply {
         id: u64,
         outcome: Outcome,
+        shape: &'a [u8],
     },
     Bye,
+}
+
+impl<'a> Header<'a> {
+    /// The shape of the body's value (empty for a `Bye`, or an error reply without one).
+    pub(crate) fn shape(&self) -> &'a [u8] {
+        match self {
+            Self::Call { shape, .. } | Self::Event { shape, .. } | Self::Reply { shape, .. } => {
+                shape
+            }
+            Self::Bye => &[],
+        }
+    }
 }
 
 const CALL: u32 = 0;
@@ -57,34 +71,33 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(s.as_bytes());
 }
 
-fn put_shape(buf: &mut Vec<u8>, shape: Shape) {
-    let (kind, arity) = shape.to_wire();
-    put_u32(buf, kind);
-    put_u32(buf, arity);
+/// Appends `header`'s encoding, its shape included.
+pub(crate) fn encode(buf: &mut Vec<u8>, header: &Header<'_>) {
+    encode_prefix(buf, header);
+    if !matches!(header, Header::Bye) {
+        put_u64(buf, header.shape().len() as u64);
+        buf.extend_from_slice(header.shape());
+    }
 }
 
-/// Appends `header`'s encoding.
-pub(crate) fn encode(buf: &mut Vec<u8>, header: &Header<'_>) {
+/// Appends `header`'s encoding up to its shape, which the caller appends next (ignoring
+/// the shape in `header`).
+pub(crate) fn encode_prefix(buf: &mut Vec<u8>, header: &Header<'_>) {
     match header {
-        Header::Call { id, name, shape } => {
+        Header::Call { id, name, .. } => {
             put_u32(buf, CALL);
             put_u64(buf, *id);
             put_str(buf, name);
-            put_shape(buf, *shape);
         }
-        Header::Event { name, shape } => {
+        Header::Event { name, .. } => {
             put_u32(buf, EVENT);
             put_str(buf, name);
-            put_shape(buf, *shape);
         }
-        Header::Reply { id, outcome } => {
+        Header::Reply { id, outcome, .. } => {
             put_u32(buf, REPLY);
             put_u64(buf, *id);
             match outcome {
-                Outcome::Value(shape) => {
-                    put_u32(buf, VALUE);
-                    put_shape(buf, *shape);
-                }
+                Outcome::Value => put_u32(buf, VALUE),
                 Outcome::Error {
                     kind,
                     message,
@@ -93,13 +106,7 @@ pub(crate) fn encode(buf: &mut Vec<u8>, header: &Header<'_>) {
                     put_u32(buf, ERROR);
                     put_u32(buf, *kind as u32);
                     put_str(buf, message);
-                    match typed {
-                        None => buf.push(0),
-                        Some(shape) => {
-                            buf.push(1);
-                            put_shape(buf, *shape);
-                        }
-                    }
+                    buf.push(u8::from(*typed));
                 }
             }
         }
@@ -141,14 +148,13 @@ impl<'a> Cursor<'a> {
         ))
     }
 
-    fn str(&mut self) -> Result<&'a str, String> {
-        let len = usize::try_from(self.u64()?).map_err(|_| "string length overflows".to_owned())?;
-        std::str::from_utf8(self.take(len)?).map_err(|e| format!("name is not UTF-8: {e}"))
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let len = usize::try_from(self.u64()?).map_err(|_| "length overflows".to_owned())?;
+        self.take(len)
     }
 
-    fn shape(&mut self) -> Result<Shape, String> {
-        let (kind, arity) = (self.u32()?, self.u32()?);
-        Shape::from_wire(kind, arity).ok_or_else(|| format!("unknown shape kind {kind}"))
+    fn str(&mut self) -> Result<&'a str, String> {
+        std::str::from_utf8(self.bytes()?).map_err(|e| format!("name is not UTF-8: {e}"))
     }
 }
 
@@ -162,16 +168,16 @@ pub(crate) fn decode(payload: &[u8]) -> Result<(Header<'_>, usize), String> {
         CALL => Header::Call {
             id: cur.u64()?,
             name: cur.str()?,
-            shape: cur.shape()?,
+            shape: cur.bytes()?,
         },
         EVENT => Header::Event {
             name: cur.str()?,
-            shape: cur.shape()?,
+            shape: cur.bytes()?,
         },
         REPLY => {
             let id = cur.u64()?;
             let outcome = match cur.u32()? {
-                VALUE => Outcome::Value(cur.shape()?),
+                VALUE => Outcome::Value,
                 ERROR => {
                     let kind = cur.u32()?;
                     let kind = *OUTCOME_KINDS
@@ -179,9 +185,9 @@ pub(crate) fn decode(payload: &[u8]) -> Result<(Header<'_>, usize), String> {
                         .ok_or_else(|| format!("unknown outcome kind {kind}"))?;
                     let message = cur.str()?.to_owned();
                     let typed = match cur.u8()? {
-                        0 => None,
-                        1 => Some(cur.shape()?),
-                        tag => return Err(format!("bad option tag {tag}")),
+                        0 => false,
+                        1 => true,
+                        tag => return Err(format!("bad bool {tag}")),
                     };
                     Outcome::Error {
                         kind,
@@ -191,7 +197,11 @@ pub(crate) fn decode(payload: &[u8]) -> Result<(Header<'_>, usize), String> {
                 }
                 other => return Err(format!("unknown outcome {other}")),
             };
-            Header::Reply { id, outcome }
+            Header::Reply {
+                id,
+                outcome,
+                shape: cur.bytes()?,
+            }
         }
         BYE => Header::Bye,
         other => return Err(format!("unknown message kind {other}")),
@@ -205,7 +215,7 @@ mod tests {
     use crate::wire::codec;
 
     fn samples() -> Vec<Header<'static>> {
-        let shape = Shape::of_type::<(u32, String)>();
+        let shape: &'static [u8] = &[21, 2, 0, 0, 0, 9, 15];
         vec![
             Header::Call {
                 id: 7,
@@ -215,7 +225,7 @@ mod tests {
             Header::Call {
                 id: u64::MAX,
                 name: "",
-                shape: Shape::of_type::<()>(),
+                shape: &[],
             },
             Header::Event {
                 name: "ünïcode",
@@ -223,23 +233,26 @@ mod tests {
             },
             Header::Reply {
                 id: 1,
-                outcome: Outcome::Value(shape),
+                outcome: Outcome::Value,
+                shape,
             },
             Header::Reply {
                 id: 2,
                 outcome: Outcome::Error {
                     kind: OutcomeKind::Unanswered,
                     message: "gone".into(),
-                    typed: None,
+                    typed: false,
                 },
+                shape: &[],
             },
             Header::Reply {
                 id: 3,
                 outcome: Outcome::Error {
                     kind: OutcomeKind::Failed,
                     message: "no".into(),
-                    typed: Some(shape),
+                    typed: true,
                 },
+                shape,
             },
             Header::Bye,
         ]

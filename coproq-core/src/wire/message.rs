@@ -2,21 +2,22 @@
 //!
 //! A `Hello` payload is the magic, the protocol version (`u32` LE) and a bincode body, so
 //! that a future version can change everything after the version and still be told apart.
-//! Every other payload is a bincode [`Header`] followed directly by the body: the bincode
-//! bytes of the user's value, never decoded by the link itself.
+//! Every other payload is a bincode [`Header`], ending with the shape of the body's value,
+//! followed directly by the body: the bincode bytes of the user's value, never decoded by
+//! the link itself.
 
 use serde::{Deserialize, Serialize};
 
 use super::frame;
 use super::header::{self, Header};
-use super::shape::Shape;
+use super::shape::{self, BYTES_SHAPE};
 use super::{codec, outcome};
 
 /// Marks a coproq link; the first bytes of the first frame each side sends.
 pub(crate) const MAGIC: [u8; 8] = *b"\0coproq\0";
 
 /// Bumped on every incompatible change of the layout below.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 
 /// The first message each side sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,13 +31,13 @@ pub(crate) struct Hello {
 /// How a call ended, as the reply's header states it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Outcome {
-    /// The body is the returned value, of this shape.
-    Value(Shape),
+    /// The body is the returned value.
+    Value,
     /// The call failed; if `typed` is set, the body is the handler's error value.
     Error {
         kind: OutcomeKind,
         message: String,
-        typed: Option<Shape>,
+        typed: bool,
     },
 }
 
@@ -64,8 +65,8 @@ pub(crate) struct Body {
     pool: Option<std::sync::Arc<frame::Pool>>,
     start: usize,
     name: std::ops::Range<usize>,
-    /// The shape the sender serialized.
-    pub(crate) shape: Shape,
+    /// Where the shape of the sender's value lies in the frame.
+    shape: std::ops::Range<usize>,
 }
 
 impl Drop for Body {
@@ -85,10 +86,13 @@ impl Body {
         &self.frame.as_slice()[self.start..]
     }
 
-    /// Decodes the value: a large byte string is handed over in the frame's own buffer
-    /// (see `direct`), anything else is decoded from the bytes.
+    /// Decodes the value, checked against its shape at every depth: a large byte string
+    /// is handed over in the frame's own buffer (see `direct`), anything else is decoded
+    /// from the bytes.
     pub(crate) fn decode<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, String> {
+        let bytes_only = shape::is_byte_string(self.shape());
         match &mut self.frame {
+            _ if !bytes_only => {}
             // The bytes arrived in a buffer of their own: hand it over as it is.
             frame::FrameBuf::Split { tail, .. } => {
                 let mut bytes = Some(std::mem::take(tail));
@@ -116,7 +120,19 @@ impl Body {
             }
             frame::FrameBuf::Inline { .. } => {}
         }
-        codec::decode_exact(self.contiguous())
+        let shape = self.shape.clone();
+        let frame = self.frame.contiguous();
+        let shape = frame.get(shape).unwrap_or_default();
+        let bytes = frame.get(self.start..).unwrap_or_default();
+        codec::decode_checked(shape, bytes)
+    }
+
+    /// The shape of the sender's value (empty once the frame's buffer was handed over).
+    pub(crate) fn shape(&self) -> &[u8] {
+        self.frame
+            .as_slice()
+            .get(self.shape.clone())
+            .unwrap_or_default()
     }
 
     /// The bincode bytes of the sender's value, joined into one buffer if they arrived
@@ -170,8 +186,16 @@ pub(crate) enum EncodeError {
     TooLarge(frame::FrameError),
 }
 
-/// Appends a frame's length prefix and `header`; returns where the frame starts.
-fn header(buf: &mut Vec<u8>, header: &Header<'_>) -> usize {
+/// Appends a frame's length prefix and `header` up to its shape; returns where the frame
+/// starts. The caller appends the shape and the body.
+fn header_prefix(buf: &mut Vec<u8>, header: &Header<'_>) -> usize {
+    let start = frame::begin(buf);
+    header::encode_prefix(buf, header);
+    start
+}
+
+/// Appends a frame's length prefix and the whole `header`; returns where the frame starts.
+fn whole_header(buf: &mut Vec<u8>, header: &Header<'_>) -> usize {
     let start = frame::begin(buf);
     header::encode(buf, header);
     start
@@ -215,15 +239,15 @@ pub(crate) fn encode_call<T: Serialize + ?Sized>(
     args: &T,
     max: u32,
 ) -> Result<(), EncodeError> {
-    let start = header(
+    let start = header_prefix(
         buf,
         &Header::Call {
             id,
             name,
-            shape: Shape::of_value(args),
+            shape: &[],
         },
     );
-    codec::encode_into(args, buf).map_err(EncodeError::Value)?;
+    codec::encode_shaped(args, buf).map_err(EncodeError::Value)?;
     seal(buf, start, max)
 }
 
@@ -236,8 +260,8 @@ pub(crate) fn encode_call_head(
     len: usize,
     max: u32,
 ) -> Result<(), EncodeError> {
-    let shape = Shape::of_value(&crate::bytes::Bytes(&[]));
-    let start = header(buf, &Header::Call { id, name, shape });
+    let shape = BYTES_SHAPE;
+    let start = whole_header(buf, &Header::Call { id, name, shape });
     direct_head(buf, start, len, max)
 }
 
@@ -248,14 +272,12 @@ pub(crate) fn encode_reply_head(
     len: usize,
     max: u32,
 ) -> Result<(), EncodeError> {
-    let shape = Shape::of_value(&crate::bytes::Bytes(&[]));
-    let start = header(
-        buf,
-        &Header::Reply {
-            id,
-            outcome: Outcome::Value(shape),
-        },
-    );
+    let header = Header::Reply {
+        id,
+        outcome: Outcome::Value,
+        shape: BYTES_SHAPE,
+    };
+    let start = whole_header(buf, &header);
     direct_head(buf, start, len, max)
 }
 
@@ -287,14 +309,8 @@ pub(crate) fn encode_event<T: Serialize + ?Sized>(
     args: &T,
     max: u32,
 ) -> Result<(), EncodeError> {
-    let start = header(
-        buf,
-        &Header::Event {
-            name,
-            shape: Shape::of_value(args),
-        },
-    );
-    codec::encode_into(args, buf).map_err(EncodeError::Value)?;
+    let start = header_prefix(buf, &Header::Event { name, shape: &[] });
+    codec::encode_shaped(args, buf).map_err(EncodeError::Value)?;
     seal(buf, start, max)
 }
 
@@ -306,46 +322,62 @@ pub(crate) fn encode_reply<T: Serialize + ?Sized>(
     value: &T,
     max: u32,
 ) -> Result<(), EncodeError> {
-    let (outcome, unwrap) = match outcome::classify(value) {
-        outcome::Class::Plain(shape) => (Outcome::Value(shape), false),
-        outcome::Class::Ok(shape) => (Outcome::Value(shape), true),
-        outcome::Class::Err { shape, text } => (
+    encode_reply_as(buf, id, value, outcome::classify(value), max)
+}
+
+/// Builds the frame of a reply carrying `value`, classified as `class` (a typed service
+/// that knows its error's text classifies it itself).
+pub(crate) fn encode_reply_as<T: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    id: u64,
+    value: &T,
+    class: outcome::Class,
+    max: u32,
+) -> Result<(), EncodeError> {
+    let (outcome, unwrap) = match class {
+        outcome::Class::Plain => (Outcome::Value, false),
+        outcome::Class::Ok => (Outcome::Value, true),
+        outcome::Class::Err { text } => (
             Outcome::Error {
                 kind: OutcomeKind::Failed,
                 message: text,
-                typed: Some(shape),
+                typed: true,
             },
             true,
         ),
     };
-    let start = header(buf, &Header::Reply { id, outcome });
+    let header = Header::Reply {
+        id,
+        outcome,
+        shape: &[],
+    };
+    let start = header_prefix(buf, &header);
     if unwrap {
         outcome::encode_inner(value, buf).map_err(EncodeError::Value)?;
     } else {
-        codec::encode_into(value, buf).map_err(EncodeError::Value)?;
+        codec::encode_shaped(value, buf).map_err(EncodeError::Value)?;
     }
     seal(buf, start, max)
 }
 
 /// Builds the frame of a failed reply with no value.
 pub(crate) fn encode_failure(buf: &mut Vec<u8>, id: u64, kind: OutcomeKind, message: String) {
-    let start = header(
-        buf,
-        &Header::Reply {
-            id,
-            outcome: Outcome::Error {
-                kind,
-                message,
-                typed: None,
-            },
+    let header = Header::Reply {
+        id,
+        outcome: Outcome::Error {
+            kind,
+            message,
+            typed: false,
         },
-    );
+        shape: &[],
+    };
+    let start = whole_header(buf, &header);
     frame::finish(buf, start, u32::MAX).expect("failure replies are small");
 }
 
 /// Builds the frame of a `Bye`.
 pub(crate) fn encode_bye(buf: &mut Vec<u8>) {
-    let start = header(buf, &Header::Bye);
+    let start = whole_header(buf, &Header::Bye);
     frame::finish(buf, start, u32::MAX).expect("bye is small");
 }
 
@@ -373,15 +405,17 @@ pub(crate) fn decode_pooled(
     let bytes = payload.as_slice();
     let (head, start) = header::decode(bytes).map_err(|e| format!("malformed message: {e}"))?;
     let no_body = start == bytes.len();
-    // Where a borrowed name lies in the payload.
+    // Where a borrowed name or shape lies in the payload.
     let origin = bytes.as_ptr() as usize;
-    let span = |name: &str| {
-        let at = name.as_ptr() as usize - origin;
-        at..at + name.len()
+    let span = |part: &[u8]| match (part.as_ptr() as usize).checked_sub(origin) {
+        Some(at) if !part.is_empty() => at..at + part.len(),
+        // Empty parts (a `Bye`'s shape) need not point into the payload.
+        _ => 0..0,
     };
+    let shape = span(head.shape());
     // Only heap buffers go back to the pool.
     let pool = pool.filter(|_| !matches!(&payload, frame::FrameBuf::Inline { .. }));
-    // The payload goes last: the header's name borrows it until `span` has read it.
+    // The payload goes last: the header borrows it until `span` has read it.
     let body = |name, shape, frame| Body {
         frame,
         pool: pool.cloned(),
@@ -390,24 +424,18 @@ pub(crate) fn decode_pooled(
         shape,
     };
     let message = match head {
-        Header::Call { id, name, shape } => Message::Call {
+        Header::Call { id, name, .. } => Message::Call {
             id,
-            body: body(span(name), shape, payload),
+            body: body(span(name.as_bytes()), shape, payload),
         },
-        Header::Event { name, shape } => Message::Event {
-            body: body(span(name), shape, payload),
+        Header::Event { name, .. } => Message::Event {
+            body: body(span(name.as_bytes()), shape, payload),
         },
-        Header::Reply { id, outcome } => {
-            let shape = match &outcome {
-                Outcome::Value(shape)
-                | Outcome::Error {
-                    typed: Some(shape), ..
-                } => *shape,
-                Outcome::Error { typed: None, .. } if no_body => Shape::of_value(&()),
-                Outcome::Error { typed: None, .. } => {
-                    return Err("trailing bytes after an error reply".into());
-                }
-            };
+        Header::Reply { id, outcome, .. } => {
+            let valued = matches!(outcome, Outcome::Value | Outcome::Error { typed: true, .. });
+            if !valued && !no_body {
+                return Err("trailing bytes after an error reply".into());
+            }
             Message::Reply {
                 id,
                 outcome,
@@ -458,10 +486,9 @@ mod tests {
         };
         assert_eq!((id, body.name()), (9, "add"));
         assert_eq!(
-            codec::decode_exact::<(i32, i32)>(body.bytes()).unwrap(),
+            codec::decode_checked::<(i32, i32)>(body.shape(), body.bytes()).unwrap(),
             (1, 2)
         );
-        assert_eq!(body.shape, Shape::of_type::<(i32, i32)>());
     }
 
     #[test]
@@ -471,8 +498,11 @@ mod tests {
         let Message::Reply { outcome, body, .. } = decode(payload(&buf)).unwrap() else {
             panic!()
         };
-        assert_eq!(outcome, Outcome::Value(Shape::of_type::<u32>()));
-        assert_eq!(codec::decode_exact::<u32>(body.bytes()).unwrap(), 5);
+        assert_eq!(outcome, Outcome::Value);
+        assert_eq!(
+            codec::decode_checked::<u32>(body.shape(), body.bytes()).unwrap(),
+            5
+        );
 
         buf.clear();
         encode_reply(&mut buf, 2, &Err::<u32, String>("no".into()), 1024).unwrap();
@@ -482,13 +512,16 @@ mod tests {
         let Outcome::Error {
             kind: OutcomeKind::Failed,
             message,
-            typed: Some(_),
+            typed: true,
         } = outcome
         else {
             panic!()
         };
         assert_eq!(message, "no");
-        assert_eq!(codec::decode_exact::<String>(body.bytes()).unwrap(), "no");
+        assert_eq!(
+            codec::decode_checked::<String>(body.shape(), body.bytes()).unwrap(),
+            "no"
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! - [`frame`]: `u32` little-endian length prefix, bounded reads.
 //! - [`codec`]: the one bincode configuration; encode and decode helpers.
-//! - [`shape`]: a one-word summary of a value's serde shape, checked before decoding so
-//!   that a `String` sent to a `u32` handler is an error instead of a number.
+//! - [`shape`]: the shape of every value, recorded by the sender and checked by the
+//!   receiver at every depth, so that a `String` sent to a `u32` handler is an error
+//!   instead of a number.
 //! - [`message`]: `Hello`, `Call`, `Reply`, `Event`, `Bye` and how a frame is built.
 
 pub(crate) mod codec;
@@ -16,5 +17,6 @@ pub(crate) mod message;
 mod outcome;
 pub(crate) mod shape;
 
+pub(crate) use codec::decode_checked;
+
 pub(crate) use message::{Body, Hello, Message, Outcome, OutcomeKind};
-pub(crate) use shape::Shape;

@@ -11,27 +11,23 @@ use serde::Serialize;
 use serde::ser::{self, Impossible, Serializer};
 
 use super::codec;
-use super::shape::Shape;
 
 /// What a returned value is.
 pub(crate) enum Class {
     /// Not a `Result`: the value itself is the reply.
-    Plain(Shape),
-    /// `Ok(v)`: `v`, of this shape, is the reply.
-    Ok(Shape),
+    Plain,
+    /// `Ok(v)`: `v` is the reply.
+    Ok,
     /// `Err(e)`: `e` travels on the error channel, with its text.
-    Err { shape: Shape, text: String },
+    Err { text: String },
 }
 
 /// Classifies a returned value.
 pub(crate) fn classify<T: Serialize + ?Sized>(value: &T) -> Class {
-    match value.serialize(Classifier) {
-        Ok(class) => class,
-        Err(Stop) => Class::Plain(Shape::of_value(value)),
-    }
+    value.serialize(Classifier).unwrap_or(Class::Plain)
 }
 
-/// Encodes the inside of a `Result` that [`classify`] recognised.
+/// Encodes the inside of a `Result` that [`classify`] recognised, with its shape.
 pub(crate) fn encode_inner<T: Serialize + ?Sized>(
     value: &T,
     buf: &mut Vec<u8>,
@@ -191,9 +187,8 @@ impl Serializer for Classifier {
         value: &T,
     ) -> Result<Class, Stop> {
         match (name, variant) {
-            ("Result", "Ok") => Ok(Class::Ok(Shape::of_value(value))),
+            ("Result", "Ok") => Ok(Class::Ok),
             ("Result", "Err") => Ok(Class::Err {
-                shape: Shape::of_value(value),
                 text: error_text(value),
             }),
             _ => Err(Stop),
@@ -258,7 +253,7 @@ impl Serializer for InnerEncoder<'_> {
         _: &'static str,
         value: &T,
     ) -> Result<(), EncodeFailed> {
-        codec::encode_into(value, self.buf).map_err(EncodeFailed)
+        codec::encode_shaped(value, self.buf).map_err(EncodeFailed)
     }
 }
 
@@ -325,9 +320,9 @@ mod tests {
 
     #[test]
     fn plain_values_are_plain() {
-        assert!(matches!(classify(&5u32), Class::Plain(_)));
-        assert!(matches!(classify(&Some(5u32)), Class::Plain(_)));
-        assert!(matches!(classify(&Ok::<u8, String>(1)), Class::Ok(_)));
+        assert!(matches!(classify(&5u32), Class::Plain));
+        assert!(matches!(classify(&Some(5u32)), Class::Plain));
+        assert!(matches!(classify(&Ok::<u8, String>(1)), Class::Ok));
     }
 
     #[test]
@@ -343,6 +338,8 @@ mod tests {
     fn inner_is_encoded_bare() {
         let mut buf = Vec::new();
         encode_inner(&Err::<u8, u32>(7), &mut buf).unwrap();
-        assert_eq!(codec::decode_exact::<u32>(&buf).unwrap(), 7);
+        let (shape_len, rest) = buf.split_first_chunk::<8>().unwrap();
+        let (shape, value) = rest.split_at(u64::from_le_bytes(*shape_len) as usize);
+        assert_eq!(codec::decode_checked::<u32>(shape, value).unwrap(), 7);
     }
 }

@@ -11,6 +11,10 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
 
+/// The protocol version coproq speaks (`coproq_tests::PROTOCOL_VERSION`; this binary must
+/// not link coproq, whose start-up hook would take the marker).
+const PROTOCOL_VERSION: u32 = 2;
+
 fn hello(version: u32) -> Vec<u8> {
     let mut payload = b"\0coproq\0".to_vec();
     payload.extend_from_slice(&version.to_le_bytes());
@@ -54,7 +58,7 @@ fn main() {
             .unwrap(),
         "version" => output.write_all(&hello(99)).unwrap(),
         "oversize" | "bad-message" | "truncated" => {
-            output.write_all(&hello(1)).unwrap();
+            output.write_all(&hello(PROTOCOL_VERSION)).unwrap();
             read_frame(&mut input); // the parent's hello
             read_frame(&mut input); // the parent's first call
             match mode.as_str() {
