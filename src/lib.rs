@@ -3,7 +3,7 @@
 
 pub use coproq_core::{
     Builder, Coprocess, Error, Pending, Registry, RemoteError, RemoteErrorKind, Reply, Result,
-    Service, WeakCoprocess, fork,
+    Service, WeakCoprocess, fork, fork_with,
 };
 
 /// Generates a typed client and server for a trait.

@@ -1,7 +1,7 @@
 //! `Coprocess`, the handle on one end of a link, and `Builder`, which starts workers.
 
 use std::fmt;
-use std::process::{Command, ExitStatus};
+use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Result;
-use crate::handler::{Handlers, Registry, Reply, Service};
+use crate::handler::{Handlers, METHODS_METHOD, Registry, Reply, Service};
 use crate::launch::{self, Launch, WorkerProcess, fork, spawn};
 use crate::link::dispatch;
 use crate::link::{Flush, Link, LinkOptions};
@@ -64,6 +64,8 @@ pub(crate) struct Options {
     pub(crate) link: LinkOptions,
     pub(crate) close_grace: Duration,
     pub(crate) startup_timeout: Duration,
+    /// Start the worker in a process group of its own.
+    pub(crate) process_group: bool,
 }
 
 impl Default for Options {
@@ -72,6 +74,7 @@ impl Default for Options {
             link: LinkOptions { max_frame: 1 << 30 },
             close_grace: Duration::from_secs(2),
             startup_timeout: Duration::from_secs(30),
+            process_group: false,
         }
     }
 }
@@ -94,12 +97,26 @@ impl fmt::Debug for WeakCoprocess {
 }
 
 /// Starts the current executable again as a worker that runs `entry` with its link to
-/// this process, and returns the worker's handle once the worker is up.
+/// this process, and returns the worker's handle once `entry` has returned there.
 ///
-/// `entry` is a function or a non-capturing closure. The worker dispatches calls from the
-/// parent once `entry` returns, so handlers that `entry` registers are in place for the
-/// first call; it exits when the parent closes the link or dies. No setup is needed in
-/// `main`: this works from any binary, test, example or bench that links coproq.
+/// `entry` is a function or a non-capturing closure (to hand it data, use
+/// [`fork_with`]). The worker dispatches calls from the parent once `entry` returns, so
+/// handlers that `entry` registers are in place for the first call; it exits when the
+/// parent closes the link or dies. No setup is needed in `main`: this works from any
+/// binary, test, example or bench that links coproq.
+///
+/// # The worker runs before `main`
+///
+/// A fork worker runs its entry from a start-up hook, before the program's `main`, so
+/// that no init call is needed there. What follows from that:
+///
+/// - `std::env::args()` holds only the program name: pass data with [`fork_with`].
+/// - Static constructors (`.init_array`, `#[ctor]`) of crates linked after coproq may not
+///   have run yet when the entry runs.
+/// - Rust's "has overflowed its stack" message is not printed: a worker that overflows
+///   its stack dies of SIGSEGV, and its callers see `Disconnected` with that signal.
+/// - The entry must be a function of the executable itself, not of a shared library
+///   (`dlopen`ed plugin) that may load at another place in the worker.
 ///
 /// # Examples
 ///
@@ -113,10 +130,41 @@ impl fmt::Debug for WeakCoprocess {
 ///
 /// # Errors
 ///
-/// [`Error::Spawn`](crate::Error::Spawn) if the worker cannot be started or fails before
-/// the handshake, [`Error::Protocol`](crate::Error::Protocol) if the handshake fails.
+/// [`Error::Spawn`](crate::Error::Spawn) if the worker cannot be started, or `entry`
+/// panics, or the worker exits before `entry` returns, or `entry` takes longer than the
+/// start-up timeout ([`Builder::startup_timeout`]); [`Error::Protocol`](crate::Error::Protocol)
+/// if the handshake fails.
 pub fn fork(entry: fn(&Coprocess)) -> Result<Coprocess> {
     Builder::new().fork(entry)
+}
+
+/// Like [`fork`], handing the worker's `entry` a value: configuration, a path, anything
+/// that a `fn` pointer cannot capture. `data` travels serialized in the first message.
+///
+/// # Examples
+///
+/// ```no_run
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Config {
+///     scale: u32,
+/// }
+///
+/// let worker = coproq::fork_with(Config { scale: 3 }, |parent, config| {
+///     parent.handle("scale", move |x: u32| x * config.scale);
+/// })?;
+/// assert_eq!(worker.call::<u32>("scale", 5u32)?, 15);
+/// # Ok::<(), coproq::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`fork`], and [`Error::Encode`](crate::Error::Encode) if `data` does not serialize
+/// or exceeds the frame limit.
+pub fn fork_with<D>(data: D, entry: fn(&Coprocess, D)) -> Result<Coprocess>
+where
+    D: Serialize + DeserializeOwned,
+{
+    Builder::new().fork_with(data, entry)
 }
 
 impl Coprocess {
@@ -167,8 +215,8 @@ impl Coprocess {
         spawn::parent(&Options::default(), Arc::default())
     }
 
-    pub(crate) fn from_parent_link(link: Arc<Link>) -> Self {
-        Self::new(link, None, Options::default())
+    pub(crate) fn from_parent_link(link: Arc<Link>, options: Options) -> Self {
+        Self::new(link, None, options)
     }
 
     fn new(link: Arc<Link>, process: Option<Arc<WorkerProcess>>, options: Options) -> Self {
@@ -331,8 +379,15 @@ impl Coprocess {
     }
 
     /// Registers a set of handlers, such as a generated `<Trait>Server`.
+    ///
+    /// # Panics
+    ///
+    /// If a name the service registers is taken already on this end (by another service
+    /// or a plain handler), naming the method and both registrations: calls would
+    /// otherwise silently reach the wrong code. In a fork worker's entry, the panic makes
+    /// `fork` fail. Likewise, `handle` and `on` panic on a name a service registered.
     pub fn listen(&self, service: impl Service) -> &Self {
-        service.register(&mut self.registry());
+        Registry::listen(&self.inner.link.handlers, service);
         self
     }
 
@@ -354,6 +409,60 @@ impl Coprocess {
         }
         // Replies to the last calls may still be buffered: the process may exit next.
         link.drain_output();
+    }
+
+    /// Waits until everything sent so far is written (before this process exits).
+    pub(crate) fn drain_output(&self) {
+        self.inner.link.drain_output();
+    }
+
+    /// The names of the peer's call handlers and event listeners, sorted: what it offers,
+    /// for discovery and scripting.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let worker = coproq::fork(|parent| {
+    ///     parent.handle("add", |(a, b): (i32, i32)| a + b).on("log", |line: String| ());
+    /// })?;
+    /// assert_eq!(worker.methods()?, ["add", "log"]);
+    /// # Ok::<(), coproq::Error>(())
+    /// ```
+    pub fn methods(&self) -> Result<Vec<String>> {
+        self.call(METHODS_METHOD, ())
+    }
+
+    /// The parent's end of the worker's stdin, if its `Command` set it to
+    /// [`Stdio::piped()`](std::process::Stdio::piped); once. `None` in the worker and for
+    /// fork workers, whose stdio is this process's.
+    pub fn take_stdin(&self) -> Option<ChildStdin> {
+        self.inner.process.as_ref()?.stdio().stdin.take()
+    }
+
+    /// The parent's end of the worker's stdout, if piped; once. See
+    /// [`take_stdin`](Self::take_stdin).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::io::{BufRead, BufReader};
+    /// use std::process::{Command, Stdio};
+    ///
+    /// let mut cmd = Command::new("./my-worker");
+    /// cmd.stdout(Stdio::piped());
+    /// let worker = coproq::Coprocess::spawn(cmd)?;
+    /// let output = BufReader::new(worker.take_stdout().expect("piped"));
+    /// std::thread::spawn(move || output.lines().for_each(|line| println!("worker: {line:?}")));
+    /// # Ok::<(), coproq::Error>(())
+    /// ```
+    pub fn take_stdout(&self) -> Option<ChildStdout> {
+        self.inner.process.as_ref()?.stdio().stdout.take()
+    }
+
+    /// The parent's end of the worker's stderr, if piped; once. See
+    /// [`take_stdin`](Self::take_stdin).
+    pub fn take_stderr(&self) -> Option<ChildStderr> {
+        self.inner.process.as_ref()?.stdio().stderr.take()
     }
 
     /// Closes the link: tells the peer goodbye, waits up to the grace period
@@ -393,11 +502,6 @@ impl Coprocess {
         WeakCoprocess {
             inner: Arc::downgrade(&self.inner),
         }
-    }
-
-    /// Whether the peer vanished without saying goodbye.
-    pub(crate) fn abandoned(&self) -> bool {
-        self.inner.link.abandoned()
     }
 }
 
@@ -535,7 +639,7 @@ impl Builder {
     /// See [`Coprocess::listen`].
     #[must_use]
     pub fn listen(self, service: impl Service) -> Self {
-        service.register(&mut Registry::new(&self.handlers));
+        Registry::listen(&self.handlers, service);
         self
     }
 
@@ -556,23 +660,65 @@ impl Builder {
         self
     }
 
-    /// How long to wait for a new worker's handshake before giving up (default 30 s).
+    /// How long to wait for a new worker's handshake, and for a fork worker's entry to
+    /// return, before giving up (default 30 s).
     #[must_use]
     pub fn startup_timeout(mut self, timeout: Duration) -> Self {
         self.options.startup_timeout = timeout;
         self
     }
 
+    /// Starts the worker in a process group of its own (default: the parent's).
+    ///
+    /// By default a worker shares its parent's process group, so Ctrl-C in a terminal
+    /// (SIGINT to the foreground group) reaches the workers too, and a worker dies in the
+    /// middle of its work while the parent may be winding down gracefully. With
+    /// `process_group(true)` a terminal's signals reach only the parent, which stays in
+    /// charge: it can finish or cancel in-flight calls, then `close` its workers. Workers
+    /// still exit when the parent dies.
+    #[must_use]
+    pub fn process_group(mut self, own: bool) -> Self {
+        self.options.process_group = own;
+        self
+    }
+
     /// Starts the current executable again as a worker running `entry`; see
     /// [`fork`](crate::fork).
     pub fn fork(self, entry: fn(&Coprocess)) -> Result<Coprocess> {
-        let entry = fork::entry_offset(entry);
-        self.start(Launch::Fork, Some(entry))
+        self.start(Launch::Fork(fork::plain_entry(entry)))
+    }
+
+    /// Like [`fork`](Self::fork), handing `entry` the value `data` (which a `fn` pointer
+    /// cannot capture); see [`fork_with`](crate::fork_with).
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "the data is the worker's, as `thread::spawn` takes its closure"
+    )]
+    pub fn fork_with<D>(self, data: D, entry: fn(&Coprocess, D)) -> Result<Coprocess>
+    where
+        D: Serialize + DeserializeOwned,
+    {
+        let entry = fork::entry_with(&data, entry).map_err(|reason| crate::Error::Encode {
+            method: "fork_with".into(),
+            reason,
+        })?;
+        // The data travels in the first frame, which the worker reads under this limit.
+        let size = entry.data.0.len() as u64 + 64;
+        if size > u64::from(self.options.link.max_frame) {
+            return Err(crate::Error::Encode {
+                method: "fork_with".into(),
+                reason: format!(
+                    "the data takes {size} bytes, over the frame limit of {} (see `max_frame_len`)",
+                    self.options.link.max_frame
+                ),
+            });
+        }
+        self.start(Launch::Fork(entry))
     }
 
     /// Starts `cmd` as a worker; see [`Coprocess::spawn`].
     pub fn spawn(self, cmd: Command) -> Result<Coprocess> {
-        self.start(Launch::Command(cmd), None)
+        self.start(Launch::Command(cmd))
     }
 
     /// In a spawned worker: connects to the parent with these handlers and options; see
@@ -581,8 +727,10 @@ impl Builder {
         spawn::parent(&self.options, self.handlers)
     }
 
-    fn start(self, launch: Launch, entry: Option<u64>) -> Result<Coprocess> {
-        let (link, process) = launch::start(launch, entry, &self.options, self.handlers)?;
+    fn start(self, launch: Launch) -> Result<Coprocess> {
+        let fork = matches!(launch, Launch::Fork(_));
+        let entry_done = fork.then(|| entry_listener(&self.handlers));
+        let (link, process) = launch::start(launch, &self.options, Arc::clone(&self.handlers))?;
         let coproc = Coprocess::new(Arc::clone(&link), Some(process), self.options);
         let dispatcher = Arc::clone(&link);
         spawn_thread("coproq-dispatch", move || {
@@ -591,8 +739,61 @@ impl Builder {
             }
         })?;
         spawn_thread("coproq-reader", move || dispatch::read_in_background(&link))?;
+        if let Some(entry_done) = entry_done {
+            let waited = wait_for_entry(&coproc, &entry_done, self.options.startup_timeout);
+            self.handlers.remove_event(fork::ENTRY_EVENT);
+            waited?;
+        }
         Ok(coproc)
     }
+}
+
+/// What a fork worker reports when its entry returns: `None`, or why it failed.
+type EntryOutcome = std::result::Result<Option<String>, String>;
+
+/// Listens for the fork worker's report that its entry returned.
+fn entry_listener(handlers: &Handlers) -> crossbeam_channel::Receiver<EntryOutcome> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    handlers.set_internal_event(
+        fork::ENTRY_EVENT,
+        Arc::new(move |mut body: crate::wire::Body| {
+            let _ = tx.try_send(body.decode::<Option<String>>());
+        }),
+    );
+    rx
+}
+
+/// Waits until the fork worker's entry returned; fails with `Spawn` (the worker closed
+/// and reaped) if it panicked, exited or took longer than `timeout`.
+fn wait_for_entry(
+    coproc: &Coprocess,
+    done: &crossbeam_channel::Receiver<EntryOutcome>,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    let failure = loop {
+        match done.recv_timeout(Duration::from_millis(10)) {
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Ok(Some(reason))) => break format!("the worker's entry failed: {reason}"),
+            Ok(Err(reason)) => break format!("the worker's report is malformed: {reason}"),
+            Err(_) if coproc.inner.link.is_ended() => {
+                let status = coproc.close();
+                let status = status.map_or_else(String::new, |s| format!(" ({s})"));
+                break format!("the worker exited before its entry returned{status}");
+            }
+            Err(_) if std::time::Instant::now() >= deadline => {
+                break format!(
+                    "the worker's entry did not return within {timeout:?} (see `startup_timeout`)"
+                );
+            }
+            Err(_) => {}
+        }
+    };
+    coproc.close();
+    Err(crate::Error::Spawn {
+        program: "fork worker".into(),
+        source: std::io::Error::other(failure),
+    })
 }
 
 /// Starts a named helper thread of a link.

@@ -16,8 +16,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The worker process could not be started, or failed before the handshake.
-    #[error("failed to start worker `{program}`")]
+    /// The worker process could not be started, failed before the handshake, or (for a
+    /// fork worker) failed in its entry. The message says why.
+    #[error("failed to start worker `{program}`: {source}")]
     Spawn {
         /// The program that was started.
         program: String,

@@ -43,7 +43,30 @@ impl Hasher for NameHasher {
     }
 }
 
-type ByName<T> = HashMap<String, Arc<T>, BuildHasherDefault<NameHasher>>;
+/// Who registered a handler: a plain `handle`/`on` may be replaced by another, but a
+/// name that a service registered may not be taken by anyone else (a typed client would
+/// silently reach the wrong code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Plain,
+    Service(&'static str),
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Plain => f.write_str("a plain `handle`/`on`"),
+            Self::Service(name) => write!(f, "service `{name}`"),
+        }
+    }
+}
+
+struct Entry<T: ?Sized> {
+    handler: Arc<T>,
+    owner: Owner,
+}
+
+type ByName<T> = HashMap<String, Entry<T>, BuildHasherDefault<NameHasher>>;
 
 /// Handlers by name. Shared by the handle, the builder and the dispatcher; looked up
 /// per message and cloned out, so handlers may be added or removed while others run.
@@ -61,33 +84,41 @@ impl fmt::Debug for Handlers {
 
 impl Handlers {
     pub(crate) fn call(&self, name: &str) -> Option<Arc<CallHandler>> {
-        self.calls
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned()
+        let calls = self.calls.read().unwrap_or_else(PoisonError::into_inner);
+        calls.get(name).map(|entry| Arc::clone(&entry.handler))
     }
 
     pub(crate) fn event(&self, name: &str) -> Option<Arc<EventHandler>> {
-        self.events
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
+        let events = self.events.read().unwrap_or_else(PoisonError::into_inner);
+        events.get(name).map(|entry| Arc::clone(&entry.handler))
+    }
+
+    /// The names of every call handler and event listener, sorted, without coproq's own.
+    pub(crate) fn names(&self) -> Vec<String> {
+        let calls = self.calls.read().unwrap_or_else(PoisonError::into_inner);
+        let events = self.events.read().unwrap_or_else(PoisonError::into_inner);
+        let mut names: Vec<String> = (calls.keys().chain(events.keys()))
+            .filter(|name| !name.starts_with(RESERVED_PREFIX))
             .cloned()
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
-    fn set_call(&self, name: String, handler: Arc<CallHandler>) {
-        self.calls
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name, handler);
+    fn set_call(&self, name: String, owner: Owner, handler: Arc<CallHandler>) {
+        let mut calls = self.calls.write().unwrap_or_else(PoisonError::into_inner);
+        insert_checked(&mut calls, name, Entry { handler, owner }, "method");
     }
 
-    fn set_event(&self, name: String, handler: Arc<EventHandler>) {
-        self.events
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name, handler);
+    fn set_event(&self, name: String, owner: Owner, handler: Arc<EventHandler>) {
+        let mut events = self.events.write().unwrap_or_else(PoisonError::into_inner);
+        insert_checked(&mut events, name, Entry { handler, owner }, "event");
+    }
+
+    /// Listens to one of coproq's own events (a name under [`RESERVED_PREFIX`]).
+    pub(crate) fn set_internal_event(&self, name: &str, listener: Arc<EventHandler>) {
+        self.set_event(name.to_owned(), Owner::Plain, listener);
     }
 
     /// Removes a listener; returns whether there was one.
@@ -109,11 +140,37 @@ impl Handlers {
     }
 }
 
+/// Names under this prefix are coproq's own (fingerprints, discovery, start-up).
+pub(crate) const RESERVED_PREFIX: &str = "coproq:";
+
+/// The built-in method that lists an end's handlers (`Coprocess::methods`).
+pub(crate) const METHODS_METHOD: &str = "coproq:methods";
+
+/// Inserts a handler; a name that a service holds, or that a service asks for while
+/// another holds it, is a programming error that would misroute calls: panic, naming both.
+fn insert_checked<T: ?Sized>(map: &mut ByName<T>, name: String, entry: Entry<T>, kind: &str) {
+    if let Some(old) = map.get(&name) {
+        if old.owner != Owner::Plain || entry.owner != Owner::Plain {
+            let (first, second) = (old.owner, entry.owner);
+            let what = match name.strip_prefix("coproq:fingerprint:") {
+                Some(service) => format!("the fingerprint of a service named `{service}`"),
+                None => format!("{kind} `{name}`"),
+            };
+            panic!(
+                "coproq: {what} is registered twice on one end, first by {first} and then by \
+                 {second}; a method's wire name is its Rust name, so rename one of them"
+            );
+        }
+    }
+    map.insert(name, entry);
+}
+
 /// Registers handlers: what [`Service::register`] receives, and what `handle`, `on` and
 /// `handle_deferred` of [`Coprocess`](crate::Coprocess) and [`Builder`](crate::Builder)
 /// use.
 pub struct Registry<'a> {
     handlers: &'a Handlers,
+    owner: Owner,
 }
 
 impl fmt::Debug for Registry<'_> {
@@ -124,7 +181,23 @@ impl fmt::Debug for Registry<'_> {
 
 impl<'a> Registry<'a> {
     pub(crate) fn new(handlers: &'a Handlers) -> Self {
-        Self { handlers }
+        Self {
+            handlers,
+            owner: Owner::Plain,
+        }
+    }
+
+    /// Registers `service`'s handlers, which no other registration may then replace.
+    ///
+    /// # Panics
+    ///
+    /// If a name it registers is taken already (by a service, or a plain handler).
+    pub(crate) fn listen(handlers: &'a Handlers, service: impl Service) {
+        let mut registry = Self {
+            handlers,
+            owner: Owner::Service(service.name()),
+        };
+        service.register(&mut registry);
     }
 
     /// Answers calls of `name` with what `f` returns. See
@@ -135,15 +208,55 @@ impl<'a> Registry<'a> {
         R: Serialize,
         F: Fn(A) -> R + Send + Sync + 'static,
     {
+        self.handle_then(name, f, |responder, value| responder.send(&value))
+    }
+
+    /// Used by generated servers, not public API: [`handle`](Self::handle) for a method
+    /// declared `-> Result<T, E>`, whose `Err(e)` travels with `text(&e)` as its message
+    /// where that is `Some` (the generated code passes `E`'s `Display`, where it has one).
+    #[doc(hidden)]
+    pub fn __handle_result<A, T, E, F>(
+        &mut self,
+        name: impl Into<String>,
+        f: F,
+        text: fn(&E) -> Option<String>,
+    ) -> &mut Self
+    where
+        A: DeserializeOwned,
+        T: Serialize,
+        E: Serialize + 'static,
+        F: Fn(A) -> Result<T, E> + Send + Sync + 'static,
+    {
+        self.handle_then(name, f, move |responder, result| match &result {
+            Err(e) => match text(e) {
+                Some(text) => responder.send_error(e, text),
+                None => responder.send(&result),
+            },
+            Ok(_) => responder.send(&result),
+        })
+    }
+
+    /// Registers `f`, whose value `reply` sends.
+    fn handle_then<A, R, F>(
+        &mut self,
+        name: impl Into<String>,
+        f: F,
+        reply: impl Fn(Responder, R) + Send + Sync + 'static,
+    ) -> &mut Self
+    where
+        A: DeserializeOwned,
+        F: Fn(A) -> R + Send + Sync + 'static,
+    {
         self.handlers.set_call(
             name.into(),
+            self.owner,
             Arc::new(move |mut body: Body, responder: Responder| {
                 let args = match decode_args::<A>(&mut body) {
                     Ok(args) => args,
                     Err(message) => return responder.fail(OutcomeKind::InvalidArguments, message),
                 };
                 match catch_unwind(AssertUnwindSafe(|| f(args))) {
-                    Ok(value) => responder.send(&value),
+                    Ok(value) => reply(responder, value),
                     Err(panic) => responder.fail(OutcomeKind::Panicked, panicked(&*panic)),
                 }
             }),
@@ -161,6 +274,7 @@ impl<'a> Registry<'a> {
     {
         self.handlers.set_call(
             name.into(),
+            self.owner,
             Arc::new(move |mut body: Body, responder: Responder| {
                 let args = match decode_args::<A>(&mut body) {
                     Ok(args) => args,
@@ -196,6 +310,7 @@ impl<'a> Registry<'a> {
     {
         self.handlers.set_event(
             name.into(),
+            self.owner,
             Arc::new(move |mut body: Body| match decode_args::<A>(&mut body) {
                 Ok(args) => {
                     // A panicking listener is reported by the panic hook; the link goes on.
@@ -211,9 +326,14 @@ impl<'a> Registry<'a> {
 /// A set of handlers registered together, such as a generated `<Trait>Server`; install
 /// one with [`Coprocess::listen`](crate::Coprocess::listen) or
 /// [`Builder::listen`](crate::Builder::listen).
-pub trait Service {
+pub trait Service: Sized {
     /// Registers this service's handlers.
     fn register(self, registry: &mut Registry<'_>);
+
+    /// The name that error messages give this service (by default its type's name).
+    fn name(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
 }
 
 fn decode_args<A: DeserializeOwned>(body: &mut Body) -> Result<A, String> {
@@ -222,7 +342,7 @@ fn decode_args<A: DeserializeOwned>(body: &mut Body) -> Result<A, String> {
 }
 
 /// The text of a caught panic.
-fn panicked(panic: &(dyn Any + Send)) -> String {
+pub(crate) fn panicked(panic: &(dyn Any + Send)) -> String {
     let message = panic
         .downcast_ref::<&str>()
         .copied()
@@ -246,13 +366,26 @@ impl Responder {
 
     /// Replies with what a handler returned (a `Result` is unwrapped).
     pub(crate) fn send<T: Serialize + ?Sized>(self, value: &T) {
-        let id = self.id;
-        if self.link.send_direct_reply(id, value) {
+        if self.link.send_direct_reply(self.id, value) {
             return;
         }
+        self.send_encoded(|buf, id, max| message::encode_reply(buf, id, value, max));
+    }
+
+    /// Replies with the handler's error value `e`, whose text is `text`.
+    pub(crate) fn send_error<E: Serialize + ?Sized>(self, e: &E, text: String) {
+        self.send_encoded(|buf, id, max| message::encode_error_reply(buf, id, e, text, max));
+    }
+
+    /// Sends the reply that `encode` builds, or a failure saying why it could not.
+    fn send_encoded(
+        self,
+        encode: impl FnOnce(&mut Vec<u8>, u64, u32) -> Result<(), message::EncodeError>,
+    ) {
+        let id = self.id;
         self.link.send_with(self.flush, |buf, max| {
             let start = buf.len();
-            if let Err(e) = message::encode_reply(buf, id, value, max) {
+            if let Err(e) = encode(buf, id, max) {
                 buf.truncate(start);
                 let reason = match e {
                     message::EncodeError::Value(reason) => reason,
@@ -284,6 +417,37 @@ thread_local! {
     /// that the adapter can answer with the panic message.
     static UNWOUND: RefCell<Option<Responder>> = const { RefCell::new(None) };
 }
+
+/// Used by generated servers, not public API: the text of a typed error, by autoref
+/// specialization (`(&ErrorText(&e)).__coproq_text()`): its `Display` where `E` has one
+/// ([`DisplayText`]), otherwise `None` ([`NoText`]), leaving the default text.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ErrorText<'a, E>(pub &'a E);
+
+/// See [`ErrorText`].
+#[doc(hidden)]
+pub trait DisplayText {
+    /// The error's `Display`.
+    fn __coproq_text(&self) -> Option<String>;
+}
+
+impl<E: fmt::Display> DisplayText for ErrorText<'_, E> {
+    fn __coproq_text(&self) -> Option<String> {
+        Some(self.0.to_string())
+    }
+}
+
+/// See [`ErrorText`].
+#[doc(hidden)]
+pub trait NoText {
+    /// No text: the default applies.
+    fn __coproq_text(&self) -> Option<String> {
+        None
+    }
+}
+
+impl<E> NoText for &ErrorText<'_, E> {}
 
 /// The promise of a deferred handler to answer one call, from any thread.
 ///

@@ -20,7 +20,7 @@ mod pending;
 mod service;
 mod wire;
 
-pub use crate::coprocess::{Builder, Coprocess, WeakCoprocess, fork};
+pub use crate::coprocess::{Builder, Coprocess, WeakCoprocess, fork, fork_with};
 pub use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
 pub use crate::handler::{Registry, Reply, Service};
 pub use crate::pending::Pending;
@@ -40,6 +40,7 @@ pub mod __fuzz {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bytes::{ByteBuf, Bytes};
+    pub use crate::handler::{DisplayText, ErrorText, NoText};
     pub use crate::service::{
         ServiceCheck, assert_wire_type, call, call_bytes, call_bytes_wait, call_result,
         call_result_wait, call_wait, emit, fingerprint_method,

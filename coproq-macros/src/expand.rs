@@ -329,11 +329,21 @@ impl<'a> Generator<'a> {
             Output::Bytes(_) => quote!(::coproq::__private::ByteBuf(#call)),
             _ => call,
         };
+        let register = match method.output {
+            // A typed error's text, for dynamic callers, is its `Display` where it has one.
+            Output::AppResult { err, .. } if method.event.is_none() => quote! {
+                #registry.__handle_result(#name, move |#pattern| #call, |__e: &#err| {
+                    use ::coproq::__private::{DisplayText as _, NoText as _};
+                    (&::coproq::__private::ErrorText(__e)).__coproq_text()
+                });
+            },
+            _ => quote!(#registry.#register(#name, move |#pattern| #call);),
+        };
         quote! {
             #(#cfgs)*
             {
                 let #imp = <::std::sync::Arc<__T> as ::core::clone::Clone>::clone(&self.__imp);
-                #registry.#register(#name, move |#pattern| #call);
+                #register
             }
         }
     }

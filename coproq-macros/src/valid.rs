@@ -3,7 +3,7 @@
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
-use syn::{Error, FnArg, ReturnType, TraitItem, Type};
+use syn::{Error, FnArg, GenericArgument, PathArguments, ReturnType, TraitItem, Type};
 
 use crate::ast::{Method, Service, is_event};
 
@@ -72,12 +72,21 @@ impl Service<'_> {
         }
     }
 
-    /// Generated names must not clash: `new` is the client's constructor, and a call
-    /// method `x` gets an `x_async` twin.
+    /// Generated names must not clash: `new` is the client's constructor, a call method
+    /// `x` gets an `x_async` twin, and an inherent method named like a method of a trait
+    /// the client implements would shadow it (`client.clone()` would call the peer).
     fn check_collisions(&self, errors: &mut Errors) {
         let client = format!("{}Client", self.original.ident);
         for method in &self.methods {
             let name = method.name();
+            if let Some(owner) = client_trait_method(&name) {
+                errors.at(
+                    method.ident,
+                    &format!(
+                        "method `{name}` conflicts with `{owner}::{name}`, which the generated `{client}` implements (`client.{name}()` would call the peer); rename the method"
+                    ),
+                );
+            }
             if name == "new" {
                 errors.at(
                     method.ident,
@@ -142,6 +151,12 @@ impl Method<'_> {
     /// No generics, `async`, `unsafe`, `extern` or variadics.
     fn check_signature(&self, errors: &mut Errors) {
         let sig = &self.original.sig;
+        if let Some(param) = sig.generics.lifetimes().next() {
+            errors.at(
+                param,
+                "lifetime parameters are not supported on `#[coproq::service]` methods; arguments are borrowed for the call only, so write `&str` or `&[T]` without a lifetime, or an owned type",
+            );
+        }
         if let Some(param) = sig.generics.type_params().next() {
             errors.at(
                 param,
@@ -190,10 +205,19 @@ impl Method<'_> {
                 );
             }
             check_wire_type(arg.ty, "an argument", errors);
-            if let Type::Reference(reference) = arg.ty {
-                if reference.mutability.is_some() {
-                    errors.at(arg.ty, "`&mut` arguments are not supported: the callee's changes could not reach the caller; pass the value and return the result");
+            match arg.ty {
+                Type::Reference(reference) => {
+                    if reference.mutability.is_some() {
+                        errors.at(arg.ty, "`&mut` arguments are not supported: the callee's changes could not reach the caller; pass the value and return the result");
+                    } else if let Some(lifetime) = &reference.lifetime {
+                        errors.at(
+                            lifetime,
+                            "explicit lifetimes are not supported in argument types; write `&str` or `&[T]` (borrowed for the call), or an owned type",
+                        );
+                    }
+                    check_no_borrow_inside(&reference.elem, errors);
                 }
+                ty => check_no_borrow_inside(ty, errors),
             }
         }
     }
@@ -208,6 +232,8 @@ impl Method<'_> {
                 );
             } else {
                 check_wire_type(ty, "a return", errors);
+                check_no_borrow_inside(ty, errors);
+                check_serializable_error(ty, errors);
             }
         }
     }
@@ -235,13 +261,110 @@ fn check_wire_type(ty: &Type, what: &str, errors: &mut Errors) {
     match ty {
         Type::ImplTrait(_) => errors.at(
             ty,
-            &format!("`impl Trait` is not supported as an {what} type; use a concrete type"),
+            &format!("`impl Trait` is not supported as {what} type; use a concrete type"),
         ),
         Type::TraitObject(_) => errors.at(
             ty,
-            &format!("trait objects are not supported as an {what} type; use a concrete type"),
+            &format!("trait objects are not supported as {what} type; use a concrete type"),
         ),
         Type::Reference(reference) => check_wire_type(&reference.elem, what, errors),
         _ => {}
+    }
+}
+
+/// The trait whose method `name` the generated client implements (directly, or through
+/// a blanket impl), if any.
+fn client_trait_method(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "clone" | "clone_from" => "Clone",
+        "fmt" => "Debug",
+        "to_owned" | "clone_into" => "ToOwned",
+        "borrow" => "Borrow",
+        "borrow_mut" => "BorrowMut",
+        "into" => "Into",
+        "from" => "From",
+        "try_into" => "TryInto",
+        "try_from" => "TryFrom",
+        "type_id" => "Any",
+        _ => return None,
+    })
+}
+
+/// Borrowed types only at the top of an argument (`&str`, `&[T]`, borrowed for the call):
+/// the far side decodes into owned values, so `Option<&str>` or `Vec<&str>` cannot be
+/// built there.
+fn check_no_borrow_inside(ty: &Type, errors: &mut Errors) {
+    let inner: Vec<&Type> = match ty {
+        Type::Path(path) => path
+            .path
+            .segments
+            .iter()
+            .flat_map(|segment| match &segment.arguments {
+                PathArguments::AngleBracketed(args) => args
+                    .args
+                    .iter()
+                    .filter_map(|arg| match arg {
+                        GenericArgument::Type(ty) => Some(ty),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect(),
+        Type::Tuple(tuple) => tuple.elems.iter().collect(),
+        Type::Array(array) => vec![&*array.elem],
+        Type::Slice(slice) => vec![&*slice.elem],
+        Type::Paren(paren) => vec![&*paren.elem],
+        Type::Group(group) => vec![&*group.elem],
+        _ => Vec::new(),
+    };
+    for ty in inner {
+        if let Type::Reference(reference) = ty {
+            let owned = match &*reference.elem {
+                Type::Path(p) if p.path.is_ident("str") => "String".to_owned(),
+                Type::Slice(s) => format!("Vec<{}>", s.elem.to_token_stream()),
+                elem => elem.to_token_stream().to_string(),
+            };
+            errors.at(
+                ty,
+                &format!("borrowed types are supported only as a whole argument (`&str`, `&[T]`), not inside another type: the far side decodes owned values; use `{owned}` here"),
+            );
+        } else {
+            check_no_borrow_inside(ty, errors);
+        }
+    }
+}
+
+/// `std::io::Error` (in `io::Result<T>` or `Result<T, io::Error>`) has no serde impls.
+fn check_serializable_error(ty: &Type, errors: &mut Errors) {
+    let Type::Path(path) = ty else { return };
+    let Some(last) = path.path.segments.last() else {
+        return;
+    };
+    let in_io = path.path.segments.iter().any(|s| s.ident == "io");
+    let err = match &last.arguments {
+        PathArguments::AngleBracketed(args) if last.ident == "Result" => {
+            match args.args.iter().nth(1) {
+                Some(GenericArgument::Type(err)) => Some(err),
+                _ if in_io => None,
+                _ => return,
+            }
+        }
+        _ => return,
+    };
+    let io_error = match err {
+        // `io::Result<T>`.
+        None => true,
+        Some(Type::Path(err)) => {
+            let segments: Vec<String> = err.path.segments.iter().map(|s| s.ident.to_string()).collect();
+            segments.ends_with(&["io".to_owned(), "Error".to_owned()])
+        }
+        Some(_) => false,
+    };
+    if io_error {
+        errors.at(
+            ty,
+            "`std::io::Error` cannot cross the link (it is not serializable); return `Result<T, String>` with `.map_err(|e| e.to_string())`, or a serializable error type",
+        );
     }
 }

@@ -162,17 +162,14 @@ fn wait_timeout_expires_and_the_late_reply_is_dropped() {
 }
 
 #[test]
-fn fork_whose_entry_panics_fails_calls_instead_of_hanging() {
-    let w = coproq::fork(|_| panic!("entry failed on purpose")).unwrap();
-    let err = call::<u32>(&w, "echo", 1u32).unwrap_err();
-    match err {
-        Error::Disconnected {
-            status: Some(status),
-        } => assert_eq!(status.code(), Some(101)),
-        Error::NotConnected => {}
-        other => panic!("expected a disconnect, got {other:?}"),
-    }
-    assert_eq!(w.close().and_then(|s| s.code()), Some(101));
+fn fork_whose_entry_panics_fails_with_the_panic_message() {
+    let err = coproq::fork(|_| panic!("entry failed on purpose")).unwrap_err();
+    assert!(matches!(err, Error::Spawn { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("panicked: entry failed on purpose"),
+        "{err}"
+    );
 }
 
 #[test]

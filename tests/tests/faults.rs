@@ -51,7 +51,13 @@ fn hand_started_worker() -> (std::process::Child, std::fs::File, std::fs::File) 
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_echo_worker"));
     cmd.env(
         "COPROQ_WORKER",
-        format!("spawn:{}:{}:{}", fds[0], fds[1], std::process::id()),
+        format!(
+            "spawn:{}:{}:{}:{}",
+            fds[0],
+            fds[1],
+            std::process::id(),
+            1u32 << 30
+        ),
     )
     .stderr(Stdio::piped());
     // SAFETY: only fcntl between fork and exec.

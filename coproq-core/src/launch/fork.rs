@@ -1,52 +1,125 @@
 //! Fork workers: the current executable started again, running a given function.
 //!
-//! The function travels as its offset from [`anchor`], which is the same in every run of
-//! the same executable whatever address-space randomisation does. It is sent in the
-//! parent's `Hello`, not in the environment, so a process started by hand with the
-//! marker runs nothing it was not sent by a parent that holds its pipes.
+//! Functions travel as offsets from [`anchor`], which are the same in every run of the
+//! same executable whatever address-space randomisation does. They are sent in the
+//! parent's `Hello`, not in the environment, so a process started by hand with the marker
+//! runs nothing it was not sent by a parent that holds its pipes. Two travel: the user's
+//! entry, and the monomorphic `run` function that decodes the entry's data (for
+//! `fork_with`) and calls it.
+//!
+//! This holds only for functions of the executable itself: an entry inside a shared
+//! library loaded at a different place in the worker is not supported (`fork`'s docs say
+//! so).
+//!
+//! When the entry returns, the worker reports it with the event [`ENTRY_EVENT`] (`None`,
+//! or `Some(message)` if it panicked or its data did not decode); the parent's `fork`
+//! waits for it, so a worker whose entry fails never looks started.
 
-use super::{Mode, sys};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::sys;
+use crate::bytes::ByteBuf;
 use crate::coprocess::{Coprocess, Options};
+use crate::wire::{Entry, codec};
 
-/// The fixed point that entry offsets are measured from.
+/// The event by which a fork worker reports that its entry returned.
+pub(crate) const ENTRY_EVENT: &str = "coproq:entry";
+
+/// What the worker calls: decodes the data and runs the entry at the given address.
+type Run = fn(&Coprocess, usize, &[u8]) -> Result<(), String>;
+
+/// The fixed point that offsets are measured from.
 #[inline(never)]
 fn anchor() {}
 
-pub(crate) fn entry_offset(entry: fn(&Coprocess)) -> u64 {
-    (entry as *const () as usize).wrapping_sub(anchor as *const () as usize) as u64
+fn offset(function: *const ()) -> u64 {
+    (function as usize).wrapping_sub(anchor as *const () as usize) as u64
 }
 
-/// Runs a fork worker: connect, run the entry, serve, exit. Called before `main`.
-pub(crate) fn run_worker(read: i32, write: i32) -> ! {
-    let options = Options::default();
-    let (coproc, entry) = match super::connect_to_parent(
-        read,
-        write,
-        Mode::Fork,
-        &options,
-        std::sync::Arc::default(),
-    ) {
+fn address(offset: u64) -> usize {
+    (anchor as *const () as usize).wrapping_add(offset as usize)
+}
+
+/// The entry of a plain `fork`.
+pub(crate) fn plain_entry(entry: fn(&Coprocess)) -> Entry {
+    Entry {
+        run: offset(run_plain as Run as *const ()),
+        function: offset(entry as *const ()),
+        data: ByteBuf::default(),
+    }
+}
+
+/// The entry of `fork_with`: `data` travels encoded with its shape.
+pub(crate) fn entry_with<D: Serialize + DeserializeOwned>(
+    data: &D,
+    entry: fn(&Coprocess, D),
+) -> Result<Entry, String> {
+    let mut bytes = Vec::new();
+    codec::encode_shaped(data, &mut bytes)?;
+    Ok(Entry {
+        run: offset(run_with::<D> as Run as *const ()),
+        function: offset(entry as *const ()),
+        data: ByteBuf(bytes),
+    })
+}
+
+#[allow(clippy::unnecessary_wraps, reason = "every entry runner has the `Run` signature")]
+fn run_plain(coproc: &Coprocess, function: usize, _: &[u8]) -> Result<(), String> {
+    // SAFETY: `function` is the address, in this same executable, of the `fn(&Coprocess)`
+    // whose offset the parent's `plain_entry` took (the parent sent `run_plain` with it).
+    let entry = unsafe { std::mem::transmute::<usize, fn(&Coprocess)>(function) };
+    entry(coproc);
+    Ok(())
+}
+
+fn run_with<D: DeserializeOwned>(
+    coproc: &Coprocess,
+    function: usize,
+    data: &[u8],
+) -> Result<(), String> {
+    let data: D =
+        codec::decode_shaped(data).map_err(|e| format!("its data does not decode: {e}"))?;
+    // SAFETY: `function` is the address, in this same executable, of the
+    // `fn(&Coprocess, D)` whose offset the parent's `entry_with::<D>` took; that call also
+    // sent this very `run_with::<D>`, so `D` is the same type.
+    let entry = unsafe { std::mem::transmute::<usize, fn(&Coprocess, D)>(function) };
+    entry(coproc, data);
+    Ok(())
+}
+
+/// Runs a fork worker: connect, run the entry, report, serve, exit. Called before `main`.
+pub(crate) fn run_worker(read: i32, write: i32, max_frame: u32) -> ! {
+    let mut options = Options::default();
+    options.link.max_frame = max_frame;
+    let (coproc, hello) = match super::connect_to_parent(read, write, &options, Arc::default()) {
         Ok(connected) => connected,
         Err(e) => super::worker_exit_with(&format!("cannot connect to the parent: {e}")),
     };
-    exit_soon_if_abandoned(&coproc);
-    let Some(offset) = entry else {
+    exit_when_orphaned();
+    let Some(entry) = hello.entry else {
         super::worker_exit_with("the parent sent no entry function");
     };
-    let address = (anchor as *const () as usize).wrapping_add(offset as usize);
-    // SAFETY: this process is an exec of the parent's own executable (see `self_exe`),
-    // so the offset, computed by the parent from a real `fn(&Coprocess)`, points at that
-    // same function here.
-    let entry: fn(&Coprocess) = unsafe { std::mem::transmute::<usize, fn(&Coprocess)>(address) };
-    if std::panic::catch_unwind(|| entry(&coproc)).is_err() {
-        // The panic hook has printed the message; the parent sees the exit status.
+    // SAFETY: this process is an exec of the parent's own executable (see `self_exe`), and
+    // the parent computed `entry.run` from a real `Run` function of it (`plain_entry`,
+    // `entry_with`), which is therefore at this address here.
+    let run = unsafe { std::mem::transmute::<usize, Run>(address(entry.run)) };
+    let function = address(entry.function);
+    let failure = match catch_unwind(AssertUnwindSafe(|| run(&coproc, function, &entry.data.0))) {
+        Ok(Ok(())) => None,
+        Ok(Err(reason)) => Some(reason),
+        Err(panic) => Some(crate::handler::panicked(&*panic)),
+    };
+    let _ = coproc.emit(ENTRY_EVENT, &failure);
+    if failure.is_some() {
+        // The parent's `fork` fails with the message; the exit status says the same.
+        coproc.drain_output();
         std::process::exit(101);
     }
     coproc.serve();
-    if coproc.abandoned() {
-        // The parent died: stop now, whatever other threads are doing.
-        std::process::exit(0);
-    }
     // Threads the user started may still run; like returning from `main`, this ends them.
     std::process::exit(0)
 }
@@ -54,7 +127,7 @@ pub(crate) fn run_worker(read: i32, write: i32) -> ! {
 /// A worker whose parent died must not outlive it, even while a handler is stuck and
 /// nothing reads the link (Linux's parent-death signal covers that there; this covers
 /// every Unix): when this process is handed to a new parent, it exits.
-fn exit_soon_if_abandoned(_coproc: &Coprocess) {
+fn exit_when_orphaned() {
     let parent = sys::parent_pid();
     let _ = std::thread::Builder::new()
         .name("coproq-watchdog".into())

@@ -7,7 +7,7 @@
 //! - `sys`: the platform backend (pipes, inheritance, parent death, start-up hook).
 //!
 //! The parent marks a worker with one environment variable, `COPROQ_WORKER`, holding the
-//! mode and the two descriptor numbers. A start-up hook that runs before `main` in every
+//! mode, the two descriptor numbers, the parent's pid and the frame limit. A start-up hook that runs before `main` in every
 //! program linking coproq removes the marker (so the worker's own children are not
 //! mistaken for workers) and, for a fork worker, runs the worker there and then exits.
 
@@ -26,7 +26,8 @@ use std::time::Duration;
 use crate::coprocess::{Coprocess, Options};
 use crate::error::{Error, Result};
 use crate::handler::Handlers;
-use crate::link::{EofHook, Link};
+use crate::link::{Connect, EofHook, HandshakeError, Link, WORKER_HELLO_MAX};
+use crate::wire::{Entry, Hello};
 pub(crate) use process::WorkerProcess;
 
 /// The environment variable that marks a worker.
@@ -45,30 +46,52 @@ pub(crate) enum Mode {
     Spawn,
 }
 
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Fork => "fork",
-            Self::Spawn => "spawn",
-        })
+/// What the parent tells a worker in the environment:
+/// `mode:read_fd:write_fd:parent_pid:max_frame`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Marker {
+    mode: Mode,
+    read: i32,
+    write: i32,
+    parent: u32,
+    /// The largest frame the parent's builder accepts, which a fork worker accepts too.
+    max_frame: u32,
+}
+
+impl Marker {
+    fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.split(':');
+        let mode = match parts.next()? {
+            "fork" => Mode::Fork,
+            "spawn" => Mode::Spawn,
+            _ => return None,
+        };
+        let marker = Self {
+            mode,
+            read: parts.next()?.parse().ok()?,
+            write: parts.next()?.parse().ok()?,
+            parent: parts.next()?.parse().ok()?,
+            max_frame: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(marker)
     }
 }
 
-/// The marker: `mode:read_fd:write_fd:parent_pid`.
-fn parse_marker(value: &str) -> Option<(Mode, i32, i32, u32)> {
-    let mut parts = value.split(':');
-    let mode = match parts.next()? {
-        "fork" => Mode::Fork,
-        "spawn" => Mode::Spawn,
-        _ => return None,
-    };
-    let read = parts.next()?.parse().ok()?;
-    let write = parts.next()?.parse().ok()?;
-    let parent = parts.next()?.parse().ok()?;
-    parts
-        .next()
-        .is_none()
-        .then_some((mode, read, write, parent))
+impl fmt::Display for Marker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = match self.mode {
+            Mode::Fork => "fork",
+            Mode::Spawn => "spawn",
+        };
+        let Self {
+            read,
+            write,
+            parent,
+            max_frame,
+            ..
+        } = self;
+        write!(f, "{mode}:{read}:{write}:{parent}:{max_frame}")
+    }
 }
 
 /// Runs before `main` (see `sys::start_hook`).
@@ -79,12 +102,12 @@ pub(crate) fn on_start() {
     // SAFETY: the start-up hook runs before `main`, while the process has one thread.
     unsafe { std::env::remove_var(MARKER) };
     IS_WORKER.store(true, Ordering::Relaxed);
-    match value.to_str().and_then(parse_marker) {
-        Some((mode, read, write, parent)) => {
-            sys::die_with_parent(parent);
-            match mode {
-                Mode::Fork => fork::run_worker(read, write),
-                Mode::Spawn => spawn::stash(read, write),
+    match value.to_str().and_then(Marker::parse) {
+        Some(marker) => {
+            sys::die_with_parent(marker.parent);
+            match marker.mode {
+                Mode::Fork => fork::run_worker(marker.read, marker.write, marker.max_frame),
+                Mode::Spawn => spawn::stash(marker.read, marker.write),
             }
         }
         None => worker_exit_with(&format!(
@@ -114,23 +137,32 @@ pub(crate) fn report_protocol_error(reason: &str) {
 #[derive(Debug)]
 pub(crate) enum Launch {
     /// This executable again, running an entry function.
-    Fork,
+    Fork(Entry),
     /// A user's command.
     Command(Command),
+}
+
+impl Launch {
+    /// The program, as errors name it.
+    fn program(&self) -> String {
+        match self {
+            Self::Fork(_) => std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "this executable".into()),
+            Self::Command(cmd) => cmd.get_program().to_string_lossy().into_owned(),
+        }
+    }
 }
 
 /// Parent side: starts a worker and completes the handshake.
 pub(crate) fn start(
     launch: Launch,
-    entry: Option<u64>,
     options: &Options,
     handlers: Arc<Handlers>,
 ) -> Result<(Arc<Link>, Arc<WorkerProcess>)> {
     sys::ensure_start_hook_linked();
-    let program = match &launch {
-        Launch::Fork => "<this executable>".to_owned(),
-        Launch::Command(cmd) => cmd.get_program().to_string_lossy().into_owned(),
-    };
+    let program = launch.program();
     let spawn_error = |source: io::Error| Error::Spawn {
         program: program.clone(),
         source,
@@ -138,22 +170,35 @@ pub(crate) fn start(
     let fds = sys::link_fds().map_err(spawn_error)?;
     let marker = {
         use std::os::fd::AsRawFd;
-        let mode = if matches!(launch, Launch::Fork) {
-            Mode::Fork
-        } else {
-            Mode::Spawn
-        };
-        let (read, write) = (fds.child_read.as_raw_fd(), fds.child_write.as_raw_fd());
-        format!("{mode}:{read}:{write}:{}", std::process::id())
+        Marker {
+            mode: match launch {
+                Launch::Fork(_) => Mode::Fork,
+                Launch::Command(_) => Mode::Spawn,
+            },
+            read: fds.child_read.as_raw_fd(),
+            write: fds.child_write.as_raw_fd(),
+            parent: std::process::id(),
+            max_frame: options.link.max_frame,
+        }
+        .to_string()
     };
-    let pid = match launch {
-        Launch::Fork => sys::spawn_self((MARKER, &marker), &fds),
+    let group = options.process_group;
+    let (pid, stdio, entry) = match launch {
+        Launch::Fork(entry) => (
+            sys::spawn_self((MARKER, &marker), &fds, group),
+            sys::ChildStdio::default(),
+            Some(entry),
+        ),
         Launch::Command(mut cmd) => {
             cmd.env(MARKER, &marker);
-            sys::spawn_command(cmd, &fds)
+            let (pid, stdio) = match sys::spawn_command(cmd, &fds, group) {
+                Ok((pid, stdio)) => (Ok(pid), stdio),
+                Err(e) => (Err(e), sys::ChildStdio::default()),
+            };
+            (pid, stdio, None)
         }
-    }
-    .map_err(spawn_error)?;
+    };
+    let pid = pid.map_err(spawn_error)?;
     let sys::LinkFds {
         parent_read,
         parent_write,
@@ -162,32 +207,39 @@ pub(crate) fn start(
     } = fds;
     drop((child_read, child_write));
 
-    let process = Arc::new(WorkerProcess::new(pid));
+    let process = Arc::new(WorkerProcess::new(pid, stdio));
     let on_eof: EofHook = {
         let process = Arc::clone(&process);
         Box::new(move || process.wait_timeout(EXIT_STATUS_WAIT))
     };
+    let connect = Connect {
+        options: options.link,
+        entry,
+        peer_hello_max: WORKER_HELLO_MAX,
+        timeout: options.startup_timeout,
+    };
     let connected = Link::connect(
         Box::new(parent_read),
         Box::new(parent_write),
-        options.link,
-        entry,
+        connect,
         handlers,
         Some(on_eof),
-        options.startup_timeout,
     );
     match connected {
         Ok((link, _hello)) => Ok((link, process)),
         Err(e) => {
             // Whatever the worker is doing, it is not a working worker: stop it.
             let status = process.try_status().or_else(|| process.kill());
-            let status = status.map_or_else(String::new, |s| format!(" (worker {s})"));
+            let status = status.map_or_else(String::new, |s| format!(" ({s})"));
+            let hint = "is it a coproq worker whose `main` calls `Coprocess::parent()`?";
             Err(match e {
-                Error::Protocol(reason) if !reason.contains("closed the link") => {
-                    Error::Protocol(reason)
-                }
-                e => spawn_error(io::Error::other(format!(
-                    "the worker failed before the handshake: {e}{status}"
+                HandshakeError::Refused(reason) => Error::Protocol(reason),
+                HandshakeError::Silent(timeout) => spawn_error(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("`{program}` sent nothing within {timeout:?}: {hint}"),
+                )),
+                HandshakeError::Closed => spawn_error(io::Error::other(format!(
+                    "`{program}` exited before the handshake{status}: {hint}"
                 ))),
             })
         }
@@ -198,27 +250,21 @@ pub(crate) fn start(
 fn connect_to_parent(
     read: i32,
     write: i32,
-    mode: Mode,
     options: &Options,
     handlers: Arc<Handlers>,
-) -> Result<(Coprocess, Option<u64>)> {
+) -> Result<(Coprocess, Hello)> {
     sys::ignore_sigpipe();
     let (input, output) = sys::take_link_fds(read, write).map_err(|e| {
         Error::Protocol(format!("the link descriptors {read} and {write} are not usable ({e}); not started by a coproq parent?"))
     })?;
-    let (link, hello) = Link::connect(
-        Box::new(input),
-        Box::new(output),
-        options.link,
-        None,
-        handlers,
-        None,
-        options.startup_timeout,
-    )?;
-    let entry = if mode == Mode::Fork {
-        hello.entry
-    } else {
-        None
+    let connect = Connect {
+        options: options.link,
+        entry: None,
+        // The parent's hello carries a fork entry's data, bounded by the frame limit.
+        peer_hello_max: options.link.max_frame,
+        timeout: options.startup_timeout,
     };
-    Ok((Coprocess::from_parent_link(link), entry))
+    let (link, hello) = Link::connect(Box::new(input), Box::new(output), connect, handlers, None)
+        .map_err(|e| Error::Protocol(e.to_string()))?;
+    Ok((Coprocess::from_parent_link(link, *options), hello))
 }

@@ -4,12 +4,14 @@ use std::process::ExitStatus;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::sys::{self, Reaped};
+use super::sys::{self, ChildStdio, Reaped};
 
 #[derive(Debug)]
 pub(crate) struct WorkerProcess {
     pid: u32,
     reaped: Mutex<State>,
+    /// The parent's ends of the worker's piped stdio, until the user takes them.
+    stdio: Mutex<ChildStdio>,
 }
 
 /// Whether the worker has been reaped, and how it ended.
@@ -21,11 +23,17 @@ enum State {
 }
 
 impl WorkerProcess {
-    pub(crate) fn new(pid: u32) -> Self {
+    pub(crate) fn new(pid: u32, stdio: ChildStdio) -> Self {
         Self {
             pid,
             reaped: Mutex::new(State::Running),
+            stdio: Mutex::new(stdio),
         }
+    }
+
+    /// The worker's piped stdio, for the user to take its parts.
+    pub(crate) fn stdio(&self) -> std::sync::MutexGuard<'_, ChildStdio> {
+        self.stdio.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn pid(&self) -> u32 {

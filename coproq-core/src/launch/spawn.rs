@@ -4,7 +4,7 @@
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{Mode, sys};
+use super::sys;
 use crate::coprocess::{Coprocess, Options};
 use crate::error::{Error, Result};
 use crate::handler::Handlers;
@@ -24,5 +24,5 @@ pub(crate) fn parent(options: &Options, handlers: Arc<Handlers>) -> Result<Copro
         .unwrap_or_else(PoisonError::into_inner)
         .take();
     let (read, write) = fds.ok_or(Error::NotAWorker)?;
-    super::connect_to_parent(read, write, Mode::Spawn, options, handlers).map(|(coproc, _)| coproc)
+    super::connect_to_parent(read, write, options, handlers).map(|(coproc, _)| coproc)
 }

@@ -16,7 +16,7 @@ use super::calls::{Delivery, Slot, Wake};
 use super::reader::{Role, ServeStep, Stop};
 use super::writer::Flush;
 use crate::error::Error;
-use crate::handler::Responder;
+use crate::handler::{METHODS_METHOD, Responder};
 use crate::wire::{Message, OutcomeKind};
 
 thread_local! {
@@ -131,6 +131,8 @@ fn dispatch(link: &Arc<Link>, message: Message, flush: Flush) {
             let responder = Responder::new(Arc::clone(link), id, flush);
             if let Some(handler) = link.handlers.call(body.name()) {
                 handler(body, responder);
+            } else if body.name() == METHODS_METHOD {
+                responder.send(&link.handlers.names());
             } else {
                 let message = format!("{}: method not found", body.name());
                 responder.fail(OutcomeKind::MethodNotFound, message);

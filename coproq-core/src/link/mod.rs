@@ -30,7 +30,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::handler::Handlers;
 use crate::wire::message::{self, EncodeError};
-use crate::wire::{Hello, Message, direct, frame};
+use crate::wire::{Entry, Hello, Message, direct, frame};
 use calls::{Calls, Slot};
 use writer::{Closed, Shutdown, Writer};
 pub(crate) use writer::{Flush, Output};
@@ -151,39 +151,71 @@ impl std::fmt::Debug for Link {
     }
 }
 
-/// A `Hello` is a few dozen bytes; anything much longer is not one.
-const HELLO_MAX: u32 = 4096;
+/// A worker's `Hello` is a few dozen bytes; anything much longer is not one.
+pub(crate) const WORKER_HELLO_MAX: u32 = 4096;
+
+/// How a link starts.
+#[derive(Debug)]
+pub(crate) struct Connect {
+    pub(crate) options: LinkOptions,
+    /// What our `Hello` carries for the peer (a parent's fork entry).
+    pub(crate) entry: Option<Entry>,
+    /// The largest `Hello` accepted from the peer.
+    pub(crate) peer_hello_max: u32,
+    /// How long to wait for the peer's `Hello`.
+    pub(crate) timeout: Duration,
+}
+
+/// Why a handshake failed.
+#[derive(Debug)]
+pub(crate) enum HandshakeError {
+    /// Nothing arrived within the timeout.
+    Silent(Duration),
+    /// The peer closed the link before its `Hello`.
+    Closed,
+    /// What arrived is not a `Hello` this side can speak with.
+    Refused(String),
+}
+
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Silent(timeout) => write!(f, "no handshake from the peer within {timeout:?}"),
+            Self::Closed => f.write_str("the peer closed the link before the handshake"),
+            Self::Refused(reason) => f.write_str(reason),
+        }
+    }
+}
 
 impl Link {
-    /// Starts a link on two streams: sends our `Hello` and waits up to `timeout` for the
-    /// peer's.
+    /// Starts a link on two streams: sends our `Hello` and waits for the peer's.
     pub(crate) fn connect(
         input: Input,
         output: Output,
-        options: LinkOptions,
-        entry: Option<u64>,
+        connect: Connect,
         handlers: Arc<Handlers>,
         on_eof: Option<EofHook>,
-        timeout: Duration,
-    ) -> Result<(Arc<Self>, Hello)> {
+    ) -> std::result::Result<(Arc<Self>, Hello), HandshakeError> {
+        let Connect {
+            options,
+            entry,
+            peer_hello_max,
+            timeout,
+        } = connect;
         let writer = Writer::new(output);
+        let hello = Hello {
+            max_frame: options.max_frame,
+            entry,
+        };
         let sent = writer.send(Flush::Now, |buf, _| {
-            message::encode_hello(
-                buf,
-                &Hello {
-                    max_frame: options.max_frame,
-                    entry,
-                },
-            );
+            message::encode_hello(buf, &hello);
             Ok::<(), ()>(())
         });
         if sent.is_err() || writer.is_closed() {
-            return Err(Error::Protocol(
-                "the peer closed the link before the handshake".into(),
-            ));
+            return Err(HandshakeError::Closed);
         }
         let mut input = BufReader::with_capacity(64 * 1024, input);
-        let peer = handshake(&mut input, timeout)?;
+        let peer = handshake(&mut input, peer_hello_max, timeout)?;
         writer.set_peer_max(peer.max_frame);
         let link = Arc::new(Self {
             writer,
@@ -381,22 +413,22 @@ impl Link {
 }
 
 /// Reads the peer's `Hello`, with errors that say what the peer is.
-fn handshake(input: &mut BufReader<Input>, timeout: Duration) -> Result<Hello> {
+fn handshake(
+    input: &mut BufReader<Input>,
+    max: u32,
+    timeout: Duration,
+) -> std::result::Result<Hello, HandshakeError> {
     if input.buffer().is_empty() && !input.get_ref().wait_readable(timeout) {
-        return Err(Error::Protocol(format!(
-            "no handshake from the peer within {timeout:?}"
-        )));
+        return Err(HandshakeError::Silent(timeout));
     }
     let mut buf = Vec::new();
-    match frame::read_frame(input, HELLO_MAX, &mut buf) {
-        Ok(true) => message::decode_hello(&buf).map_err(Error::Protocol),
-        Ok(false) => Err(Error::Protocol(
-            "the peer closed the link before the handshake".into(),
-        )),
-        Err(frame::FrameError::TooLarge { len, .. }) => Err(Error::Protocol(format!(
+    match frame::read_frame(input, max, &mut buf) {
+        Ok(true) => message::decode_hello(&buf).map_err(HandshakeError::Refused),
+        Ok(false) => Err(HandshakeError::Closed),
+        Err(frame::FrameError::TooLarge { len, .. }) => Err(HandshakeError::Refused(format!(
             "the peer is not a coproq endpoint (its first frame claims {len} bytes)"
         ))),
-        Err(e) => Err(Error::Protocol(format!("handshake failed: {e}"))),
+        Err(e) => Err(HandshakeError::Refused(format!("handshake failed: {e}"))),
     }
 }
 

@@ -44,6 +44,19 @@ pub(crate) fn encode_shaped<T: Serialize + ?Sized>(
     encode_into(value, buf)
 }
 
+/// Decodes what [`encode_shaped`] wrote.
+pub(crate) fn decode_shaped<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let (len, rest) = bytes
+        .split_first_chunk::<8>()
+        .ok_or("the value's shape is missing")?;
+    let len = usize::try_from(u64::from_le_bytes(*len)).unwrap_or(usize::MAX);
+    if len > rest.len() {
+        return Err("the value's shape is cut short".into());
+    }
+    let (shape, value) = rest.split_at(len);
+    decode_checked(shape, value)
+}
+
 /// Appends a shape written by `record`, preceded by its `u64` length.
 pub(crate) fn put_shape(
     buf: &mut Vec<u8>,

@@ -72,7 +72,11 @@ fn seeds() -> Vec<Vec<u8>> {
         &mut buf,
         &message::Hello {
             max_frame: 1 << 20,
-            entry: Some(3),
+            entry: Some(message::Entry {
+                run: 3,
+                function: 4,
+                data: ByteBuf(vec![5; 9]),
+            }),
         },
     );
     seeds.push(std::mem::take(&mut buf));

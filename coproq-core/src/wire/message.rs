@@ -24,8 +24,20 @@ pub(crate) const PROTOCOL_VERSION: u32 = 2;
 pub(crate) struct Hello {
     /// The largest frame payload this side accepts.
     pub(crate) max_frame: u32,
-    /// Parent → fork worker: the entry function, as an offset from an anchor function.
-    pub(crate) entry: Option<u64>,
+    /// Parent → fork worker: what to run.
+    pub(crate) entry: Option<Entry>,
+}
+
+/// A fork worker's entry: functions as offsets from an anchor function in the (shared)
+/// executable, and the data for the entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    /// The function that decodes `data` and calls `function` with it.
+    pub(crate) run: u64,
+    /// The user's entry function.
+    pub(crate) function: u64,
+    /// The entry's data, encoded with its shape (empty for a plain `fork`).
+    pub(crate) data: crate::bytes::ByteBuf,
 }
 
 /// How a call ended, as the reply's header states it.
@@ -325,9 +337,8 @@ pub(crate) fn encode_reply<T: Serialize + ?Sized>(
     encode_reply_as(buf, id, value, outcome::classify(value), max)
 }
 
-/// Builds the frame of a reply carrying `value`, classified as `class` (a typed service
-/// that knows its error's text classifies it itself).
-pub(crate) fn encode_reply_as<T: Serialize + ?Sized>(
+/// Builds the frame of a reply carrying `value`, as `class` says to send it.
+fn encode_reply_as<T: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     id: u64,
     value: &T,
@@ -357,6 +368,29 @@ pub(crate) fn encode_reply_as<T: Serialize + ?Sized>(
     } else {
         codec::encode_shaped(value, buf).map_err(EncodeError::Value)?;
     }
+    seal(buf, start, max)
+}
+
+/// Builds the frame of a reply carrying a handler's error value `e` (not wrapped in a
+/// `Result`), with `text` as its message.
+pub(crate) fn encode_error_reply<E: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    id: u64,
+    e: &E,
+    text: String,
+    max: u32,
+) -> Result<(), EncodeError> {
+    let header = Header::Reply {
+        id,
+        outcome: Outcome::Error {
+            kind: OutcomeKind::Failed,
+            message: text,
+            typed: true,
+        },
+        shape: &[],
+    };
+    let start = header_prefix(buf, &header);
+    codec::encode_shaped(e, buf).map_err(EncodeError::Value)?;
     seal(buf, start, max)
 }
 
@@ -461,7 +495,11 @@ mod tests {
         let mut buf = Vec::new();
         let hello = Hello {
             max_frame: 77,
-            entry: Some(5),
+            entry: Some(Entry {
+                run: 5,
+                function: 6,
+                data: crate::bytes::ByteBuf(vec![1, 2]),
+            }),
         };
         encode_hello(&mut buf, &hello);
         assert_eq!(decode_hello(&payload(&buf)).unwrap(), hello);

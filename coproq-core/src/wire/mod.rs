@@ -19,4 +19,4 @@ pub(crate) mod shape;
 
 pub(crate) use codec::decode_checked;
 
-pub(crate) use message::{Body, Hello, Message, Outcome, OutcomeKind};
+pub(crate) use message::{Body, Entry, Hello, Message, Outcome, OutcomeKind};

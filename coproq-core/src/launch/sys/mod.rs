@@ -15,6 +15,6 @@ compile_error!(
 );
 
 pub(crate) use imp::{
-    LinkFds, Reaped, die_with_parent, ensure_start_hook_linked, ignore_sigpipe, kill, link_fds,
-    parent_pid, reap, spawn_command, spawn_self, take_link_fds, wait_exit,
+    ChildStdio, LinkFds, Reaped, die_with_parent, ensure_start_hook_linked, ignore_sigpipe, kill,
+    link_fds, parent_pid, reap, spawn_command, spawn_self, take_link_fds, wait_exit,
 };

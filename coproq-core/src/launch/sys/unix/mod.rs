@@ -5,7 +5,8 @@
 mod process;
 
 pub(crate) use process::{
-    Reaped, die_with_parent, kill, parent_pid, reap, spawn_command, spawn_self, wait_exit,
+    ChildStdio, Reaped, die_with_parent, kill, parent_pid, reap, spawn_command, spawn_self,
+    wait_exit,
 };
 
 use std::fs::File;

@@ -17,21 +17,32 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus};
+use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::LinkFds;
 
-type Job = Box<dyn FnOnce() -> io::Result<u32> + Send>;
+/// The stdin, stdout and stderr of a started worker that its `Command` set to
+/// `Stdio::piped()`: the parent's ends, for the user to take.
+#[derive(Debug, Default)]
+pub(crate) struct ChildStdio {
+    pub(crate) stdin: Option<ChildStdin>,
+    pub(crate) stdout: Option<ChildStdout>,
+    pub(crate) stderr: Option<ChildStderr>,
+}
 
-/// Runs `job` (which starts a process and returns its pid) on the launcher thread.
-fn on_launcher(job: Job) -> io::Result<u32> {
-    type Launcher = crossbeam_channel::Sender<(Job, crossbeam_channel::Sender<io::Result<u32>>)>;
+/// A started process: its pid and its piped stdio.
+type Started = io::Result<(u32, ChildStdio)>;
+
+type Job = Box<dyn FnOnce() -> Started + Send>;
+
+/// Runs `job` (which starts a process) on the launcher thread.
+fn on_launcher(job: Job) -> Started {
+    type Launcher = crossbeam_channel::Sender<(Job, crossbeam_channel::Sender<Started>)>;
     static LAUNCHER: OnceLock<io::Result<Launcher>> = OnceLock::new();
     let launcher = LAUNCHER.get_or_init(|| {
-        let (tx, rx) =
-            crossbeam_channel::unbounded::<(Job, crossbeam_channel::Sender<io::Result<u32>>)>();
+        let (tx, rx) = crossbeam_channel::unbounded::<(Job, crossbeam_channel::Sender<Started>)>();
         std::thread::Builder::new()
             .name("coproq-launcher".into())
             .spawn(move || {
@@ -52,8 +63,13 @@ fn on_launcher(job: Job) -> io::Result<u32> {
         .map_err(|_| io::Error::other("the launcher thread is gone"))?
 }
 
-/// Starts a user's `Command` as a worker holding the link's child descriptors.
-pub(crate) fn spawn_command(mut cmd: Command, fds: &LinkFds) -> io::Result<u32> {
+/// Starts a user's `Command` as a worker holding the link's child descriptors (in a
+/// process group of its own if `own_group`).
+pub(crate) fn spawn_command(
+    mut cmd: Command,
+    fds: &LinkFds,
+    own_group: bool,
+) -> io::Result<(u32, ChildStdio)> {
     let inherit = [fds.child_read.as_raw_fd(), fds.child_write.as_raw_fd()];
     let hook = move || {
         // Between fork and exec: only async-signal-safe calls, no allocation.
@@ -67,13 +83,25 @@ pub(crate) fn spawn_command(mut cmd: Command, fds: &LinkFds) -> io::Result<u32> 
     };
     // SAFETY: the hook only calls fcntl, which is async-signal-safe, and allocates nothing.
     unsafe { cmd.pre_exec(hook) };
-    // The std `Child` is dropped at once: the pid is all we keep, and we reap it ourselves.
-    on_launcher(Box::new(move || cmd.spawn().map(|child| child.id())))
+    if own_group {
+        cmd.process_group(0);
+    }
+    // The std `Child` is taken apart at once: we keep its pid (and reap it ourselves) and
+    // its piped stdio, whose ends would otherwise close and break the worker's output.
+    on_launcher(Box::new(move || {
+        let mut child = cmd.spawn()?;
+        let stdio = ChildStdio {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+        };
+        Ok((child.id(), stdio))
+    }))
 }
 
 /// Starts this executable again, with `marker` added to the environment, holding the
-/// link's child descriptors.
-pub(crate) fn spawn_self(marker: (&str, &str), fds: &LinkFds) -> io::Result<u32> {
+/// link's child descriptors (in a process group of its own if `own_group`).
+pub(crate) fn spawn_self(marker: (&str, &str), fds: &LinkFds, own_group: bool) -> io::Result<u32> {
     let path = cstring(self_exe()?.into_os_string())?;
     let arg0 = cstring(
         std::env::args_os()
@@ -94,7 +122,10 @@ pub(crate) fn spawn_self(marker: (&str, &str), fds: &LinkFds) -> io::Result<u32>
         marker.0, marker.1
     )))?);
     let inherit = [fds.child_read.as_raw_fd(), fds.child_write.as_raw_fd()];
-    on_launcher(Box::new(move || posix_spawn(&path, &arg0, &env, inherit)))
+    let started = on_launcher(Box::new(move || {
+        posix_spawn(&path, &arg0, &env, inherit, own_group).map(|pid| (pid, ChildStdio::default()))
+    }));
+    started.map(|(pid, _)| pid)
 }
 
 fn cstring(s: OsString) -> io::Result<CString> {
@@ -102,12 +133,14 @@ fn cstring(s: OsString) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the environment"))
 }
 
-/// `posix_spawn(path)` with argv `[arg0]`, environment `env`, and `inherit` kept open.
+/// `posix_spawn(path)` with argv `[arg0]`, environment `env`, and `inherit` kept open;
+/// in a new process group if `own_group`.
 fn posix_spawn(
     path: &CString,
     arg0: &CString,
     env: &[CString],
     inherit: [RawFd; 2],
+    own_group: bool,
 ) -> io::Result<u32> {
     let arg_vector = [arg0.as_ptr().cast_mut(), std::ptr::null_mut()];
     let mut envp: Vec<*mut libc::c_char> = env.iter().map(|e| e.as_ptr().cast_mut()).collect();
@@ -149,7 +182,12 @@ fn posix_spawn(
                 &raw mut attr,
                 &raw const pipe,
             ))?;
-            let flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+            let mut flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+            if own_group {
+                // Group 0: a new group whose id is the child's pid.
+                check(libc::posix_spawnattr_setpgroup(&raw mut attr, 0))?;
+                flags |= libc::POSIX_SPAWN_SETPGROUP;
+            }
             check(libc::posix_spawnattr_setflags(&raw mut attr, flags as _))?;
             let mut pid: libc::pid_t = 0;
             check(libc::posix_spawn(

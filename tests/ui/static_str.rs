@@ -1,0 +1,6 @@
+#[coproq::service]
+trait Greeter {
+    fn greet(&self, name: &'static str) -> String;
+}
+
+fn main() {}
