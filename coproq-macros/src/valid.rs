@@ -356,7 +356,12 @@ fn check_serializable_error(ty: &Type, errors: &mut Errors) {
         // `io::Result<T>`.
         None => true,
         Some(Type::Path(err)) => {
-            let segments: Vec<String> = err.path.segments.iter().map(|s| s.ident.to_string()).collect();
+            let segments: Vec<String> = err
+                .path
+                .segments
+                .iter()
+                .map(|s| s.ident.to_string())
+                .collect();
             segments.ends_with(&["io".to_owned(), "Error".to_owned()])
         }
         Some(_) => false,

@@ -67,7 +67,10 @@ pub(crate) fn entry_with<D: Serialize + DeserializeOwned>(
     })
 }
 
-#[allow(clippy::unnecessary_wraps, reason = "every entry runner has the `Run` signature")]
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "every entry runner has the `Run` signature"
+)]
 fn run_plain(coproc: &Coprocess, function: usize, _: &[u8]) -> Result<(), String> {
     // SAFETY: `function` is the address, in this same executable, of the `fn(&Coprocess)`
     // whose offset the parent's `plain_entry` took (the parent sent `run_plain` with it).

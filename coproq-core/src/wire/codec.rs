@@ -40,6 +40,10 @@ pub(crate) fn encode_shaped<T: Serialize + ?Sized>(
     value: &T,
     buf: &mut Vec<u8>,
 ) -> Result<(), String> {
+    if let Some(bytes) = super::byte_vec::as_bytes(value) {
+        // One copy as a byte string instead of a walk of its elements (same layout).
+        return encode_shaped(&crate::bytes::Bytes(bytes), buf);
+    }
     put_shape(buf, |buf| super::shape::record(value, buf))?;
     encode_into(value, buf)
 }

@@ -49,7 +49,11 @@ impl de::Error for Stop {
 
 /// The length of `value` if it serializes as one byte string of at least `DIRECT_MIN`.
 pub(crate) fn large_bytes<T: Serialize + ?Sized>(value: &T) -> Option<usize> {
-    value.serialize(Probe).ok().filter(|&len| len >= DIRECT_MIN)
+    let len = match super::byte_vec::as_bytes(value) {
+        Some(bytes) => Some(bytes.len()),
+        None => value.serialize(Probe).ok(),
+    };
+    len.filter(|&len| len >= DIRECT_MIN)
 }
 
 /// Writes `head` and then `value`'s bytes to `out`; `Ok(false)` (nothing written) if
@@ -59,6 +63,15 @@ pub(crate) fn write<T: Serialize + ?Sized>(
     head: &[u8],
     value: &T,
 ) -> io::Result<bool> {
+    if let Some(bytes) = super::byte_vec::as_bytes(value) {
+        return Direct { out, head }
+            .serialize_bytes(bytes)
+            .map(|()| true)
+            .or_else(|e| match e {
+                Stop::Io(e) => Err(e),
+                Stop::NotBytes => Ok(false),
+            });
+    }
     match value.serialize(Direct { out, head }) {
         Ok(()) => Ok(true),
         Err(Stop::NotBytes) => Ok(false),
@@ -216,9 +229,10 @@ mod tests {
         assert_eq!(large_bytes(&Bytes(&big[1..])), None);
         assert_eq!(
             large_bytes(&big),
-            None,
-            "a Vec<u8> serializes as a sequence"
+            Some(DIRECT_MIN),
+            "a Vec<u8> is recognised by its type"
         );
+        assert_eq!(large_bytes(&vec![1u16; DIRECT_MIN]), None);
         assert_eq!(large_bytes(&(1u32, 2u32)), None);
     }
 

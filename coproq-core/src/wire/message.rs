@@ -102,6 +102,12 @@ impl Body {
     /// is handed over in the frame's own buffer (see `direct`), anything else is decoded
     /// from the bytes.
     pub(crate) fn decode<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, String> {
+        if super::byte_vec::is_byte_vec::<T>() && shape::is_byte_string(self.shape()) {
+            // A `Vec<u8>` asks for a sequence, element by element: take the byte string
+            // whole instead (in the frame's own buffer where it is large).
+            let bytes = self.decode::<crate::bytes::ByteBuf>()?.into_vec();
+            return super::byte_vec::into_byte_vec(bytes).ok_or_else(|| "not bytes".into());
+        }
         let bytes_only = shape::is_byte_string(self.shape());
         match &mut self.frame {
             _ if !bytes_only => {}

@@ -1,5 +1,7 @@
 //! The wire: the only module that knows bincode and the frame layout.
 //!
+//! - [`byte_vec`]: `Vec<u8>` and `&[u8]` recognised among generic values, to travel as
+//!   byte strings.
 //! - [`frame`]: `u32` little-endian length prefix, bounded reads.
 //! - [`codec`]: the one bincode configuration; encode and decode helpers.
 //! - [`shape`]: the shape of every value, recorded by the sender and checked by the
@@ -7,6 +9,7 @@
 //!   instead of a number.
 //! - [`message`]: `Hello`, `Call`, `Reply`, `Event`, `Bye` and how a frame is built.
 
+pub(crate) mod byte_vec;
 pub(crate) mod codec;
 pub(crate) mod direct;
 pub(crate) mod frame;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::link::Bulk;
 use crate::{link, raw};
 
 /// How a figure's value reads.
@@ -109,6 +110,26 @@ pub(crate) const FIGURES: &[Figure] = &[
         target: Target::RatioAtLeast(0.8),
     },
     Figure {
+        key: "bulk-16mib-vec",
+        title: "16 MiB echo (`Vec<u8>`, dynamic)",
+        unit: Unit::BytesPerSec,
+        impls: &["raw", "coproq"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::RatioAtLeast(0.8),
+    },
+    Figure {
+        key: "bulk-16mib-result",
+        title: "16 MiB echo (`Result<Vec<u8>, E>`, typed)",
+        unit: Unit::BytesPerSec,
+        impls: &["raw", "typed"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::RatioAtLeast(0.8),
+    },
+    Figure {
         key: "startup",
         title: "start a worker, first reply, close",
         unit: Unit::Micros,
@@ -198,9 +219,15 @@ pub(crate) fn measure(figure: &Figure, imp: &str, quick: bool) -> Result<f64, St
         ("pipelined", "coproq") => link::pipelined(n.pipelined).map_err(|e| err(&e)),
         ("events", "raw") => raw::events(n.events).map_err(|e| err(&e)),
         ("events", "coproq") => link::events(n.events).map_err(|e| err(&e)),
-        ("bulk-16mib" | "bulk-16mib-typed", "raw") => raw::bulk(BULK, n.bulk).map_err(|e| err(&e)),
-        ("bulk-16mib", "coproq") => link::bulk(BULK, n.bulk, false).map_err(|e| err(&e)),
-        ("bulk-16mib-typed", "typed") => link::bulk(BULK, n.bulk, true).map_err(|e| err(&e)),
+        ("bulk-16mib" | "bulk-16mib-typed" | "bulk-16mib-vec" | "bulk-16mib-result", "raw") => {
+            raw::bulk(BULK, n.bulk).map_err(|e| err(&e))
+        }
+        ("bulk-16mib", "coproq") => link::bulk(BULK, n.bulk, Bulk::ByteBuf).map_err(|e| err(&e)),
+        ("bulk-16mib-vec", "coproq") => link::bulk(BULK, n.bulk, Bulk::Vec).map_err(|e| err(&e)),
+        ("bulk-16mib-typed", "typed") => link::bulk(BULK, n.bulk, Bulk::Typed).map_err(|e| err(&e)),
+        ("bulk-16mib-result", "typed") => {
+            link::bulk(BULK, n.bulk, Bulk::TypedResult).map_err(|e| err(&e))
+        }
         ("startup", "raw") => raw::startup(n.startup).map(micros).map_err(|e| err(&e)),
         ("startup", "coproq") => link::startup(n.startup).map(micros).map_err(|e| err(&e)),
         ("idle-worker-rss", "raw") => raw::idle_rss().map(|kib| kib as f64).map_err(|e| err(&e)),

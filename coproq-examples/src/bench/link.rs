@@ -15,6 +15,8 @@ pub(crate) trait Echo {
     fn typed_echo(&self, x: u64) -> u64;
     /// Returns `data`.
     fn typed_bytes(&self, data: Vec<u8>) -> Vec<u8>;
+    /// Returns `Ok(data)`.
+    fn typed_result_bytes(&self, data: Vec<u8>) -> Result<Vec<u8>, String>;
 }
 
 struct Echoer;
@@ -26,6 +28,9 @@ impl Echo for Echoer {
     fn typed_bytes(&self, data: Vec<u8>) -> Vec<u8> {
         data
     }
+    fn typed_result_bytes(&self, data: Vec<u8>) -> Result<Vec<u8>, String> {
+        Ok(data)
+    }
 }
 
 static EVENTS: AtomicU64 = AtomicU64::new(0);
@@ -36,6 +41,7 @@ fn worker() -> coproq::Result<Coprocess> {
         parent
             .handle("echo", |x: u64| x)
             .handle("bytes", |b: ByteBuf| b)
+            .handle("vec_bytes", |b: Vec<u8>| b)
             .on("tick", |_: u64| {
                 EVENTS.fetch_add(1, Ordering::Relaxed);
             })
@@ -110,18 +116,33 @@ pub(crate) fn events(n: u32) -> coproq::Result<f64> {
     Ok(f64::from(n) / elapsed.as_secs_f64())
 }
 
-/// Bytes per second echoing a `size`-byte payload `n` times (counted one way).
-/// Dynamically as `serde_bytes`; typed as `Vec<u8>` in and out, each reply being the
-/// next call's argument, so that neither side copies the payload itself.
-pub(crate) fn bulk(size: usize, n: u32, typed: bool) -> coproq::Result<f64> {
+/// How a bulk payload travels.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Bulk {
+    /// Dynamically, as `serde_bytes`.
+    ByteBuf,
+    /// Dynamically, as a plain `Vec<u8>`.
+    Vec,
+    /// Typed, as `Vec<u8>` in and out.
+    Typed,
+    /// Typed, as `Vec<u8>` in and `Result<Vec<u8>, String>` out.
+    TypedResult,
+}
+
+/// Bytes per second echoing a `size`-byte payload `n` times (counted one way), each reply
+/// being the next call's argument, so that neither side copies the payload itself.
+pub(crate) fn bulk(size: usize, n: u32, how: Bulk) -> coproq::Result<f64> {
     let w = worker()?;
     let client = EchoClient::new(&w);
     let mut payload = vec![7u8; size];
     let once = |payload: Vec<u8>| -> coproq::Result<Vec<u8>> {
-        if typed {
-            client.typed_bytes(payload)
-        } else {
-            Ok(w.call::<ByteBuf>("bytes", Bytes::new(&payload))?.into_vec())
+        match how {
+            Bulk::ByteBuf => Ok(w.call::<ByteBuf>("bytes", Bytes::new(&payload))?.into_vec()),
+            Bulk::Vec => w.call::<Vec<u8>>("vec_bytes", payload),
+            Bulk::Typed => client.typed_bytes(payload),
+            Bulk::TypedResult => client
+                .typed_result_bytes(payload)?
+                .map_err(|e| coproq::Error::Protocol(e)),
         }
     };
     payload = once(payload)?;

@@ -548,3 +548,53 @@ fn a_typed_errors_display_is_its_text_for_dynamic_callers() {
     let err = call::<()>(&w, "opaque", ()).unwrap_err();
     assert!(err.to_string().contains("Opaque"), "{err}");
 }
+
+mod blobs {
+    #[coproq::service]
+    pub(super) trait Blobs {
+        fn fetch(&self, len: usize) -> Result<Vec<u8>, String>;
+    }
+    pub(super) struct Store;
+    impl Blobs for Store {
+        fn fetch(&self, len: usize) -> Result<Vec<u8>, String> {
+            if len == 0 {
+                return Err("empty".into());
+            }
+            Ok((0..len).map(|i| i as u8).collect())
+        }
+    }
+}
+
+/// Friction: byte vectors take the byte-string path wherever they travel, and every form
+/// of bytes interoperates, small and large (the large ones without copies).
+#[test]
+fn byte_vectors_travel_as_bytes_in_every_form() {
+    let w = coproq::fork(|parent| {
+        parent
+            .handle("vec", |b: Vec<u8>| b)
+            .handle("buf", |b: serde_bytes::ByteBuf| b)
+            .handle("sum", |b: Vec<u8>| {
+                b.iter().map(|&x| u64::from(x)).sum::<u64>()
+            })
+            .listen(blobs::BlobsServer::new(blobs::Store));
+    })
+    .unwrap();
+    for len in [0, 1, 1000, 300_000, 3 << 20] {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+        assert_eq!(call::<Vec<u8>>(&w, "vec", data.clone()).unwrap(), data);
+        assert_eq!(call::<Vec<u8>>(&w, "vec", &data[..]).unwrap(), data);
+        assert_eq!(call::<Vec<u8>>(&w, "buf", &data).unwrap(), data);
+        let back: serde_bytes::ByteBuf = call(&w, "vec", data.clone()).unwrap();
+        assert_eq!(back.into_vec(), data);
+        let sum: u64 = data.iter().map(|&x| u64::from(x)).sum();
+        assert_eq!(call::<u64>(&w, "sum", data.clone()).unwrap(), sum);
+        let client = blobs::BlobsClient::new(&w);
+        match client.fetch(len).unwrap() {
+            Ok(bytes) => assert_eq!(bytes, (0..len).map(|i| i as u8).collect::<Vec<_>>()),
+            Err(e) => assert!(len == 0 && e == "empty", "{e}"),
+        }
+    }
+    // A sequence of other integers is still checked as such.
+    let err = call::<Vec<u8>>(&w, "vec", vec![1u16, 300]).unwrap_err();
+    assert!(err.to_string().contains("300"), "{err}");
+}
