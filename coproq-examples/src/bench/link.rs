@@ -142,7 +142,7 @@ pub(crate) fn bulk(size: usize, n: u32, how: Bulk) -> coproq::Result<f64> {
             Bulk::Typed => client.typed_bytes(payload),
             Bulk::TypedResult => client
                 .typed_result_bytes(payload)?
-                .map_err(|e| coproq::Error::Protocol(e)),
+                .map_err(coproq::Error::Protocol),
         }
     };
     payload = once(payload)?;
