@@ -10,11 +10,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Result;
-use crate::handler::{Handlers, METHODS_METHOD, Registry, Reply, Service};
+use crate::handler::{Handlers, METHODS_METHOD, Registry, Reply, Responder, Service};
 use crate::launch::{self, Launch, WorkerProcess, fork, spawn};
+use crate::link::calls::Slot;
 use crate::link::dispatch;
-use crate::link::{Flush, Link, LinkOptions};
+use crate::link::{ENTRY_ID, Flush, Link, LinkOptions};
 use crate::pending::{self, Pending};
+use crate::wire::OutcomeKind;
 
 /// One end of a link between two processes.
 ///
@@ -416,6 +418,16 @@ impl Coprocess {
         self.inner.link.drain_output();
     }
 
+    /// In a fork worker: tells the parent's `fork` that the entry returned (`None`) or
+    /// why it failed, as the reply to call `ENTRY_ID`, written at once.
+    pub(crate) fn report_entry(&self, failure: Option<String>) {
+        let responder = Responder::new(Arc::clone(&self.inner.link), ENTRY_ID, Flush::Now);
+        match failure {
+            None => responder.send(&()),
+            Some(reason) => responder.fail(OutcomeKind::Failed, reason),
+        }
+    }
+
     /// The names of the peer's call handlers and event listeners, sorted: what it offers,
     /// for discovery and scripting.
     ///
@@ -729,8 +741,13 @@ impl Builder {
 
     fn start(self, launch: Launch) -> Result<Coprocess> {
         let fork = matches!(launch, Launch::Fork(_));
-        let entry_done = fork.then(|| entry_listener(&self.handlers));
-        let (link, process) = launch::start(launch, &self.options, Arc::clone(&self.handlers))?;
+        let (link, process) = launch::start(launch, &self.options, self.handlers)?;
+        // Registered before anyone reads, so that the report cannot arrive unexpected.
+        let entry_report = if fork {
+            Some(link.expect_entry_report()?)
+        } else {
+            None
+        };
         let coproc = Coprocess::new(Arc::clone(&link), Some(process), self.options);
         let dispatcher = Arc::clone(&link);
         spawn_thread("coproq-dispatch", move || {
@@ -738,62 +755,49 @@ impl Builder {
                 dispatch::run_queued(&dispatcher);
             }
         })?;
-        spawn_thread("coproq-reader", move || dispatch::read_in_background(&link))?;
-        if let Some(entry_done) = entry_done {
-            let waited = wait_for_entry(&coproc, &entry_done, self.options.startup_timeout);
-            self.handlers.remove_event(fork::ENTRY_EVENT);
-            waited?;
+        let reader = Arc::clone(&link);
+        spawn_thread("coproq-reader", move || {
+            dispatch::read_in_background(&reader);
+        })?;
+        if let Some(slot) = entry_report {
+            wait_for_entry(&coproc, &slot, self.options.startup_timeout)?;
         }
         Ok(coproc)
     }
 }
 
-/// What a fork worker reports when its entry returns: `None`, or why it failed.
-type EntryOutcome = std::result::Result<Option<String>, String>;
-
-/// Listens for the fork worker's report that its entry returned.
-fn entry_listener(handlers: &Handlers) -> crossbeam_channel::Receiver<EntryOutcome> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    handlers.set_internal_event(
-        fork::ENTRY_EVENT,
-        Arc::new(move |mut body: crate::wire::Body| {
-            let _ = tx.try_send(body.decode::<Option<String>>());
-        }),
-    );
-    rx
-}
-
-/// Waits until the fork worker's entry returned; fails with `Spawn` (the worker closed
-/// and reaped) if it panicked, exited or took longer than `timeout`.
-fn wait_for_entry(
-    coproc: &Coprocess,
-    done: &crossbeam_channel::Receiver<EntryOutcome>,
-    timeout: Duration,
-) -> Result<()> {
+/// Waits for a fork worker's report that its entry returned (the reply to call
+/// `ENTRY_ID`, read by this thread like any reply); fails with `Spawn`, the worker closed
+/// and reaped, if the entry panicked, the worker exited, or `timeout` passed.
+fn wait_for_entry(coproc: &Coprocess, slot: &Arc<Slot>, timeout: Duration) -> Result<()> {
+    let link = &coproc.inner.link;
     let deadline = std::time::Instant::now() + timeout;
-    let failure = loop {
-        match done.recv_timeout(Duration::from_millis(10)) {
-            Ok(Ok(None)) => return Ok(()),
-            Ok(Ok(Some(reason))) => break format!("the worker's entry failed: {reason}"),
-            Ok(Err(reason)) => break format!("the worker's report is malformed: {reason}"),
-            Err(_) if coproc.inner.link.is_ended() => {
-                let status = coproc.close();
-                let status = status.map_or_else(String::new, |s| format!(" ({s})"));
-                break format!("the worker exited before its entry returned{status}");
-            }
-            Err(_) if std::time::Instant::now() >= deadline => {
-                break format!(
-                    "the worker's entry did not return within {timeout:?} (see `startup_timeout`)"
-                );
-            }
-            Err(_) => {}
+    let Ok(delivery) = dispatch::wait_reply(link, ENTRY_ID, slot, Some(deadline)) else {
+        link.forget_call(ENTRY_ID);
+        coproc.close();
+        return Err(entry_failed(format!(
+            "the worker's entry did not return within {timeout:?} (see `startup_timeout`)"
+        )));
+    };
+    let failure = match pending::finish::<()>("entry", delivery) {
+        Ok(()) => return Ok(()),
+        Err(crate::Error::Remote(remote)) => format!("the worker's entry {remote}"),
+        Err(crate::Error::Disconnected { .. }) => {
+            let status = coproc.close();
+            let status = status.map_or_else(String::new, |s| format!(" ({s})"));
+            format!("the worker exited before its entry returned{status}")
         }
+        Err(e) => format!("the worker's entry did not report back: {e}"),
     };
     coproc.close();
-    Err(crate::Error::Spawn {
+    Err(entry_failed(failure))
+}
+
+fn entry_failed(reason: String) -> crate::Error {
+    crate::Error::Spawn {
         program: "fork worker".into(),
-        source: std::io::Error::other(failure),
-    })
+        source: std::io::Error::other(reason),
+    }
 }
 
 /// Starts a named helper thread of a link.

@@ -116,11 +116,6 @@ impl Handlers {
         insert_checked(&mut events, name, Entry { handler, owner }, "event");
     }
 
-    /// Listens to one of coproq's own events (a name under [`RESERVED_PREFIX`]).
-    pub(crate) fn set_internal_event(&self, name: &str, listener: Arc<EventHandler>) {
-        self.set_event(name.to_owned(), Owner::Plain, listener);
-    }
-
     /// Removes a listener; returns whether there was one.
     pub(crate) fn remove_event(&self, name: &str) -> bool {
         self.events

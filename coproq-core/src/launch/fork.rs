@@ -11,9 +11,9 @@
 //! library loaded at a different place in the worker is not supported (`fork`'s docs say
 //! so).
 //!
-//! When the entry returns, the worker reports it with the event [`ENTRY_EVENT`] (`None`,
-//! or `Some(message)` if it panicked or its data did not decode); the parent's `fork`
-//! waits for it, so a worker whose entry fails never looks started.
+//! When the entry returns, the worker reports it as the reply to the reserved call id
+//! `ENTRY_ID` (a value, or a failure if it panicked or its data did not decode); the
+//! parent's `fork` waits for it, so a worker whose entry fails never looks started.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -25,9 +25,6 @@ use super::sys;
 use crate::bytes::ByteBuf;
 use crate::coprocess::{Coprocess, Options};
 use crate::wire::{Entry, codec};
-
-/// The event by which a fork worker reports that its entry returned.
-pub(crate) const ENTRY_EVENT: &str = "coproq:entry";
 
 /// What the worker calls: decodes the data and runs the entry at the given address.
 type Run = fn(&Coprocess, usize, &[u8]) -> Result<(), String>;
@@ -85,7 +82,7 @@ fn run_with<D: DeserializeOwned>(
     data: &[u8],
 ) -> Result<(), String> {
     let data: D =
-        codec::decode_shaped(data).map_err(|e| format!("its data does not decode: {e}"))?;
+        codec::decode_shaped(data).map_err(|e| format!("could not decode its data: {e}"))?;
     // SAFETY: `function` is the address, in this same executable, of the
     // `fn(&Coprocess, D)` whose offset the parent's `entry_with::<D>` took; that call also
     // sent this very `run_with::<D>`, so `D` is the same type.
@@ -116,10 +113,11 @@ pub(crate) fn run_worker(read: i32, write: i32, max_frame: u32) -> ! {
         Ok(Err(reason)) => Some(reason),
         Err(panic) => Some(crate::handler::panicked(&*panic)),
     };
-    let _ = coproc.emit(ENTRY_EVENT, &failure);
-    if failure.is_some() {
-        // The parent's `fork` fails with the message; the exit status says the same.
+    let failed = failure.is_some();
+    coproc.report_entry(failure);
+    if failed {
         coproc.drain_output();
+        // The parent's `fork` fails with the message; the exit status says the same.
         std::process::exit(101);
     }
     coproc.serve();

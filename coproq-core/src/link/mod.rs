@@ -151,6 +151,10 @@ impl std::fmt::Debug for Link {
     }
 }
 
+/// The call id whose reply is a fork worker's report that its entry returned (calls are
+/// numbered from 1).
+pub(crate) const ENTRY_ID: u64 = 0;
+
 /// A worker's `Hello` is a few dozen bytes; anything much longer is not one.
 pub(crate) const WORKER_HELLO_MAX: u32 = 4096;
 
@@ -220,7 +224,7 @@ impl Link {
         let link = Arc::new(Self {
             writer,
             calls: Mutex::new(Calls::default()),
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(ENTRY_ID + 1),
             handlers,
             stream: Mutex::new(Some(Stream { input, bye: false })),
             ctl: Mutex::new(Ctl::default()),
@@ -334,6 +338,16 @@ impl Link {
             // Too large for the peer: the usual way reports it.
             Some(Err(Ok(_))) | None => false,
         }
+    }
+
+    /// Registers a slot for the reply to [`ENTRY_ID`], which no call uses: a fork
+    /// worker's report that its entry returned. Call before anyone reads.
+    pub(crate) fn expect_entry_report(&self) -> Result<Arc<Slot>> {
+        let slot = Arc::new(Slot::default());
+        self.calls()
+            .insert(ENTRY_ID, Arc::clone(&slot))
+            .map_err(|_| Error::NotConnected)?;
+        Ok(slot)
     }
 
     /// Forgets a call whose caller stopped waiting; a late reply is then dropped.

@@ -317,15 +317,15 @@ fn fork_waits_for_the_entry_and_reports_its_failure() {
     let ran = Arc::new(AtomicU64::new(0));
     let seen = Arc::clone(&ran);
     let w = Coprocess::builder()
-        .on("entry_ran", move |(): ()| {
+        .handle("entry_ran", move |(): ()| {
             seen.fetch_add(1, Ordering::SeqCst);
         })
         .fork(|parent| {
             std::thread::sleep(std::time::Duration::from_millis(200));
-            parent.emit("entry_ran", ()).unwrap();
+            let () = parent.call("entry_ran", ()).unwrap();
         })
         .unwrap();
-    // The event was sent before the entry returned, so it has been handled by now.
+    // The entry's last act ran before `fork` returned.
     assert_eq!(ran.load(Ordering::SeqCst), 1);
     w.close();
 
@@ -597,4 +597,17 @@ fn byte_vectors_travel_as_bytes_in_every_form() {
     // A sequence of other integers is still checked as such.
     let err = call::<Vec<u8>>(&w, "vec", vec![1u16, 300]).unwrap_err();
     assert!(err.to_string().contains("300"), "{err}");
+}
+
+/// `fork`'s docs: the entry runs before `main`, so `std::env::args()` holds only the
+/// program name there (data goes through `fork_with`).
+#[test]
+fn a_fork_workers_arguments_are_only_the_program_name() {
+    let w = coproq::fork(|parent| {
+        let args: Vec<String> = std::env::args().collect();
+        parent.handle("args", move |(): ()| args.clone());
+    })
+    .unwrap();
+    let args = call::<Vec<String>>(&w, "args", ()).unwrap();
+    assert_eq!(args.len(), 1, "{args:?}");
 }
