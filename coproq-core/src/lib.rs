@@ -2,7 +2,7 @@
 //! link, call routing, handlers and errors. Use it through the `coproq` crate, which
 //! re-exports everything public here together with `#[coproq::service]`.
 //!
-//! Layout: `coprocess` (the public handle and builder), `pending` (calls in flight),
+//! Layout: `coprocess` (the public handle), `builder` (starting workers), `pending` (calls in flight),
 //! `handler` (handler table, typed adapters, `Reply`), `error`; `wire` is the only module
 //! that knows bincode and the frame layout, `link` runs one connection (read token,
 //! writer, call table, dispatch), and `launch` is the only module that knows processes
@@ -10,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+mod builder;
 mod bytes;
 mod coprocess;
 mod error;
@@ -20,7 +21,8 @@ mod pending;
 mod service;
 mod wire;
 
-pub use crate::coprocess::{Builder, Coprocess, WeakCoprocess, fork, fork_with};
+pub use crate::builder::{Builder, fork, fork_with};
+pub use crate::coprocess::{Coprocess, WeakCoprocess};
 pub use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
 pub use crate::handler::{Registry, Reply, Service};
 pub use crate::pending::Pending;

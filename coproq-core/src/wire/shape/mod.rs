@@ -16,9 +16,13 @@
 //! `Vec<Point>` costs a few bytes of shape, not a few per element.
 //!
 //! - [`record`](mod@record): the sender's side, a `Serializer` that writes the shape.
-//! - [`check`]: the receiver's side, a `Deserializer` wrapper that checks against it.
+//! - [`check`]: the receiver's side, a `Deserializer` wrapper that checks against it,
+//!   with [`access`] (the same check carried into nested values) and [`cursor`] (the
+//!   position in the shape, and the path of the first failure).
 
+mod access;
 mod check;
+mod cursor;
 mod record;
 
 pub(crate) use check::{Checked, Cursor};

@@ -1,0 +1,335 @@
+//! `Builder`, which starts workers with handlers and options set first, and the `fork`
+//! and `fork_with` shorthands.
+
+use std::fmt;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::coprocess::{Coprocess, Options};
+use crate::error::Result;
+use crate::handler::{Handlers, Registry, Reply, Service};
+use crate::launch::{self, Launch, fork, spawn};
+use crate::link::calls::Slot;
+use crate::link::{ENTRY_ID, dispatch};
+use crate::pending;
+
+/// Starts the current executable again as a worker that runs `entry` with its link to
+/// this process, and returns the worker's handle once `entry` has returned there.
+///
+/// `entry` is a function or a non-capturing closure (to hand it data, use
+/// [`fork_with`]). The worker dispatches calls from the parent once `entry` returns, so
+/// handlers that `entry` registers are in place for the first call; it exits when the
+/// parent closes the link or dies. No setup is needed in `main`: this works from any
+/// binary, test, example or bench that links coproq.
+///
+/// # The worker runs before `main`
+///
+/// A fork worker runs its entry from a start-up hook, before the program's `main`, so
+/// that no init call is needed there. What follows from that:
+///
+/// - `std::env::args()` holds only the program name: pass data with [`fork_with`].
+/// - Static constructors (`.init_array`, `#[ctor]`) of crates linked after coproq may not
+///   have run yet when the entry runs.
+/// - Rust's "has overflowed its stack" message is not printed: a worker that overflows
+///   its stack dies of SIGSEGV, and its callers see `Disconnected` with that signal.
+/// - The entry must be a function of the executable itself, not of a shared library
+///   (`dlopen`ed plugin) that may load at another place in the worker.
+///
+/// # Examples
+///
+/// ```no_run
+/// let worker = coproq::fork(|parent| {
+///     parent.handle("echo", |x: u32| x);
+/// })?;
+/// assert_eq!(worker.call::<u32>("echo", 1234u32)?, 1234);
+/// # Ok::<(), coproq::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Spawn`](crate::Error::Spawn) if the worker cannot be started, or `entry`
+/// panics, or the worker exits before `entry` returns, or `entry` takes longer than the
+/// start-up timeout ([`Builder::startup_timeout`]); [`Error::Protocol`](crate::Error::Protocol)
+/// if the handshake fails.
+pub fn fork(entry: fn(&Coprocess)) -> Result<Coprocess> {
+    Builder::new().fork(entry)
+}
+
+/// Like [`fork`], handing the worker's `entry` a value: configuration, a path, anything
+/// that a `fn` pointer cannot capture. `data` travels serialized in the first message.
+///
+/// # Examples
+///
+/// ```no_run
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Config {
+///     scale: u32,
+/// }
+///
+/// let worker = coproq::fork_with(Config { scale: 3 }, |parent, config| {
+///     parent.handle("scale", move |x: u32| x * config.scale);
+/// })?;
+/// assert_eq!(worker.call::<u32>("scale", 5u32)?, 15);
+/// # Ok::<(), coproq::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`fork`], and [`Error::Encode`](crate::Error::Encode) if `data` does not serialize
+/// or exceeds the frame limit.
+pub fn fork_with<D>(data: D, entry: fn(&Coprocess, D)) -> Result<Coprocess>
+where
+    D: Serialize + DeserializeOwned,
+{
+    Builder::new().fork_with(data, entry)
+}
+
+/// Starts a worker with handlers and options set first.
+///
+/// The parent's handlers are in place before the worker runs, so the worker may call the
+/// parent from its very first line.
+///
+/// # Examples
+///
+/// ```no_run
+/// let worker = coproq::Coprocess::builder()
+///     .handle("config", |(): ()| "verbose".to_string())
+///     .on("progress", |pct: u8| println!("{pct}%"))
+///     .close_grace(std::time::Duration::from_millis(500))
+///     .fork(|parent| {
+///         let mode: String = parent.call("config", ()).unwrap();
+///         parent.emit("progress", 100u8).unwrap();
+///     })?;
+/// # Ok::<(), coproq::Error>(())
+/// ```
+pub struct Builder {
+    handlers: Arc<Handlers>,
+    options: Options,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Builder {
+    /// A builder with no handlers and default options.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            handlers: Arc::default(),
+            options: Options::default(),
+        }
+    }
+
+    /// See [`Coprocess::handle`].
+    #[must_use]
+    pub fn handle<A, R, F>(self, method: impl Into<String>, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(A) -> R + Send + Sync + 'static,
+    {
+        Registry::new(&self.handlers).handle(method, f);
+        self
+    }
+
+    /// See [`Coprocess::handle_deferred`].
+    #[must_use]
+    pub fn handle_deferred<A, T, F>(self, method: impl Into<String>, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        T: Serialize,
+        F: Fn(A, Reply<T>) + Send + Sync + 'static,
+    {
+        Registry::new(&self.handlers).handle_deferred(method, f);
+        self
+    }
+
+    /// See [`Coprocess::on`].
+    #[must_use]
+    pub fn on<A, F>(self, name: impl Into<String>, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        F: Fn(A) + Send + Sync + 'static,
+    {
+        Registry::new(&self.handlers).on(name, f);
+        self
+    }
+
+    /// See [`Coprocess::listen`].
+    #[must_use]
+    pub fn listen(self, service: impl Service) -> Self {
+        Registry::listen(&self.handlers, service);
+        self
+    }
+
+    /// The largest frame accepted from the peer (default 1 GiB, at most `u32::MAX`
+    /// bytes). A larger incoming frame is a protocol error that closes the link; a call
+    /// whose frame exceeds the peer's limit fails with `Encode` before it is sent.
+    #[must_use]
+    pub fn max_frame_len(mut self, bytes: u32) -> Self {
+        self.options.link.max_frame = bytes;
+        self
+    }
+
+    /// How long [`Coprocess::close`] waits for the worker to exit before killing it
+    /// (default 2 s).
+    #[must_use]
+    pub fn close_grace(mut self, grace: Duration) -> Self {
+        self.options.close_grace = grace;
+        self
+    }
+
+    /// How long to wait for a new worker's handshake, and for a fork worker's entry to
+    /// return, before giving up (default 30 s).
+    #[must_use]
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.options.startup_timeout = timeout;
+        self
+    }
+
+    /// Starts the worker in a process group of its own (default: the parent's).
+    ///
+    /// By default a worker shares its parent's process group, so Ctrl-C in a terminal
+    /// (SIGINT to the foreground group) reaches the workers too, and a worker dies in the
+    /// middle of its work while the parent may be winding down gracefully. With
+    /// `process_group(true)` a terminal's signals reach only the parent, which stays in
+    /// charge: it can finish or cancel in-flight calls, then `close` its workers. Workers
+    /// still exit when the parent dies.
+    #[must_use]
+    pub fn process_group(mut self, own: bool) -> Self {
+        self.options.process_group = own;
+        self
+    }
+
+    /// Starts the current executable again as a worker running `entry`; see
+    /// [`fork`](crate::fork).
+    pub fn fork(self, entry: fn(&Coprocess)) -> Result<Coprocess> {
+        self.start(Launch::Fork(fork::plain_entry(entry)))
+    }
+
+    /// Like [`fork`](Self::fork), handing `entry` the value `data` (which a `fn` pointer
+    /// cannot capture); see [`fork_with`](crate::fork_with).
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "the data is the worker's, as `thread::spawn` takes its closure"
+    )]
+    pub fn fork_with<D>(self, data: D, entry: fn(&Coprocess, D)) -> Result<Coprocess>
+    where
+        D: Serialize + DeserializeOwned,
+    {
+        let entry = fork::entry_with(&data, entry).map_err(|reason| crate::Error::Encode {
+            method: "fork_with".into(),
+            reason,
+        })?;
+        // The data travels in the first frame, which the worker reads under this limit.
+        let size = entry.data.0.len() as u64 + 64;
+        if size > u64::from(self.options.link.max_frame) {
+            return Err(crate::Error::Encode {
+                method: "fork_with".into(),
+                reason: format!(
+                    "the data takes {size} bytes, over the frame limit of {} (see `max_frame_len`)",
+                    self.options.link.max_frame
+                ),
+            });
+        }
+        self.start(Launch::Fork(entry))
+    }
+
+    /// Starts `cmd` as a worker; see [`Coprocess::spawn`].
+    pub fn spawn(self, cmd: Command) -> Result<Coprocess> {
+        self.start(Launch::Command(cmd))
+    }
+
+    /// In a spawned worker: connects to the parent with these handlers and options; see
+    /// [`Coprocess::parent`].
+    pub fn parent(self) -> Result<Coprocess> {
+        spawn::parent(&self.options, self.handlers)
+    }
+
+    fn start(self, launch: Launch) -> Result<Coprocess> {
+        let fork = matches!(launch, Launch::Fork(_));
+        let (link, process) = launch::start(launch, &self.options, self.handlers)?;
+        // Registered before anyone reads, so that the report cannot arrive unexpected.
+        let entry_report = if fork {
+            Some(link.expect_entry_report()?)
+        } else {
+            None
+        };
+        let coproc = Coprocess::new(Arc::clone(&link), Some(process), self.options);
+        let dispatcher = Arc::clone(&link);
+        spawn_thread("coproq-dispatch", move || {
+            if dispatcher.claim_serving() {
+                dispatch::run_queued(&dispatcher);
+            }
+        })?;
+        let reader = Arc::clone(&link);
+        spawn_thread("coproq-reader", move || {
+            dispatch::read_in_background(&reader);
+        })?;
+        if let Some(slot) = entry_report {
+            wait_for_entry(&coproc, &slot, self.options.startup_timeout)?;
+        }
+        Ok(coproc)
+    }
+}
+
+/// Waits for a fork worker's report that its entry returned (the reply to call
+/// `ENTRY_ID`, read by this thread like any reply); fails with `Spawn`, the worker closed
+/// and reaped, if the entry panicked, the worker exited, or `timeout` passed.
+fn wait_for_entry(coproc: &Coprocess, slot: &Arc<Slot>, timeout: Duration) -> Result<()> {
+    let link = coproc.link();
+    let deadline = std::time::Instant::now() + timeout;
+    let Ok(delivery) = dispatch::wait_reply(link, ENTRY_ID, slot, Some(deadline)) else {
+        link.forget_call(ENTRY_ID);
+        coproc.close();
+        return Err(entry_failed(format!(
+            "the worker's entry did not return within {timeout:?} (see `startup_timeout`)"
+        )));
+    };
+    let failure = match pending::finish::<()>("entry", delivery) {
+        Ok(()) => return Ok(()),
+        Err(crate::Error::Remote(remote)) => format!("the worker's entry {remote}"),
+        Err(crate::Error::Disconnected { .. }) => {
+            let status = coproc.close();
+            let status = status.map_or_else(String::new, |s| format!(" ({s})"));
+            format!("the worker exited before its entry returned{status}")
+        }
+        Err(e) => format!("the worker's entry did not report back: {e}"),
+    };
+    coproc.close();
+    Err(entry_failed(failure))
+}
+
+fn entry_failed(reason: String) -> crate::Error {
+    crate::Error::Spawn {
+        program: "fork worker".into(),
+        source: std::io::Error::other(reason),
+    }
+}
+
+/// Starts a named helper thread of a link.
+fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(body)
+        .map(drop)
+        .map_err(|source| crate::Error::Spawn {
+            program: format!("{name} thread"),
+            source,
+        })
+}

@@ -1,0 +1,457 @@
+//! The wrappers that carry the shape check into nested values: visitors, sequence, map
+//! and enum accesses, and seeds, each checking its part against the cursor.
+
+use std::fmt;
+
+use serde::de::{
+    self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
+};
+
+use super::check::Checked;
+use super::cursor::{Cursor, Step};
+use super::{mode, name_bytes, tag, variant};
+
+/// A visitor (or access) wrapped with the cursor and what the shape said.
+pub(super) struct Wrap<'c, 's, V, S> {
+    pub(super) visitor: V,
+    pub(super) cursor: &'c Cursor<'s>,
+    pub(super) state: S,
+}
+
+/// The members of a tuple or struct, read in order.
+pub(super) struct Members {
+    len: usize,
+    fields: Option<&'static [&'static str]>,
+    next: usize,
+}
+
+impl Members {
+    pub(super) fn tuple(len: usize) -> Self {
+        Self {
+            len,
+            fields: None,
+            next: 0,
+        }
+    }
+
+    pub(super) fn fields(fields: &'static [&'static str]) -> Self {
+        Self {
+            len: fields.len(),
+            fields: Some(fields),
+            next: 0,
+        }
+    }
+}
+
+/// The elements of a sequence or the entries of a map.
+pub(super) struct Elements {
+    /// Where each element's shape starts, when one shape stands for all.
+    same: Option<usize>,
+    /// The shape of each element of a byte string.
+    fixed: Option<u8>,
+    /// Elements the shape still describes.
+    left: usize,
+    next: usize,
+    /// Where the node ends.
+    pub(super) end: usize,
+}
+
+impl Elements {
+    /// Reads the mode of the sequence or map whose tag, at `start`, was just taken.
+    pub(super) fn read<E: de::Error>(cursor: &Cursor<'_>, start: usize) -> Result<Self, E> {
+        let after_tag = cursor.at.get();
+        cursor.at.set(start);
+        let end = cursor.end_of_node::<E>()?;
+        cursor.at.set(after_tag);
+        let (same, left) = match cursor.byte::<E>()? {
+            mode::EMPTY => (None, 0),
+            mode::SAME => (Some(cursor.at.get()), usize::MAX),
+            _ => (None, cursor.u32::<E>()? as usize),
+        };
+        // Elements that are all one scalar need no cursor at all (the common long case).
+        let fixed = same
+            .filter(|&start| start + 1 == end)
+            .and_then(|start| cursor.shape.get(start).copied())
+            .filter(|&tag| matches!(tag, tag::BOOL..=tag::STR));
+        Ok(Self {
+            same: same.filter(|_| fixed.is_none()),
+            fixed,
+            left,
+            next: 0,
+            end,
+        })
+    }
+
+    /// A byte string read as a sequence of `u8`.
+    pub(super) fn bytes(cursor: &Cursor<'_>) -> Self {
+        Self {
+            same: None,
+            fixed: Some(tag::U8),
+            left: usize::MAX,
+            next: 0,
+            end: cursor.at.get(),
+        }
+    }
+
+    /// Positions the cursor for the next element; false if the shape has no more.
+    #[inline]
+    fn advance(&mut self, cursor: &Cursor<'_>) -> bool {
+        if self.left == 0 {
+            return false;
+        }
+        self.left -= 1;
+        if let Some(start) = self.same {
+            cursor.at.set(start);
+        }
+        true
+    }
+}
+
+/// An enum's variant as the shape gives it.
+pub(super) struct Variant {
+    pub(super) name: &'static str,
+    pub(super) kind: u8,
+}
+
+/// A seed whose deserializer is checked.
+pub(super) struct Seed<'c, 's, T> {
+    inner: T,
+    cursor: &'c Cursor<'s>,
+    fixed: Option<u8>,
+}
+
+impl<'de, T: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<'_, '_, T> {
+    type Value = T::Value;
+    #[inline]
+    fn deserialize<D: Deserializer<'de>>(self, inner: D) -> Result<T::Value, D::Error> {
+        self.inner.deserialize(Checked {
+            inner,
+            cursor: self.cursor,
+            fixed: self.fixed,
+        })
+    }
+}
+
+/// A seed for an element the shape does not have: the data is longer than its shape.
+pub(super) struct Surplus;
+
+impl<'de> DeserializeSeed<'de> for Surplus {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, _: D) -> Result<(), D::Error> {
+        Err(de::Error::custom(
+            "the value has more elements than its shape",
+        ))
+    }
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, '_, V, bool> {
+    type Value = V::Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.visitor.expecting(f)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
+        if self.state {
+            return Err(self.cursor.fail("the value is None but its shape is Some"));
+        }
+        self.visitor.visit_none()
+    }
+    fn visit_some<D: Deserializer<'de>>(self, inner: D) -> Result<V::Value, D::Error> {
+        if !self.state {
+            return Err(self.cursor.fail("the value is Some but its shape is None"));
+        }
+        self.visitor.visit_some(Checked {
+            inner,
+            cursor: self.cursor,
+            fixed: None,
+        })
+    }
+}
+
+/// A newtype struct: transparent, as in the shape.
+pub(super) struct Newtype<'c, 's, V> {
+    pub(super) visitor: V,
+    pub(super) cursor: &'c Cursor<'s>,
+    pub(super) fixed: Option<u8>,
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Newtype<'_, '_, V> {
+    type Value = V::Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.visitor.expecting(f)
+    }
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, inner: D) -> Result<V::Value, D::Error> {
+        self.visitor.visit_newtype_struct(Checked {
+            inner,
+            cursor: self.cursor,
+            fixed: self.fixed,
+        })
+    }
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, '_, V, Elements> {
+    type Value = V::Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.visitor.expecting(f)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        self.visitor.visit_seq(Wrap {
+            visitor: seq,
+            cursor: self.cursor,
+            state: self.state,
+        })
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.visitor.visit_map(Wrap {
+            visitor: map,
+            cursor: self.cursor,
+            state: self.state,
+        })
+    }
+}
+
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Wrap<'_, '_, A, Elements> {
+    type Error = A::Error;
+    #[inline]
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, A::Error> {
+        let cursor = self.cursor;
+        let index = self.state.next;
+        if !self.state.advance(cursor) {
+            return cursor
+                .within(Step::Element(index), || {
+                    cursor.noted(self.visitor.next_element_seed(Surplus))
+                })
+                .map(|_| None);
+        }
+        self.state.next += 1;
+        let fixed = self.state.fixed;
+        cursor.within(Step::Element(index), || {
+            self.visitor.next_element_seed(Seed {
+                inner: seed,
+                cursor,
+                fixed,
+            })
+        })
+    }
+    fn size_hint(&self) -> Option<usize> {
+        self.visitor.size_hint()
+    }
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Wrap<'_, '_, A, Elements> {
+    type Error = A::Error;
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let cursor = self.cursor;
+        let index = self.state.next;
+        if !self.state.advance(cursor) {
+            return cursor
+                .within(Step::Key(index), || {
+                    cursor.noted(self.visitor.next_key_seed(Surplus))
+                })
+                .map(|_| None);
+        }
+        self.state.next += 1;
+        cursor.within(Step::Key(index), || {
+            self.visitor.next_key_seed(Seed {
+                inner: seed,
+                cursor,
+                fixed: None,
+            })
+        })
+    }
+    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
+        let cursor = self.cursor;
+        cursor.within(Step::Value(self.state.next.saturating_sub(1)), || {
+            self.visitor.next_value_seed(Seed {
+                inner: seed,
+                cursor,
+                fixed: None,
+            })
+        })
+    }
+    fn size_hint(&self) -> Option<usize> {
+        self.visitor.size_hint()
+    }
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, '_, V, Members> {
+    type Value = V::Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.visitor.expecting(f)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        self.visitor.visit_seq(Wrap {
+            visitor: seq,
+            cursor: self.cursor,
+            state: self.state,
+        })
+    }
+}
+
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Wrap<'_, '_, A, Members> {
+    type Error = A::Error;
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, A::Error> {
+        let cursor = self.cursor;
+        let index = self.state.next;
+        if index >= self.state.len {
+            return cursor
+                .noted(self.visitor.next_element_seed(Surplus))
+                .map(|_| None);
+        }
+        self.state.next += 1;
+        let step = match self.state.fields {
+            Some(fields) => {
+                let ours = fields[index];
+                let sent = cursor.name::<A::Error>()?;
+                if name_bytes(ours) != sent {
+                    return Err(cursor.fail(format_args!(
+                        "expected field `{ours}`, got field `{}`",
+                        String::from_utf8_lossy(sent)
+                    )));
+                }
+                Step::Field(ours)
+            }
+            None => Step::Element(index),
+        };
+        cursor.within(step, || {
+            self.visitor.next_element_seed(Seed {
+                inner: seed,
+                cursor,
+                fixed: None,
+            })
+        })
+    }
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.state.len - self.state.next)
+    }
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, '_, V, Variant> {
+    type Value = V::Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.visitor.expecting(f)
+    }
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
+        self.visitor.visit_enum(Wrap {
+            visitor: data,
+            cursor: self.cursor,
+            state: self.state,
+        })
+    }
+}
+
+impl<'de, 'c, 's, A: EnumAccess<'de>> EnumAccess<'de> for Wrap<'c, 's, A, Variant> {
+    type Error = A::Error;
+    type Variant = Wrap<'c, 's, A::Variant, Variant>;
+    fn variant_seed<T: DeserializeSeed<'de>>(
+        self,
+        seed: T,
+    ) -> Result<(T::Value, Self::Variant), A::Error> {
+        let (value, access) = self.visitor.variant_seed(seed)?;
+        Ok((
+            value,
+            Wrap {
+                visitor: access,
+                cursor: self.cursor,
+                state: self.state,
+            },
+        ))
+    }
+}
+
+impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Wrap<'_, '_, A, Variant> {
+    type Error = A::Error;
+
+    fn unit_variant(self) -> Result<(), A::Error> {
+        self.expect_kind(variant::UNIT, "a unit variant")?;
+        self.visitor.unit_variant()
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, A::Error> {
+        self.expect_kind(variant::NEWTYPE, "a newtype variant")?;
+        let cursor = self.cursor;
+        cursor.within(Step::Variant(self.state.name), || {
+            self.visitor.newtype_variant_seed(Seed {
+                inner: seed,
+                cursor,
+                fixed: None,
+            })
+        })
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
+        self.expect_kind(variant::TUPLE, "a tuple variant")?;
+        let cursor = self.cursor;
+        let sent = cursor.u32::<A::Error>()? as usize;
+        if sent != len {
+            return Err(cursor.fail(format_args!(
+                "variant `{}`: expected {len} fields, got {sent}",
+                self.state.name
+            )));
+        }
+        cursor.within(Step::Variant(self.state.name), || {
+            cursor.noted(self.visitor.tuple_variant(
+                len,
+                Wrap {
+                    visitor,
+                    cursor,
+                    state: Members::tuple(len),
+                },
+            ))
+        })
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, A::Error> {
+        self.expect_kind(variant::STRUCT, "a struct variant")?;
+        let cursor = self.cursor;
+        let sent = cursor.u32::<A::Error>()? as usize;
+        if sent != fields.len() {
+            return Err(cursor.fail(format_args!(
+                "variant `{}`: expected {} fields, got {sent}",
+                self.state.name,
+                fields.len()
+            )));
+        }
+        cursor.within(Step::Variant(self.state.name), || {
+            cursor.noted(self.visitor.struct_variant(
+                fields,
+                Wrap {
+                    visitor,
+                    cursor,
+                    state: Members::fields(fields),
+                },
+            ))
+        })
+    }
+}
+
+impl<A> Wrap<'_, '_, A, Variant> {
+    fn expect_kind<E: de::Error>(&self, kind: u8, expected: &str) -> Result<(), E> {
+        if self.state.kind == kind {
+            return Ok(());
+        }
+        let got = match self.state.kind {
+            variant::UNIT => "a unit variant",
+            variant::NEWTYPE => "a newtype variant",
+            variant::TUPLE => "a tuple variant",
+            variant::STRUCT => "a struct variant",
+            _ => "an unknown kind of variant",
+        };
+        Err(self.cursor.fail(format_args!(
+            "variant `{}`: expected {expected}, got {got}",
+            self.state.name
+        )))
+    }
+}
