@@ -351,30 +351,24 @@ fn encode_reply_as<T: Serialize + ?Sized>(
     class: outcome::Class,
     max: u32,
 ) -> Result<(), EncodeError> {
-    let (outcome, unwrap) = match class {
-        outcome::Class::Plain => (Outcome::Value, false),
-        outcome::Class::Ok => (Outcome::Value, true),
-        outcome::Class::Err { text } => (
-            Outcome::Error {
+    match class {
+        outcome::Class::Plain => reply_frame(buf, id, Outcome::Value, max, |buf| {
+            codec::encode_shaped(value, buf)
+        }),
+        outcome::Class::Ok => reply_frame(buf, id, Outcome::Value, max, |buf| {
+            outcome::encode_inner(value, buf)
+        }),
+        outcome::Class::Err { text } => {
+            let failed = Outcome::Error {
                 kind: OutcomeKind::Failed,
                 message: text,
                 typed: true,
-            },
-            true,
-        ),
-    };
-    let header = Header::Reply {
-        id,
-        outcome,
-        shape: &[],
-    };
-    let start = header_prefix(buf, &header);
-    if unwrap {
-        outcome::encode_inner(value, buf).map_err(EncodeError::Value)?;
-    } else {
-        codec::encode_shaped(value, buf).map_err(EncodeError::Value)?;
+            };
+            reply_frame(buf, id, failed, max, |buf| {
+                outcome::encode_inner(value, buf)
+            })
+        }
     }
-    seal(buf, start, max)
 }
 
 /// Builds the frame of a reply carrying a handler's error value `e` (not wrapped in a
@@ -386,17 +380,30 @@ pub(crate) fn encode_error_reply<E: Serialize + ?Sized>(
     text: String,
     max: u32,
 ) -> Result<(), EncodeError> {
+    let failed = Outcome::Error {
+        kind: OutcomeKind::Failed,
+        message: text,
+        typed: true,
+    };
+    reply_frame(buf, id, failed, max, |buf| codec::encode_shaped(e, buf))
+}
+
+/// Builds a reply frame: the header with `outcome`, then the shaped value that `body`
+/// appends.
+fn reply_frame(
+    buf: &mut Vec<u8>,
+    id: u64,
+    outcome: Outcome,
+    max: u32,
+    body: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+) -> Result<(), EncodeError> {
     let header = Header::Reply {
         id,
-        outcome: Outcome::Error {
-            kind: OutcomeKind::Failed,
-            message: text,
-            typed: true,
-        },
+        outcome,
         shape: &[],
     };
     let start = header_prefix(buf, &header);
-    codec::encode_shaped(e, buf).map_err(EncodeError::Value)?;
+    body(buf).map_err(EncodeError::Value)?;
     seal(buf, start, max)
 }
 

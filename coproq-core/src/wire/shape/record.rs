@@ -207,59 +207,32 @@ impl<'a> Fixed<'a> {
     }
 }
 
-impl ser::SerializeTuple for Fixed<'_> {
-    type Ok = ();
-    type Error = RecordError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.member(None, value)
-    }
-    fn end(self) -> Result {
-        self.finish()
-    }
+/// The serde traits of tuples and structs, all recording members through [`Fixed`].
+macro_rules! members {
+    ($($trait:ident :: $method:ident($($key:ident)?);)*) => {$(
+        impl ser::$trait for Fixed<'_> {
+            type Ok = ();
+            type Error = RecordError;
+            fn $method<T: Serialize + ?Sized>(
+                &mut self,
+                $($key: &'static str,)?
+                value: &T,
+            ) -> Result {
+                self.member(None $(.or(Some($key)))?, value)
+            }
+            fn end(self) -> Result {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTupleStruct for Fixed<'_> {
-    type Ok = ();
-    type Error = RecordError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.member(None, value)
-    }
-    fn end(self) -> Result {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleVariant for Fixed<'_> {
-    type Ok = ();
-    type Error = RecordError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
-        self.member(None, value)
-    }
-    fn end(self) -> Result {
-        self.finish()
-    }
-}
-
-impl ser::SerializeStruct for Fixed<'_> {
-    type Ok = ();
-    type Error = RecordError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result {
-        self.member(Some(key), value)
-    }
-    fn end(self) -> Result {
-        self.finish()
-    }
-}
-
-impl ser::SerializeStructVariant for Fixed<'_> {
-    type Ok = ();
-    type Error = RecordError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result {
-        self.member(Some(key), value)
-    }
-    fn end(self) -> Result {
-        self.finish()
-    }
+members! {
+    SerializeTuple::serialize_element();
+    SerializeTupleStruct::serialize_field();
+    SerializeTupleVariant::serialize_field();
+    SerializeStruct::serialize_field(key);
+    SerializeStructVariant::serialize_field(key);
 }
 
 /// A sequence's elements (or a map's entries), collapsed to one shape while they agree.
