@@ -9,12 +9,14 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::coprocess::{Coprocess, Options};
+use crate::coprocess::Coprocess;
 use crate::error::Result;
-use crate::handler::{Handlers, Registry, Reply, Service};
+use crate::handler::{Registry, Reply, Service};
 use crate::launch::{self, Launch, fork, spawn};
+use crate::link::Handlers;
 use crate::link::calls::Slot;
 use crate::link::{ENTRY_ID, dispatch};
+use crate::options::Options;
 use crate::pending;
 
 /// Starts the current executable again as a worker that runs `entry` with its link to
@@ -86,6 +88,55 @@ where
     D: Serialize + DeserializeOwned,
 {
     Builder::new().fork_with(data, entry)
+}
+
+impl Coprocess {
+    /// A [`Builder`], to register the parent's handlers and set options before the
+    /// worker starts.
+    #[must_use]
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// Starts `cmd` as a worker: a separate program whose `main` calls
+    /// [`Coprocess::parent`] and then [`serve`](Self::serve).
+    ///
+    /// The worker's stdin, stdout and stderr are those `cmd` sets (inherited by default);
+    /// the link uses two pipes of its own.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let worker = coproq::Coprocess::spawn(std::process::Command::new("./my-worker"))?;
+    /// let n: u64 = worker.call("count", "words in here")?;
+    /// # Ok::<(), coproq::Error>(())
+    /// ```
+    pub fn spawn(cmd: Command) -> Result<Coprocess> {
+        Builder::new().spawn(cmd)
+    }
+
+    /// In a program started by [`Coprocess::spawn`]: the link to the parent. Register
+    /// handlers on it, then call [`serve`](Self::serve).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn main() -> coproq::Result<()> {
+    ///     let parent = coproq::Coprocess::parent()?;
+    ///     parent.handle("count", |text: String| text.split_whitespace().count() as u64);
+    ///     parent.serve();
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotAWorker`](crate::Error::NotAWorker) if no coproq parent started this
+    /// process (or the link was taken already), [`Error::Protocol`](crate::Error::Protocol)
+    /// if the handshake fails.
+    pub fn parent() -> Result<Coprocess> {
+        spawn::parent(&Options::default(), Arc::default())
+    }
 }
 
 /// Starts a worker with handlers and options set first.

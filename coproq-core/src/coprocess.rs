@@ -1,7 +1,7 @@
 //! `Coprocess`, the handle on one end of a link.
 
 use std::fmt;
-use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus};
+use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -9,13 +9,14 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::builder::Builder;
 use crate::error::Result;
-use crate::handler::{METHODS_METHOD, Registry, Reply, Responder, Service};
-use crate::launch::{WorkerProcess, spawn};
+use crate::handler::{Registry, Reply, Service};
 use crate::link::dispatch;
-use crate::link::{ENTRY_ID, Flush, Link, LinkOptions};
+use crate::link::{ENTRY_ID, Flush, Link};
+use crate::link::{METHODS_METHOD, Responder};
+use crate::options::Options;
 use crate::pending::{self, Pending};
+use crate::process::WorkerProcess;
 use crate::wire::OutcomeKind;
 
 /// One end of a link between two processes.
@@ -60,27 +61,6 @@ struct Inner {
     status: Mutex<Option<ExitStatus>>,
 }
 
-/// Settings shared by both ends.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Options {
-    pub(crate) link: LinkOptions,
-    pub(crate) close_grace: Duration,
-    pub(crate) startup_timeout: Duration,
-    /// Start the worker in a process group of its own.
-    pub(crate) process_group: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            link: LinkOptions { max_frame: 1 << 30 },
-            close_grace: Duration::from_secs(2),
-            startup_timeout: Duration::from_secs(30),
-            process_group: false,
-        }
-    }
-}
-
 impl fmt::Debug for Coprocess {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Coprocess")
@@ -99,53 +79,6 @@ impl fmt::Debug for WeakCoprocess {
 }
 
 impl Coprocess {
-    /// A [`Builder`], to register the parent's handlers and set options before the
-    /// worker starts.
-    #[must_use]
-    pub fn builder() -> Builder {
-        Builder::new()
-    }
-
-    /// Starts `cmd` as a worker: a separate program whose `main` calls
-    /// [`Coprocess::parent`] and then [`serve`](Self::serve).
-    ///
-    /// The worker's stdin, stdout and stderr are those `cmd` sets (inherited by default);
-    /// the link uses two pipes of its own.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// let worker = coproq::Coprocess::spawn(std::process::Command::new("./my-worker"))?;
-    /// let n: u64 = worker.call("count", "words in here")?;
-    /// # Ok::<(), coproq::Error>(())
-    /// ```
-    pub fn spawn(cmd: Command) -> Result<Coprocess> {
-        Builder::new().spawn(cmd)
-    }
-
-    /// In a program started by [`Coprocess::spawn`]: the link to the parent. Register
-    /// handlers on it, then call [`serve`](Self::serve).
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// fn main() -> coproq::Result<()> {
-    ///     let parent = coproq::Coprocess::parent()?;
-    ///     parent.handle("count", |text: String| text.split_whitespace().count() as u64);
-    ///     parent.serve();
-    ///     Ok(())
-    /// }
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotAWorker`](crate::Error::NotAWorker) if no coproq parent started this
-    /// process (or the link was taken already), [`Error::Protocol`](crate::Error::Protocol)
-    /// if the handshake fails.
-    pub fn parent() -> Result<Coprocess> {
-        spawn::parent(&Options::default(), Arc::default())
-    }
-
     pub(crate) fn from_parent_link(link: Arc<Link>, options: Options) -> Self {
         Self::new(link, None, options)
     }

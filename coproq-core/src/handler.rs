@@ -1,164 +1,18 @@
-//! The handler table, the typed adapters that `handle`, `handle_deferred` and `on`
-//! install, and [`Reply`], a deferred handler's promise to answer.
+//! The typed adapters that `handle`, `handle_deferred` and `on` install on the link's
+//! handler table, services, and [`Reply`], a deferred handler's promise to answer.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::link::{Flush, Link};
-use crate::wire::{Body, OutcomeKind, message};
-
-/// A call handler: decodes the arguments, runs the user's function, answers through the
-/// responder (now or later).
-pub(crate) type CallHandler = dyn Fn(Body, Responder) + Send + Sync;
-/// An event listener: decodes the arguments and runs the user's function.
-pub(crate) type EventHandler = dyn Fn(Body) + Send + Sync;
-
-/// FNV-1a: method names are short, and a lookup per message should not pay for `SipHash`.
-#[derive(Default)]
-pub(crate) struct NameHasher(u64);
-
-impl Hasher for NameHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
-}
-
-/// Who registered a handler: a plain `handle`/`on` may be replaced by another, but a
-/// name that a service registered may not be taken by anyone else (a typed client would
-/// silently reach the wrong code).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Owner {
-    Plain,
-    Service(&'static str),
-}
-
-impl fmt::Display for Owner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Plain => f.write_str("a plain `handle`/`on`"),
-            Self::Service(name) => write!(f, "service `{name}`"),
-        }
-    }
-}
-
-struct Entry<T: ?Sized> {
-    handler: Arc<T>,
-    owner: Owner,
-}
-
-type ByName<T> = HashMap<String, Entry<T>, BuildHasherDefault<NameHasher>>;
-
-/// Handlers by name. Shared by the handle, the builder and the dispatcher; looked up
-/// per message and cloned out, so handlers may be added or removed while others run.
-#[derive(Default)]
-pub(crate) struct Handlers {
-    calls: RwLock<ByName<CallHandler>>,
-    events: RwLock<ByName<EventHandler>>,
-}
-
-impl fmt::Debug for Handlers {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handlers").finish_non_exhaustive()
-    }
-}
-
-impl Handlers {
-    pub(crate) fn call(&self, name: &str) -> Option<Arc<CallHandler>> {
-        let calls = self.calls.read().unwrap_or_else(PoisonError::into_inner);
-        calls.get(name).map(|entry| Arc::clone(&entry.handler))
-    }
-
-    pub(crate) fn event(&self, name: &str) -> Option<Arc<EventHandler>> {
-        let events = self.events.read().unwrap_or_else(PoisonError::into_inner);
-        events.get(name).map(|entry| Arc::clone(&entry.handler))
-    }
-
-    /// The names of every call handler and event listener, sorted, without coproq's own.
-    pub(crate) fn names(&self) -> Vec<String> {
-        let calls = self.calls.read().unwrap_or_else(PoisonError::into_inner);
-        let events = self.events.read().unwrap_or_else(PoisonError::into_inner);
-        let mut names: Vec<String> = (calls.keys().chain(events.keys()))
-            .filter(|name| !name.starts_with(RESERVED_PREFIX))
-            .cloned()
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        names
-    }
-
-    fn set_call(&self, name: String, owner: Owner, handler: Arc<CallHandler>) {
-        let mut calls = self.calls.write().unwrap_or_else(PoisonError::into_inner);
-        insert_checked(&mut calls, name, Entry { handler, owner }, "method");
-    }
-
-    fn set_event(&self, name: String, owner: Owner, handler: Arc<EventHandler>) {
-        let mut events = self.events.write().unwrap_or_else(PoisonError::into_inner);
-        insert_checked(&mut events, name, Entry { handler, owner }, "event");
-    }
-
-    /// Removes a listener; returns whether there was one.
-    pub(crate) fn remove_event(&self, name: &str) -> bool {
-        self.events
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(name)
-            .is_some()
-    }
-
-    /// Drops every handler (breaking cycles through handles that handlers captured).
-    pub(crate) fn clear(&self) {
-        let calls =
-            std::mem::take(&mut *self.calls.write().unwrap_or_else(PoisonError::into_inner));
-        let events =
-            std::mem::take(&mut *self.events.write().unwrap_or_else(PoisonError::into_inner));
-        drop((calls, events));
-    }
-}
-
-/// Names under this prefix are coproq's own (fingerprints, discovery, start-up).
-pub(crate) const RESERVED_PREFIX: &str = "coproq:";
-
-/// The built-in method that lists an end's handlers (`Coprocess::methods`).
-pub(crate) const METHODS_METHOD: &str = "coproq:methods";
-
-/// Inserts a handler; a name that a service holds, or that a service asks for while
-/// another holds it, is a programming error that would misroute calls: panic, naming both.
-fn insert_checked<T: ?Sized>(map: &mut ByName<T>, name: String, entry: Entry<T>, kind: &str) {
-    if let Some(old) = map.get(&name) {
-        if old.owner != Owner::Plain || entry.owner != Owner::Plain {
-            let (first, second) = (old.owner, entry.owner);
-            let what = match name.strip_prefix("coproq:fingerprint:") {
-                Some(service) => format!("the fingerprint of a service named `{service}`"),
-                None => format!("{kind} `{name}`"),
-            };
-            panic!(
-                "coproq: {what} is registered twice on one end, first by {first} and then by \
-                 {second}; a method's wire name is its Rust name, so rename one of them"
-            );
-        }
-    }
-    map.insert(name, entry);
-}
+use crate::link::{Handlers, Owner, Responder};
+use crate::wire::{Body, OutcomeKind};
 
 /// Registers handlers: what [`Service::register`] receives, and what `handle`, `on` and
 /// `handle_deferred` of [`Coprocess`](crate::Coprocess) and [`Builder`](crate::Builder)
@@ -276,10 +130,7 @@ impl<'a> Registry<'a> {
                     Err(message) => return responder.fail(OutcomeKind::InvalidArguments, message),
                 };
                 // A deferred answer comes later, from anywhere: it is written at once.
-                let responder = Responder {
-                    flush: Flush::Now,
-                    ..responder
-                };
+                let responder = responder.flush_now();
                 let reply = Reply {
                     responder: Some(responder),
                     _value: PhantomData,
@@ -344,65 +195,6 @@ pub(crate) fn panicked(panic: &(dyn Any + Send)) -> String {
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("a non-string panic payload");
     format!("panicked: {message}")
-}
-
-/// Sends the one reply of one call.
-pub(crate) struct Responder {
-    link: Arc<Link>,
-    id: u64,
-    /// Whether the reply may wait to share a write with the next ones.
-    flush: Flush,
-}
-
-impl Responder {
-    pub(crate) fn new(link: Arc<Link>, id: u64, flush: Flush) -> Self {
-        Self { link, id, flush }
-    }
-
-    /// Replies with what a handler returned (a `Result` is unwrapped).
-    pub(crate) fn send<T: Serialize + ?Sized>(self, value: &T) {
-        if self.link.send_direct_reply(self.id, value) {
-            return;
-        }
-        self.send_encoded(|buf, id, max| message::encode_reply(buf, id, value, max));
-    }
-
-    /// Replies with the handler's error value `e`, whose text is `text`.
-    pub(crate) fn send_error<E: Serialize + ?Sized>(self, e: &E, text: String) {
-        self.send_encoded(|buf, id, max| message::encode_error_reply(buf, id, e, text, max));
-    }
-
-    /// Sends the reply that `encode` builds, or a failure saying why it could not.
-    fn send_encoded(
-        self,
-        encode: impl FnOnce(&mut Vec<u8>, u64, u32) -> Result<(), message::EncodeError>,
-    ) {
-        let id = self.id;
-        self.link.send_with(self.flush, |buf, max| {
-            let start = buf.len();
-            if let Err(e) = encode(buf, id, max) {
-                buf.truncate(start);
-                let reason = match e {
-                    message::EncodeError::Value(reason) => reason,
-                    message::EncodeError::TooLarge(e) => e.to_string(),
-                };
-                message::encode_failure(
-                    buf,
-                    id,
-                    OutcomeKind::Failed,
-                    format!("reply could not be sent: {reason}"),
-                );
-            }
-        });
-    }
-
-    /// Replies with a failure.
-    pub(crate) fn fail(self, kind: OutcomeKind, message: String) {
-        let id = self.id;
-        self.link.send_with(self.flush, |buf, _| {
-            message::encode_failure(buf, id, kind, message);
-        });
-    }
 }
 
 thread_local! {

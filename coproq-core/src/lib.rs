@@ -17,8 +17,11 @@ mod error;
 mod handler;
 mod launch;
 mod link;
+mod options;
 mod pending;
+mod process;
 mod service;
+mod sys;
 mod wire;
 
 pub use crate::builder::{Builder, fork, fork_with};

@@ -21,9 +21,10 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::sys;
 use crate::bytes::ByteBuf;
-use crate::coprocess::{Coprocess, Options};
+use crate::coprocess::Coprocess;
+use crate::options::Options;
+use crate::sys;
 use crate::wire::{Entry, codec};
 
 /// What the worker calls: decodes the data and runs the entry at the given address.

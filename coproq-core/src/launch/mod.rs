@@ -3,8 +3,6 @@
 //!
 //! - [`fork`]: re-exec of the current executable running a function.
 //! - [`spawn`]: separate worker binaries and their `Coprocess::parent()`.
-//! - [`process`]: the parent's hold on a worker (wait, kill, reap).
-//! - `sys`: the platform backend (pipes, inheritance, parent death, start-up hook).
 //!
 //! The parent marks a worker with one environment variable, `COPROQ_WORKER`, holding the
 //! mode, the two descriptor numbers, the parent's pid and the frame limit. A start-up hook that runs before `main` in every
@@ -12,23 +10,22 @@
 //! mistaken for workers) and, for a fork worker, runs the worker there and then exits.
 
 pub(crate) mod fork;
-mod process;
 pub(crate) mod spawn;
-mod sys;
 
 use std::fmt;
 use std::io;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::coprocess::{Coprocess, Options};
+use crate::coprocess::Coprocess;
 use crate::error::{Error, Result};
-use crate::handler::Handlers;
-use crate::link::{Connect, EofHook, HandshakeError, Link, WORKER_HELLO_MAX};
+use crate::link::Handlers;
+use crate::link::{Connect, EofHook, HandshakeError, Link, LinkOptions, WORKER_HELLO_MAX};
+use crate::options::Options;
+use crate::process::WorkerProcess;
+use crate::sys;
 use crate::wire::{Entry, Hello};
-pub(crate) use process::WorkerProcess;
 
 /// The environment variable that marks a worker.
 const MARKER: &str = "COPROQ_WORKER";
@@ -36,9 +33,6 @@ const MARKER: &str = "COPROQ_WORKER";
 /// How long the reader waits for a worker that closed its pipe to exit, to report its
 /// exit status with `Disconnected`.
 const EXIT_STATUS_WAIT: Duration = Duration::from_millis(200);
-
-/// Set in a process that runs as a worker.
-static IS_WORKER: AtomicBool = AtomicBool::new(false);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -94,14 +88,15 @@ impl fmt::Display for Marker {
     }
 }
 
-/// Runs before `main` (see `sys::start_hook`).
-pub(crate) fn on_start() {
+sys::before_main!(on_start);
+
+/// Runs before `main` in every program that links coproq.
+fn on_start() {
     let Some(value) = std::env::var_os(MARKER) else {
         return;
     };
     // SAFETY: the start-up hook runs before `main`, while the process has one thread.
     unsafe { std::env::remove_var(MARKER) };
-    IS_WORKER.store(true, Ordering::Relaxed);
     match value.to_str().and_then(Marker::parse) {
         Some(marker) => {
             sys::die_with_parent(marker.parent);
@@ -124,13 +119,6 @@ pub(crate) fn worker_exit_with(message: &str) -> ! {
          a worker must be started by coproq::fork or Coprocess::spawn"
     );
     std::process::exit(2)
-}
-
-/// Tells a worker's user why it is about to stop (a parent sees errors on its calls).
-pub(crate) fn report_protocol_error(reason: &str) {
-    if IS_WORKER.load(Ordering::Relaxed) {
-        eprintln!("coproq worker: protocol error on the link to the parent: {reason}; stopping");
-    }
 }
 
 /// How a parent starts its worker.
@@ -161,7 +149,7 @@ pub(crate) fn start(
     options: &Options,
     handlers: Arc<Handlers>,
 ) -> Result<(Arc<Link>, Arc<WorkerProcess>)> {
-    sys::ensure_start_hook_linked();
+    ensure_start_hook_linked();
     let program = launch.program();
     let spawn_error = |source: io::Error| Error::Spawn {
         program: program.clone(),
@@ -258,7 +246,10 @@ fn connect_to_parent(
         Error::Protocol(format!("the link descriptors {read} and {write} are not usable ({e}); not started by a coproq parent?"))
     })?;
     let connect = Connect {
-        options: options.link,
+        options: LinkOptions {
+            report_protocol_errors: true,
+            ..options.link
+        },
         entry: None,
         // The parent's hello carries a fork entry's data, bounded by the frame limit.
         peer_hello_max: options.link.max_frame,

@@ -4,10 +4,10 @@
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::sys;
-use crate::coprocess::{Coprocess, Options};
+use crate::coprocess::Coprocess;
 use crate::error::{Error, Result};
-use crate::handler::Handlers;
+use crate::link::Handlers;
+use crate::options::Options;
 
 /// The link descriptors of a spawned worker, left by the start-up hook for `parent()`.
 static PARENT_FDS: Mutex<Option<(RawFd, RawFd)>> = Mutex::new(None);
@@ -18,7 +18,7 @@ pub(crate) fn stash(read: RawFd, write: RawFd) {
 
 /// Connects a spawned worker to its parent; once per process.
 pub(crate) fn parent(options: &Options, handlers: Arc<Handlers>) -> Result<Coprocess> {
-    sys::ensure_start_hook_linked();
+    super::ensure_start_hook_linked();
     let fds = PARENT_FDS
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

@@ -15,8 +15,8 @@ use super::Link;
 use super::calls::{Delivery, Slot, Wake};
 use super::reader::{Role, ServeStep, Stop};
 use super::writer::Flush;
+use super::{METHODS_METHOD, Responder};
 use crate::error::Error;
-use crate::handler::{METHODS_METHOD, Responder};
 use crate::wire::{Message, OutcomeKind};
 
 thread_local! {

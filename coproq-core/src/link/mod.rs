@@ -4,6 +4,8 @@
 //! - [`writer`]: frames out, coalesced into few writes.
 //! - [`reader`]: frames in, read by whichever thread holds the read token.
 //! - [`dispatch`]: the serving loop, the background reader, and waiting for replies.
+//! - [`handlers`]: the handler table the dispatcher looks names up in.
+//! - [`responder`]: sending the one reply of one call.
 //!
 //! There is no thread between the pipe and a caller. Whoever needs input holds the read
 //! token: a caller waiting for its reply reads it itself (one wake-up per side, as on a
@@ -15,7 +17,9 @@
 
 pub(crate) mod calls;
 pub(crate) mod dispatch;
+mod handlers;
 mod reader;
+mod responder;
 mod writer;
 
 use std::collections::VecDeque;
@@ -28,10 +32,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::handler::Handlers;
 use crate::wire::message::{self, EncodeError};
 use crate::wire::{Entry, Hello, Message, direct, frame};
 use calls::{Calls, Slot};
+pub(crate) use handlers::{Handlers, METHODS_METHOD, Owner};
+pub(crate) use responder::Responder;
 use writer::{Closed, Shutdown, Writer};
 pub(crate) use writer::{Flush, Output};
 
@@ -39,6 +44,13 @@ pub(crate) use writer::{Flush, Output};
 pub(crate) trait InputStream: Read + Send {
     /// Waits until a read would not block, at most `timeout`; whether it would not.
     fn wait_readable(&self, timeout: Duration) -> bool;
+}
+
+impl InputStream for std::fs::File {
+    fn wait_readable(&self, timeout: Duration) -> bool {
+        use std::os::fd::AsFd;
+        crate::sys::wait_readable(self.as_fd(), timeout)
+    }
 }
 
 /// A boxed input stream.
@@ -56,6 +68,9 @@ const INBOX_CAPACITY: usize = 1024;
 pub(crate) struct LinkOptions {
     /// The largest frame payload accepted from the peer.
     pub(crate) max_frame: u32,
+    /// Say on stderr why the link ends when the peer breaks the protocol (a worker's
+    /// user sees no error otherwise; a parent's callers get `Protocol` errors).
+    pub(crate) report_protocol_errors: bool,
 }
 
 /// The read side: only the token holder touches it.
@@ -135,6 +150,7 @@ pub(crate) struct Link {
     /// Signalled (with `ctl`) when the stream ends.
     ended: Condvar,
     max_frame: u32,
+    report_protocol_errors: bool,
     /// Large frame buffers for reuse.
     pool: Arc<frame::Pool>,
     on_eof: Mutex<Option<EofHook>>,
@@ -231,6 +247,7 @@ impl Link {
             mirror: Mirror::default(),
             ended: Condvar::new(),
             max_frame: options.max_frame,
+            report_protocol_errors: options.report_protocol_errors,
             pool: Arc::default(),
             on_eof: Mutex::new(on_eof),
             serving: AtomicBool::new(false),

@@ -338,7 +338,11 @@ impl Link {
     fn broken(&self, reason: String) {
         self.writer.shutdown(Shutdown::Discard);
         self.abandoned.store(true, Ordering::Release);
-        crate::launch::report_protocol_error(&reason);
+        if self.report_protocol_errors {
+            eprintln!(
+                "coproq worker: protocol error on the link to the parent: {reason}; stopping"
+            );
+        }
         self.end(&Error::Protocol(reason));
     }
 

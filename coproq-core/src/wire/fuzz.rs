@@ -95,7 +95,7 @@ fn seeds() -> Vec<Vec<u8>> {
     seeds.push(std::mem::take(&mut buf));
     message::encode_reply(&mut buf, 10, &Err::<u32, String>("no".into()), u32::MAX).unwrap();
     seeds.push(std::mem::take(&mut buf));
-    message::encode_failure(&mut buf, 11, message::OutcomeKind::Panicked, "boom".into());
+    message::encode_failure(&mut buf, 11, super::OutcomeKind::Panicked, "boom".into());
     seeds.push(std::mem::take(&mut buf));
     message::encode_bye(&mut buf);
     seeds.push(std::mem::take(&mut buf));

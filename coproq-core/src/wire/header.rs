@@ -7,7 +7,35 @@
 //! of the body's value (see `shape`) ends every header that has a body, so a sender can
 //! record it in place, right before the value.
 
-use super::message::{Outcome, OutcomeKind};
+use serde::{Deserialize, Serialize};
+
+/// How a call ended, as the reply's header states it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Outcome {
+    /// The body is the returned value.
+    Value,
+    /// The call failed; if `typed` is set, the body is the handler's error value.
+    Error {
+        kind: OutcomeKind,
+        message: String,
+        typed: bool,
+    },
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum OutcomeKind {
+    /// The handler returned `Err`.
+    Failed,
+    /// The handler panicked.
+    Panicked,
+    /// No handler has that name.
+    MethodNotFound,
+    /// The arguments did not decode as the handler's types.
+    InvalidArguments,
+    /// A deferred handler dropped its `Reply` without answering.
+    Unanswered,
+}
 
 /// What precedes a message's body.
 #[derive(Debug, PartialEq, Eq)]

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::frame;
-use super::header::{self, Header};
+use super::header::{self, Header, Outcome, OutcomeKind};
 use super::shape::{self, BYTES_SHAPE};
 use super::{codec, outcome};
 
@@ -38,34 +38,6 @@ pub(crate) struct Entry {
     pub(crate) function: u64,
     /// The entry's data, encoded with its shape (empty for a plain `fork`).
     pub(crate) data: crate::bytes::ByteBuf,
-}
-
-/// How a call ended, as the reply's header states it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Outcome {
-    /// The body is the returned value.
-    Value,
-    /// The call failed; if `typed` is set, the body is the handler's error value.
-    Error {
-        kind: OutcomeKind,
-        message: String,
-        typed: bool,
-    },
-}
-
-/// Why a call failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum OutcomeKind {
-    /// The handler returned `Err`.
-    Failed,
-    /// The handler panicked.
-    Panicked,
-    /// No handler has that name.
-    MethodNotFound,
-    /// The arguments did not decode as the handler's types.
-    InvalidArguments,
-    /// A deferred handler dropped its `Reply` without answering.
-    Unanswered,
 }
 
 /// The user bytes of a message (and the method or event name), kept inside the frame

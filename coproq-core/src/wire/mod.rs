@@ -22,4 +22,5 @@ pub(crate) mod shape;
 
 pub(crate) use codec::decode_checked;
 
-pub(crate) use message::{Body, Entry, Hello, Message, Outcome, OutcomeKind};
+pub(crate) use header::{Outcome, OutcomeKind};
+pub(crate) use message::{Body, Entry, Hello, Message};

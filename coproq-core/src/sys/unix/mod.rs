@@ -11,7 +11,7 @@ pub(crate) use process::{
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// The two pipes of a link: the parent keeps one end of each, the child the other.
 #[derive(Debug)]
@@ -85,25 +85,24 @@ pub(crate) fn take_link_fds(read: RawFd, write: RawFd) -> io::Result<(File, File
     Ok(unsafe { (File::from_raw_fd(read), File::from_raw_fd(write)) })
 }
 
-impl crate::link::InputStream for File {
-    fn wait_readable(&self, timeout: std::time::Duration) -> bool {
-        let mut fds = libc::pollfd {
-            fd: self.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // Round up: a sub-millisecond wait must still wait.
-        let millis = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-        loop {
-            // SAFETY: one valid pollfd on the stack.
-            let ready = unsafe { libc::poll(&raw mut fds, 1, millis) };
-            if ready >= 0 {
-                // Hang-up and errors count as readable: the read reports them.
-                return ready > 0;
-            }
-            if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                return true;
-            }
+/// Waits until `fd` is readable (or at its end, or in error: the read reports those), at
+/// most `timeout`; whether it is.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
+    let mut fds = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // Round up: a sub-millisecond wait must still wait.
+    let millis = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    loop {
+        // SAFETY: one valid pollfd on the stack.
+        let ready = unsafe { libc::poll(&raw mut fds, 1, millis) };
+        if ready >= 0 {
+            return ready > 0;
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return true;
         }
     }
 }
@@ -117,26 +116,32 @@ pub(crate) fn ignore_sigpipe() {
     }
 }
 
-/// The start-up hook: runs before `main` in every program that links coproq, and turns
-/// the process into a worker if a coproq parent started it as one.
-extern "C" fn start_hook() {
-    crate::launch::on_start();
-}
+/// Declares `$hook` to run before `main` in every program that links this crate (through
+/// `.init_array` or `__mod_init_func`), and `fn ensure_start_hook_linked()`, which keeps
+/// the object that holds it linked (a `#[used]` static alone does not pull an object out
+/// of an rlib).
+macro_rules! before_main {
+    ($hook:path) => {
+        extern "C" fn start_hook() {
+            $hook();
+        }
 
-#[used]
-#[cfg_attr(
-    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
-    unsafe(link_section = ".init_array")
-)]
-#[cfg_attr(
-    target_vendor = "apple",
-    unsafe(link_section = "__DATA,__mod_init_func")
-)]
-static START_HOOK: extern "C" fn() = start_hook;
+        #[used]
+        #[cfg_attr(
+            any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+            unsafe(link_section = ".init_array")
+        )]
+        #[cfg_attr(
+            target_vendor = "apple",
+            unsafe(link_section = "__DATA,__mod_init_func")
+        )]
+        static START_HOOK: extern "C" fn() = start_hook;
 
-/// Touches the hook's static so that the linker keeps the object file that holds it
-/// (a `#[used]` static alone does not pull an object out of an rlib).
-pub(crate) fn ensure_start_hook_linked() {
-    // SAFETY: reading an initialised static through a valid pointer.
-    let _ = unsafe { std::ptr::read_volatile(&raw const START_HOOK) };
+        /// Touches the start-up hook's static, so that the linker keeps it.
+        pub(crate) fn ensure_start_hook_linked() {
+            // SAFETY: reading an initialised static through a valid pointer.
+            let _ = unsafe { std::ptr::read_volatile(&raw const START_HOOK) };
+        }
+    };
 }
+pub(crate) use before_main;

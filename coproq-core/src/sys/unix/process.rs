@@ -301,7 +301,7 @@ pub(crate) fn wait_exit(pid: u32, timeout: Duration) -> bool {
         }
         // SAFETY: the descriptor was just opened and is owned here alone.
         let pidfd = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        crate::link::InputStream::wait_readable(&pidfd, timeout);
+        super::wait_readable(std::os::fd::AsFd::as_fd(&pidfd), timeout);
         true
     }
     #[cfg(not(target_os = "linux"))]

@@ -4,7 +4,7 @@ use std::process::ExitStatus;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::sys::{self, ChildStdio, Reaped};
+use crate::sys::{self, ChildStdio, Reaped};
 
 #[derive(Debug)]
 pub(crate) struct WorkerProcess {

@@ -1,0 +1,76 @@
+//! Sending the one reply of one call.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{Flush, Link};
+use crate::wire::{OutcomeKind, message};
+
+/// Sends the one reply of one call.
+pub(crate) struct Responder {
+    link: Arc<Link>,
+    id: u64,
+    /// Whether the reply may wait to share a write with the next ones.
+    flush: Flush,
+}
+
+impl Responder {
+    pub(crate) fn new(link: Arc<Link>, id: u64, flush: Flush) -> Self {
+        Self { link, id, flush }
+    }
+
+    /// This responder, writing its reply at once (for an answer that comes later, from
+    /// anywhere, and must not wait to share a write).
+    pub(crate) fn flush_now(self) -> Self {
+        Self {
+            flush: Flush::Now,
+            ..self
+        }
+    }
+
+    /// Replies with what a handler returned (a `Result` is unwrapped).
+    pub(crate) fn send<T: Serialize + ?Sized>(self, value: &T) {
+        if self.link.send_direct_reply(self.id, value) {
+            return;
+        }
+        self.send_encoded(|buf, id, max| message::encode_reply(buf, id, value, max));
+    }
+
+    /// Replies with the handler's error value `e`, whose text is `text`.
+    pub(crate) fn send_error<E: Serialize + ?Sized>(self, e: &E, text: String) {
+        self.send_encoded(|buf, id, max| message::encode_error_reply(buf, id, e, text, max));
+    }
+
+    /// Sends the reply that `encode` builds, or a failure saying why it could not.
+    fn send_encoded(
+        self,
+        encode: impl FnOnce(&mut Vec<u8>, u64, u32) -> Result<(), message::EncodeError>,
+    ) {
+        let id = self.id;
+        self.link.send_with(self.flush, |buf, max| {
+            let start = buf.len();
+            if let Err(e) = encode(buf, id, max) {
+                buf.truncate(start);
+                let reason = match e {
+                    message::EncodeError::Value(reason) => reason,
+                    message::EncodeError::TooLarge(e) => e.to_string(),
+                };
+                message::encode_failure(
+                    buf,
+                    id,
+                    OutcomeKind::Failed,
+                    format!("reply could not be sent: {reason}"),
+                );
+            }
+        });
+    }
+
+    /// Replies with a failure.
+    pub(crate) fn fail(self, kind: OutcomeKind, message: String) {
+        let id = self.id;
+        self.link.send_with(self.flush, |buf, _| {
+            message::encode_failure(buf, id, kind, message);
+        });
+    }
+}

@@ -1,0 +1,30 @@
+//! The settings of a link and of the worker behind it, shared by the handle, the builder
+//! and the launcher.
+
+use std::time::Duration;
+
+use crate::link::LinkOptions;
+
+/// Settings shared by both ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Options {
+    pub(crate) link: LinkOptions,
+    pub(crate) close_grace: Duration,
+    pub(crate) startup_timeout: Duration,
+    /// Start the worker in a process group of its own.
+    pub(crate) process_group: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            link: LinkOptions {
+                max_frame: 1 << 30,
+                report_protocol_errors: false,
+            },
+            close_grace: Duration::from_secs(2),
+            startup_timeout: Duration::from_secs(30),
+            process_group: false,
+        }
+    }
+}
