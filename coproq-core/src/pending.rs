@@ -22,42 +22,11 @@ use crate::wire::{Outcome, OutcomeKind};
 /// Dropping it stops waiting; the reply is then discarded when it arrives.
 #[must_use = "a call's reply (or error) is only seen by waiting for it"]
 pub struct Pending<R> {
-    method: MethodName,
+    /// The method, for error messages.
+    method: Box<str>,
     state: State,
     /// Turns the reply into the caller's value (decodes an `R`, or more for typed clients).
     finish: Finish<R>,
-}
-
-/// The method name, kept for error messages without a heap allocation per call.
-enum MethodName {
-    Inline { len: u8, bytes: [u8; 30] },
-    Heap(Box<str>),
-}
-
-impl MethodName {
-    fn new(name: &str) -> Self {
-        let mut bytes = [0; 30];
-        match bytes.get_mut(..name.len()) {
-            Some(inline) => {
-                inline.copy_from_slice(name.as_bytes());
-                Self::Inline {
-                    len: name.len() as u8,
-                    bytes,
-                }
-            }
-            None => Self::Heap(name.into()),
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            Self::Inline { len, bytes } => {
-                // SAFETY: the first `len` bytes were copied from a `&str` of that length.
-                unsafe { std::str::from_utf8_unchecked(&bytes[..usize::from(*len)]) }
-            }
-            Self::Heap(name) => name,
-        }
-    }
 }
 
 /// How a delivered reply becomes the caller's result.
@@ -81,7 +50,7 @@ impl<R> fmt::Debug for Pending<R> {
             State::Done => "done".into(),
         };
         f.debug_struct("Pending")
-            .field("method", &self.method.as_str())
+            .field("method", &self.method)
             .field("state", &state)
             .finish_non_exhaustive()
     }
@@ -103,7 +72,7 @@ impl<R> Pending<R> {
             Err(e) => State::Failed(e),
         };
         Self {
-            method: MethodName::new(method),
+            method: method.into(),
             state,
             finish,
         }
@@ -112,7 +81,7 @@ impl<R> Pending<R> {
     /// A call that failed before it was sent.
     pub(crate) fn failed(method: &str, error: Error) -> Self {
         Self {
-            method: MethodName::new(method),
+            method: method.into(),
             state: State::Failed(error),
             finish: |_, _| Err(Error::NotConnected),
         }
@@ -148,10 +117,10 @@ impl<R> Pending<R> {
                 else {
                     link.forget_call(id);
                     let after = deadline.map_or(Duration::ZERO, |d| d.1);
-                    let method = self.method.as_str().to_owned();
+                    let method = self.method.to_string();
                     return Err(Error::Timeout { method, after });
                 };
-                (self.finish)(self.method.as_str(), delivery)
+                (self.finish)(&self.method, delivery)
             }
             State::Failed(e) => Err(e),
             State::Done => Err(Error::NotConnected),
@@ -216,7 +185,7 @@ impl<R> Future for Pending<R> {
             }
         };
         this.state = State::Done;
-        Poll::Ready((this.finish)(this.method.as_str(), delivery))
+        Poll::Ready((this.finish)(&this.method, delivery))
     }
 }
 

@@ -1,8 +1,13 @@
-//! Unix backend: pipes, the start-up hook, and how a child inherits its link.
+//! Unix backend: pipes, waiting for input, the start-up hook, and how a child inherits
+//! its link. System calls go through rustix's safe wrappers.
 //!
 //! - `process`: spawning, parent death, reaping and killing.
+//! - `libc`: the two calls rustix does not wrap (`posix_spawn`, a signal disposition).
 
+mod libc;
 mod process;
+
+pub(crate) use self::libc::ignore_sigpipe;
 
 pub(crate) use process::{
     ChildStdio, Reaped, die_with_parent, kill, parent_pid, reap, spawn_command, spawn_self,
@@ -11,7 +16,11 @@ pub(crate) use process::{
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::fs::{FileType, fstat};
+use rustix::io::{FdFlags, fcntl_setfd};
 
 /// The two pipes of a link: the parent keeps one end of each, the child the other.
 #[derive(Debug)]
@@ -43,12 +52,9 @@ pub(crate) fn link_fds() -> io::Result<LinkFds> {
 
 /// Asks for 1 MiB pipe buffers (Linux; the unprivileged maximum by default): bulk
 /// transfers then need a sixteenth of the wake-ups. Best effort: the default size works.
-fn enlarge_pipe(pipe: &impl AsRawFd) {
+fn enlarge_pipe(pipe: &impl AsFd) {
     #[cfg(target_os = "linux")]
-    // SAFETY: fcntl on an open descriptor; no memory involved.
-    unsafe {
-        libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
-    }
+    let _ = rustix::pipe::fcntl_setpipe_size(pipe, 1 << 20);
     #[cfg(not(target_os = "linux"))]
     let _ = pipe;
 }
@@ -63,22 +69,18 @@ pub(crate) fn take_link_fds(read: RawFd, write: RawFd) -> io::Result<(File, File
             "invalid link descriptors",
         ));
     }
-    for fd in [read, write] {
-        // SAFETY: fstat writes into a zeroed stat buffer we own.
-        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstat(fd, &raw mut stat) } == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        if stat.st_mode & libc::S_IFMT != libc::S_IFIFO {
+    for raw in [read, write] {
+        // SAFETY: only borrowed for the two calls below, which fail cleanly (EBADF) if
+        // `raw` is not open; it is adopted below only once both succeeded.
+        let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+        let stat = fstat(fd)?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::Fifo {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("descriptor {fd} is not a pipe"),
+                format!("descriptor {raw} is not a pipe"),
             ));
         }
-        // SAFETY: plain fcntl on a descriptor checked above.
-        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
-            return Err(io::Error::last_os_error());
-        }
+        fcntl_setfd(fd, FdFlags::CLOEXEC)?;
     }
     // SAFETY: both descriptors are open, distinct, and from here on owned by these Files
     // alone: the marker that named them has been removed from the environment.
@@ -88,31 +90,15 @@ pub(crate) fn take_link_fds(read: RawFd, write: RawFd) -> io::Result<(File, File
 /// Waits until `fd` is readable (or at its end, or in error: the read reports those), at
 /// most `timeout`; whether it is.
 pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
-    let mut fds = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // Round up: a sub-millisecond wait must still wait.
-    let millis = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    let timeout = Timespec::try_from(timeout).ok();
+    let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
     loop {
-        // SAFETY: one valid pollfd on the stack.
-        let ready = unsafe { libc::poll(&raw mut fds, 1, millis) };
-        if ready >= 0 {
-            return ready > 0;
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(ready) => return ready > 0,
+            Err(rustix::io::Errno::INTR) => {}
+            // Let the read report it.
+            Err(_) => return true,
         }
-        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            return true;
-        }
-    }
-}
-
-/// Ignores SIGPIPE, so that writing to a vanished peer is an error, not death. Rust's
-/// runtime does this before `main`, but a fork worker runs before `main`.
-pub(crate) fn ignore_sigpipe() {
-    // SAFETY: setting a signal disposition to SIG_IGN.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
 }
 

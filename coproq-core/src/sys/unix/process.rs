@@ -13,7 +13,10 @@
 
 use std::ffi::{CString, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use rustix::io::{FdFlags, fcntl_setfd};
+use rustix::process::{Pid, Signal, WaitOptions, getppid, kill_process, waitpid};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -74,14 +77,13 @@ pub(crate) fn spawn_command(
     let hook = move || {
         // Between fork and exec: only async-signal-safe calls, no allocation.
         for fd in inherit {
-            // SAFETY: fcntl on a descriptor this (child) process owns; no memory involved.
-            if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
-                return Err(io::Error::last_os_error());
-            }
+            // SAFETY: a descriptor this (child) process holds open; borrowed for one call.
+            fcntl_setfd(unsafe { BorrowedFd::borrow_raw(fd) }, FdFlags::empty())?;
         }
         Ok(())
     };
-    // SAFETY: the hook only calls fcntl, which is async-signal-safe, and allocates nothing.
+    // SAFETY: the hook only calls fcntl (a plain system call through rustix), which is
+    // async-signal-safe, and allocates nothing.
     unsafe { cmd.pre_exec(hook) };
     if own_group {
         cmd.process_group(0);
@@ -123,7 +125,8 @@ pub(crate) fn spawn_self(marker: (&str, &str), fds: &LinkFds, own_group: bool) -
     )))?);
     let inherit = [fds.child_read.as_raw_fd(), fds.child_write.as_raw_fd()];
     let started = on_launcher(Box::new(move || {
-        posix_spawn(&path, &arg0, &env, inherit, own_group).map(|pid| (pid, ChildStdio::default()))
+        super::libc::posix_spawn(&path, &arg0, &env, inherit, own_group)
+            .map(|pid| (pid, ChildStdio::default()))
     }));
     started.map(|(pid, _)| pid)
 }
@@ -133,108 +136,12 @@ fn cstring(s: OsString) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the environment"))
 }
 
-/// `posix_spawn(path)` with argv `[arg0]`, environment `env`, and `inherit` kept open;
-/// in a new process group if `own_group`.
-fn posix_spawn(
-    path: &CString,
-    arg0: &CString,
-    env: &[CString],
-    inherit: [RawFd; 2],
-    own_group: bool,
-) -> io::Result<u32> {
-    let arg_vector = [arg0.as_ptr().cast_mut(), std::ptr::null_mut()];
-    let mut envp: Vec<*mut libc::c_char> = env.iter().map(|e| e.as_ptr().cast_mut()).collect();
-    envp.push(std::ptr::null_mut());
-    let check = |code: libc::c_int| {
-        if code == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::from_raw_os_error(code))
-        }
-    };
-    // SAFETY: the file actions and attributes are initialised before use and destroyed
-    // on every path; every pointer handed to posix_spawn outlives the call (argv and envp
-    // point into CStrings owned by the caller, and both arrays end with a null pointer).
-    unsafe {
-        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
-        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
-        check(libc::posix_spawn_file_actions_init(&raw mut actions))?;
-        if let Err(e) = check(libc::posix_spawnattr_init(&raw mut attr)) {
-            libc::posix_spawn_file_actions_destroy(&raw mut actions);
-            return Err(e);
-        }
-        let result = (|| {
-            for fd in inherit {
-                keep_open(&raw mut actions, fd)?;
-            }
-            // A clean signal state, as std gives its children: no blocked signals, and
-            // SIGPIPE back to its default (the worker then sets what it needs).
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&raw mut empty);
-            check(libc::posix_spawnattr_setsigmask(
-                &raw mut attr,
-                &raw const empty,
-            ))?;
-            let mut pipe: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&raw mut pipe);
-            libc::sigaddset(&raw mut pipe, libc::SIGPIPE);
-            check(libc::posix_spawnattr_setsigdefault(
-                &raw mut attr,
-                &raw const pipe,
-            ))?;
-            let mut flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
-            if own_group {
-                // Group 0: a new group whose id is the child's pid.
-                check(libc::posix_spawnattr_setpgroup(&raw mut attr, 0))?;
-                flags |= libc::POSIX_SPAWN_SETPGROUP;
-            }
-            check(libc::posix_spawnattr_setflags(&raw mut attr, flags as _))?;
-            let mut pid: libc::pid_t = 0;
-            check(libc::posix_spawn(
-                &raw mut pid,
-                path.as_ptr(),
-                &raw const actions,
-                &raw const attr,
-                arg_vector.as_ptr(),
-                envp.as_ptr(),
-            ))?;
-            Ok(pid as u32)
-        })();
-        libc::posix_spawnattr_destroy(&raw mut attr);
-        libc::posix_spawn_file_actions_destroy(&raw mut actions);
-        result
-    }
-}
-
-/// A file action that keeps `fd` open across exec under its own number.
-///
-/// # Safety
-///
-/// `actions` must be initialised.
-unsafe fn keep_open(actions: *mut libc::posix_spawn_file_actions_t, fd: RawFd) -> io::Result<()> {
-    #[cfg(target_vendor = "apple")]
-    // SAFETY: per this function's contract.
-    let code = unsafe { libc::posix_spawn_file_actions_addinherit_np(actions, fd) };
-    // `dup2(fd, fd)` clears close-on-exec (Austin Group issue 411; glibc ≥ 2.29, musl).
-    #[cfg(not(target_vendor = "apple"))]
-    // SAFETY: per this function's contract.
-    let code = unsafe { libc::posix_spawn_file_actions_adddup2(actions, fd, fd) };
-    if code == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(code))
-    }
-}
-
 /// In a worker, first thing: die with the parent whose pid the marker gave. On Linux the
 /// kernel sends SIGKILL when it goes; everywhere, a worker whose parent is already gone
 /// (it died before this ran) exits now.
 pub(crate) fn die_with_parent(parent: u32) {
     #[cfg(target_os = "linux")]
-    // SAFETY: prctl with integer arguments only.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-    }
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
     if parent_pid() != parent {
         std::process::exit(0);
     }
@@ -263,25 +170,28 @@ pub(crate) enum Reaped {
 
 /// Reaps child `pid` if it has exited (`block`: waits until it does).
 pub(crate) fn reap(pid: u32, block: bool) -> Reaped {
-    let mut status = 0;
-    let flags = if block { 0 } else { libc::WNOHANG };
+    let Some(pid) = Pid::from_raw(pid as i32) else {
+        return Reaped::Gone;
+    };
+    let options = if block {
+        WaitOptions::empty()
+    } else {
+        WaitOptions::NOHANG
+    };
     loop {
-        // SAFETY: waitpid writes one int through a valid pointer.
-        let got = unsafe { libc::waitpid(pid as libc::pid_t, &raw mut status, flags) };
-        match got {
-            0 => return Reaped::Running,
-            -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-            -1 => return Reaped::Gone,
-            _ => return Reaped::Exited(ExitStatus::from_raw(status)),
+        match waitpid(Some(pid), options) {
+            Ok(None) => return Reaped::Running,
+            Ok(Some((_, status))) => return Reaped::Exited(ExitStatus::from_raw(status.as_raw())),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return Reaped::Gone,
         }
     }
 }
 
 /// Sends SIGKILL to child `pid` (not yet reaped, so the pid is still ours).
 pub(crate) fn kill(pid: u32) {
-    // SAFETY: sending a signal; no memory involved.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    if let Some(pid) = Pid::from_raw(pid as i32) {
+        let _ = kill_process(pid, Signal::KILL);
     }
 }
 
@@ -290,18 +200,12 @@ pub(crate) fn kill(pid: u32) {
 pub(crate) fn wait_exit(pid: u32, timeout: Duration) -> bool {
     #[cfg(target_os = "linux")]
     {
-        use std::os::fd::{FromRawFd, OwnedFd};
-        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        let Ok(fd) = i32::try_from(fd) else {
+        let pidfd = Pid::from_raw(pid as i32)
+            .map(|pid| rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()));
+        let Some(Ok(pidfd)) = pidfd else {
             return false;
         };
-        if fd < 0 {
-            return false;
-        }
-        // SAFETY: the descriptor was just opened and is owned here alone.
-        let pidfd = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        super::wait_readable(std::os::fd::AsFd::as_fd(&pidfd), timeout);
+        super::wait_readable(pidfd.as_fd(), timeout);
         true
     }
     #[cfg(not(target_os = "linux"))]
@@ -313,6 +217,5 @@ pub(crate) fn wait_exit(pid: u32, timeout: Duration) -> bool {
 
 /// This process's parent.
 pub(crate) fn parent_pid() -> u32 {
-    // SAFETY: getppid cannot fail.
-    unsafe { libc::getppid() as u32 }
+    Pid::as_raw(getppid()) as u32
 }
