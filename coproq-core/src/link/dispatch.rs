@@ -234,10 +234,10 @@ fn read_for(
     deadline: Option<Instant>,
 ) -> Read {
     match link.read_as(role, Some((id, slot)), deadline) {
-        Stop::Reply(delivery) => return Read::Done(delivery),
+        Stop::ReplyRead(delivery) => return Read::Done(delivery),
         Stop::Run { message, .. } => dispatch(link, message, Flush::Now),
         Stop::TimedOut if !slot.has_reply() => return Read::TimedOut,
-        Stop::TimedOut | Stop::Mine | Stop::StepBack | Stop::Ended => {}
+        Stop::TimedOut | Stop::ReplyInSlot | Stop::StepBack | Stop::Ended => {}
     }
     Read::Again
 }

@@ -74,15 +74,15 @@ pub(crate) struct LinkOptions {
 }
 
 /// The read side: only the token holder touches it.
-struct Stream {
+pub(super) struct Stream {
     input: BufReader<Input>,
     /// The peer said goodbye.
     bye: bool,
 }
 
-/// Who reads, who waits, what waits to be dispatched.
+/// The read token and its traffic: who reads, who waits to, what waits to be dispatched.
 #[derive(Default)]
-struct Ctl {
+struct ReadState {
     /// The read token is taken.
     reading: bool,
     /// Callers waiting for the token, first come first served.
@@ -98,56 +98,68 @@ struct Ctl {
     caller_activity: u64,
 }
 
-/// What readers check before every frame, copied out of `Ctl` whenever it is unlocked.
+/// Lock-free copies of the `ReadState` counts that readers check before every frame,
+/// written whenever its lock is released.
 #[derive(Default)]
-struct Mirror {
+struct ReadCounts {
     queued: AtomicUsize,
     inboxed: AtomicUsize,
     ended: AtomicBool,
 }
 
-/// The `ctl` lock; updates the mirror when released.
-struct CtlGuard<'a> {
-    guard: MutexGuard<'a, Ctl>,
-    mirror: &'a Mirror,
+/// The `read_state` lock; updates the `ReadCounts` when released.
+struct ReadStateGuard<'a> {
+    guard: MutexGuard<'a, ReadState>,
+    counts: &'a ReadCounts,
 }
 
-impl std::ops::Deref for CtlGuard<'_> {
-    type Target = Ctl;
-    fn deref(&self) -> &Ctl {
+impl std::ops::Deref for ReadStateGuard<'_> {
+    type Target = ReadState;
+    fn deref(&self) -> &ReadState {
         &self.guard
     }
 }
 
-impl std::ops::DerefMut for CtlGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Ctl {
+impl std::ops::DerefMut for ReadStateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut ReadState {
         &mut self.guard
     }
 }
 
-impl Drop for CtlGuard<'_> {
+impl Drop for ReadStateGuard<'_> {
     fn drop(&mut self) {
-        self.mirror
+        self.counts
             .queued
             .store(self.guard.queue.len(), Ordering::Relaxed);
-        self.mirror
+        self.counts
             .inboxed
             .store(self.guard.inbox.len(), Ordering::Relaxed);
-        self.mirror.ended.store(self.guard.ended, Ordering::Release);
+        self.counts.ended.store(self.guard.ended, Ordering::Release);
     }
 }
 
 /// Both ends share this; handles, the serving thread and readers each hold it.
+///
+/// Locks, and the order in which they may be held together (never the reverse):
+///
+/// 1. `stream`: held by the reader (the read-token holder) for as long as it reads.
+/// 2. `calls`: taken briefly, also under `stream` (to complete a reply).
+/// 3. `read_state`: taken briefly, also under `stream` and after `calls` (`end` takes
+///    `calls`, releases it, then takes `read_state`).
+///
+/// The writer's lock and each slot's lock are leaves: nothing else is taken while one is
+/// held. `end` only *tries* `stream` (the reader may hold it), so it never waits for it
+/// while holding another lock.
 pub(crate) struct Link {
     writer: Arc<Writer>,
     calls: Mutex<Calls>,
     next_id: AtomicU64,
     pub(crate) handlers: Arc<Handlers>,
     stream: Mutex<Option<Stream>>,
-    ctl: Mutex<Ctl>,
-    /// Mirrors of `ctl` for readers' per-frame checks, which then take no lock.
-    mirror: Mirror,
-    /// Signalled (with `ctl`) when the stream ends.
+    read_state: Mutex<ReadState>,
+    /// Copies of `read_state` for readers' per-frame checks, which then take no lock.
+    counts: ReadCounts,
+    /// Signalled (with `read_state`) when the stream ends.
     ended: Condvar,
     max_frame: u32,
     report_protocol_errors: bool,
@@ -243,8 +255,8 @@ impl Link {
             next_id: AtomicU64::new(ENTRY_ID + 1),
             handlers,
             stream: Mutex::new(Some(Stream { input, bye: false })),
-            ctl: Mutex::new(Ctl::default()),
-            mirror: Mirror::default(),
+            read_state: Mutex::new(ReadState::default()),
+            counts: ReadCounts::default(),
             ended: Condvar::new(),
             max_frame: options.max_frame,
             report_protocol_errors: options.report_protocol_errors,
@@ -260,10 +272,13 @@ impl Link {
         self.calls.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn ctl(&self) -> CtlGuard<'_> {
-        CtlGuard {
-            guard: self.ctl.lock().unwrap_or_else(PoisonError::into_inner),
-            mirror: &self.mirror,
+    fn read_state(&self) -> ReadStateGuard<'_> {
+        ReadStateGuard {
+            guard: self
+                .read_state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            counts: &self.counts,
         }
     }
 
@@ -413,20 +428,26 @@ impl Link {
     /// Waits until the stream has ended, at most `timeout`; whether it has.
     pub(crate) fn wait_ended(&self, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
-        let mut ctl = self.ctl.lock().unwrap_or_else(PoisonError::into_inner);
-        while !ctl.ended {
-            ctl = match deadline {
+        let mut state = self
+            .read_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while !state.ended {
+            state = match deadline {
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
                         return false;
                     }
                     self.ended
-                        .wait_timeout(ctl, deadline - now)
+                        .wait_timeout(state, deadline - now)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0
                 }
-                None => self.ended.wait(ctl).unwrap_or_else(PoisonError::into_inner),
+                None => self
+                    .ended
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner),
             };
         }
         true

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use super::calls::{RawReply, Slot};
 use super::writer::{Flush, Shutdown};
-use super::{INBOX_CAPACITY, Link};
+use super::{INBOX_CAPACITY, Link, Stream};
 use crate::error::Error;
 use crate::wire::frame::{self, FrameError};
 use crate::wire::{Message, message};
@@ -48,10 +48,10 @@ pub(crate) enum ServeStep {
 /// Why a reader stopped (having released the token).
 #[derive(Debug)]
 pub(crate) enum Stop {
-    /// The reader's own reply is in its slot.
-    Mine,
-    /// The reader's own reply, read just now.
-    Reply(super::calls::Delivery),
+    /// The reader's own reply is in its slot (someone else read it).
+    ReplyInSlot,
+    /// The reader's own reply, read just now by the reader itself.
+    ReplyRead(super::calls::Delivery),
     /// A call or event for the serving thread to run now; `more` if further input is
     /// already buffered (so its reply may wait to share a write).
     Run { message: Message, more: bool },
@@ -67,16 +67,16 @@ impl Link {
     /// Takes the read token if it is free. Callers and nested servers count as caller
     /// activity, which keeps background readers away.
     pub(crate) fn try_take_token(&self, role: Role) -> bool {
-        let mut ctl = self.ctl();
-        if ctl.reading || ctl.ended {
+        let mut state = self.read_state();
+        if state.reading || state.ended {
             return false;
         }
-        if matches!(role, Role::Caller) && ctl.inbox.len() >= INBOX_CAPACITY {
+        if matches!(role, Role::Caller) && state.inbox.len() >= INBOX_CAPACITY {
             return false;
         }
-        ctl.reading = true;
+        state.reading = true;
         if matches!(role, Role::Caller | Role::NestedServer) {
-            ctl.caller_activity += 1;
+            state.caller_activity += 1;
         }
         true
     }
@@ -84,21 +84,21 @@ impl Link {
     /// Takes the token for a background reader if it is free and callers have not
     /// touched it since `seen`; returns the current activity count either way.
     pub(crate) fn try_take_token_quiet(&self, seen: u64) -> (bool, u64) {
-        let mut ctl = self.ctl();
-        let activity = ctl.caller_activity;
-        if ctl.reading || ctl.ended || activity != seen || !ctl.queue.is_empty() {
+        let mut state = self.read_state();
+        let activity = state.caller_activity;
+        if state.reading || state.ended || activity != seen || !state.queue.is_empty() {
             return (false, activity);
         }
-        ctl.reading = true;
+        state.reading = true;
         (true, activity)
     }
 
     /// Releases the token: to the first queued waiter, or free.
     pub(crate) fn release_token(&self) {
-        let mut ctl = self.ctl();
-        match ctl.queue.pop_front() {
+        let mut state = self.read_state();
+        match state.queue.pop_front() {
             Some(next) => next.promote(),
-            None => ctl.reading = false,
+            None => state.reading = false,
         }
     }
 
@@ -117,6 +117,8 @@ impl Link {
         stop
     }
 
+    /// The reading loop: stop if we should, wait for input (flushing first), read one
+    /// frame, route it; until a stop.
     fn read_until_stop(
         self: &Arc<Self>,
         role: Role,
@@ -128,8 +130,9 @@ impl Link {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         loop {
+            // Stop before reading more: our reply is in, or another should read now.
             if mine.is_some_and(|(_, slot)| slot.has_reply()) {
-                return Stop::Mine;
+                return Stop::ReplyInSlot;
             }
             if let Some(stop) = self.should_stop(role) {
                 return stop;
@@ -137,42 +140,16 @@ impl Link {
             let Some(stream) = guard.as_mut() else {
                 return Stop::Ended;
             };
-            if stream.input.buffer().is_empty() {
-                // About to block: what we buffered must not wait for our next send.
-                if self.writer.has_pending() {
-                    self.writer.flush_later();
-                }
-                if let Some(deadline) = deadline {
-                    let now = Instant::now();
-                    if now >= deadline || !stream.input.get_ref().wait_readable(deadline - now) {
-                        return Stop::TimedOut;
-                    }
-                }
+            if !self.input_ready(stream, deadline) {
+                return Stop::TimedOut;
             }
-            let read =
-                if let Some(small) = frame::take_small_frame(&mut stream.input, self.max_frame) {
-                    Ok(Some(small))
-                } else {
-                    // The length prefix is usually buffered already: a large frame gets a
-                    // large pooled buffer, a small one a small buffer.
-                    let hint = stream
-                        .input
-                        .buffer()
-                        .first_chunk::<4>()
-                        .map_or(0, |len| u32::from_le_bytes(*len) as usize);
-                    let mut head = self.pool.take(hint);
-                    frame::read_frame_split(
-                        &mut stream.input,
-                        self.max_frame,
-                        &mut head,
-                        message::byte_string_at,
-                    )
-                    .map(|read| match read {
-                        frame::Frame::End => None,
-                        frame::Frame::Whole => Some(self.pool.fit(head).into()),
-                        frame::Frame::Split(tail) => Some(frame::FrameBuf::Split { head, tail }),
-                    })
-                };
+            // One frame in, decoded.
+            let read = frame::next_frame(
+                &mut stream.input,
+                self.max_frame,
+                Some(&self.pool),
+                message::byte_string_at,
+            );
             let message = match read {
                 Ok(Some(frame)) => message::decode_pooled(frame, Some(&self.pool)),
                 Ok(None) => {
@@ -185,31 +162,13 @@ impl Link {
                 Err(FrameError::Io(e)) => Err(format!("read failed: {e}")),
                 Err(e) => Err(e.to_string()),
             };
+            // Routed where it belongs.
             match message {
-                Ok(Message::Reply { id, outcome, body }) => {
-                    let slot = self.calls().complete(id);
-                    if mine.is_some_and(|(my_id, _)| my_id == id) && slot.is_some() {
-                        // Our own reply: straight to the caller, no slot round trip.
-                        return Stop::Reply(Ok(RawReply { outcome, body }));
-                    }
-                    let woke =
-                        slot.is_some_and(|slot| slot.deliver(Ok(RawReply { outcome, body })));
-                    if woke && matches!(role, Role::Server | Role::Background) {
-                        // A caller is waiting: let it read for itself from now on.
-                        self.ctl().caller_activity += 1;
-                        return Stop::StepBack;
+                Ok(message) => {
+                    if let Some(stop) = self.route(message, role, mine, stream) {
+                        return stop;
                     }
                 }
-                Ok(Message::Bye) => stream.bye = true,
-                Ok(message) => match role {
-                    Role::Server | Role::NestedServer => {
-                        return Stop::Run {
-                            message,
-                            more: !stream.input.buffer().is_empty(),
-                        };
-                    }
-                    Role::Caller | Role::Background => self.enqueue(message),
-                },
                 Err(reason) => {
                     *guard = None;
                     drop(guard);
@@ -220,16 +179,70 @@ impl Link {
         }
     }
 
+    /// Before a read that would block: what we buffered must not wait for our next send,
+    /// and a reader with a deadline waits only until then. False if the deadline passed.
+    fn input_ready(&self, stream: &Stream, deadline: Option<Instant>) -> bool {
+        if !stream.input.buffer().is_empty() {
+            return true;
+        }
+        if self.writer.has_pending() {
+            self.writer.flush_later();
+        }
+        match deadline {
+            Some(deadline) => {
+                let now = Instant::now();
+                now < deadline && stream.input.get_ref().wait_readable(deadline - now)
+            }
+            None => true,
+        }
+    }
+
+    /// Routes one message: a reply to its caller's slot (or back to the reader that waits
+    /// for it), a call or event to the serving thread (at once, if that is the reader) or
+    /// the inbox. `Some` if the reader should stop here.
+    fn route(
+        &self,
+        message: Message,
+        role: Role,
+        mine: Option<(u64, &Slot)>,
+        stream: &mut Stream,
+    ) -> Option<Stop> {
+        match message {
+            Message::Reply { id, outcome, body } => {
+                let slot = self.calls().complete(id);
+                if mine.is_some_and(|(my_id, _)| my_id == id) && slot.is_some() {
+                    // Our own reply: straight to the caller, no slot round trip.
+                    return Some(Stop::ReplyRead(Ok(RawReply { outcome, body })));
+                }
+                let woke = slot.is_some_and(|slot| slot.deliver(Ok(RawReply { outcome, body })));
+                if woke && matches!(role, Role::Server | Role::Background) {
+                    // A caller is waiting: let it read for itself from now on.
+                    self.read_state().caller_activity += 1;
+                    return Some(Stop::StepBack);
+                }
+            }
+            Message::Bye => stream.bye = true,
+            message => match role {
+                Role::Server | Role::NestedServer => {
+                    let more = !stream.input.buffer().is_empty();
+                    return Some(Stop::Run { message, more });
+                }
+                Role::Caller | Role::Background => self.enqueue(message),
+            },
+        }
+        None
+    }
+
     /// Whether a reader in `role` should hand over before reading more (lock-free: it
     /// runs before every frame).
     fn should_stop(&self, role: Role) -> Option<Stop> {
-        let mirror = &self.mirror;
-        if mirror.ended.load(Ordering::Acquire) {
+        let counts = &self.counts;
+        if counts.ended.load(Ordering::Acquire) {
             return Some(Stop::Ended);
         }
         let (queued, inboxed) = (
-            mirror.queued.load(Ordering::Relaxed),
-            mirror.inboxed.load(Ordering::Relaxed),
+            counts.queued.load(Ordering::Relaxed),
+            counts.inboxed.load(Ordering::Relaxed),
         );
         let stop = match role {
             // A caller stops when the inbox is full: that is the back-pressure.
@@ -246,60 +259,60 @@ impl Link {
     /// One step of the serving loop, under one lock: run the next queued call or event,
     /// read (the token is then taken), wait, or stop.
     pub(crate) fn serve_step(&self, seen: u64) -> ServeStep {
-        let mut ctl = self.ctl();
-        if let Some(message) = ctl.inbox.pop_front() {
-            let flush = if ctl.inbox.is_empty() {
+        let mut state = self.read_state();
+        if let Some(message) = state.inbox.pop_front() {
+            let flush = if state.inbox.is_empty() {
                 Flush::Now
             } else {
                 Flush::Soon
             };
             return ServeStep::Run(message, flush);
         }
-        if ctl.ended {
+        if state.ended {
             return ServeStep::Ended;
         }
-        if !ctl.reading && ctl.caller_activity == seen && ctl.queue.is_empty() {
-            ctl.reading = true;
+        if !state.reading && state.caller_activity == seen && state.queue.is_empty() {
+            state.reading = true;
             return ServeStep::Read;
         }
-        ServeStep::Wait(ctl.caller_activity)
+        ServeStep::Wait(state.caller_activity)
     }
 
     /// Queues a received call or event for the serving thread.
     fn enqueue(&self, message: Message) {
-        let mut ctl = self.ctl();
-        ctl.inbox.push_back(message);
-        if let Some(dispatcher) = &ctl.dispatcher {
+        let mut state = self.read_state();
+        state.inbox.push_back(message);
+        if let Some(dispatcher) = &state.dispatcher {
             dispatcher.poke();
         }
     }
 
     /// How often callers have used the token (for background readers' patience).
     pub(crate) fn caller_activity(&self) -> u64 {
-        self.ctl().caller_activity
+        self.read_state().caller_activity
     }
 
     /// Takes the next queued call or event.
     pub(crate) fn next_queued(&self) -> Option<Message> {
-        self.ctl().inbox.pop_front()
+        self.read_state().inbox.pop_front()
     }
 
     /// Registers (or clears) the serving thread's slot to poke when work arrives.
     pub(crate) fn set_dispatcher(&self, slot: Option<Arc<Slot>>) -> bool {
-        let mut ctl = self.ctl();
-        let has_work = !ctl.inbox.is_empty() || ctl.ended;
-        ctl.dispatcher = slot;
+        let mut state = self.read_state();
+        let has_work = !state.inbox.is_empty() || state.ended;
+        state.dispatcher = slot;
         has_work
     }
 
     /// Queues `slot` for the token; false if the token is free (take it instead).
     pub(crate) fn queue_for_token(&self, slot: &Arc<Slot>) -> bool {
-        let mut ctl = self.ctl();
-        if !ctl.reading || ctl.ended {
+        let mut state = self.read_state();
+        if !state.reading || state.ended {
             return false;
         }
-        if !ctl.queue.iter().any(|s| Arc::ptr_eq(s, slot)) {
-            ctl.queue.push_back(Arc::clone(slot));
+        if !state.queue.iter().any(|s| Arc::ptr_eq(s, slot)) {
+            state.queue.push_back(Arc::clone(slot));
         }
         true
     }
@@ -307,15 +320,15 @@ impl Link {
     /// Leaves the queue; returns true if the token was handed over meanwhile (then the
     /// caller holds it and must release it).
     pub(crate) fn leave_queue(&self, slot: &Arc<Slot>) -> bool {
-        let mut ctl = self.ctl();
-        ctl.queue.retain(|s| !Arc::ptr_eq(s, slot));
-        drop(ctl);
+        let mut state = self.read_state();
+        state.queue.retain(|s| !Arc::ptr_eq(s, slot));
+        drop(state);
         slot.take_promotion()
     }
 
     /// Whether the stream has ended.
     pub(crate) fn is_ended(&self) -> bool {
-        self.mirror.ended.load(Ordering::Acquire)
+        self.counts.ended.load(Ordering::Acquire)
     }
 
     /// The peer's stream ended between frames.
@@ -349,16 +362,16 @@ impl Link {
     /// Ends the link now, failing every waiting caller with `error`.
     pub(crate) fn end(&self, error: &Error) {
         self.calls().fail_all(error);
-        let mut ctl = self.ctl();
-        ctl.ended = true;
-        ctl.reading = false;
-        for slot in ctl.queue.drain(..) {
+        let mut state = self.read_state();
+        state.ended = true;
+        state.reading = false;
+        for slot in state.queue.drain(..) {
             slot.poke();
         }
-        if let Some(dispatcher) = &ctl.dispatcher {
+        if let Some(dispatcher) = &state.dispatcher {
             dispatcher.poke();
         }
-        drop(ctl);
+        drop(state);
         self.ended.notify_all();
         // Nobody reads any more: drop the stream (closing our end of the pipe) if it is
         // still here.

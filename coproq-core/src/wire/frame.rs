@@ -238,6 +238,37 @@ pub(crate) fn read_frame_split(
     Ok(Frame::Whole)
 }
 
+/// Reads the next frame however it comes: a small one whole from the read buffer
+/// (inline, no allocation), a larger one into a buffer from `pool` sized by its length
+/// prefix, and a large one that `tail_at` says ends in one byte string split, the bytes
+/// landing in a buffer of their own. `None` at a clean end of stream between frames.
+pub(crate) fn next_frame(
+    reader: &mut impl BufRead,
+    max: u32,
+    pool: Option<&Pool>,
+    tail_at: impl Fn(&[u8], usize) -> Option<usize>,
+) -> Result<Option<FrameBuf>, FrameError> {
+    if let Some(small) = take_small_frame(reader, max) {
+        return Ok(Some(small));
+    }
+    // The length prefix is usually buffered already: a large frame gets a large pooled
+    // buffer, a small one a small buffer.
+    let hint = reader
+        .fill_buf()
+        .ok()
+        .and_then(|b| b.first_chunk::<HEADER_LEN>())
+        .map_or(0, |len| u32::from_le_bytes(*len) as usize);
+    let mut head = pool.map_or_else(Vec::new, |pool| pool.take(hint));
+    Ok(match read_frame_split(reader, max, &mut head, tail_at)? {
+        Frame::End => None,
+        Frame::Whole => Some(match pool {
+            Some(pool) => pool.fit(head).into(),
+            None => head.into(),
+        }),
+        Frame::Split(tail) => Some(FrameBuf::Split { head, tail }),
+    })
+}
+
 /// How many leading bytes of a large payload are read before deciding whether it ends
 /// in one byte string (enough for any header with a reasonable method name).
 const PEEK: usize = 256;

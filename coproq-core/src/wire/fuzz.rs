@@ -15,13 +15,10 @@ pub(crate) fn decode_stream(bytes: &[u8], max: u32) -> usize {
     let mut decoded = 0;
     let _ = message::decode_hello(bytes.get(4..).unwrap_or_default());
     loop {
-        let mut head = Vec::new();
-        let payload =
-            match frame::read_frame_split(&mut reader, max, &mut head, message::byte_string_at) {
-                Ok(frame::Frame::End) | Err(_) => return decoded,
-                Ok(frame::Frame::Whole) => frame::FrameBuf::Heap(head),
-                Ok(frame::Frame::Split(tail)) => frame::FrameBuf::Split { head, tail },
-            };
+        let Ok(Some(payload)) = frame::next_frame(&mut reader, max, None, message::byte_string_at)
+        else {
+            return decoded;
+        };
         let Ok(message) = message::decode_pooled(payload, None) else {
             continue;
         };
