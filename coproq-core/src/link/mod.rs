@@ -20,6 +20,8 @@ pub(crate) mod dispatch;
 mod handlers;
 mod reader;
 mod responder;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use std::collections::VecDeque;
