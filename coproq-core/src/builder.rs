@@ -379,8 +379,8 @@ fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> Result<()> 
         .name(name.into())
         .spawn(body)
         .map(drop)
-        .map_err(|source| crate::Error::Spawn {
-            program: format!("{name} thread"),
+        .map_err(|source| crate::Error::Thread {
+            name: name.into(),
             source,
         })
 }

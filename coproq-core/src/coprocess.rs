@@ -415,7 +415,8 @@ impl Inner {
             self.link.drain_to_end(Duration::from_secs(1), status);
             status
         } else {
-            self.link.end(&crate::Error::Disconnected { status: None });
+            self.link
+                .end(|| crate::Error::Disconnected { status: None });
             None
         };
         // Handlers may hold handles of this link: dropping them breaks such cycles.

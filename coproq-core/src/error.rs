@@ -26,6 +26,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A thread that a link needs (its dispatcher or background reader) could not be
+    /// started, as when the process is out of threads or memory.
+    #[error("cannot start the link's {name} thread: {source}")]
+    Thread {
+        /// Which thread.
+        name: String,
+        /// Why it could not start.
+        #[source]
+        source: std::io::Error,
+    },
     /// The link was already closed when the call or event was sent
     /// (by [`Coprocess::close`](crate::Coprocess::close), or because the peer went away).
     #[error("not connected")]
@@ -91,40 +101,6 @@ fn disconnected_text(status: Option<ExitStatus>) -> String {
     match status {
         Some(status) => format!("peer disconnected (worker {status})"),
         None => "peer disconnected".to_owned(),
-    }
-}
-
-impl Error {
-    /// Rebuilds an error of the same kind for one more waiter (io errors are not `Clone`).
-    pub(crate) fn duplicate(&self) -> Self {
-        match self {
-            Self::Spawn { program, source } => Self::Spawn {
-                program: program.clone(),
-                source: std::io::Error::new(source.kind(), source.to_string()),
-            },
-            Self::NotConnected => Self::NotConnected,
-            Self::NotAWorker => Self::NotAWorker,
-            Self::Disconnected { status } => Self::Disconnected { status: *status },
-            Self::MethodNotFound(name) => Self::MethodNotFound(name.clone()),
-            Self::Timeout { method, after } => Self::Timeout {
-                method: method.clone(),
-                after: *after,
-            },
-            Self::Remote(e) => Self::Remote(e.clone()),
-            Self::Decode { method, reason } => Self::Decode {
-                method: method.clone(),
-                reason: reason.clone(),
-            },
-            Self::Encode { method, reason } => Self::Encode {
-                method: method.clone(),
-                reason: reason.clone(),
-            },
-            Self::ServiceMismatch { service, detail } => Self::ServiceMismatch {
-                service: service.clone(),
-                detail: detail.clone(),
-            },
-            Self::Protocol(m) => Self::Protocol(m.clone()),
-        }
     }
 }
 

@@ -243,12 +243,13 @@ impl Calls {
         self.take(id);
     }
 
-    /// Fails every waiting caller and closes the table.
-    pub(crate) fn fail_all(&mut self, error: &Error) {
+    /// Fails every waiting caller with the error `error` makes for each, and closes the
+    /// table.
+    pub(crate) fn fail_all(&mut self, error: impl Fn() -> Error) {
         self.closed = true;
         let ring = self.ring.drain(..).flatten();
         for slot in ring.chain(self.old.drain().map(|(_, slot)| slot)) {
-            slot.deliver(Err(error.duplicate()));
+            slot.deliver(Err(error()));
         }
     }
 
@@ -270,7 +271,7 @@ mod tests {
         let (a, b) = (Arc::new(Slot::default()), Arc::new(Slot::default()));
         calls.insert(1, Arc::clone(&a)).unwrap();
         calls.insert(2, Arc::clone(&b)).unwrap();
-        calls.fail_all(&Error::Disconnected { status: None });
+        calls.fail_all(|| Error::Disconnected { status: None });
         assert!(matches!(
             a.take_reply(),
             Some(Err(Error::Disconnected { .. }))

@@ -259,7 +259,7 @@ impl Link {
             }
         }
         if !self.is_ended() {
-            self.end(&Error::Disconnected { status });
+            self.end(|| Error::Disconnected { status });
         }
     }
 }

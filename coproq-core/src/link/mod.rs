@@ -185,6 +185,18 @@ impl std::fmt::Debug for Link {
 /// numbered from 1).
 pub(crate) const ENTRY_ID: u64 = 0;
 
+/// What became of a frame written straight from the sender's memory.
+#[derive(Debug)]
+enum Direct {
+    Sent,
+    /// The value did not serialize as one byte string this time: nothing was written.
+    NotBytes,
+    /// The frame exceeds the peer's limit: nothing was written.
+    TooLarge(EncodeError),
+    /// The link is closed.
+    Closed,
+}
+
 /// A worker's `Hello` is a few dozen bytes; anything much longer is not one.
 pub(crate) const WORKER_HELLO_MAX: u32 = 4096;
 
@@ -301,23 +313,17 @@ impl Link {
             let sent = self.send_direct(args, |head, max| {
                 message::encode_call_head(head, id, name, len, max)
             });
-            return match sent {
-                Some(Ok(())) => Ok((id, slot)),
-                Some(Err(e)) => {
-                    self.calls().remove(id);
-                    Err(match e {
-                        Ok(e) => encode_error(name, e),
-                        Err(Closed) => Error::NotConnected,
-                    })
-                }
-                None => {
-                    self.calls().remove(id);
-                    Err(Error::Encode {
-                        method: name.to_owned(),
-                        reason: "the arguments serialized differently twice".into(),
-                    })
-                }
+            let failure = match sent {
+                Direct::Sent => return Ok((id, slot)),
+                Direct::TooLarge(e) => encode_error(name, e),
+                Direct::Closed => Error::NotConnected,
+                Direct::NotBytes => Error::Encode {
+                    method: name.to_owned(),
+                    reason: "the arguments serialized differently twice".into(),
+                },
             };
+            self.calls().remove(id);
+            return Err(failure);
         }
         let sent = self.writer.send(flush, |buf, max| {
             message::encode_call(buf, id, name, args, max)
@@ -335,16 +341,15 @@ impl Link {
     }
 
     /// Writes a frame whose body is `value`, one large byte string, straight from the
-    /// caller's memory after the head that `head` builds. `None` if `value` did not
-    /// serialize as a byte string this time (nothing of this frame was written).
+    /// caller's memory after the head that `head` builds.
     fn send_direct<A: Serialize + ?Sized>(
         &self,
         value: &A,
         head: impl FnOnce(&mut Vec<u8>, u32) -> std::result::Result<(), EncodeError>,
-    ) -> Option<std::result::Result<(), std::result::Result<EncodeError, Closed>>> {
+    ) -> Direct {
         let mut buf = Vec::new();
         if let Err(e) = head(&mut buf, self.writer.peer_max()) {
-            return Some(Err(Ok(e)));
+            return Direct::TooLarge(e);
         }
         let mut whole = true;
         let sent = self.writer.send_exclusive(|out| {
@@ -352,9 +357,9 @@ impl Link {
             Ok(())
         });
         match sent {
-            Ok(()) if whole => Some(Ok(())),
-            Ok(()) => None,
-            Err(closed) => Some(Err(Err(closed))),
+            Ok(()) if whole => Direct::Sent,
+            Ok(()) => Direct::NotBytes,
+            Err(Closed) => Direct::Closed,
         }
     }
 
@@ -364,13 +369,14 @@ impl Link {
         let Some(len) = direct::large_bytes(value) else {
             return false;
         };
-        match self.send_direct(value, |head, max| {
+        let sent = self.send_direct(value, |head, max| {
             message::encode_reply_head(head, id, len, max)
-        }) {
+        });
+        match sent {
             // A closed link drops the reply, as for any other.
-            Some(Ok(()) | Err(Err(Closed {}))) => true,
+            Direct::Sent | Direct::Closed => true,
             // Too large for the peer: the usual way reports it.
-            Some(Err(Ok(_))) | None => false,
+            Direct::TooLarge(_) | Direct::NotBytes => false,
         }
     }
 

@@ -172,7 +172,7 @@ impl Link {
                 Err(reason) => {
                     *guard = None;
                     drop(guard);
-                    self.broken(reason);
+                    self.broken(&reason);
                     return Stop::Ended;
                 }
             }
@@ -344,11 +344,11 @@ impl Link {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         let status = hook.and_then(|hook| hook());
-        self.end(&Error::Disconnected { status });
+        self.end(|| Error::Disconnected { status });
     }
 
     /// The stream broke or carried a malformed frame: the link is over.
-    fn broken(&self, reason: String) {
+    fn broken(&self, reason: &str) {
         self.writer.shutdown(Shutdown::Discard);
         self.abandoned.store(true, Ordering::Release);
         if self.report_protocol_errors {
@@ -356,11 +356,11 @@ impl Link {
                 "coproq worker: protocol error on the link to the parent: {reason}; stopping"
             );
         }
-        self.end(&Error::Protocol(reason));
+        self.end(|| Error::Protocol(reason.to_owned()));
     }
 
     /// Ends the link now, failing every waiting caller with `error`.
-    pub(crate) fn end(&self, error: &Error) {
+    pub(crate) fn end(&self, error: impl Fn() -> Error) {
         self.calls().fail_all(error);
         let mut state = self.read_state();
         state.ended = true;
