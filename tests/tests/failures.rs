@@ -1,4 +1,4 @@
-//! Tests for the failure table of DESIGN.md, one test per row, against real workers.
+//! Tests for the failure table of the README, one test per row, against real workers.
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -8,50 +8,21 @@
 //! a `visit_byte_buf` visitor as the frame's buffer, shifted in place, instead of copied
 //! into a new allocation.
 
-use std::fmt;
 use std::io::{self, Write};
 
-use serde::de::{self, Deserialize, Deserializer, Visitor};
-use serde::ser::{self, Impossible, Serialize, Serializer};
+use serde::Serialize;
+use serde::de::{Deserialize, Deserializer, Visitor};
+
+use super::probe::{Probe, Stopped, Visit};
 
 /// Payloads smaller than this are copied: a copy is cheaper than a second write.
 pub(crate) const DIRECT_MIN: usize = 256 * 1024;
-
-/// Why a probe or direct write stopped.
-#[derive(Debug)]
-enum Stop {
-    NotBytes,
-    Io(io::Error),
-}
-
-impl fmt::Display for Stop {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotBytes => f.write_str("not a byte string"),
-            Self::Io(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for Stop {}
-
-impl ser::Error for Stop {
-    fn custom<T: fmt::Display>(_: T) -> Self {
-        Self::NotBytes
-    }
-}
-
-impl de::Error for Stop {
-    fn custom<T: fmt::Display>(_: T) -> Self {
-        Self::NotBytes
-    }
-}
 
 /// The length of `value` if it serializes as one byte string of at least `DIRECT_MIN`.
 pub(crate) fn large_bytes<T: Serialize + ?Sized>(value: &T) -> Option<usize> {
     let len = match super::byte_vec::as_bytes(value) {
         Some(bytes) => Some(bytes.len()),
-        None => value.serialize(Probe).ok(),
+        None => value.serialize(Probe(Length)).ok(),
     };
     len.filter(|&len| len >= DIRECT_MIN)
 }
@@ -63,73 +34,29 @@ pub(crate) fn write<T: Serialize + ?Sized>(
     head: &[u8],
     value: &T,
 ) -> io::Result<bool> {
-    if let Some(bytes) = super::byte_vec::as_bytes(value) {
-        return Direct { out, head }
-            .serialize_bytes(bytes)
-            .map(|()| true)
-            .or_else(|e| match e {
-                Stop::Io(e) => Err(e),
-                Stop::NotBytes => Ok(false),
-            });
-    }
-    match value.serialize(Direct { out, head }) {
-        Ok(()) => Ok(true),
-        Err(Stop::NotBytes) => Ok(false),
-        Err(Stop::Io(e)) => Err(e),
-    }
-}
-
-macro_rules! not_bytes {
-    ($($method:ident($($ty:ty),*);)*) => {$(
-        fn $method(self, $(_: $ty),*) -> Result<Self::Ok, Stop> { Err(Stop::NotBytes) }
-    )*};
-}
-
-macro_rules! refuse_all_but_bytes {
-    () => {
-        type Error = Stop;
-        type SerializeSeq = Impossible<Self::Ok, Stop>;
-        type SerializeTuple = Impossible<Self::Ok, Stop>;
-        type SerializeTupleStruct = Impossible<Self::Ok, Stop>;
-        type SerializeTupleVariant = Impossible<Self::Ok, Stop>;
-        type SerializeMap = Impossible<Self::Ok, Stop>;
-        type SerializeStruct = Impossible<Self::Ok, Stop>;
-        type SerializeStructVariant = Impossible<Self::Ok, Stop>;
-        not_bytes! {
-            serialize_bool(bool); serialize_i8(i8); serialize_i16(i16); serialize_i32(i32);
-            serialize_i64(i64); serialize_u8(u8); serialize_u16(u16); serialize_u32(u32);
-            serialize_u64(u64); serialize_f32(f32); serialize_f64(f64); serialize_char(char);
-            serialize_str(&str); serialize_none(); serialize_unit(); serialize_unit_struct(&'static str);
-            serialize_unit_variant(&'static str, u32, &'static str);
-        }
-        fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<Self::Ok, Stop> { Err(Stop::NotBytes) }
-        fn serialize_newtype_variant<T: Serialize + ?Sized>(self, _: &'static str, _: u32, _: &'static str, _: &T) -> Result<Self::Ok, Stop> { Err(Stop::NotBytes) }
-        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Stop> { Err(Stop::NotBytes) }
-        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Stop> { Err(Stop::NotBytes) }
-        fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, Stop> { Err(Stop::NotBytes) }
-        fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeTupleVariant, Stop> { Err(Stop::NotBytes) }
-        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Stop> { Err(Stop::NotBytes) }
-        fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Stop> { Err(Stop::NotBytes) }
-        fn serialize_struct_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeStructVariant, Stop> { Err(Stop::NotBytes) }
+    let direct = Direct { out, head };
+    let written = match super::byte_vec::as_bytes(value) {
+        Some(bytes) => direct.bytes(bytes),
+        None => value.serialize(Probe(direct)),
     };
+    match written {
+        Ok(()) => Ok(true),
+        Err(Stopped::Io(e)) => Err(e),
+        Err(Stopped::NotMatched | Stopped::Failed(_)) => Ok(false),
+    }
 }
 
 /// Finds the length of a top-level byte string.
-struct Probe;
+struct Length;
 
-impl Serializer for Probe {
+impl Visit for Length {
     type Ok = usize;
-    refuse_all_but_bytes!();
 
-    fn serialize_bytes(self, v: &[u8]) -> Result<usize, Stop> {
-        Ok(v.len())
+    fn bytes(self, bytes: &[u8]) -> Result<usize, Stopped> {
+        Ok(bytes.len())
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<usize, Stop> {
-        value.serialize(self)
+    fn newtype_struct<T: Serialize + ?Sized>(self, value: &T) -> Result<usize, Stopped> {
+        value.serialize(Probe(self))
     }
 }
 
@@ -139,22 +66,17 @@ struct Direct<'a> {
     head: &'a [u8],
 }
 
-impl Serializer for Direct<'_> {
+impl Visit for Direct<'_> {
     type Ok = ();
-    refuse_all_but_bytes!();
 
-    fn serialize_bytes(self, v: &[u8]) -> Result<(), Stop> {
+    fn bytes(self, bytes: &[u8]) -> Result<(), Stopped> {
         self.out
             .write_all(self.head)
-            .and_then(|()| self.out.write_all(v))
-            .map_err(Stop::Io)
+            .and_then(|()| self.out.write_all(bytes))
+            .map_err(Stopped::Io)
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), Stop> {
-        value.serialize(self)
+    fn newtype_struct<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Stopped> {
+        value.serialize(Probe(self))
     }
 }
 
@@ -175,21 +97,21 @@ struct Owned<'a> {
 
 macro_rules! not_owned {
     ($($method:ident($($arg:ty),*);)*) => {$(
-        fn $method<V: Visitor<'de>>(self, $(_: $arg,)* _: V) -> Result<V::Value, Stop> { Err(Stop::NotBytes) }
+        fn $method<V: Visitor<'de>>(self, $(_: $arg,)* _: V) -> Result<V::Value, Stopped> { Err(Stopped::NotMatched) }
     )*};
 }
 
 impl<'de> Deserializer<'de> for Owned<'_> {
-    type Error = Stop;
+    type Error = Stopped;
 
-    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        let mut buf = self.frame.take().ok_or(Stop::NotBytes)?;
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stopped> {
+        let mut buf = self.frame.take().ok_or(Stopped::NotMatched)?;
         // The bytes move to the front of their own buffer: no allocation, no page faults.
         buf.drain(..self.at);
         visitor.visit_byte_buf(buf)
     }
 
-    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stopped> {
         self.deserialize_byte_buf(visitor)
     }
 
@@ -197,7 +119,7 @@ impl<'de> Deserializer<'de> for Owned<'_> {
         self,
         _: &'static str,
         visitor: V,
-    ) -> Result<V::Value, Stop> {
+    ) -> Result<V::Value, Stopped> {
         visitor.visit_newtype_struct(self)
     }
 

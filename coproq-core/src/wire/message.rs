@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::frame;
 use super::header::{self, Header, Outcome, OutcomeKind};
 use super::shape::{self, BYTES_SHAPE};
-use super::{codec, outcome};
+use super::{codec, returned};
 
 /// Marks a coproq link; the first bytes of the first frame each side sends.
 pub(crate) const MAGIC: [u8; 8] = *b"\0coproq\0";
@@ -311,7 +311,7 @@ pub(crate) fn encode_reply<T: Serialize + ?Sized>(
     value: &T,
     max: u32,
 ) -> Result<(), EncodeError> {
-    encode_reply_as(buf, id, value, outcome::classify(value), max)
+    encode_reply_as(buf, id, value, returned::classify(value), max)
 }
 
 /// Builds the frame of a reply carrying `value`, as `class` says to send it.
@@ -319,24 +319,24 @@ fn encode_reply_as<T: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     id: u64,
     value: &T,
-    class: outcome::Class,
+    class: returned::Class,
     max: u32,
 ) -> Result<(), EncodeError> {
     match class {
-        outcome::Class::Plain => reply_frame(buf, id, Outcome::Value, max, |buf| {
+        returned::Class::Plain => reply_frame(buf, id, Outcome::Value, max, |buf| {
             codec::encode_shaped(value, buf)
         }),
-        outcome::Class::Ok => reply_frame(buf, id, Outcome::Value, max, |buf| {
-            outcome::encode_inner(value, buf)
+        returned::Class::Ok => reply_frame(buf, id, Outcome::Value, max, |buf| {
+            returned::encode_inner(value, buf)
         }),
-        outcome::Class::Err { text } => {
+        returned::Class::Err { text } => {
             let failed = Outcome::Error {
                 kind: OutcomeKind::Failed,
                 message: text,
                 typed: true,
             };
             reply_frame(buf, id, failed, max, |buf| {
-                outcome::encode_inner(value, buf)
+                returned::encode_inner(value, buf)
             })
         }
     }

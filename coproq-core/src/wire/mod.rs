@@ -1,13 +1,19 @@
 //! The wire: the only module that knows bincode and the frame layout.
 //!
-//! - [`byte_vec`]: `Vec<u8>` and `&[u8]` recognised among generic values, to travel as
-//!   byte strings.
-//! - [`frame`]: `u32` little-endian length prefix, bounded reads.
+//! - [`frame`]: `u32` little-endian length prefix, bounded reads, pooled buffers.
+//! - [`header`]: message headers, encoded by hand byte for byte as bincode would.
+//! - [`message`]: `Hello`, `Call`, `Reply`, `Event`, `Bye`, and how a frame is built.
 //! - [`codec`]: the one bincode configuration; encode and decode helpers.
 //! - [`shape`]: the shape of every value, recorded by the sender and checked by the
 //!   receiver at every depth, so that a `String` sent to a `u32` handler is an error
 //!   instead of a number.
-//! - [`message`]: `Hello`, `Call`, `Reply`, `Event`, `Bye` and how a frame is built.
+//! - [`returned`]: what a handler's return value means (a `Result` is the error channel).
+//! - [`direct`]: large byte strings written from the sender's memory and received in
+//!   place.
+//! - [`byte_vec`]: `Vec<u8>` and `&[u8]` recognised among generic values, to travel as
+//!   byte strings.
+//! - [`probe`]: the serializer that refuses everything, which the one-call probes build on.
+//! - `fuzz`: the decoder's stable fuzz test and the `cargo fuzz` entry point.
 
 pub(crate) mod byte_vec;
 pub(crate) mod codec;
@@ -17,7 +23,8 @@ pub(crate) mod frame;
 pub(crate) mod fuzz;
 mod header;
 pub(crate) mod message;
-mod outcome;
+mod probe;
+mod returned;
 pub(crate) mod shape;
 
 pub(crate) use codec::decode_checked;
