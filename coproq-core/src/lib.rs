@@ -47,8 +47,7 @@ pub mod __private {
     pub use crate::bytes::{ByteBuf, Bytes};
     pub use crate::handler::{DisplayText, ErrorText, NoText};
     pub use crate::service::{
-        ServiceCheck, assert_wire_type, call, call_bytes, call_bytes_wait, call_result,
-        call_result_wait, call_wait, emit, fingerprint_method,
+        ServiceCheck, assert_wire_type, call, call_result, emit, fingerprint_method,
     };
     pub use crate::{Coprocess, Pending, Registry, Result, Service};
 }

@@ -8,7 +8,6 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bytes::ByteBuf;
 use crate::coprocess::Coprocess;
 use crate::error::{Error, RemoteErrorKind, Result};
 use crate::link::Flush;
@@ -82,107 +81,33 @@ fn compare(local: &str, remote: &str) -> std::result::Result<(), String> {
     Err(format!("the peer has `{extra}`, which this client lacks"))
 }
 
-/// A typed call kept in flight (`<method>_async`): checks the service, then sends.
+/// A typed call: checks the service, then sends; `at_once` when the caller waits for it
+/// at once (the frame is written now), otherwise it may share a write with the calls that
+/// follow (`<method>_async`).
 pub fn call<R: DeserializeOwned>(
     coproc: &Coprocess,
     check: &ServiceCheck,
     method: &str,
     args: impl Serialize,
+    at_once: bool,
 ) -> Pending<R> {
-    start(
-        coproc,
-        check,
-        method,
-        &args,
-        Flush::Soon,
-        pending::finish::<R>,
-    )
+    start(coproc, check, method, &args, at_once, pending::finish::<R>)
 }
 
-/// A typed call waited for at once.
-pub fn call_wait<R: DeserializeOwned>(
-    coproc: &Coprocess,
-    check: &ServiceCheck,
-    method: &str,
-    args: impl Serialize,
-) -> Result<R> {
-    start(
-        coproc,
-        check,
-        method,
-        &args,
-        Flush::Now,
-        pending::finish::<R>,
-    )
-    .wait()
-}
-
-/// A typed call of a method declared `-> Result<T, E>`, kept in flight: the handler's
-/// `Err(e)` arrives as `Ok(Err(e))`, decoded as `E`.
+/// A typed call of a method declared `-> Result<T, E>`: the handler's `Err(e)` arrives as
+/// `Ok(Err(e))`, decoded as `E`. See [`call`].
 pub fn call_result<T, E>(
     coproc: &Coprocess,
     check: &ServiceCheck,
     method: &str,
     args: impl Serialize,
+    at_once: bool,
 ) -> Pending<Result<T, E>>
 where
     T: DeserializeOwned,
     E: DeserializeOwned,
 {
-    start(
-        coproc,
-        check,
-        method,
-        &args,
-        Flush::Soon,
-        finish_result::<T, E>,
-    )
-}
-
-/// [`call_result`], waited for at once.
-pub fn call_result_wait<T, E>(
-    coproc: &Coprocess,
-    check: &ServiceCheck,
-    method: &str,
-    args: impl Serialize,
-) -> Result<Result<T, E>>
-where
-    T: DeserializeOwned,
-    E: DeserializeOwned,
-{
-    start(
-        coproc,
-        check,
-        method,
-        &args,
-        Flush::Now,
-        finish_result::<T, E>,
-    )
-    .wait()
-}
-
-/// A typed call of a method returning `Vec<u8>`, kept in flight (bytes fast path).
-pub fn call_bytes(
-    coproc: &Coprocess,
-    check: &ServiceCheck,
-    method: &str,
-    args: impl Serialize,
-) -> Pending<Vec<u8>> {
-    start(coproc, check, method, &args, Flush::Soon, finish_bytes)
-}
-
-/// [`call_bytes`], waited for at once.
-pub fn call_bytes_wait(
-    coproc: &Coprocess,
-    check: &ServiceCheck,
-    method: &str,
-    args: impl Serialize,
-) -> Result<Vec<u8>> {
-    start(coproc, check, method, &args, Flush::Now, finish_bytes).wait()
-}
-
-fn finish_bytes(method: &str, delivery: Delivery) -> Result<Vec<u8>> {
-    pending::finish::<ByteBuf>(method, delivery).map(ByteBuf::into_vec)
+    start(coproc, check, method, &args, at_once, finish_result::<T, E>)
 }
 
 fn start<R, A: Serialize>(
@@ -190,9 +115,10 @@ fn start<R, A: Serialize>(
     check: &ServiceCheck,
     method: &str,
     args: &A,
-    flush: Flush,
+    at_once: bool,
     finish: pending::Finish<R>,
 ) -> Pending<R> {
+    let flush = if at_once { Flush::Now } else { Flush::Soon };
     match check.ensure(coproc) {
         Ok(()) => coproc.start(method, args, flush, finish),
         Err(e) => Pending::failed(method, e),

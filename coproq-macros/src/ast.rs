@@ -36,8 +36,6 @@ pub(crate) enum Output<'a> {
     Unit,
     /// A plain value.
     Value(&'a Type),
-    /// `Vec<u8>`: sent as bytes, not element by element.
-    Bytes(&'a Type),
     /// `Result<T, E>`: the client receives `E` typed.
     AppResult { ok: &'a Type, err: &'a Type },
     /// `Result<T>` of some crate's alias (`coproq::Result`, `io::Result`): the error
@@ -126,7 +124,6 @@ impl<'a> Output<'a> {
         match result_args(ty).as_deref() {
             Some([ok, err]) => Self::AppResult { ok, err },
             Some([ok]) => Self::FlatResult(ok),
-            _ if is_byte_vec(ty) => Self::Bytes(ty),
             _ => Self::Value(ty),
         }
     }

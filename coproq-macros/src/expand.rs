@@ -183,26 +183,14 @@ impl<'a> Generator<'a> {
         let async_ident = format_ident!("{}_async", name, span = ident.span());
         let async_doc =
             format!("Like [`{name}`](Self::{name}), but returns at once with the call in flight.");
-        let (reply, call, call_wait) = match &method.output {
-            Output::Bytes(_) => (
-                quote!(::std::vec::Vec<u8>),
-                quote!(::coproq::__private::call_bytes),
-                quote!(::coproq::__private::call_bytes_wait),
-            ),
-            Output::Unit => (
-                quote!(()),
-                quote!(::coproq::__private::call::<()>),
-                quote!(::coproq::__private::call_wait::<()>),
-            ),
-            Output::Value(ty) | Output::FlatResult(ty) => (
-                quote!(#ty),
-                quote!(::coproq::__private::call::<#ty>),
-                quote!(::coproq::__private::call_wait::<#ty>),
-            ),
+        let (reply, call) = match &method.output {
+            Output::Unit => (quote!(()), quote!(::coproq::__private::call::<()>)),
+            Output::Value(ty) | Output::FlatResult(ty) => {
+                (quote!(#ty), quote!(::coproq::__private::call::<#ty>))
+            }
             Output::AppResult { ok, err } => (
                 quote!(::core::result::Result<#ok, #err>),
                 quote!(::coproq::__private::call_result::<#ok, #err>),
-                quote!(::coproq::__private::call_result_wait::<#ok, #err>),
             ),
         };
         quote! {
@@ -210,13 +198,13 @@ impl<'a> Generator<'a> {
             #errors_doc
             #(#cfgs)*
             #vis fn #ident(&self, #(#params),*) -> ::coproq::__private::Result<#reply> {
-                #call_wait(&self.__coproq, &self.__check, #name, #packed)
+                #call(&self.__coproq, &self.__check, #name, #packed, true).wait()
             }
 
             #[doc = #async_doc]
             #(#cfgs)*
             #vis fn #async_ident(&self, #(#params),*) -> ::coproq::__private::Pending<#reply> {
-                #call(&self.__coproq, &self.__check, #name, #packed)
+                #call(&self.__coproq, &self.__check, #name, #packed, false)
             }
         }
     }
@@ -325,10 +313,6 @@ impl<'a> Generator<'a> {
             quote!(handle)
         };
         let call = quote!(<__T as #trait_ident>::#ident(&*#imp, #(#passed),*));
-        let call = match method.output {
-            Output::Bytes(_) => quote!(::coproq::__private::ByteBuf(#call)),
-            _ => call,
-        };
         let register = match method.output {
             // A typed error's text, for dynamic callers, is its `Display` where it has one.
             Output::AppResult { err, .. } if method.event.is_none() => quote! {
@@ -357,7 +341,7 @@ impl<'a> Generator<'a> {
                 types.push((owned(arg.ty), arg.ty.span()));
             }
             match &method.output {
-                Output::Unit | Output::Bytes(_) => {}
+                Output::Unit => {}
                 Output::Value(ty) | Output::FlatResult(ty) => {
                     types.push(((*ty).clone(), ty.span()));
                 }
@@ -441,7 +425,7 @@ fn fingerprint_line(method: &Method<'_>) -> String {
     let types: Vec<String> = method.args.iter().map(|arg| tokens_text(arg.ty)).collect();
     let output = match &method.output {
         Output::Unit => String::new(),
-        Output::Value(ty) | Output::FlatResult(ty) | Output::Bytes(ty) => {
+        Output::Value(ty) | Output::FlatResult(ty) => {
             format!(" -> {}", tokens_text(ty))
         }
         Output::AppResult { ok, err } => {
