@@ -96,17 +96,28 @@ impl<'a> Registry<'a> {
         A: DeserializeOwned,
         F: Fn(A) -> R + Send + Sync + 'static,
     {
+        self.on_call(name, move |args: A, responder| {
+            match catch_unwind(AssertUnwindSafe(|| f(args))) {
+                Ok(value) => reply(responder, value),
+                Err(panic) => responder.fail(OutcomeKind::Panicked, panicked(&*panic)),
+            }
+        })
+    }
+
+    /// Registers a call handler that decodes its arguments as `A` (the call fails with an
+    /// invalid-arguments error if they do not decode) and hands them to `run`.
+    fn on_call<A: DeserializeOwned>(
+        &mut self,
+        name: impl Into<String>,
+        run: impl Fn(A, Responder) + Send + Sync + 'static,
+    ) -> &mut Self {
         self.handlers.set_call(
             name.into(),
             self.owner,
             Arc::new(move |mut body: Body, responder: Responder| {
-                let args = match decode_args::<A>(&mut body) {
-                    Ok(args) => args,
-                    Err(message) => return responder.fail(OutcomeKind::InvalidArguments, message),
-                };
-                match catch_unwind(AssertUnwindSafe(|| f(args))) {
-                    Ok(value) => reply(responder, value),
-                    Err(panic) => responder.fail(OutcomeKind::Panicked, panicked(&*panic)),
+                match decode_args::<A>(&mut body) {
+                    Ok(args) => run(args, responder),
+                    Err(message) => responder.fail(OutcomeKind::InvalidArguments, message),
                 }
             }),
         );
@@ -121,31 +132,21 @@ impl<'a> Registry<'a> {
         T: Serialize,
         F: Fn(A, Reply<T>) + Send + Sync + 'static,
     {
-        self.handlers.set_call(
-            name.into(),
-            self.owner,
-            Arc::new(move |mut body: Body, responder: Responder| {
-                let args = match decode_args::<A>(&mut body) {
-                    Ok(args) => args,
-                    Err(message) => return responder.fail(OutcomeKind::InvalidArguments, message),
-                };
-                // A deferred answer comes later, from anywhere: it is written at once.
-                let responder = responder.flush_now();
-                let reply = Reply {
-                    responder: Some(responder),
-                    _value: PhantomData,
-                };
-                let outer = IN_DEFERRED.replace(true);
-                let result = catch_unwind(AssertUnwindSafe(|| f(args, reply)));
-                IN_DEFERRED.set(outer);
-                if let Err(panic) = result {
-                    if let Some(responder) = UNWOUND.take() {
-                        responder.fail(OutcomeKind::Panicked, panicked(&*panic));
-                    }
+        self.on_call(name, move |args: A, responder| {
+            // A deferred answer comes later, from anywhere: it is written at once.
+            let reply = Reply {
+                responder: Some(responder.flush_now()),
+                _value: PhantomData,
+            };
+            let outer = IN_DEFERRED.replace(true);
+            let result = catch_unwind(AssertUnwindSafe(|| f(args, reply)));
+            IN_DEFERRED.set(outer);
+            if let Err(panic) = result {
+                if let Some(responder) = UNWOUND.take() {
+                    responder.fail(OutcomeKind::Panicked, panicked(&*panic));
                 }
-            }),
-        );
-        self
+            }
+        })
     }
 
     /// Runs `f` for every event `name`. See [`Coprocess::on`](crate::Coprocess::on).

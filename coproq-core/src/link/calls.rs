@@ -6,7 +6,6 @@
 //! link end fails every slot and closes the table, so no caller can wait forever.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::Instant;
@@ -146,24 +145,6 @@ impl Slot {
     }
 }
 
-/// Ids are sequential integers: hashing them is wasted work.
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, id: u64) {
-        self.0 = id;
-    }
-}
-
 /// How many ids the ring spans before its oldest waiting call moves to `old`.
 const RING: usize = 1 << 16;
 
@@ -175,7 +156,7 @@ const RING: usize = 1 << 16;
 pub(crate) struct Calls {
     base: u64,
     ring: VecDeque<Option<Arc<Slot>>>,
-    old: HashMap<u64, Arc<Slot>, BuildHasherDefault<IdHasher>>,
+    old: HashMap<u64, Arc<Slot>>,
     closed: bool,
 }
 

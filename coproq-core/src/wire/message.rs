@@ -228,18 +228,13 @@ pub(crate) fn encode_call<T: Serialize + ?Sized>(
     args: &T,
     max: u32,
 ) -> Result<(), EncodeError> {
-    let start = header_prefix(
-        buf,
-        &Header::Call {
-            id,
-            name,
-            shape: &[],
-        },
-    );
-    codec::encode_shaped(args, buf).map_err(EncodeError::Value)?;
-    seal(buf, start, max)
+    let header = Header::Call {
+        id,
+        name,
+        shape: &[],
+    };
+    encode_with_args(buf, &header, args, max)
 }
-
 /// Builds the head of a call frame whose arguments are one byte string of `len` bytes,
 /// to be written right after it from the caller's memory (see `direct`).
 pub(crate) fn encode_call_head(
@@ -298,11 +293,20 @@ pub(crate) fn encode_event<T: Serialize + ?Sized>(
     args: &T,
     max: u32,
 ) -> Result<(), EncodeError> {
-    let start = header_prefix(buf, &Header::Event { name, shape: &[] });
+    encode_with_args(buf, &Header::Event { name, shape: &[] }, args, max)
+}
+
+/// Builds a frame of `header` (whose shape is ignored) and `args` with their shape.
+fn encode_with_args<T: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    header: &Header<'_>,
+    args: &T,
+    max: u32,
+) -> Result<(), EncodeError> {
+    let start = header_prefix(buf, header);
     codec::encode_shaped(args, buf).map_err(EncodeError::Value)?;
     seal(buf, start, max)
 }
-
 /// Builds the frame of a reply carrying what a handler returned. A returned `Result`
 /// is unwrapped: `Ok(v)` replies `v`, `Err(e)` replies an error with `e`'s text and value.
 pub(crate) fn encode_reply<T: Serialize + ?Sized>(
