@@ -270,7 +270,7 @@ impl Builder {
     /// Starts the current executable again as a worker running `entry`; see
     /// [`fork`](crate::fork).
     pub fn fork(self, entry: fn(&Coprocess)) -> Result<Coprocess> {
-        self.start(Launch::Fork(fork::plain_entry(entry)))
+        self.start_worker(Launch::Fork(fork::plain_entry(entry)))
     }
 
     /// Like [`fork`](Self::fork), handing `entry` the value `data` (which a `fn` pointer
@@ -298,12 +298,12 @@ impl Builder {
                 ),
             });
         }
-        self.start(Launch::Fork(entry))
+        self.start_worker(Launch::Fork(entry))
     }
 
     /// Starts `cmd` as a worker; see [`Coprocess::spawn`].
     pub fn spawn(self, cmd: Command) -> Result<Coprocess> {
-        self.start(Launch::Command(cmd))
+        self.start_worker(Launch::Command(cmd))
     }
 
     /// In a spawned worker: connects to the parent with these handlers and options; see
@@ -312,9 +312,9 @@ impl Builder {
         spawn::parent(&self.options, self.handlers)
     }
 
-    fn start(self, launch: Launch) -> Result<Coprocess> {
+    fn start_worker(self, launch: Launch) -> Result<Coprocess> {
         let fork = matches!(launch, Launch::Fork(_));
-        let (link, process) = launch::start(launch, &self.options, self.handlers)?;
+        let (link, process) = launch::spawn_worker(launch, &self.options, self.handlers)?;
         // Registered before anyone reads, so that the report cannot arrive unexpected.
         let entry_report = if fork {
             Some(link.expect_entry_report()?)
@@ -352,7 +352,7 @@ fn wait_for_entry(coproc: &Coprocess, slot: &Arc<Slot>, timeout: Duration) -> Re
             "the worker's entry did not return within {timeout:?} (see `startup_timeout`)"
         )));
     };
-    let failure = match pending::finish::<()>("entry", delivery) {
+    let failure = match pending::decode_reply::<()>("entry", delivery) {
         Ok(()) => return Ok(()),
         Err(crate::Error::Remote(remote)) => format!("the worker's entry {remote}"),
         Err(crate::Error::Disconnected { .. }) => {

@@ -123,7 +123,7 @@ impl Coprocess {
     /// [`Error::Disconnected`](crate::Error::Disconnected) (the peer is gone),
     /// [`Error::Encode`](crate::Error::Encode), [`Error::Protocol`](crate::Error::Protocol).
     pub fn call<R: DeserializeOwned>(&self, method: &str, args: impl Serialize) -> Result<R> {
-        self.start(method, &args, Flush::Now, pending::finish::<R>)
+        self.send_call(method, &args, Flush::Now, pending::decode_reply::<R>)
             .wait()
     }
 
@@ -145,20 +145,20 @@ impl Coprocess {
         method: &str,
         args: impl Serialize,
     ) -> Pending<R> {
-        self.start(method, &args, Flush::Soon, pending::finish::<R>)
+        self.send_call(method, &args, Flush::Soon, pending::decode_reply::<R>)
     }
 
-    /// Sends a call; the reply becomes the caller's result through `finish`. `Flush::Now`
+    /// Sends a call; the reply becomes the caller's result through `decode`. `Flush::Now`
     /// for a caller about to wait, `Flush::Soon` to let pipelined calls share writes.
-    pub(crate) fn start<R, A: Serialize + ?Sized>(
+    pub(crate) fn send_call<R, A: Serialize + ?Sized>(
         &self,
         method: &str,
         args: &A,
         flush: Flush,
-        finish: pending::Finish<R>,
+        decode: pending::ReplyDecoder<R>,
     ) -> Pending<R> {
         let link = &self.inner.link;
-        Pending::with_finish(link, method, link.start_call(method, args, flush), finish)
+        Pending::new(link, method, link.start_call(method, args, flush), decode)
     }
 
     /// Sends the one-way event `name` with `args`. Blocks while the peer is far behind

@@ -24,15 +24,15 @@ use crate::wire::{Outcome, OutcomeKind};
 pub struct Pending<R> {
     /// The method, for error messages.
     method: Box<str>,
-    state: State,
-    /// Turns the reply into the caller's value (decodes an `R`, or more for typed clients).
-    finish: Finish<R>,
+    state: Progress,
+    /// Turns the reply into the caller's value (an `R`, or more for typed clients).
+    decode: ReplyDecoder<R>,
 }
 
 /// How a delivered reply becomes the caller's result.
-pub(crate) type Finish<R> = fn(&str, Delivery) -> Result<R>;
+pub(crate) type ReplyDecoder<R> = fn(&str, Delivery) -> Result<R>;
 
-enum State {
+enum Progress {
     InFlight {
         link: Arc<Link>,
         id: u64,
@@ -45,9 +45,9 @@ enum State {
 impl<R> fmt::Debug for Pending<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
-            State::InFlight { id, .. } => format!("in flight (id {id})"),
-            State::Failed(e) => format!("failed: {e}"),
-            State::Done => "done".into(),
+            Progress::InFlight { id, .. } => format!("in flight (id {id})"),
+            Progress::Failed(e) => format!("failed: {e}"),
+            Progress::Done => "done".into(),
         };
         f.debug_struct("Pending")
             .field("method", &self.method)
@@ -57,24 +57,24 @@ impl<R> fmt::Debug for Pending<R> {
 }
 
 impl<R> Pending<R> {
-    pub(crate) fn with_finish(
+    pub(crate) fn new(
         link: &Arc<Link>,
         method: &str,
         started: Result<(u64, Arc<Slot>)>,
-        finish: Finish<R>,
+        decode: ReplyDecoder<R>,
     ) -> Self {
         let state = match started {
-            Ok((id, slot)) => State::InFlight {
+            Ok((id, slot)) => Progress::InFlight {
                 link: Arc::clone(link),
                 id,
                 slot,
             },
-            Err(e) => State::Failed(e),
+            Err(e) => Progress::Failed(e),
         };
         Self {
             method: method.into(),
             state,
-            finish,
+            decode,
         }
     }
 
@@ -82,8 +82,8 @@ impl<R> Pending<R> {
     pub(crate) fn failed(method: &str, error: Error) -> Self {
         Self {
             method: method.into(),
-            state: State::Failed(error),
-            finish: |_, _| Err(Error::NotConnected),
+            state: Progress::Failed(error),
+            decode: |_, _| Err(Error::NotConnected),
         }
     }
 
@@ -109,8 +109,8 @@ impl<R> Pending<R> {
     }
 
     fn wait_until(mut self, deadline: Option<(Instant, Duration)>) -> Result<R> {
-        match std::mem::replace(&mut self.state, State::Done) {
-            State::InFlight { link, id, slot } => {
+        match std::mem::replace(&mut self.state, Progress::Done) {
+            Progress::InFlight { link, id, slot } => {
                 // A pipelined call may still sit in the write buffer.
                 link.flush();
                 let Ok(delivery) = dispatch::wait_reply(&link, id, &slot, deadline.map(|d| d.0))
@@ -120,16 +120,16 @@ impl<R> Pending<R> {
                     let method = self.method.to_string();
                     return Err(Error::Timeout { method, after });
                 };
-                (self.finish)(&self.method, delivery)
+                (self.decode)(&self.method, delivery)
             }
-            State::Failed(e) => Err(e),
-            State::Done => Err(Error::NotConnected),
+            Progress::Failed(e) => Err(e),
+            Progress::Done => Err(Error::NotConnected),
         }
     }
 }
 
 /// Turns a delivered reply into the caller's value or error.
-pub(crate) fn finish<R: DeserializeOwned>(method: &str, delivery: Delivery) -> Result<R> {
+pub(crate) fn decode_reply<R: DeserializeOwned>(method: &str, delivery: Delivery) -> Result<R> {
     let RawReply { outcome, mut body } = delivery?;
     match outcome {
         Outcome::Value => body.decode().map_err(|reason| Error::Decode {
@@ -161,7 +161,7 @@ pub(crate) fn finish<R: DeserializeOwned>(method: &str, delivery: Delivery) -> R
 
 impl<R> Drop for Pending<R> {
     fn drop(&mut self) {
-        if let State::InFlight { link, id, .. } = &self.state {
+        if let Progress::InFlight { link, id, .. } = &self.state {
             link.forget_call(*id);
         }
     }
@@ -173,19 +173,19 @@ impl<R> Future for Pending<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
         let this = self.get_mut();
         let delivery = match &this.state {
-            State::InFlight { slot, .. } => match slot.reply_or_register(cx.waker()) {
+            Progress::InFlight { slot, .. } => match slot.reply_or_register(cx.waker()) {
                 Some(delivery) => delivery,
                 None => return Poll::Pending,
             },
-            State::Failed(_) | State::Done => {
-                return match std::mem::replace(&mut this.state, State::Done) {
-                    State::Failed(e) => Poll::Ready(Err(e)),
+            Progress::Failed(_) | Progress::Done => {
+                return match std::mem::replace(&mut this.state, Progress::Done) {
+                    Progress::Failed(e) => Poll::Ready(Err(e)),
                     _ => Poll::Ready(Err(Error::NotConnected)),
                 };
             }
         };
-        this.state = State::Done;
-        Poll::Ready((this.finish)(&this.method, delivery))
+        this.state = Progress::Done;
+        Poll::Ready((this.decode)(&this.method, delivery))
     }
 }
 

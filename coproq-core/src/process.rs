@@ -9,14 +9,14 @@ use crate::sys::{self, ChildStdio, Reaped};
 #[derive(Debug)]
 pub(crate) struct WorkerProcess {
     pid: u32,
-    reaped: Mutex<State>,
+    reaped: Mutex<Reaping>,
     /// The parent's ends of the worker's piped stdio, until the user takes them.
     stdio: Mutex<ChildStdio>,
 }
 
 /// Whether the worker has been reaped, and how it ended.
 #[derive(Debug, Clone, Copy)]
-enum State {
+enum Reaping {
     Running,
     /// Reaped; the status if it could be learned.
     Reaped(Option<ExitStatus>),
@@ -26,7 +26,7 @@ impl WorkerProcess {
     pub(crate) fn new(pid: u32, stdio: ChildStdio) -> Self {
         Self {
             pid,
-            reaped: Mutex::new(State::Running),
+            reaped: Mutex::new(Reaping::Running),
             stdio: Mutex::new(stdio),
         }
     }
@@ -41,18 +41,18 @@ impl WorkerProcess {
     }
 
     /// Reaps the worker if it has exited; `kill_first` sends SIGKILL and waits for it.
-    fn reap(&self, kill_first: bool) -> State {
+    fn reap(&self, kill_first: bool) -> Reaping {
         let mut state = self.reaped.lock().unwrap_or_else(PoisonError::into_inner);
-        if let State::Running = *state {
+        if let Reaping::Running = *state {
             if kill_first {
                 // Not reaped yet (and we hold the lock), so the pid is still this
                 // worker's, not a stranger's that reused it.
                 sys::kill(self.pid);
             }
             *state = match sys::reap(self.pid, kill_first) {
-                Reaped::Running => State::Running,
-                Reaped::Exited(status) => State::Reaped(Some(status)),
-                Reaped::Gone => State::Reaped(None),
+                Reaped::Running => Reaping::Running,
+                Reaped::Exited(status) => Reaping::Reaped(Some(status)),
+                Reaped::Gone => Reaping::Reaped(None),
             };
         }
         *state
@@ -61,8 +61,8 @@ impl WorkerProcess {
     /// The exit status if the worker has exited (reaping it).
     pub(crate) fn try_status(&self) -> Option<ExitStatus> {
         match self.reap(false) {
-            State::Reaped(status) => status,
-            State::Running => None,
+            Reaping::Reaped(status) => status,
+            Reaping::Running => None,
         }
     }
 
@@ -71,7 +71,7 @@ impl WorkerProcess {
         let deadline = Instant::now() + timeout;
         let mut pause = Duration::from_micros(50);
         loop {
-            if let State::Reaped(status) = self.reap(false) {
+            if let Reaping::Reaped(status) = self.reap(false) {
                 return status;
             }
             let now = Instant::now();
@@ -89,8 +89,8 @@ impl WorkerProcess {
     /// Kills the worker (SIGKILL) and reaps it.
     pub(crate) fn kill(&self) -> Option<ExitStatus> {
         match self.reap(true) {
-            State::Reaped(status) => status,
-            State::Running => None,
+            Reaping::Reaped(status) => status,
+            Reaping::Running => None,
         }
     }
 }

@@ -91,7 +91,14 @@ pub fn call<R: DeserializeOwned>(
     args: impl Serialize,
     at_once: bool,
 ) -> Pending<R> {
-    start(coproc, check, method, &args, at_once, pending::finish::<R>)
+    send_typed(
+        coproc,
+        check,
+        method,
+        &args,
+        at_once,
+        pending::decode_reply::<R>,
+    )
 }
 
 /// A typed call of a method declared `-> Result<T, E>`: the handler's `Err(e)` arrives as
@@ -107,29 +114,36 @@ where
     T: DeserializeOwned,
     E: DeserializeOwned,
 {
-    start(coproc, check, method, &args, at_once, finish_result::<T, E>)
+    send_typed(
+        coproc,
+        check,
+        method,
+        &args,
+        at_once,
+        decode_result_reply::<T, E>,
+    )
 }
 
-fn start<R, A: Serialize>(
+fn send_typed<R, A: Serialize>(
     coproc: &Coprocess,
     check: &ServiceCheck,
     method: &str,
     args: &A,
     at_once: bool,
-    finish: pending::Finish<R>,
+    decode: pending::ReplyDecoder<R>,
 ) -> Pending<R> {
     let flush = if at_once { Flush::Now } else { Flush::Soon };
     match check.ensure(coproc) {
-        Ok(()) => coproc.start(method, args, flush, finish),
+        Ok(()) => coproc.send_call(method, args, flush, decode),
         Err(e) => Pending::failed(method, e),
     }
 }
 
-fn finish_result<T: DeserializeOwned, E: DeserializeOwned>(
+fn decode_result_reply<T: DeserializeOwned, E: DeserializeOwned>(
     method: &str,
     delivery: Delivery,
 ) -> Result<Result<T, E>> {
-    match pending::finish::<T>(method, delivery) {
+    match pending::decode_reply::<T>(method, delivery) {
         Ok(value) => Ok(Ok(value)),
         Err(Error::Remote(remote)) if remote.kind() == RemoteErrorKind::Failed => {
             match remote.typed::<E>() {

@@ -144,7 +144,7 @@ impl Launch {
 }
 
 /// Parent side: starts a worker and completes the handshake.
-pub(crate) fn start(
+pub(crate) fn spawn_worker(
     launch: Launch,
     options: &Options,
     handlers: Arc<Handlers>,

@@ -76,7 +76,7 @@ fn serve(link: &Arc<Link>) {
 
 fn call<R: DeserializeOwned>(link: &Arc<Link>, name: &str, args: impl Serialize) -> Result<R> {
     let started = link.start_call(name, &args, Flush::Now);
-    Pending::with_finish(link, name, started, pending::finish::<R>).wait_timeout(LIMIT)
+    Pending::new(link, name, started, pending::decode_reply::<R>).wait_timeout(LIMIT)
 }
 
 #[test]
@@ -151,7 +151,7 @@ fn the_background_reader_delivers_replies_nobody_waits_for_on_a_thread() {
     }
     // A future: polled, never blocked on, so only the background reader can read.
     let started = a.start_call("double", &21u64, Flush::Now);
-    let mut pending = Pending::with_finish(&a, "double", started, pending::finish::<u64>);
+    let mut pending = Pending::new(&a, "double", started, pending::decode_reply::<u64>);
     let flag = Arc::new(Flag(Mutex::new(false), std::sync::Condvar::new()));
     let waker = Waker::from(Arc::clone(&flag));
     let deadline = Instant::now() + LIMIT;

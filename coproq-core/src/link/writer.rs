@@ -49,7 +49,7 @@ pub(crate) enum Shutdown<'a> {
     Discard,
 }
 
-struct State {
+struct Outbox {
     buf: Vec<u8>,
     spare: Vec<u8>,
     out: Option<Output>,
@@ -61,7 +61,7 @@ struct State {
     sleepers: usize,
 }
 
-impl State {
+impl Outbox {
     /// Takes the stream back after a write done outside the lock. A broken stream closes
     /// it here, and so does a shutdown once nothing is left to write.
     fn put_back(&mut self, out: Output, ok: bool) {
@@ -75,7 +75,7 @@ impl State {
 }
 
 pub(crate) struct Writer {
-    state: Mutex<State>,
+    state: Mutex<Outbox>,
     written: Condvar,
     /// Some bytes wait in the buffer (a cheap check for readers about to block).
     pending: AtomicBool,
@@ -94,7 +94,7 @@ impl std::fmt::Debug for Writer {
 impl Writer {
     pub(crate) fn new(out: Output) -> Arc<Self> {
         Arc::new_cyclic(|this| Self {
-            state: Mutex::new(State {
+            state: Mutex::new(Outbox {
                 buf: Vec::new(),
                 spare: Vec::new(),
                 out: Some(out),
@@ -110,7 +110,7 @@ impl Writer {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Outbox> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -167,9 +167,9 @@ impl Writer {
     /// Sleeps until a write ends and `cond` no longer holds.
     fn sleep_while<'a>(
         &'a self,
-        mut state: MutexGuard<'a, State>,
-        cond: impl Fn(&State) -> bool,
-    ) -> MutexGuard<'a, State> {
+        mut state: MutexGuard<'a, Outbox>,
+        cond: impl Fn(&Outbox) -> bool,
+    ) -> MutexGuard<'a, Outbox> {
         while cond(&state) {
             state.sleepers += 1;
             state = self
@@ -250,7 +250,7 @@ impl Writer {
     }
 
     /// Writes batches until the buffer is empty; the caller saw `writing == false`.
-    fn write_out<'a>(&'a self, mut state: MutexGuard<'a, State>) {
+    fn write_out<'a>(&'a self, mut state: MutexGuard<'a, Outbox>) {
         state.writing = true;
         state.scheduled = false;
         while !state.buf.is_empty() {

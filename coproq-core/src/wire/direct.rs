@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 use serde::de::{Deserialize, Deserializer, Visitor};
 
-use super::probe::{Probe, Stopped, Visit};
+use super::probe::{Probe, ProbeError, Visit};
 
 /// Payloads smaller than this are copied: a copy is cheaper than a second write.
 pub(crate) const DIRECT_MIN: usize = 256 * 1024;
@@ -41,8 +41,8 @@ pub(crate) fn write<T: Serialize + ?Sized>(
     };
     match written {
         Ok(()) => Ok(true),
-        Err(Stopped::Io(e)) => Err(e),
-        Err(Stopped::NotMatched | Stopped::Failed(_)) => Ok(false),
+        Err(ProbeError::Io(e)) => Err(e),
+        Err(ProbeError::NotMatched | ProbeError::Failed(_)) => Ok(false),
     }
 }
 
@@ -52,10 +52,10 @@ struct Length;
 impl Visit for Length {
     type Ok = usize;
 
-    fn bytes(self, bytes: &[u8]) -> Result<usize, Stopped> {
+    fn bytes(self, bytes: &[u8]) -> Result<usize, ProbeError> {
         Ok(bytes.len())
     }
-    fn newtype_struct<T: Serialize + ?Sized>(self, value: &T) -> Result<usize, Stopped> {
+    fn newtype_struct<T: Serialize + ?Sized>(self, value: &T) -> Result<usize, ProbeError> {
         value.serialize(Probe(self))
     }
 }
@@ -69,13 +69,13 @@ struct Direct<'a> {
 impl Visit for Direct<'_> {
     type Ok = ();
 
-    fn bytes(self, bytes: &[u8]) -> Result<(), Stopped> {
+    fn bytes(self, bytes: &[u8]) -> Result<(), ProbeError> {
         self.out
             .write_all(self.head)
             .and_then(|()| self.out.write_all(bytes))
-            .map_err(Stopped::Io)
+            .map_err(ProbeError::Io)
     }
-    fn newtype_struct<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Stopped> {
+    fn newtype_struct<T: Serialize + ?Sized>(self, value: &T) -> Result<(), ProbeError> {
         value.serialize(Probe(self))
     }
 }
@@ -97,21 +97,21 @@ struct Owned<'a> {
 
 macro_rules! not_owned {
     ($($method:ident($($arg:ty),*);)*) => {$(
-        fn $method<V: Visitor<'de>>(self, $(_: $arg,)* _: V) -> Result<V::Value, Stopped> { Err(Stopped::NotMatched) }
+        fn $method<V: Visitor<'de>>(self, $(_: $arg,)* _: V) -> Result<V::Value, ProbeError> { Err(ProbeError::NotMatched) }
     )*};
 }
 
 impl<'de> Deserializer<'de> for Owned<'_> {
-    type Error = Stopped;
+    type Error = ProbeError;
 
-    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stopped> {
-        let mut buf = self.frame.take().ok_or(Stopped::NotMatched)?;
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
+        let mut buf = self.frame.take().ok_or(ProbeError::NotMatched)?;
         // The bytes move to the front of their own buffer: no allocation, no page faults.
         buf.drain(..self.at);
         visitor.visit_byte_buf(buf)
     }
 
-    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stopped> {
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
         self.deserialize_byte_buf(visitor)
     }
 
@@ -119,7 +119,7 @@ impl<'de> Deserializer<'de> for Owned<'_> {
         self,
         _: &'static str,
         visitor: V,
-    ) -> Result<V::Value, Stopped> {
+    ) -> Result<V::Value, ProbeError> {
         visitor.visit_newtype_struct(self)
     }
 

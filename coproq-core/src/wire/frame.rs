@@ -389,7 +389,7 @@ pub(crate) fn begin(buf: &mut Vec<u8>) -> usize {
 
 /// Finishes the frame begun at `start`: writes the payload length into its prefix.
 /// Fails if the payload is longer than `max`.
-pub(crate) fn finish(buf: &mut [u8], start: usize, max: u32) -> Result<(), FrameError> {
+pub(crate) fn end(buf: &mut [u8], start: usize, max: u32) -> Result<(), FrameError> {
     let len = (buf.len() - start - HEADER_LEN) as u64;
     if len > u64::from(max) {
         return Err(FrameError::TooLarge { len, max });
@@ -406,7 +406,7 @@ mod tests {
         let mut buf = Vec::new();
         let start = begin(&mut buf);
         buf.extend_from_slice(payload);
-        finish(&mut buf, start, u32::MAX).unwrap();
+        end(&mut buf, start, u32::MAX).unwrap();
         buf
     }
 
@@ -524,8 +524,8 @@ mod tests {
         let mut buf = b"earlier".to_vec();
         let start = begin(&mut buf);
         buf.extend_from_slice(&[0; 11]);
-        assert!(finish(&mut buf, start, 10).is_err());
-        assert!(finish(&mut buf, start, 11).is_ok());
+        assert!(end(&mut buf, start, 10).is_err());
+        assert!(end(&mut buf, start, 11).is_ok());
         assert_eq!(&buf[start..start + 4], &11u32.to_le_bytes());
         assert_eq!(&buf[..7], b"earlier");
     }

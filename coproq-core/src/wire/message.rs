@@ -191,7 +191,7 @@ fn whole_header(buf: &mut Vec<u8>, header: &Header<'_>) -> usize {
 }
 
 fn seal(buf: &mut [u8], start: usize, max: u32) -> Result<(), EncodeError> {
-    frame::finish(buf, start, max).map_err(EncodeError::TooLarge)
+    frame::end(buf, start, max).map_err(EncodeError::TooLarge)
 }
 
 /// Builds the frame of a `Hello`.
@@ -200,7 +200,7 @@ pub(crate) fn encode_hello(buf: &mut Vec<u8>, hello: &Hello) {
     buf.extend_from_slice(&MAGIC);
     buf.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
     codec::encode_into(hello, buf).expect("hello always encodes");
-    frame::finish(buf, start, u32::MAX).expect("hello is small");
+    frame::end(buf, start, u32::MAX).expect("hello is small");
 }
 
 /// Reads a `Hello` payload, with errors that say what the peer is.
@@ -394,13 +394,13 @@ pub(crate) fn encode_failure(buf: &mut Vec<u8>, id: u64, kind: OutcomeKind, mess
         shape: &[],
     };
     let start = whole_header(buf, &header);
-    frame::finish(buf, start, u32::MAX).expect("failure replies are small");
+    frame::end(buf, start, u32::MAX).expect("failure replies are small");
 }
 
 /// Builds the frame of a `Bye`.
 pub(crate) fn encode_bye(buf: &mut Vec<u8>) {
     let start = whole_header(buf, &Header::Bye);
-    frame::finish(buf, start, u32::MAX).expect("bye is small");
+    frame::end(buf, start, u32::MAX).expect("bye is small");
 }
 
 /// Where the bytes of a byte string that ends a payload of `len` bytes start, judging

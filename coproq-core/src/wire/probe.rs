@@ -2,7 +2,7 @@
 //! stop there (is it a `Result`? one byte string? a plain text?).
 //!
 //! [`Probe`] is the one `Serializer` they share: it refuses everything, except the few
-//! calls that a [`Visit`] implementation overrides. [`Stopped`] is their error, and that
+//! calls that a [`Visit`] implementation overrides. [`ProbeError`] is their error, and that
 //! of the one deserializer probe (`direct::Owned`).
 
 use std::fmt::{self, Display};
@@ -13,7 +13,7 @@ use serde::ser::{self, Impossible, Serializer};
 
 /// Why a probe stopped.
 #[derive(Debug)]
-pub(crate) enum Stopped {
+pub(crate) enum ProbeError {
     /// The value is not what the probe looks for.
     NotMatched,
     /// What the probe did with the value failed (its inner serialization).
@@ -22,7 +22,7 @@ pub(crate) enum Stopped {
     Io(io::Error),
 }
 
-impl Display for Stopped {
+impl Display for ProbeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotMatched => f.write_str("not the kind of value looked for"),
@@ -32,15 +32,15 @@ impl Display for Stopped {
     }
 }
 
-impl std::error::Error for Stopped {}
+impl std::error::Error for ProbeError {}
 
-impl ser::Error for Stopped {
+impl ser::Error for ProbeError {
     fn custom<T: Display>(msg: T) -> Self {
         Self::Failed(msg.to_string())
     }
 }
 
-impl serde::de::Error for Stopped {
+impl serde::de::Error for ProbeError {
     fn custom<T: Display>(msg: T) -> Self {
         Self::Failed(msg.to_string())
     }
@@ -52,23 +52,23 @@ pub(crate) trait Visit: Sized {
     type Ok;
 
     /// A number, `bool`, `char` or string.
-    fn scalar(self, _value: &dyn Display) -> Result<Self::Ok, Stopped> {
-        Err(Stopped::NotMatched)
+    fn scalar(self, _value: &dyn Display) -> Result<Self::Ok, ProbeError> {
+        Err(ProbeError::NotMatched)
     }
 
     /// A byte string.
-    fn bytes(self, _bytes: &[u8]) -> Result<Self::Ok, Stopped> {
-        Err(Stopped::NotMatched)
+    fn bytes(self, _bytes: &[u8]) -> Result<Self::Ok, ProbeError> {
+        Err(ProbeError::NotMatched)
     }
 
     /// A unit variant of an enum.
-    fn unit_variant(self, _variant: &'static str) -> Result<Self::Ok, Stopped> {
-        Err(Stopped::NotMatched)
+    fn unit_variant(self, _variant: &'static str) -> Result<Self::Ok, ProbeError> {
+        Err(ProbeError::NotMatched)
     }
 
     /// A newtype struct around `value`.
-    fn newtype_struct<T: Serialize + ?Sized>(self, _value: &T) -> Result<Self::Ok, Stopped> {
-        Err(Stopped::NotMatched)
+    fn newtype_struct<T: Serialize + ?Sized>(self, _value: &T) -> Result<Self::Ok, ProbeError> {
+        Err(ProbeError::NotMatched)
     }
 
     /// A newtype variant `variant` of enum `name` around `value`.
@@ -77,8 +77,8 @@ pub(crate) trait Visit: Sized {
         _name: &'static str,
         _variant: &'static str,
         _value: &T,
-    ) -> Result<Self::Ok, Stopped> {
-        Err(Stopped::NotMatched)
+    ) -> Result<Self::Ok, ProbeError> {
+        Err(ProbeError::NotMatched)
     }
 }
 
@@ -87,7 +87,7 @@ pub(crate) struct Probe<V>(pub(crate) V);
 
 macro_rules! scalars {
     ($($method:ident($ty:ty);)*) => {$(
-        fn $method(self, value: $ty) -> Result<V::Ok, Stopped> {
+        fn $method(self, value: $ty) -> Result<V::Ok, ProbeError> {
             self.0.scalar(&value)
         }
     )*};
@@ -95,22 +95,22 @@ macro_rules! scalars {
 
 macro_rules! refused {
     ($($method:ident($($ty:ty),*) -> $out:ty;)*) => {$(
-        fn $method(self, $(_: $ty),*) -> Result<$out, Stopped> {
-            Err(Stopped::NotMatched)
+        fn $method(self, $(_: $ty),*) -> Result<$out, ProbeError> {
+            Err(ProbeError::NotMatched)
         }
     )*};
 }
 
 impl<V: Visit> Serializer for Probe<V> {
     type Ok = V::Ok;
-    type Error = Stopped;
-    type SerializeSeq = Impossible<V::Ok, Stopped>;
-    type SerializeTuple = Impossible<V::Ok, Stopped>;
-    type SerializeTupleStruct = Impossible<V::Ok, Stopped>;
-    type SerializeTupleVariant = Impossible<V::Ok, Stopped>;
-    type SerializeMap = Impossible<V::Ok, Stopped>;
-    type SerializeStruct = Impossible<V::Ok, Stopped>;
-    type SerializeStructVariant = Impossible<V::Ok, Stopped>;
+    type Error = ProbeError;
+    type SerializeSeq = Impossible<V::Ok, ProbeError>;
+    type SerializeTuple = Impossible<V::Ok, ProbeError>;
+    type SerializeTupleStruct = Impossible<V::Ok, ProbeError>;
+    type SerializeTupleVariant = Impossible<V::Ok, ProbeError>;
+    type SerializeMap = Impossible<V::Ok, ProbeError>;
+    type SerializeStruct = Impossible<V::Ok, ProbeError>;
+    type SerializeStructVariant = Impossible<V::Ok, ProbeError>;
 
     scalars! {
         serialize_bool(bool); serialize_i8(i8); serialize_i16(i16); serialize_i32(i32);
@@ -132,25 +132,25 @@ impl<V: Visit> Serializer for Probe<V> {
         serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
     }
 
-    fn serialize_bytes(self, bytes: &[u8]) -> Result<V::Ok, Stopped> {
+    fn serialize_bytes(self, bytes: &[u8]) -> Result<V::Ok, ProbeError> {
         self.0.bytes(bytes)
     }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<V::Ok, Stopped> {
-        Err(Stopped::NotMatched)
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<V::Ok, ProbeError> {
+        Err(ProbeError::NotMatched)
     }
     fn serialize_unit_variant(
         self,
         _: &'static str,
         _: u32,
         variant: &'static str,
-    ) -> Result<V::Ok, Stopped> {
+    ) -> Result<V::Ok, ProbeError> {
         self.0.unit_variant(variant)
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _: &'static str,
         value: &T,
-    ) -> Result<V::Ok, Stopped> {
+    ) -> Result<V::Ok, ProbeError> {
         self.0.newtype_struct(value)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -159,7 +159,7 @@ impl<V: Visit> Serializer for Probe<V> {
         _: u32,
         variant: &'static str,
         value: &T,
-    ) -> Result<V::Ok, Stopped> {
+    ) -> Result<V::Ok, ProbeError> {
         self.0.newtype_variant(name, variant, value)
     }
 }

@@ -11,7 +11,7 @@ use std::fmt::Display;
 use serde::Serialize;
 
 use super::codec;
-use super::probe::{Probe, Stopped, Visit};
+use super::probe::{Probe, ProbeError, Visit};
 
 /// What a returned value is.
 pub(crate) enum Class {
@@ -36,7 +36,7 @@ pub(crate) fn encode_inner<T: Serialize + ?Sized>(
     value
         .serialize(Probe(InnerEncoder { buf }))
         .map_err(|e| match e {
-            Stopped::NotMatched => "not a `Result`".into(),
+            ProbeError::NotMatched => "not a `Result`".into(),
             e => e.to_string(),
         })
 }
@@ -63,13 +63,13 @@ impl Visit for Classifier {
         name: &'static str,
         variant: &'static str,
         value: &T,
-    ) -> Result<Class, Stopped> {
+    ) -> Result<Class, ProbeError> {
         match (name, variant) {
             ("Result", "Ok") => Ok(Class::Ok),
             ("Result", "Err") => Ok(Class::Err {
                 text: error_text(value),
             }),
-            _ => Err(Stopped::NotMatched),
+            _ => Err(ProbeError::NotMatched),
         }
     }
 }
@@ -87,8 +87,8 @@ impl Visit for InnerEncoder<'_> {
         _: &'static str,
         _: &'static str,
         value: &T,
-    ) -> Result<(), Stopped> {
-        codec::encode_shaped(value, self.buf).map_err(Stopped::Failed)
+    ) -> Result<(), ProbeError> {
+        codec::encode_shaped(value, self.buf).map_err(ProbeError::Failed)
     }
 }
 
@@ -98,13 +98,13 @@ struct TextProbe;
 impl Visit for TextProbe {
     type Ok = String;
 
-    fn scalar(self, value: &dyn Display) -> Result<String, Stopped> {
+    fn scalar(self, value: &dyn Display) -> Result<String, ProbeError> {
         Ok(value.to_string())
     }
-    fn unit_variant(self, variant: &'static str) -> Result<String, Stopped> {
+    fn unit_variant(self, variant: &'static str) -> Result<String, ProbeError> {
         Ok(variant.to_owned())
     }
-    fn newtype_struct<T: Serialize + ?Sized>(self, value: &T) -> Result<String, Stopped> {
+    fn newtype_struct<T: Serialize + ?Sized>(self, value: &T) -> Result<String, ProbeError> {
         value.serialize(Probe(self))
     }
     fn newtype_variant<T: Serialize + ?Sized>(
@@ -112,7 +112,7 @@ impl Visit for TextProbe {
         _: &'static str,
         variant: &'static str,
         value: &T,
-    ) -> Result<String, Stopped> {
+    ) -> Result<String, ProbeError> {
         Ok(match value.serialize(Probe(TextProbe)) {
             Ok(text) => format!("{variant}: {text}"),
             Err(_) => variant.to_owned(),

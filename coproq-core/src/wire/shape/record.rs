@@ -134,18 +134,18 @@ impl<'a> Serializer for Recorder<'a> {
         value.serialize(self)
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Elements<'a>> {
-        Ok(Elements::start(self.out, tag::SEQ))
+        Ok(Elements::open(self.out, tag::SEQ))
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Elements<'a>> {
-        Ok(Elements::start(self.out, tag::MAP))
+        Ok(Elements::open(self.out, tag::MAP))
     }
     fn serialize_tuple(self, _: usize) -> Result<Fixed<'a>> {
         self.out.push(tag::TUPLE);
-        Ok(Fixed::start(self.out))
+        Ok(Fixed::open(self.out))
     }
     fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Fixed<'a>> {
         self.out.push(tag::TUPLE);
-        Ok(Fixed::start(self.out))
+        Ok(Fixed::open(self.out))
     }
     fn serialize_tuple_variant(
         self,
@@ -155,11 +155,11 @@ impl<'a> Serializer for Recorder<'a> {
         _: usize,
     ) -> Result<Fixed<'a>> {
         put_variant(self.out, index, name, variant::TUPLE);
-        Ok(Fixed::start(self.out))
+        Ok(Fixed::open(self.out))
     }
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Fixed<'a>> {
         self.out.push(tag::STRUCT);
-        Ok(Fixed::start(self.out))
+        Ok(Fixed::open(self.out))
     }
     fn serialize_struct_variant(
         self,
@@ -169,7 +169,7 @@ impl<'a> Serializer for Recorder<'a> {
         _: usize,
     ) -> Result<Fixed<'a>> {
         put_variant(self.out, index, name, variant::STRUCT);
-        Ok(Fixed::start(self.out))
+        Ok(Fixed::open(self.out))
     }
 }
 
@@ -182,7 +182,7 @@ pub(crate) struct Fixed<'a> {
 }
 
 impl<'a> Fixed<'a> {
-    fn start(out: &'a mut Vec<u8>) -> Self {
+    fn open(out: &'a mut Vec<u8>) -> Self {
         let count_at = out.len();
         put_u32(out, 0);
         Self {
@@ -200,7 +200,7 @@ impl<'a> Fixed<'a> {
         value.serialize(Recorder { out: self.out })
     }
 
-    fn finish(self) -> Result {
+    fn close(self) -> Result {
         let count = u32::try_from(self.count).map_err(|_| ser::Error::custom("too many fields"))?;
         self.out[self.count_at..self.count_at + 4].copy_from_slice(&count.to_le_bytes());
         Ok(())
@@ -221,7 +221,7 @@ macro_rules! members {
                 self.member(None $(.or(Some($key)))?, value)
             }
             fn end(self) -> Result {
-                self.finish()
+                self.close()
             }
         }
     )*};
@@ -249,7 +249,7 @@ pub(crate) struct Elements<'a> {
 }
 
 impl<'a> Elements<'a> {
-    fn start(out: &'a mut Vec<u8>, tag: u8) -> Self {
+    fn open(out: &'a mut Vec<u8>, tag: u8) -> Self {
         out.push(tag);
         let mode_at = out.len();
         out.push(mode::EMPTY);
@@ -298,7 +298,7 @@ impl<'a> Elements<'a> {
         self.count += 1;
     }
 
-    fn finish(self) -> Result {
+    fn close(self) -> Result {
         self.out[self.mode_at] = match (self.count, self.same) {
             (0, _) => mode::EMPTY,
             (_, true) => mode::SAME,
@@ -324,7 +324,7 @@ impl ser::SerializeSeq for Elements<'_> {
         Ok(())
     }
     fn end(self) -> Result {
-        self.finish()
+        self.close()
     }
 }
 
@@ -341,6 +341,6 @@ impl ser::SerializeMap for Elements<'_> {
         Ok(())
     }
     fn end(self) -> Result {
-        self.finish()
+        self.close()
     }
 }
