@@ -134,7 +134,7 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(method: &str, delivery: Delivery
     match outcome {
         Outcome::Value => body.decode().map_err(|reason| Error::Decode {
             method: method.to_owned(),
-            reason,
+            reason: reason.to_string(),
         }),
         Outcome::Error {
             kind,

@@ -57,7 +57,7 @@ pub(crate) fn entry_with<D: Serialize + DeserializeOwned>(
     entry: fn(&Coprocess, D),
 ) -> Result<Entry, String> {
     let mut bytes = Vec::new();
-    codec::encode_shaped(data, &mut bytes)?;
+    codec::encode_shaped(data, &mut bytes).map_err(|e| e.to_string())?;
     Ok(Entry {
         run: offset(run_with::<D> as Run as *const ()),
         function: offset(entry as *const ()),

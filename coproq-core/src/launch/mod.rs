@@ -156,6 +156,45 @@ pub(crate) fn spawn_worker(
         source,
     };
     let fds = sys::link_fds().map_err(spawn_error)?;
+    let (pid, stdio, entry) = start_process(launch, &fds, options).map_err(spawn_error)?;
+    let sys::LinkFds {
+        parent_read,
+        parent_write,
+        child_read,
+        child_write,
+    } = fds;
+    // The child holds its ends now: ours must go, or we would never see its end of stream.
+    drop((child_read, child_write));
+
+    let process = Arc::new(WorkerProcess::new(pid, stdio));
+    let on_eof: EofHook = {
+        let process = Arc::clone(&process);
+        Box::new(move || process.wait_timeout(EXIT_STATUS_WAIT))
+    };
+    let connect = Connect {
+        options: options.link,
+        entry,
+        peer_hello_max: WORKER_HELLO_MAX,
+        timeout: options.startup_timeout,
+    };
+    let (input, output) = (Box::new(parent_read), Box::new(parent_write));
+    match Link::connect(input, output, connect, handlers, Some(on_eof)) {
+        Ok((link, _hello)) => Ok((link, process)),
+        Err(e) => {
+            // Whatever the worker is doing, it is not a working worker: stop it.
+            let status = process.try_status().or_else(|| process.kill());
+            Err(handshake_failed(e, status, spawn_error, &program))
+        }
+    }
+}
+
+/// Starts the worker's process with the marker that tells it its link; returns its pid,
+/// its piped stdio, and (for a fork) the entry that the parent's `Hello` carries.
+fn start_process(
+    launch: Launch,
+    fds: &sys::LinkFds,
+    options: &Options,
+) -> io::Result<(u32, sys::ChildStdio, Option<Entry>)> {
     let marker = {
         use std::os::fd::AsRawFd;
         Marker {
@@ -171,66 +210,37 @@ pub(crate) fn spawn_worker(
         .to_string()
     };
     let group = options.process_group;
-    let (pid, stdio, entry) = match launch {
-        Launch::Fork(entry) => (
-            sys::spawn_self((MARKER, &marker), &fds, group),
-            sys::ChildStdio::default(),
-            Some(entry),
-        ),
+    match launch {
+        Launch::Fork(entry) => {
+            let pid = sys::spawn_self((MARKER, &marker), fds, group)?;
+            Ok((pid, sys::ChildStdio::default(), Some(entry)))
+        }
         Launch::Command(mut cmd) => {
             cmd.env(MARKER, &marker);
-            let (pid, stdio) = match sys::spawn_command(cmd, &fds, group) {
-                Ok((pid, stdio)) => (Ok(pid), stdio),
-                Err(e) => (Err(e), sys::ChildStdio::default()),
-            };
-            (pid, stdio, None)
+            let (pid, stdio) = sys::spawn_command(cmd, fds, group)?;
+            Ok((pid, stdio, None))
         }
-    };
-    let pid = pid.map_err(spawn_error)?;
-    let sys::LinkFds {
-        parent_read,
-        parent_write,
-        child_read,
-        child_write,
-    } = fds;
-    drop((child_read, child_write));
+    }
+}
 
-    let process = Arc::new(WorkerProcess::new(pid, stdio));
-    let on_eof: EofHook = {
-        let process = Arc::clone(&process);
-        Box::new(move || process.wait_timeout(EXIT_STATUS_WAIT))
-    };
-    let connect = Connect {
-        options: options.link,
-        entry,
-        peer_hello_max: WORKER_HELLO_MAX,
-        timeout: options.startup_timeout,
-    };
-    let connected = Link::connect(
-        Box::new(parent_read),
-        Box::new(parent_write),
-        connect,
-        handlers,
-        Some(on_eof),
-    );
-    match connected {
-        Ok((link, _hello)) => Ok((link, process)),
-        Err(e) => {
-            // Whatever the worker is doing, it is not a working worker: stop it.
-            let status = process.try_status().or_else(|| process.kill());
-            let status = status.map_or_else(String::new, |s| format!(" ({s})"));
-            let hint = "is it a coproq worker whose `main` calls `Coprocess::parent()`?";
-            Err(match e {
-                HandshakeError::Refused(reason) => Error::Protocol(reason),
-                HandshakeError::Silent(timeout) => spawn_error(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("`{program}` sent nothing within {timeout:?}: {hint}"),
-                )),
-                HandshakeError::Closed => spawn_error(io::Error::other(format!(
-                    "`{program}` exited before the handshake{status}: {hint}"
-                ))),
-            })
-        }
+/// The error of a worker whose handshake failed, saying what it is likely to be.
+fn handshake_failed(
+    e: HandshakeError,
+    status: Option<std::process::ExitStatus>,
+    spawn_error: impl Fn(io::Error) -> Error,
+    program: &str,
+) -> Error {
+    let status = status.map_or_else(String::new, |s| format!(" ({s})"));
+    let hint = "is it a coproq worker whose `main` calls `Coprocess::parent()`?";
+    match e {
+        HandshakeError::Refused(reason) => Error::Protocol(reason),
+        HandshakeError::Silent(timeout) => spawn_error(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("`{program}` sent nothing within {timeout:?}: {hint}"),
+        )),
+        HandshakeError::Closed => spawn_error(io::Error::other(format!(
+            "`{program}` exited before the handshake{status}: {hint}"
+        ))),
     }
 }
 

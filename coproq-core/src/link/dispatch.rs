@@ -167,6 +167,7 @@ pub(crate) fn wait_reply(
         Role::Caller
     };
     loop {
+        // 1. Done already, or (on the serving thread) work to run first.
         if let Some(delivery) = slot.take_reply() {
             return Ok(delivery);
         }
@@ -181,6 +182,7 @@ pub(crate) fn wait_reply(
                 .take_reply()
                 .unwrap_or(Err(Error::Disconnected { status: None })));
         }
+        // 2. The token is free: read for ourselves.
         if link.try_take_token(role) {
             match read_for(link, role, id, slot, deadline) {
                 Read::Done(delivery) => return Ok(delivery),
@@ -188,6 +190,8 @@ pub(crate) fn wait_reply(
                 Read::Again => continue,
             }
         }
+        // 3. Someone else reads: queue for the token and sleep until the reply lands,
+        //    the token is handed to us, or (serving) work arrives.
         if !link.queue_for_token(slot) {
             continue; // the token came free meanwhile
         }
@@ -200,6 +204,7 @@ pub(crate) fn wait_reply(
         if serving {
             link.set_dispatcher(None);
         }
+        // 4. Handed the token: read.
         let promoted = wake == Wake::Promoted || link.leave_queue(slot);
         if promoted {
             slot.take_promotion();

@@ -483,7 +483,7 @@ fn handshake(
     }
     let mut buf = Vec::new();
     match frame::read_frame(input, max, &mut buf) {
-        Ok(true) => message::decode_hello(&buf).map_err(HandshakeError::Refused),
+        Ok(true) => message::decode_hello(&buf).map_err(|e| HandshakeError::Refused(e.to_string())),
         Ok(false) => Err(HandshakeError::Closed),
         Err(frame::FrameError::TooLarge { len, .. }) => Err(HandshakeError::Refused(format!(
             "the peer is not a coproq endpoint (its first frame claims {len} bytes)"
@@ -494,7 +494,7 @@ fn handshake(
 
 fn encode_error(name: &str, e: EncodeError) -> Error {
     let reason = match e {
-        EncodeError::Value(reason) => reason,
+        EncodeError::Value(reason) => reason.to_string(),
         EncodeError::TooLarge(e) => format!("{e} (the peer's maximum frame size)"),
     };
     Error::Encode {

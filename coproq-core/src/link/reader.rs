@@ -17,7 +17,7 @@ use super::writer::{Flush, Shutdown};
 use super::{INBOX_CAPACITY, Link, Stream};
 use crate::error::Error;
 use crate::wire::frame::{self, FrameError};
-use crate::wire::{Message, message};
+use crate::wire::{Message, WireError, message};
 
 /// Who is reading, which decides when to stop and what to do with calls and events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,8 +159,8 @@ impl Link {
                     self.end_of_stream(bye);
                     return Stop::Ended;
                 }
-                Err(FrameError::Io(e)) => Err(format!("read failed: {e}")),
-                Err(e) => Err(e.to_string()),
+                Err(FrameError::Io(e)) => Err(WireError::Malformed(format!("read failed: {e}"))),
+                Err(e) => Err(WireError::Malformed(e.to_string())),
             };
             // Routed where it belongs.
             match message {
@@ -172,7 +172,7 @@ impl Link {
                 Err(reason) => {
                     *guard = None;
                     drop(guard);
-                    self.broken(&reason);
+                    self.broken(&reason.to_string());
                     return Stop::Ended;
                 }
             }

@@ -53,7 +53,7 @@ impl Responder {
             if let Err(e) = encode(buf, id, max) {
                 buf.truncate(start);
                 let reason = match e {
-                    message::EncodeError::Value(reason) => reason,
+                    message::EncodeError::Value(reason) => reason.to_string(),
                     message::EncodeError::TooLarge(e) => e.to_string(),
                 };
                 message::encode_failure(

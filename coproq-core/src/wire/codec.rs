@@ -11,6 +11,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::{Deserialize, DeserializeSeed, Deserializer};
 
+use super::WireError;
 use super::shape::{Checked, Cursor};
 
 /// The most bytes one decode may claim for the owned strings and byte buffers inside a
@@ -39,7 +40,7 @@ const CONFIG: Config<LARGE> = config::<LARGE>();
 pub(crate) fn encode_shaped<T: Serialize + ?Sized>(
     value: &T,
     buf: &mut Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), WireError> {
     if let Some(bytes) = super::byte_vec::as_bytes(value) {
         // One copy as a byte string instead of a walk of its elements (same layout).
         return encode_shaped(&crate::bytes::Bytes(bytes), buf);
@@ -49,13 +50,15 @@ pub(crate) fn encode_shaped<T: Serialize + ?Sized>(
 }
 
 /// Decodes what [`encode_shaped`] wrote.
-pub(crate) fn decode_shaped<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+pub(crate) fn decode_shaped<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
     let (len, rest) = bytes
         .split_first_chunk::<8>()
-        .ok_or("the value's shape is missing")?;
+        .ok_or_else(|| WireError::Malformed("the value's shape is missing".into()))?;
     let len = usize::try_from(u64::from_le_bytes(*len)).unwrap_or(usize::MAX);
     if len > rest.len() {
-        return Err("the value's shape is cut short".into());
+        return Err(WireError::Malformed(
+            "the value's shape is cut short".into(),
+        ));
     }
     let (shape, value) = rest.split_at(len);
     decode_checked(shape, value)
@@ -64,8 +67,8 @@ pub(crate) fn decode_shaped<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Res
 /// Appends a shape written by `record`, preceded by its `u64` length.
 pub(crate) fn put_shape(
     buf: &mut Vec<u8>,
-    record: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
-) -> Result<(), String> {
+    record: impl FnOnce(&mut Vec<u8>) -> Result<(), WireError>,
+) -> Result<(), WireError> {
     let len_at = buf.len();
     buf.extend_from_slice(&[0; 8]);
     record(buf)?;
@@ -78,17 +81,20 @@ pub(crate) fn put_shape(
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     buf: &mut Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), WireError> {
     bincode::serde::encode_into_std_write(value, buf, CONFIG)
         .map(drop)
-        .map_err(|e| e.to_string())
+        .map_err(|e| match e {
+            bincode::error::EncodeError::OtherString(reason) => WireError::Unserializable(reason),
+            e => WireError::Unserializable(format!("{e:?}")),
+        })
 }
 
 /// Decodes a `T` from the start of `bytes`, returning it and the bytes it used.
 pub(crate) fn decode_prefix<'de, T: Deserialize<'de>>(
     bytes: &'de [u8],
-) -> Result<(T, usize), String> {
-    decode_with(bytes, PhantomData).map_err(|e| readable(&e))
+) -> Result<(T, usize), WireError> {
+    decode_with(bytes, PhantomData).map_err(|e| WireError::Malformed(readable(&e)))
 }
 
 /// Decodes a `T` that must use all of `bytes`, checking it against the sender's `shape`
@@ -96,7 +102,7 @@ pub(crate) fn decode_prefix<'de, T: Deserialize<'de>>(
 pub(crate) fn decode_checked<'de, T: Deserialize<'de>>(
     shape: &[u8],
     bytes: &'de [u8],
-) -> Result<T, String> {
+) -> Result<T, WireError> {
     let cursor = Cursor::new(shape);
     let decoded = decode_with(
         bytes,
@@ -105,19 +111,21 @@ pub(crate) fn decode_checked<'de, T: Deserialize<'de>>(
             value: PhantomData,
         },
     );
-    let failure = |message: String| match cursor.failure_path() {
-        Some(path) => format!("{path}: {message}"),
-        None => message,
+    let failure = |message: String| {
+        WireError::Mismatch(match cursor.failure_path() {
+            Some(path) => format!("{path}: {message}"),
+            None => message,
+        })
     };
     let (value, used) = decoded.map_err(|e| failure(readable(&e)))?;
     if !cursor.finished() {
         return Err(failure("the value is shorter than its shape".into()));
     }
     if used != bytes.len() {
-        return Err(format!(
+        return Err(WireError::Malformed(format!(
             "{} trailing bytes after the value",
             bytes.len() - used
-        ));
+        )));
     }
     Ok(value)
 }
@@ -169,15 +177,15 @@ impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for CheckedSeed<'_, '_, T> {
 
 /// Decodes a `T` that must use all of `bytes`: trailing bytes mean the sender's type was
 /// not `T`.
-pub(crate) fn decode_exact<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, String> {
+pub(crate) fn decode_exact<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, WireError> {
     let (value, used) = decode_prefix(bytes)?;
     if used == bytes.len() {
         Ok(value)
     } else {
-        Err(format!(
+        Err(WireError::Malformed(format!(
             "{} trailing bytes after the value",
             bytes.len() - used
-        ))
+        )))
     }
 }
 
@@ -205,7 +213,7 @@ mod tests {
     fn trailing_bytes_are_an_error() {
         let bytes = encode(&7u64);
         let err = decode_exact::<u32>(&bytes).unwrap_err();
-        assert!(err.contains("trailing"), "{err}");
+        assert!(err.to_string().contains("trailing"), "{err}");
     }
 
     #[test]
@@ -234,9 +242,9 @@ mod tests {
         bytes.extend_from_slice(&(1u64 << 30).to_le_bytes());
         bytes.extend_from_slice(b"abc");
         let err = decode_exact::<(u32, String)>(&bytes).unwrap_err();
-        assert!(err.contains("exceeds the bytes sent"), "{err}");
+        assert!(err.to_string().contains("exceeds the bytes sent"), "{err}");
         let err = decode_exact::<(u32, crate::bytes::ByteBuf)>(&bytes).unwrap_err();
-        assert!(err.contains("exceeds the bytes sent"), "{err}");
+        assert!(err.to_string().contains("exceeds the bytes sent"), "{err}");
     }
 
     #[test]

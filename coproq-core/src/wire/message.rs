@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::frame;
 use super::header::{self, Header, Outcome, OutcomeKind};
 use super::shape::{self, BYTES_SHAPE};
-use super::{codec, returned};
+use super::{WireError, codec, returned};
 
 /// Marks a coproq link; the first bytes of the first frame each side sends.
 pub(crate) const MAGIC: [u8; 8] = *b"\0coproq\0";
@@ -73,12 +73,13 @@ impl Body {
     /// Decodes the value, checked against its shape at every depth: a large byte string
     /// is handed over in the frame's own buffer (see `direct`), anything else is decoded
     /// from the bytes.
-    pub(crate) fn decode<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, String> {
+    pub(crate) fn decode<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, WireError> {
         if super::byte_vec::is_byte_vec::<T>() && shape::is_byte_string(self.shape()) {
             // A `Vec<u8>` asks for a sequence, element by element: take the byte string
             // whole instead (in the frame's own buffer where it is large).
             let bytes = self.decode::<crate::bytes::ByteBuf>()?.into_vec();
-            return super::byte_vec::into_byte_vec(bytes).ok_or_else(|| "not bytes".into());
+            return super::byte_vec::into_byte_vec(bytes)
+                .ok_or_else(|| WireError::Mismatch("not bytes".into()));
         }
         let bytes_only = shape::is_byte_string(self.shape());
         match &mut self.frame {
@@ -170,7 +171,7 @@ pub(crate) enum Message {
 #[derive(Debug)]
 pub(crate) enum EncodeError {
     /// The user's value failed to serialize.
-    Value(String),
+    Value(WireError),
     /// The frame exceeds the peer's limit.
     TooLarge(frame::FrameError),
 }
@@ -204,20 +205,22 @@ pub(crate) fn encode_hello(buf: &mut Vec<u8>, hello: &Hello) {
 }
 
 /// Reads a `Hello` payload, with errors that say what the peer is.
-pub(crate) fn decode_hello(payload: &[u8]) -> Result<Hello, String> {
+pub(crate) fn decode_hello(payload: &[u8]) -> Result<Hello, WireError> {
     let Some(rest) = payload.strip_prefix(&MAGIC) else {
-        return Err("the peer is not a coproq endpoint (bad magic in its first frame)".into());
+        return Err(WireError::Malformed(
+            "the peer is not a coproq endpoint (bad magic in its first frame)".into(),
+        ));
     };
     let Some((version, body)) = rest.split_first_chunk::<4>() else {
-        return Err("the peer's hello is truncated".into());
+        return Err(WireError::Malformed("the peer's hello is truncated".into()));
     };
     let version = u32::from_le_bytes(*version);
     if version != PROTOCOL_VERSION {
-        return Err(format!(
+        return Err(WireError::Malformed(format!(
             "protocol version mismatch: the peer speaks version {version}, this side speaks {PROTOCOL_VERSION}"
-        ));
+        )));
     }
-    codec::decode_exact(body).map_err(|e| format!("malformed hello: {e}"))
+    codec::decode_exact(body).map_err(|e| WireError::Malformed(format!("malformed hello: {e}")))
 }
 
 /// Builds the frame of a call of `name` with `args`.
@@ -370,7 +373,7 @@ fn reply_frame(
     id: u64,
     outcome: Outcome,
     max: u32,
-    body: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+    body: impl FnOnce(&mut Vec<u8>) -> Result<(), WireError>,
 ) -> Result<(), EncodeError> {
     let header = Header::Reply {
         id,
@@ -414,7 +417,7 @@ pub(crate) fn byte_string_at(prefix: &[u8], len: usize) -> Option<usize> {
 
 /// Decodes a payload (other than the first) into a message.
 #[cfg(test)]
-pub(crate) fn decode(payload: Vec<u8>) -> Result<Message, String> {
+pub(crate) fn decode(payload: Vec<u8>) -> Result<Message, WireError> {
     decode_pooled(payload.into(), None)
 }
 
@@ -423,9 +426,10 @@ pub(crate) fn decode(payload: Vec<u8>) -> Result<Message, String> {
 pub(crate) fn decode_pooled(
     payload: frame::FrameBuf,
     pool: Option<&std::sync::Arc<frame::Pool>>,
-) -> Result<Message, String> {
+) -> Result<Message, WireError> {
     let bytes = payload.as_slice();
-    let (head, start) = header::decode(bytes).map_err(|e| format!("malformed message: {e}"))?;
+    let (head, start) = header::decode(bytes)
+        .map_err(|e| WireError::Malformed(format!("malformed message: {e}")))?;
     let no_body = start == bytes.len();
     // Where a borrowed name or shape lies in the payload.
     let origin = bytes.as_ptr() as usize;
@@ -456,7 +460,9 @@ pub(crate) fn decode_pooled(
         Header::Reply { id, outcome, .. } => {
             let valued = matches!(outcome, Outcome::Value | Outcome::Error { typed: true, .. });
             if !valued && !no_body {
-                return Err("trailing bytes after an error reply".into());
+                return Err(WireError::Malformed(
+                    "trailing bytes after an error reply".into(),
+                ));
             }
             Message::Reply {
                 id,
@@ -465,7 +471,7 @@ pub(crate) fn decode_pooled(
             }
         }
         Header::Bye if no_body => Message::Bye,
-        Header::Bye => return Err("trailing bytes after bye".into()),
+        Header::Bye => return Err(WireError::Malformed("trailing bytes after bye".into())),
     };
     Ok(message)
 }
@@ -495,10 +501,11 @@ mod tests {
         let mut wrong = payload(&buf);
         wrong[8..12].copy_from_slice(&99u32.to_le_bytes());
         let err = decode_hello(&wrong).unwrap_err();
-        assert!(err.contains("version mismatch"), "{err}");
+        assert!(err.to_string().contains("version mismatch"), "{err}");
         assert!(
             decode_hello(b"garbage garbage")
                 .unwrap_err()
+                .to_string()
                 .contains("not a coproq endpoint")
         );
     }

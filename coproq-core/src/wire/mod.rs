@@ -8,6 +8,7 @@
 //!   receiver at every depth, so that a `String` sent to a `u32` handler is an error
 //!   instead of a number.
 //! - [`returned`]: what a handler's return value means (a `Result` is the error channel).
+//! - [`error`]: `WireError`, how the wire fails.
 //! - [`direct`]: large byte strings written from the sender's memory and received in
 //!   place.
 //! - [`byte_vec`]: `Vec<u8>` and `&[u8]` recognised among generic values, to travel as
@@ -18,6 +19,7 @@
 pub(crate) mod byte_vec;
 pub(crate) mod codec;
 pub(crate) mod direct;
+mod error;
 pub(crate) mod frame;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzz;
@@ -28,6 +30,7 @@ mod returned;
 pub(crate) mod shape;
 
 pub(crate) use codec::decode_checked;
+pub(crate) use error::WireError;
 
 pub(crate) use header::{Outcome, OutcomeKind};
 pub(crate) use message::{Body, Entry, Hello, Message};

@@ -10,8 +10,8 @@ use std::fmt::Display;
 
 use serde::Serialize;
 
-use super::codec;
 use super::probe::{Probe, ProbeError, Visit};
+use super::{WireError, codec};
 
 /// What a returned value is.
 pub(crate) enum Class {
@@ -32,12 +32,12 @@ pub(crate) fn classify<T: Serialize + ?Sized>(value: &T) -> Class {
 pub(crate) fn encode_inner<T: Serialize + ?Sized>(
     value: &T,
     buf: &mut Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), WireError> {
     value
         .serialize(Probe(InnerEncoder { buf }))
         .map_err(|e| match e {
-            ProbeError::NotMatched => "not a `Result`".into(),
-            e => e.to_string(),
+            ProbeError::NotMatched => WireError::Unserializable("not a `Result`".into()),
+            e => WireError::Unserializable(e.to_string()),
         })
 }
 
@@ -88,7 +88,7 @@ impl Visit for InnerEncoder<'_> {
         _: &'static str,
         value: &T,
     ) -> Result<(), ProbeError> {
-        codec::encode_shaped(value, self.buf).map_err(ProbeError::Failed)
+        codec::encode_shaped(value, self.buf).map_err(|e| ProbeError::Failed(e.to_string()))
     }
 }
 

@@ -12,13 +12,16 @@ use serde::Serialize;
 use serde::ser::{self, Serializer};
 
 use super::{mode, name_bytes, tag, variant};
+use crate::wire::WireError;
 
 /// Appends the shape of `value` to `out`.
 pub(crate) fn record<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
-) -> std::result::Result<(), String> {
-    value.serialize(Recorder { out }).map_err(|e| e.0)
+) -> std::result::Result<(), WireError> {
+    value
+        .serialize(Recorder { out })
+        .map_err(|e| WireError::Unserializable(e.0))
 }
 
 /// A value that cannot be serialized (its `Serialize` impl failed).

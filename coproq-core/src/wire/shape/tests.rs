@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::record;
-use crate::wire::codec;
+use crate::wire::{WireError, codec};
 
 /// Encodes `value` with its shape and decodes it as `T`.
 fn send<S: Serialize + ?Sized, T: DeserializeOwned>(value: &S) -> Result<T, String> {
@@ -13,7 +13,10 @@ fn send<S: Serialize + ?Sized, T: DeserializeOwned>(value: &S) -> Result<T, Stri
     record(value, &mut shape).unwrap();
     let mut bytes = Vec::new();
     codec::encode_into(value, &mut bytes).unwrap();
-    codec::decode_checked(&shape, &bytes)
+    codec::decode_checked(&shape, &bytes).map_err(|e| {
+        assert!(matches!(e, WireError::Mismatch(_)), "{e:?}");
+        e.to_string()
+    })
 }
 
 fn shape_of<S: Serialize + ?Sized>(value: &S) -> Vec<u8> {
