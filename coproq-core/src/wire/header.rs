@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::WireError;
+
 /// How a call ended, as the reply's header states it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Outcome {
@@ -187,7 +189,12 @@ impl<'a> Cursor<'a> {
 }
 
 /// Decodes the header at the start of `payload`; returns it and where the body starts.
-pub(crate) fn decode(payload: &[u8]) -> Result<(Header<'_>, usize), String> {
+pub(crate) fn decode(payload: &[u8]) -> Result<(Header<'_>, usize), WireError> {
+    decode_fields(payload).map_err(WireError::Malformed)
+}
+
+/// [`decode`], with the reason of a failure as text.
+fn decode_fields(payload: &[u8]) -> Result<(Header<'_>, usize), String> {
     let mut cur = Cursor {
         bytes: payload,
         at: 0,
