@@ -112,6 +112,9 @@ macro_rules! before_main {
             $hook();
         }
 
+        // SAFETY: these sections hold pointers to functions the loader calls before
+        // `main`, with no arguments; `start_hook` is exactly such a function, and it is
+        // the only thing placed there.
         #[used]
         #[cfg_attr(
             any(target_os = "linux", target_os = "android", target_os = "freebsd"),
