@@ -93,6 +93,23 @@ impl Elements {
         }
     }
 
+    /// Reads the next element (or entry's key) with `read`, which is told whether the
+    /// shape describes one more (if not, the data must have ended too); a failure gets
+    /// the element's `step` on its path.
+    fn next_in<T, E: de::Error>(
+        &mut self,
+        cursor: &Cursor<'_>,
+        step: fn(usize) -> Step,
+        read: impl FnOnce(bool) -> Result<Option<T>, E>,
+    ) -> Result<Option<T>, E> {
+        let index = self.next;
+        let described = self.advance(cursor);
+        if described {
+            self.next += 1;
+        }
+        cursor.within(step(index), || cursor.noted(read(described)))
+    }
+
     /// Positions the cursor for the next element; false if the shape has no more.
     #[inline]
     fn advance(&mut self, cursor: &Cursor<'_>) -> bool {
@@ -216,23 +233,18 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Wrap<'_, '_, A, Elements> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, A::Error> {
-        let cursor = self.cursor;
-        let index = self.state.next;
-        if !self.state.advance(cursor) {
-            return cursor
-                .within(Step::Element(index), || {
-                    cursor.noted(self.visitor.next_element_seed(Surplus))
+        let (cursor, fixed) = (self.cursor, self.state.fixed);
+        let visitor = &mut self.visitor;
+        self.state.next_in(cursor, Step::Element, |described| {
+            if described {
+                visitor.next_element_seed(Seed {
+                    inner: seed,
+                    cursor,
+                    fixed,
                 })
-                .map(|_| None);
-        }
-        self.state.next += 1;
-        let fixed = self.state.fixed;
-        cursor.within(Step::Element(index), || {
-            self.visitor.next_element_seed(Seed {
-                inner: seed,
-                cursor,
-                fixed,
-            })
+            } else {
+                visitor.next_element_seed(Surplus).map(|_| None)
+            }
         })
     }
     fn size_hint(&self) -> Option<usize> {
@@ -247,21 +259,17 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Wrap<'_, '_, A, Elements> {
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
         let cursor = self.cursor;
-        let index = self.state.next;
-        if !self.state.advance(cursor) {
-            return cursor
-                .within(Step::Key(index), || {
-                    cursor.noted(self.visitor.next_key_seed(Surplus))
+        let visitor = &mut self.visitor;
+        self.state.next_in(cursor, Step::Key, |described| {
+            if described {
+                visitor.next_key_seed(Seed {
+                    inner: seed,
+                    cursor,
+                    fixed: None,
                 })
-                .map(|_| None);
-        }
-        self.state.next += 1;
-        cursor.within(Step::Key(index), || {
-            self.visitor.next_key_seed(Seed {
-                inner: seed,
-                cursor,
-                fixed: None,
-            })
+            } else {
+                visitor.next_key_seed(Surplus).map(|_| None)
+            }
         })
     }
     fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
