@@ -2,11 +2,13 @@
 //! link, call routing, handlers and errors. Use it through the `coproq` crate, which
 //! re-exports everything public here together with `#[coproq::service]`.
 //!
-//! Layout: `coprocess` (the public handle), `builder` (starting workers), `pending` (calls in flight),
-//! `handler` (handler table, typed adapters, `Reply`), `error`; `wire` is the only module
-//! that knows bincode and the frame layout, `link` runs one connection (read token,
-//! writer, call table, dispatch), and `launch` is the only module that knows processes
-//! and file descriptors.
+//! Layout, each layer using only those above it in this list: `wire` (frames, messages,
+//! the one bincode configuration, value shapes) and `bytes`; `error`; `sys` (the
+//! platform's system calls); `link` (one connection: read token, writer, call and
+//! handler tables, dispatch); `handler` (typed adapters, `Reply`), `pending` (calls in
+//! flight), `process` (the parent's hold on a worker), `options`; `coprocess` (the
+//! handle); `service` (support for generated code); `launch` (starting workers, the
+//! worker side of a fork); `builder` (`Builder`, `fork`, `fork_with`).
 
 #![deny(missing_docs)]
 
