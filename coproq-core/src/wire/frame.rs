@@ -147,6 +147,7 @@ impl From<Vec<u8>> for FrameBuf {
 
 /// Takes the next frame out of the read buffer if it is whole and small; consumes
 /// nothing otherwise.
+#[inline]
 pub(crate) fn take_small_frame(reader: &mut impl BufRead, max: u32) -> Option<FrameBuf> {
     // `fill_buf` reads only when the buffer is empty, and then a reader wants to block.
     let buffered = reader.fill_buf().ok().filter(|b| !b.is_empty())?;
@@ -242,6 +243,7 @@ pub(crate) fn read_frame_split(
 /// (inline, no allocation), a larger one into a buffer from `pool` sized by its length
 /// prefix, and a large one that `tail_at` says ends in one byte string split, the bytes
 /// landing in a buffer of their own. `None` at a clean end of stream between frames.
+#[inline]
 pub(crate) fn next_frame(
     reader: &mut impl BufRead,
     max: u32,
