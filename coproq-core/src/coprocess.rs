@@ -22,7 +22,7 @@ use crate::wire::OutcomeKind;
 /// One end of a link between two processes.
 ///
 /// On the parent, it is the worker's handle: made by [`fork`](crate::fork),
-/// [`Coprocess::spawn`] or a [`Builder`]. In the worker, it is the link to the parent:
+/// [`Coprocess::spawn`] or a [`Builder`](crate::Builder). In the worker, it is the link to the parent:
 /// the `&Coprocess` a fork entry receives, or [`Coprocess::parent`].
 ///
 /// Both ends are alike: either may [`call`](Self::call) the other and
@@ -349,7 +349,7 @@ impl Coprocess {
     }
 
     /// Closes the link: tells the peer goodbye, waits up to the grace period
-    /// ([`Builder::close_grace`]) for the worker to exit, kills it if it has not, and
+    /// ([`Builder::close_grace`](crate::Builder::close_grace)) for the worker to exit, kills it if it has not, and
     /// reaps it. Returns the worker's exit status where known.
     ///
     /// Calls still in flight fail with `Disconnected` unless answered first; later calls
