@@ -40,6 +40,9 @@ use crate::pending;
 ///   its stack dies of SIGSEGV, and its callers see `Disconnected` with that signal.
 /// - The entry must be a function of the executable itself, not of a shared library
 ///   (`dlopen`ed plugin) that may load at another place in the worker.
+/// - The worker is this executable started again: on Linux through `/proc/self/exe`,
+///   the very file this process runs; elsewhere by its path, so do not replace the
+///   executable (a rebuild) while a parent that forks workers runs.
 ///
 /// # Examples
 ///

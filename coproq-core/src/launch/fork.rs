@@ -104,9 +104,14 @@ pub(crate) fn run_worker(read: i32, write: i32, max_frame: u32) -> ! {
     let Some(entry) = hello.entry else {
         super::worker_exit_with("the parent sent no entry function");
     };
-    // SAFETY: this process is an exec of the parent's own executable (see `self_exe`), and
-    // the parent computed `entry.run` from a real `Run` function of it (`plain_entry`,
-    // `entry_with`), which is therefore at this address here.
+    // SAFETY: this process is an exec of the parent's own executable, and the parent
+    // computed `entry.run` from a real `Run` function of it (`plain_entry`, `entry_with`),
+    // which is therefore at this offset from `anchor` here. On Linux the exec goes through
+    // `/proc/self/exe`, the very file the parent runs even if it was replaced since; on
+    // other Unixes it goes by path, so replacing the executable while a parent runs (a
+    // rebuild) can start a different one: `fork`'s docs say so. Functions of shared
+    // libraries are not supported (their offsets differ between processes), as the docs
+    // say too.
     let run = unsafe { std::mem::transmute::<usize, Run>(address(entry.run)) };
     let function = address(entry.function);
     let failure = match catch_unwind(AssertUnwindSafe(|| run(&coproc, function, &entry.data.0))) {
