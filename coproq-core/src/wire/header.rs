@@ -39,6 +39,17 @@ pub(crate) enum OutcomeKind {
     Unanswered,
 }
 
+impl Outcome {
+    /// A handler's `Err(e)`: `text` is its message, and the body carries `e`.
+    pub(crate) fn typed_failure(text: String) -> Self {
+        Self::Error {
+            kind: OutcomeKind::Failed,
+            message: text,
+            typed: true,
+        }
+    }
+}
+
 /// What precedes a message's body.
 #[derive(Debug, PartialEq, Eq)]
 #[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]

@@ -318,18 +318,7 @@ pub(crate) fn encode_reply<T: Serialize + ?Sized>(
     value: &T,
     max: u32,
 ) -> Result<(), EncodeError> {
-    encode_reply_as(buf, id, value, returned::classify(value), max)
-}
-
-/// Builds the frame of a reply carrying `value`, as `class` says to send it.
-fn encode_reply_as<T: Serialize + ?Sized>(
-    buf: &mut Vec<u8>,
-    id: u64,
-    value: &T,
-    class: returned::Class,
-    max: u32,
-) -> Result<(), EncodeError> {
-    match class {
+    match returned::classify(value) {
         returned::Class::Plain => reply_frame(buf, id, Outcome::Value, max, |buf| {
             codec::encode_shaped(value, buf)
         }),
@@ -337,12 +326,7 @@ fn encode_reply_as<T: Serialize + ?Sized>(
             returned::encode_inner(value, buf)
         }),
         returned::Class::Err { text } => {
-            let failed = Outcome::Error {
-                kind: OutcomeKind::Failed,
-                message: text,
-                typed: true,
-            };
-            reply_frame(buf, id, failed, max, |buf| {
+            reply_frame(buf, id, Outcome::typed_failure(text), max, |buf| {
                 returned::encode_inner(value, buf)
             })
         }
@@ -358,12 +342,9 @@ pub(crate) fn encode_error_reply<E: Serialize + ?Sized>(
     text: String,
     max: u32,
 ) -> Result<(), EncodeError> {
-    let failed = Outcome::Error {
-        kind: OutcomeKind::Failed,
-        message: text,
-        typed: true,
-    };
-    reply_frame(buf, id, failed, max, |buf| codec::encode_shaped(e, buf))
+    reply_frame(buf, id, Outcome::typed_failure(text), max, |buf| {
+        codec::encode_shaped(e, buf)
+    })
 }
 
 /// Builds a reply frame: the header with `outcome`, then the shaped value that `body`
