@@ -2,15 +2,17 @@
 #![deny(missing_docs)]
 
 pub use coproq_core::{
-    Builder, Coprocess, Error, Pending, Registry, RemoteError, RemoteErrorKind, Reply, Result,
-    Service, WeakCoprocess, fork, fork_with,
+    Builder, Coprocess, Error, Map, Peer, Pending, Pool, PoolBuilder, PoolReady, PoolStats, Ready,
+    Registry, RemoteError, RemoteErrorKind, Reply, Result, Service, WeakCoprocess, cancelled,
+    deadline, fork, fork_with,
 };
 
 /// Generates a typed client and server for a trait.
 ///
 /// For `trait Calc`, generates:
 ///
-/// - `CalcClient`: `CalcClient::new(&Coprocess)`, `Clone + Send + Sync`. One method per
+/// - `CalcClient`: `CalcClient::new(&coproc)` over a [`Coprocess`], or
+///   `CalcClient::new(&pool)` over a [`Pool`] (see [`Peer`]), `Clone + Send + Sync`. One method per
 ///   trait method with the same arguments, returning `coproq::Result<T>` (or
 ///   `coproq::Result<Result<T, E>>` for a method declared `-> Result<T, E>`, with `E`
 ///   decoded typed), and an `<name>_async` twin returning [`Pending`]. `#[event]` methods

@@ -2,7 +2,7 @@
 //! and `fork_with` shorthands.
 
 use std::fmt;
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use crate::link::calls::Slot;
 use crate::link::{ENTRY_ID, dispatch};
 use crate::options::Options;
 use crate::pending;
+use crate::process::WorkerProcess;
 
 /// Starts the current executable again as a worker that runs `entry` with its link to
 /// this process, and returns the worker's handle once `entry` has returned there.
@@ -163,7 +164,11 @@ impl Coprocess {
 pub struct Builder {
     handlers: Arc<Handlers>,
     options: Options,
+    on_exit: Option<OnExit>,
 }
+
+/// What [`Builder::on_exit`] runs.
+type OnExit = Box<dyn FnOnce(Option<ExitStatus>) + Send>;
 
 impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -183,9 +188,16 @@ impl Builder {
     /// A builder with no handlers and default options.
     #[must_use]
     pub fn new() -> Self {
+        Self::from_parts(Arc::default(), Options::default())
+    }
+
+    /// A builder over a handler table and options made elsewhere (a pool's, shared by
+    /// its workers).
+    pub(crate) fn from_parts(handlers: Arc<Handlers>, options: Options) -> Self {
         Self {
-            handlers: Arc::default(),
-            options: Options::default(),
+            handlers,
+            options,
+            on_exit: None,
         }
     }
 
@@ -270,6 +282,54 @@ impl Builder {
         self
     }
 
+    /// The default deadline of every call made through the handle (default: none). A
+    /// call still unanswered then fails with [`Error::Timeout`](crate::Error::Timeout),
+    /// and the worker is told: a call it has not started never runs, and a running
+    /// handler sees [`coproq::cancelled`](crate::cancelled). The handler also sees the
+    /// deadline ([`coproq::deadline`](crate::deadline)), and calls it makes back inherit
+    /// what remains of it. [`Pending::wait_timeout`](crate::Pending::wait_timeout) can
+    /// only shorten it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// let worker = coproq::Coprocess::builder()
+    ///     .call_timeout(Duration::from_secs(5))
+    ///     .fork(|parent| {
+    ///         parent.handle("slow", |()| std::thread::sleep(Duration::from_secs(60)));
+    ///     })?;
+    /// assert!(matches!(worker.call::<()>("slow", ()), Err(coproq::Error::Timeout { .. })));
+    /// # Ok::<(), coproq::Error>(())
+    /// ```
+    #[must_use]
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.options.call_timeout = Some(timeout);
+        self
+    }
+
+    /// Runs `f` once when the worker is gone, with its exit status (`None` where it could
+    /// not be learned), on a thread of its own: after a crash, a kill, an exit, or
+    /// [`close`](crate::Coprocess::close).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let worker = coproq::Coprocess::builder()
+    ///     .on_exit(move |status| tx.send(status).unwrap())
+    ///     .fork(|_| {})?;
+    /// worker.close();
+    /// let status = rx.recv().unwrap();
+    /// # Ok::<(), coproq::Error>(())
+    /// ```
+    #[must_use]
+    pub fn on_exit(mut self, f: impl FnOnce(Option<ExitStatus>) + Send + 'static) -> Self {
+        self.on_exit = Some(Box::new(f));
+        self
+    }
+
     /// Starts the current executable again as a worker running `entry`; see
     /// [`fork`](crate::fork).
     pub fn fork(self, entry: fn(&Coprocess)) -> Result<Coprocess> {
@@ -315,9 +375,13 @@ impl Builder {
         spawn::parent(&self.options, self.handlers)
     }
 
-    fn start_worker(self, launch: Launch) -> Result<Coprocess> {
+    pub(crate) fn start_worker(self, launch: Launch) -> Result<Coprocess> {
         let fork = matches!(launch, Launch::Fork(_));
         let (link, process) = launch::spawn_worker(launch, &self.options, self.handlers)?;
+        if let Some(on_exit) = self.on_exit {
+            let process = Arc::clone(&process);
+            link.set_on_end(Box::new(move || report_exit(process, on_exit)));
+        }
         // Registered before anyone reads, so that the report cannot arrive unexpected.
         let entry_report = if fork {
             Some(link.expect_entry_report()?)
@@ -345,6 +409,26 @@ impl Builder {
 /// Waits for a fork worker's report that its entry returned (the reply to call
 /// `ENTRY_ID`, read by this thread like any reply); fails with `Spawn`, the worker closed
 /// and reaped, if the entry panicked, the worker exited, or `timeout` passed.
+/// Runs `on_exit` with the worker's status once it has exited, on a thread of its own
+/// (the link may end before the process does, and whoever ended it must not wait).
+fn report_exit(process: Arc<WorkerProcess>, on_exit: OnExit) {
+    let task = Arc::new(std::sync::Mutex::new(Some((process, on_exit))));
+    let run = |task: &std::sync::Mutex<Option<(Arc<WorkerProcess>, OnExit)>>| {
+        let taken = task.lock().ok().and_then(|mut task| task.take());
+        if let Some((process, on_exit)) = taken {
+            on_exit(process.wait());
+        }
+    };
+    let theirs = Arc::clone(&task);
+    let spawned = std::thread::Builder::new()
+        .name("coproq-on-exit".into())
+        .spawn(move || run(&theirs));
+    if spawned.is_err() {
+        // No thread to be had: wait here rather than never report.
+        run(&task);
+    }
+}
+
 fn wait_for_entry(coproc: &Coprocess, slot: &Arc<Slot>, timeout: Duration) -> Result<()> {
     let link = coproc.link();
     let deadline = std::time::Instant::now() + timeout;
@@ -377,7 +461,7 @@ fn entry_failed(reason: String) -> crate::Error {
 }
 
 /// Starts a named helper thread of a link.
-fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> Result<()> {
+pub(crate) fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> Result<()> {
     std::thread::Builder::new()
         .name(name.into())
         .spawn(body)

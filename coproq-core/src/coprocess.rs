@@ -15,7 +15,7 @@ use crate::link::dispatch;
 use crate::link::{ENTRY_ID, Flush, Link};
 use crate::link::{METHODS_METHOD, Responder};
 use crate::options::Options;
-use crate::pending::{self, Pending};
+use crate::pending::{self, Deadline, Pending};
 use crate::process::WorkerProcess;
 use crate::wire::OutcomeKind;
 
@@ -158,7 +158,67 @@ impl Coprocess {
         decode: pending::ReplyDecoder<R>,
     ) -> Pending<R> {
         let link = &self.inner.link;
-        Pending::new(link, method, link.start_call(method, args, flush), decode)
+        let deadline = Deadline::for_new_call(self.inner.options.call_timeout);
+        let started = link.start_call(method, args, flush, deadline.map(|d| d.at));
+        Pending::new(link, method, started, deadline, decode)
+    }
+
+    /// Resolves when the link can take a call or event without blocking the sending
+    /// thread: await it before [`call_async`](Self::call_async) or [`emit`](Self::emit)
+    /// in async code, so that a peer slower than its caller suspends the task instead of
+    /// blocking the runtime's thread. It resolves at once on a closed link (the next call
+    /// then fails with [`Error::NotConnected`](crate::Error::NotConnected)).
+    ///
+    /// One `ready` makes room for frames of moderate size (up to about 100 KiB in all);
+    /// await it again before each call.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(worker: coproq::Coprocess) -> coproq::Result<()> {
+    /// let mut pending = Vec::new();
+    /// for n in 0..10_000u32 {
+    ///     worker.ready().await;
+    ///     pending.push(worker.call_async::<u32>("echo", n));
+    /// }
+    /// for p in pending {
+    ///     p.await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn ready(&self) -> Ready {
+        Ready {
+            link: Arc::clone(&self.inner.link),
+        }
+    }
+
+    /// Whether the peer is still there: the link has not ended and (on the parent end)
+    /// the worker process has not exited.
+    #[must_use]
+    pub fn is_alive(&self) -> bool {
+        if self.inner.link.is_ended() || self.inner.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        self.inner
+            .process
+            .as_ref()
+            .is_none_or(|p| p.try_status().is_none())
+    }
+
+    /// The worker's exit status, once it has exited and been reaped (`None` while it
+    /// runs, and on the worker's end of the link).
+    #[must_use]
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.inner.known_status()
+    }
+
+    /// Kills the worker now (SIGKILL), without the grace period of [`close`](Self::close):
+    /// its calls in flight fail with `Disconnected`. For a worker that holds a call past
+    /// its deadline.
+    pub(crate) fn kill(&self) {
+        if let Some(process) = &self.inner.process {
+            process.kill();
+        }
     }
 
     /// Sends the one-way event `name` with `args`. Blocks while the peer is far behind
@@ -388,6 +448,34 @@ impl Coprocess {
     }
 }
 
+/// A future that resolves when a link can take a call without blocking the sender:
+/// see [`Coprocess::ready`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct Ready {
+    link: Arc<Link>,
+}
+
+impl fmt::Debug for Ready {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ready").finish_non_exhaustive()
+    }
+}
+
+impl std::future::Future for Ready {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.link.poll_writable(cx.waker()) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+}
+
 impl WeakCoprocess {
     /// The handle, if the link is still open.
     #[must_use]
@@ -420,7 +508,9 @@ impl Inner {
             None
         };
         // Handlers may hold handles of this link: dropping them breaks such cycles.
-        self.link.handlers.clear();
+        if !self.options.shared_handlers {
+            self.link.handlers.clear();
+        }
         status
     }
 

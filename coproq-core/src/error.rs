@@ -53,14 +53,30 @@ pub enum Error {
     /// The peer has no handler of that name.
     #[error("{0}: method not found")]
     MethodNotFound(String),
-    /// [`Pending::wait_timeout`](crate::Pending::wait_timeout) expired first; a late
-    /// reply is dropped.
+    /// The call's deadline passed first: [`Pending::wait_timeout`](crate::Pending::wait_timeout)'s,
+    /// the link's or pool's `call_timeout`, or one inherited from the call being handled.
+    /// The peer is told (a call it has not started never runs), and a late reply is
+    /// dropped.
     #[error("{method}: no reply within {after:?}")]
     Timeout {
         /// The method called.
         method: String,
         /// The time waited.
         after: Duration,
+    },
+    /// The call was cancelled by [`Pending::cancel`](crate::Pending::cancel) before its
+    /// reply arrived.
+    #[error("{method}: cancelled")]
+    Cancelled {
+        /// The method called.
+        method: String,
+    },
+    /// The pool restarted its workers more often than its restart limit allows: it no
+    /// longer starts workers, and every queued and new call fails with this error.
+    #[error("pool broken: {reason}")]
+    PoolBroken {
+        /// The limit that was passed and the last worker's exit status.
+        reason: String,
     },
     /// The peer's handler failed: it returned `Err`, panicked, could not decode the
     /// arguments, or dropped its [`Reply`](crate::Reply) unanswered.

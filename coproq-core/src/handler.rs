@@ -254,6 +254,16 @@ impl<T> fmt::Debug for Reply<T> {
     }
 }
 
+impl<T> Reply<T> {
+    /// Whether the caller has cancelled this call (by [`Pending::cancel`](crate::Pending::cancel),
+    /// by dropping its `Pending`, or at its deadline): its answer would be discarded, so
+    /// work on it may stop. Callable from any thread.
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.responder.as_ref().is_some_and(Responder::is_cancelled)
+    }
+}
+
 impl<T: Serialize> Reply<T> {
     /// Answers with `value` (a `Result` is unwrapped as for [`Coprocess::handle`](crate::Coprocess::handle)).
     pub fn send(mut self, value: T) {

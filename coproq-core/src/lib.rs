@@ -14,6 +14,7 @@
 
 mod builder;
 mod bytes;
+mod context;
 mod coprocess;
 mod error;
 mod handler;
@@ -21,16 +22,20 @@ mod launch;
 mod link;
 mod options;
 mod pending;
+mod pool;
 mod process;
 mod service;
 mod sys;
 mod wire;
 
 pub use crate::builder::{Builder, fork, fork_with};
-pub use crate::coprocess::{Coprocess, WeakCoprocess};
+pub use crate::context::{cancelled, deadline};
+pub use crate::coprocess::{Coprocess, Ready, WeakCoprocess};
 pub use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
 pub use crate::handler::{Registry, Reply, Service};
 pub use crate::pending::Pending;
+pub use crate::pool::{Map, Pool, PoolBuilder, PoolReady, PoolStats};
+pub use crate::service::Peer;
 
 /// The decoder's fuzzing entry point (`fuzz/`, with the `fuzzing` feature). Not public
 /// API.
@@ -49,7 +54,7 @@ pub mod __private {
     pub use crate::bytes::{ByteBuf, Bytes};
     pub use crate::handler::{DisplayText, ErrorText, NoText};
     pub use crate::service::{
-        ServiceCheck, assert_wire_type, call, call_result, emit, fingerprint_method,
+        ServiceCheck, Target, assert_wire_type, call, call_result, emit, fingerprint_method,
     };
-    pub use crate::{Coprocess, Pending, Registry, Result, Service};
+    pub use crate::{Coprocess, Peer, Pending, Registry, Result, Service};
 }

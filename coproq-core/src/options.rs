@@ -13,6 +13,11 @@ pub(crate) struct Options {
     pub(crate) startup_timeout: Duration,
     /// Start the worker in a process group of its own.
     pub(crate) process_group: bool,
+    /// The default deadline of every call made through the handle.
+    pub(crate) call_timeout: Option<Duration>,
+    /// The handler table is shared with other links (a pool's workers): closing one
+    /// link leaves it alone.
+    pub(crate) shared_handlers: bool,
 }
 
 impl Default for Options {
@@ -25,6 +30,8 @@ impl Default for Options {
             close_grace: Duration::from_secs(2),
             startup_timeout: Duration::from_secs(30),
             process_group: false,
+            call_timeout: None,
+            shared_handlers: false,
         }
     }
 }

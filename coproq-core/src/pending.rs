@@ -9,24 +9,68 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use crate::context;
 use crate::error::{Error, RemoteError, RemoteErrorKind, Result, TypedPayload};
 use crate::link::Link;
 use crate::link::calls::{Delivery, RawReply, Slot};
-use crate::link::dispatch;
+use crate::link::dispatch::{self, TimedOut};
+use crate::pool::Ticket;
 use crate::wire::{Outcome, OutcomeKind};
 
-/// A call in flight, returned by [`Coprocess::call_async`](crate::Coprocess::call_async).
+/// A call in flight, returned by [`Coprocess::call_async`](crate::Coprocess::call_async)
+/// and [`Pool::call_async`](crate::Pool::call_async).
 ///
 /// Finish it with [`wait`](Pending::wait) or [`wait_timeout`](Pending::wait_timeout),
 /// or `.await` it: `Pending` is a [`Future`] that needs no particular async runtime.
-/// Dropping it stops waiting; the reply is then discarded when it arrives.
+/// [`cancel`](Pending::cancel) it, or drop it unfinished, and the peer is told: a call
+/// it has not started never runs, and a late reply is discarded.
+///
+/// A call has a deadline where its link or pool has a `call_timeout`, or where it was
+/// made inside a handler whose own call has one; `wait` returns [`Error::Timeout`] there.
+/// A future has no timer of its own: past the deadline, its next poll gives `Timeout`
+/// (a pool's supervisor wakes it then; on a single link, use your runtime's timeout).
 #[must_use = "a call's reply (or error) is only seen by waiting for it"]
 pub struct Pending<R> {
     /// The method, for error messages.
     method: Box<str>,
     state: Progress,
+    /// When the caller stops waiting, and how long that was from the start.
+    deadline: Option<Deadline>,
     /// Turns the reply into the caller's value (an `R`, or more for typed clients).
     decode: ReplyDecoder<R>,
+}
+
+/// When a call's caller stops waiting.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    pub(crate) at: Instant,
+    /// The time from the call's start to `at`, for [`Error::Timeout`].
+    pub(crate) after: Duration,
+}
+
+impl Deadline {
+    /// The earlier of a default timeout from now and a deadline inherited from the call
+    /// being handled on this thread.
+    pub(crate) fn for_new_call(timeout: Option<Duration>) -> Option<Self> {
+        let now = Instant::now();
+        let own = timeout.and_then(|t| now.checked_add(t));
+        let at = match (own, context::inherited_deadline()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(Self {
+            at,
+            after: at.saturating_duration_since(now),
+        })
+    }
+
+    /// The earlier of two deadlines.
+    fn min(a: Option<Self>, b: Option<Self>) -> Option<Self> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if a.at <= b.at { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// How a delivered reply becomes the caller's result.
@@ -38,7 +82,10 @@ enum Progress {
         id: u64,
         slot: Arc<Slot>,
     },
+    /// A pool's call, queued or sent to one of its workers.
+    Pooled(Ticket),
     Failed(Error),
+    Cancelled,
     Done,
 }
 
@@ -46,7 +93,9 @@ impl<R> fmt::Debug for Pending<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             Progress::InFlight { id, .. } => format!("in flight (id {id})"),
+            Progress::Pooled(_) => "in a pool".into(),
             Progress::Failed(e) => format!("failed: {e}"),
+            Progress::Cancelled => "cancelled".into(),
             Progress::Done => "done".into(),
         };
         f.debug_struct("Pending")
@@ -61,6 +110,7 @@ impl<R> Pending<R> {
         link: &Arc<Link>,
         method: &str,
         started: Result<(u64, Arc<Slot>)>,
+        deadline: Option<Deadline>,
         decode: ReplyDecoder<R>,
     ) -> Self {
         let state = match started {
@@ -74,6 +124,22 @@ impl<R> Pending<R> {
         Self {
             method: method.into(),
             state,
+            deadline,
+            decode,
+        }
+    }
+
+    /// A pool's call.
+    pub(crate) fn pooled(
+        method: &str,
+        ticket: Ticket,
+        deadline: Option<Deadline>,
+        decode: ReplyDecoder<R>,
+    ) -> Self {
+        Self {
+            method: method.into(),
+            state: Progress::Pooled(ticket),
+            deadline,
             decode,
         }
     }
@@ -83,11 +149,12 @@ impl<R> Pending<R> {
         Self {
             method: method.into(),
             state: Progress::Failed(error),
+            deadline: None,
             decode: |_, _| Err(Error::NotConnected),
         }
     }
 
-    /// Blocks until the reply arrives or the link ends.
+    /// Blocks until the reply arrives, the link ends, or the call's deadline passes.
     ///
     /// # Examples
     ///
@@ -99,31 +166,65 @@ impl<R> Pending<R> {
     /// # Ok(()) }
     /// ```
     pub fn wait(self) -> Result<R> {
-        self.wait_until(None)
+        let deadline = self.deadline;
+        self.wait_until(deadline)
     }
 
-    /// Blocks at most `timeout`; past it, returns [`Error::Timeout`] and drops the reply
-    /// when it comes.
+    /// Blocks at most `timeout` (or until the call's own deadline, if sooner); past it,
+    /// returns [`Error::Timeout`], tells the peer, and drops the reply when it comes.
     pub fn wait_timeout(self, timeout: Duration) -> Result<R> {
-        self.wait_until(Some((Instant::now() + timeout, timeout)))
+        let mine = Instant::now()
+            .checked_add(timeout)
+            .map(|at| Deadline { at, after: timeout });
+        let deadline = Deadline::min(self.deadline, mine);
+        self.wait_until(deadline)
     }
 
-    fn wait_until(mut self, deadline: Option<(Instant, Duration)>) -> Result<R> {
+    /// Cancels the call: the peer is told (a call it has not started never runs; a
+    /// running handler can see it with [`coproq::cancelled`](crate::cancelled)), a late
+    /// reply is discarded, and waiting now gives [`Error::Cancelled`]. A call queued in a
+    /// pool leaves the queue and is never sent. Does nothing to a finished call.
+    pub fn cancel(&mut self) {
+        match std::mem::replace(&mut self.state, Progress::Cancelled) {
+            Progress::InFlight { link, id, .. } => link.cancel_call(id),
+            Progress::Pooled(ticket) => ticket.cancel(),
+            finished @ (Progress::Failed(_) | Progress::Done) => self.state = finished,
+            Progress::Cancelled => {}
+        }
+    }
+
+    fn timeout(&self, deadline: Deadline) -> Error {
+        Error::Timeout {
+            method: self.method.to_string(),
+            after: deadline.after,
+        }
+    }
+
+    fn wait_until(mut self, deadline: Option<Deadline>) -> Result<R> {
         match std::mem::replace(&mut self.state, Progress::Done) {
             Progress::InFlight { link, id, slot } => {
                 // A pipelined call may still sit in the write buffer.
                 link.flush();
-                let Ok(delivery) = dispatch::wait_reply(&link, id, &slot, deadline.map(|d| d.0))
-                else {
-                    link.forget_call(id);
-                    let after = deadline.map_or(Duration::ZERO, |d| d.1);
-                    let method = self.method.to_string();
-                    return Err(Error::Timeout { method, after });
+                let at = deadline.map(|d| d.at);
+                let Ok(delivery) = dispatch::wait_reply(&link, id, &slot, at) else {
+                    link.cancel_call(id);
+                    return Err(self.timeout(deadline.expect("only a deadline times out")));
                 };
                 (self.decode)(&self.method, delivery)
             }
+            Progress::Pooled(ticket) => match ticket.wait(deadline.map(|d| d.at)) {
+                Ok(delivery) => (self.decode)(&self.method, delivery),
+                Err(TimedOut) => Err(self.timeout(deadline.expect("only a deadline times out"))),
+            },
             Progress::Failed(e) => Err(e),
+            Progress::Cancelled => Err(self.cancelled()),
             Progress::Done => Err(Error::NotConnected),
+        }
+    }
+
+    fn cancelled(&self) -> Error {
+        Error::Cancelled {
+            method: self.method.to_string(),
         }
     }
 }
@@ -161,8 +262,11 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(method: &str, delivery: Delivery
 
 impl<R> Drop for Pending<R> {
     fn drop(&mut self) {
-        if let Progress::InFlight { link, id, .. } = &self.state {
-            link.forget_call(*id);
+        // Unfinished: nobody will see the reply, so the peer need not compute it.
+        match std::mem::replace(&mut self.state, Progress::Done) {
+            Progress::InFlight { link, id, .. } => link.cancel_call(id),
+            Progress::Pooled(ticket) => ticket.cancel(),
+            Progress::Failed(_) | Progress::Cancelled | Progress::Done => {}
         }
     }
 }
@@ -172,20 +276,31 @@ impl<R> Future for Pending<R> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
         let this = self.get_mut();
-        let delivery = match &this.state {
-            Progress::InFlight { slot, .. } => match slot.reply_or_register(cx.waker()) {
-                Some(delivery) => delivery,
-                None => return Poll::Pending,
-            },
-            Progress::Failed(_) | Progress::Done => {
-                return match std::mem::replace(&mut this.state, Progress::Done) {
-                    Progress::Failed(e) => Poll::Ready(Err(e)),
-                    _ => Poll::Ready(Err(Error::NotConnected)),
+        let polled = match &this.state {
+            Progress::InFlight { slot, .. } => slot.reply_or_register(cx.waker()),
+            Progress::Pooled(ticket) => ticket.poll(cx.waker()),
+            Progress::Failed(_) | Progress::Cancelled | Progress::Done => {
+                let error = match std::mem::replace(&mut this.state, Progress::Done) {
+                    Progress::Failed(e) => e,
+                    Progress::Cancelled => this.cancelled(),
+                    _ => Error::NotConnected,
                 };
+                return Poll::Ready(Err(error));
             }
         };
-        this.state = Progress::Done;
-        Poll::Ready((this.decode)(&this.method, delivery))
+        if let Some(delivery) = polled {
+            this.state = Progress::Done;
+            return Poll::Ready((this.decode)(&this.method, delivery));
+        }
+        match this.deadline {
+            Some(deadline) if Instant::now() >= deadline.at => {
+                let error = this.timeout(deadline);
+                this.cancel();
+                this.state = Progress::Done;
+                Poll::Ready(Err(error))
+            }
+            _ => Poll::Pending,
+        }
     }
 }
 

@@ -87,6 +87,19 @@ impl WorkerProcess {
     }
 
     /// Kills the worker (SIGKILL) and reaps it.
+    /// Waits for the process to exit, however long it takes; its status.
+    pub(crate) fn wait(&self) -> Option<ExitStatus> {
+        loop {
+            if let Some(status) = self.wait_timeout(Duration::from_secs(3600)) {
+                return Some(status);
+            }
+            if let Reaping::Reaped(status) = self.reap(false) {
+                return status;
+            }
+        }
+    }
+
+    /// Kills the process (SIGKILL) and reaps it; its status.
     pub(crate) fn kill(&self) -> Option<ExitStatus> {
         match self.reap(true) {
             Reaping::Reaped(status) => status,

@@ -13,6 +13,7 @@ use crate::error::{Error, RemoteErrorKind, Result};
 use crate::link::Flush;
 use crate::link::calls::Delivery;
 use crate::pending::{self, Pending};
+use crate::pool::Pool;
 
 /// The wire name of the method through which a server states its fingerprint. The colons
 /// keep it apart from every method name a trait can declare.
@@ -41,11 +42,11 @@ impl ServiceCheck {
 
     /// Asks the peer for its fingerprint the first time, then answers from memory. A peer
     /// without one (dynamic handlers) passes: calls then rely on shape checks alone.
-    pub fn ensure(&self, coproc: &Coprocess) -> Result<()> {
+    pub fn ensure(&self, peer: &Target) -> Result<()> {
         let verdict = if let Some(verdict) = self.verdict.get() {
             verdict
         } else {
-            let verdict = match coproc.call::<String>(&fingerprint_method(self.service), ()) {
+            let verdict = match peer.call::<String>(&fingerprint_method(self.service), ()) {
                 Ok(remote) => compare(&(self.local)(), &remote),
                 Err(Error::MethodNotFound(_)) => Ok(()),
                 Err(e) => return Err(e),
@@ -85,14 +86,14 @@ fn compare(local: &str, remote: &str) -> std::result::Result<(), String> {
 /// at once (the frame is written now), otherwise it may share a write with the calls that
 /// follow (`<method>_async`).
 pub fn call<R: DeserializeOwned>(
-    coproc: &Coprocess,
+    peer: &Target,
     check: &ServiceCheck,
     method: &str,
     args: impl Serialize,
     at_once: bool,
 ) -> Pending<R> {
     send_typed(
-        coproc,
+        peer,
         check,
         method,
         &args,
@@ -104,7 +105,7 @@ pub fn call<R: DeserializeOwned>(
 /// A typed call of a method declared `-> Result<T, E>`: the handler's `Err(e)` arrives as
 /// `Ok(Err(e))`, decoded as `E`. See [`call`].
 pub fn call_result<T, E>(
-    coproc: &Coprocess,
+    peer: &Target,
     check: &ServiceCheck,
     method: &str,
     args: impl Serialize,
@@ -115,7 +116,7 @@ where
     E: DeserializeOwned,
 {
     send_typed(
-        coproc,
+        peer,
         check,
         method,
         &args,
@@ -125,7 +126,7 @@ where
 }
 
 fn send_typed<R, A: Serialize>(
-    coproc: &Coprocess,
+    peer: &Target,
     check: &ServiceCheck,
     method: &str,
     args: &A,
@@ -133,8 +134,8 @@ fn send_typed<R, A: Serialize>(
     decode: pending::ReplyDecoder<R>,
 ) -> Pending<R> {
     let flush = if at_once { Flush::Now } else { Flush::Soon };
-    match check.ensure(coproc) {
-        Ok(()) => coproc.send_call(method, args, flush, decode),
+    match check.ensure(peer) {
+        Ok(()) => peer.send_call(method, args, flush, decode),
         Err(e) => Pending::failed(method, e),
     }
 }
@@ -156,14 +157,69 @@ fn decode_result_reply<T: DeserializeOwned, E: DeserializeOwned>(
 }
 
 /// A typed event: checks the service, then sends.
-pub fn emit(
-    coproc: &Coprocess,
-    check: &ServiceCheck,
-    name: &str,
-    args: impl Serialize,
-) -> Result<()> {
-    check.ensure(coproc)?;
-    coproc.emit(name, args)
+pub fn emit(peer: &Target, check: &ServiceCheck, name: &str, args: impl Serialize) -> Result<()> {
+    check.ensure(peer)?;
+    match peer {
+        Target::Link(coproc) => coproc.emit(name, args),
+        Target::Pool(pool) => pool.emit(name, args),
+    }
+}
+
+/// What a typed client calls through: one link, or a pool.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// One worker (or the parent).
+    Link(Coprocess),
+    /// A pool of workers.
+    Pool(Pool),
+}
+
+impl Target {
+    fn call<R: DeserializeOwned>(&self, method: &str, args: impl Serialize) -> Result<R> {
+        match self {
+            Self::Link(coproc) => coproc.call(method, args),
+            Self::Pool(pool) => pool.call(method, args),
+        }
+    }
+
+    fn send_call<R, A: Serialize + ?Sized>(
+        &self,
+        method: &str,
+        args: &A,
+        flush: Flush,
+        decode: pending::ReplyDecoder<R>,
+    ) -> Pending<R> {
+        match self {
+            Self::Link(coproc) => coproc.send_call(method, args, flush, decode),
+            Self::Pool(pool) => pool.send_call(method, args, flush, decode),
+        }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::Coprocess {}
+    impl Sealed for crate::Pool {}
+}
+
+/// What a typed client (`CalcClient::new(&peer)`) can call through: a [`Coprocess`] or
+/// a [`Pool`]. Sealed: implemented by those two only.
+pub trait Peer: sealed::Sealed {
+    /// The handle a client keeps. Not public API.
+    #[doc(hidden)]
+    fn __coproq_target(&self) -> Target;
+}
+
+impl Peer for Coprocess {
+    fn __coproq_target(&self) -> Target {
+        Target::Link(self.clone())
+    }
+}
+
+impl Peer for Pool {
+    fn __coproq_target(&self) -> Target {
+        Target::Pool(self.clone())
+    }
 }
 
 /// Compile-time check that an argument or return type can cross the link; generated at

@@ -77,7 +77,7 @@ impl<'a> Generator<'a> {
         quote! {
             #[doc = #doc]
             #vis struct #client {
-                __coproq: ::coproq::__private::Coprocess,
+                __coproq: ::coproq::__private::Target,
                 __check: ::std::sync::Arc<::coproq::__private::ServiceCheck>,
             }
 
@@ -110,10 +110,11 @@ impl<'a> Generator<'a> {
             #[automatically_derived]
             #[allow(unused_qualifications, clippy::used_underscore_binding)]
             impl #client {
-                /// A client that calls the service through `coproc`.
-                #vis fn new(coproc: &::coproq::__private::Coprocess) -> Self {
+                /// A client that calls the service through `peer`: a `Coprocess`, or a
+                /// `Pool` (each call then goes to one of its workers).
+                #vis fn new<__P: ::coproq::__private::Peer + ?::core::marker::Sized>(peer: &__P) -> Self {
                     Self {
-                        __coproq: ::core::clone::Clone::clone(coproc),
+                        __coproq: ::coproq::__private::Peer::__coproq_target(peer),
                         __check: ::std::sync::Arc::new(::coproq::__private::ServiceCheck::new(
                             #service_name,
                             Self::__coproq_fingerprint,

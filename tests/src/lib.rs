@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The wire protocol version that coproq speaks, for tests that speak it by hand.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A hand-built `Hello` frame of protocol `version` (accepting frames up to 1 GiB, no fork
 /// entry), for tests that play one end of a link without coproq.

@@ -46,14 +46,57 @@ struct SlotState {
     waker: Option<Waker>,
 }
 
+/// How a call left the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// Its reply arrived.
+    Replied,
+    /// The link ended first.
+    LinkEnded,
+    /// Its caller stopped waiting.
+    Forgotten,
+}
+
+/// Told when a call leaves the table, before anything is delivered to its slot: a pool
+/// counts its workers' calls in flight this way, and re-sends calls whose worker died.
+pub(crate) trait Watch: Send + Sync {
+    /// The call left the table; returns whether its slot should get the delivery (false:
+    /// the call was taken elsewhere, such as re-sent to another worker).
+    fn settled(&self, how: Settled) -> bool;
+}
+
 /// Where one thread (or one future) waits.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Slot {
     state: Mutex<SlotState>,
     cv: Condvar,
+    watch: Option<Arc<dyn Watch>>,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("state", &self.state)
+            .field("cv", &self.cv)
+            .field("watched", &self.watch.is_some())
+            .finish()
+    }
 }
 
 impl Slot {
+    /// A slot whose call is watched by `watch`.
+    pub(crate) fn watched(watch: Arc<dyn Watch>) -> Self {
+        Self {
+            watch: Some(watch),
+            ..Self::default()
+        }
+    }
+
+    /// Tells the watch, if any, how the call left the table; whether to deliver.
+    pub(crate) fn settle(&self, how: Settled) -> bool {
+        self.watch.as_ref().is_none_or(|watch| watch.settled(how))
+    }
+
     fn lock(&self) -> MutexGuard<'_, SlotState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -145,6 +188,15 @@ impl Slot {
     }
 }
 
+/// Fails each slot with the error `error` makes for it (where its watch agrees).
+pub(crate) fn fail_slots(slots: Vec<Arc<Slot>>, error: impl Fn() -> Error) {
+    for slot in slots {
+        if slot.settle(Settled::LinkEnded) {
+            slot.deliver(Err(error()));
+        }
+    }
+}
+
 /// How many ids the ring spans before its oldest waiting call moves to `old`.
 const RING: usize = 1 << 16;
 
@@ -219,19 +271,18 @@ impl Calls {
         self.take(id)
     }
 
-    /// Forgets a caller that stopped waiting.
-    pub(crate) fn remove(&mut self, id: u64) {
-        self.take(id);
+    /// Forgets a caller that stopped waiting; returns its slot (to settle outside the
+    /// table's lock).
+    pub(crate) fn remove(&mut self, id: u64) -> Option<Arc<Slot>> {
+        self.take(id)
     }
 
-    /// Fails every waiting caller with the error `error` makes for each, and closes the
-    /// table.
-    pub(crate) fn fail_all(&mut self, error: impl Fn() -> Error) {
+    /// Closes the table and returns every waiting caller's slot, for the caller to fail
+    /// outside the table's lock (see [`fail_slots`]).
+    pub(crate) fn close(&mut self) -> Vec<Arc<Slot>> {
         self.closed = true;
         let ring = self.ring.drain(..).flatten();
-        for slot in ring.chain(self.old.drain().map(|(_, slot)| slot)) {
-            slot.deliver(Err(error()));
-        }
+        ring.chain(self.old.drain().map(|(_, slot)| slot)).collect()
     }
 
     /// How many callers wait.
@@ -247,12 +298,12 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn fail_all_reaches_every_slot_and_closes() {
+    fn close_and_fail_slots_reach_every_slot() {
         let mut calls = Calls::default();
         let (a, b) = (Arc::new(Slot::default()), Arc::new(Slot::default()));
         calls.insert(1, Arc::clone(&a)).unwrap();
         calls.insert(2, Arc::clone(&b)).unwrap();
-        calls.fail_all(|| Error::Disconnected { status: None });
+        fail_slots(calls.close(), || Error::Disconnected { status: None });
         assert!(matches!(
             a.take_reply(),
             Some(Err(Error::Disconnected { .. }))

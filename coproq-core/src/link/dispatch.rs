@@ -16,6 +16,7 @@ use super::calls::{Delivery, Slot, Wake};
 use super::reader::{Role, ServeStep, Stop};
 use super::writer::Flush;
 use super::{METHODS_METHOD, Responder};
+use crate::context;
 use crate::error::Error;
 use crate::wire::{Message, OutcomeKind};
 
@@ -38,6 +39,21 @@ fn as_server<T>(link: &Arc<Link>, body: impl FnOnce() -> T) -> T {
     result
 }
 
+/// Whether the peer cancelled call `id` of the link this thread serves (reading what
+/// has arrived first, so that a cancel waiting in the pipe is seen).
+pub(crate) fn serving_link_cancelled(id: u64) -> bool {
+    let link = SERVING.with_borrow(Clone::clone);
+    link.is_some_and(|link| {
+        link.read_ahead();
+        link.cancels.contains(id)
+    })
+}
+
+/// A handler that ran this long may have let calls and cancels pile up in the pipe: the
+/// serving loop reads what has arrived before it runs the next call, so that a call
+/// cancelled meanwhile is skipped.
+const SLOW_HANDLER: Duration = Duration::from_millis(1);
+
 /// Whether this thread serves `link`.
 pub(crate) fn is_serving(link: &Arc<Link>) -> bool {
     SERVING.with_borrow(|serving| serving.as_ref().is_some_and(|s| Arc::ptr_eq(s, link)))
@@ -51,11 +67,12 @@ pub(crate) fn serve(link: &Arc<Link>) {
         let mut tick = TICK;
         while !link.abandoned() {
             match link.serve_step(seen) {
-                ServeStep::Run(message, flush) => dispatch(link, message, flush),
+                ServeStep::Run(message, flush) => dispatch_timed(link, message, flush),
                 ServeStep::Read => {
                     tick = TICK;
                     if let Stop::Run { message, more } = link.read_as(Role::Server, None, None) {
-                        dispatch(link, message, if more { Flush::Soon } else { Flush::Now });
+                        let flush = if more { Flush::Soon } else { Flush::Now };
+                        dispatch_timed(link, message, flush);
                     }
                 }
                 ServeStep::Wait(activity) => {
@@ -124,13 +141,31 @@ pub(crate) fn read_in_background(link: &Arc<Link>) {
     }
 }
 
+/// [`dispatch`], then, after a slow handler, reads what arrived meanwhile.
+fn dispatch_timed(link: &Arc<Link>, message: Message, flush: Flush) {
+    let started = Instant::now();
+    dispatch(link, message, flush);
+    if started.elapsed() >= SLOW_HANDLER {
+        link.read_ahead();
+    }
+}
+
 /// Runs the handler of one received call or event.
 fn dispatch(link: &Arc<Link>, message: Message, flush: Flush) {
     match message {
-        Message::Call { id, body } => {
+        Message::Call { id, deadline, body } => {
+            if link.cancels.contains(id) {
+                // Cancelled before it started: it never runs, and nobody waits for it.
+                link.cancels.settle(id);
+                return;
+            }
             let responder = Responder::new(Arc::clone(link), id, flush);
             if let Some(handler) = link.handlers.call(body.name()) {
-                handler(body, responder);
+                let current = context::Current {
+                    id,
+                    deadline: deadline.and_then(|left| Instant::now().checked_add(left)),
+                };
+                context::handling(current, || handler(body, responder));
             } else if body.name() == METHODS_METHOD {
                 responder.send(&link.handlers.names());
             } else {
@@ -144,7 +179,7 @@ fn dispatch(link: &Arc<Link>, message: Message, flush: Flush) {
                 listener(body);
             }
         }
-        Message::Reply { .. } | Message::Bye => {}
+        Message::Reply { .. } | Message::Bye | Message::Cancel { .. } => {}
     }
 }
 

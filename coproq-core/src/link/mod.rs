@@ -16,6 +16,7 @@
 //! keeps reading for itself.
 
 pub(crate) mod calls;
+mod cancels;
 pub(crate) mod dispatch;
 mod handlers;
 mod reader;
@@ -34,9 +35,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::wire::message::{self, EncodeError};
+use crate::wire::message::{self, CallHead, EncodeError, EncodedArgs};
 use crate::wire::{Entry, Hello, Message, direct, frame};
-use calls::{Calls, Slot};
+use calls::{Calls, Settled, Slot};
+use cancels::Cancels;
 pub(crate) use handlers::{Handlers, METHODS_METHOD, Owner};
 pub(crate) use responder::Responder;
 use writer::{Closed, Shutdown, Writer};
@@ -171,6 +173,10 @@ pub(crate) struct Link {
     serving: AtomicBool,
     /// The peer's stream ended without a `Bye`: it died, so queued work is moot.
     abandoned: AtomicBool,
+    /// Calls the peer cancelled.
+    pub(crate) cancels: Cancels,
+    /// Runs once when the link ends (the parent learns that its worker is gone).
+    on_end: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl std::fmt::Debug for Link {
@@ -278,6 +284,8 @@ impl Link {
             on_eof: Mutex::new(on_eof),
             serving: AtomicBool::new(false),
             abandoned: AtomicBool::new(false),
+            cancels: Cancels::default(),
+            on_end: Mutex::new(None),
         });
         Ok((link, peer))
     }
@@ -297,21 +305,28 @@ impl Link {
     }
 
     /// Sends a call and registers its slot. `Flush::Now` when the caller will wait at
-    /// once; `Flush::Soon` lets pipelined calls share writes.
+    /// once; `Flush::Soon` lets pipelined calls share writes. The peer learns what remains
+    /// of `deadline`.
     pub(crate) fn start_call<A: Serialize + ?Sized>(
         &self,
         name: &str,
         args: &A,
         flush: Flush,
+        deadline: Option<Instant>,
     ) -> Result<(u64, Arc<Slot>)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot::default());
         if self.calls().insert(id, Arc::clone(&slot)).is_err() {
             return Err(Error::NotConnected);
         }
+        let head = CallHead {
+            id,
+            name,
+            deadline: deadline.map(|d| d.saturating_duration_since(Instant::now())),
+        };
         if let Some(len) = direct::large_bytes(args) {
-            let sent = self.send_direct(args, |head, max| {
-                message::encode_call_head(head, id, name, len, max)
+            let sent = self.send_direct(args, |buf, max| {
+                message::encode_call_head(buf, head, len, max)
             });
             let failure = match sent {
                 Direct::Sent => return Ok((id, slot)),
@@ -325,11 +340,45 @@ impl Link {
             self.calls().remove(id);
             return Err(failure);
         }
-        let sent = self.writer.send(flush, |buf, max| {
-            message::encode_call(buf, id, name, args, max)
-        });
+        let sent = self
+            .writer
+            .send(flush, |buf, max| message::encode_call(buf, head, args, max));
         match sent {
             Ok(Ok(())) => Ok((id, slot)),
+            failed => {
+                self.calls().remove(id);
+                Err(match failed {
+                    Ok(Err(e)) => encode_error(name, e),
+                    _ => Error::NotConnected,
+                })
+            }
+        }
+    }
+
+    /// Sends a call whose arguments were encoded before, its reply to land in `slot` (a
+    /// pool's call, whose slot outlives one worker). Fails without settling `slot`.
+    pub(crate) fn start_encoded_call(
+        &self,
+        name: &str,
+        args: &EncodedArgs,
+        deadline: Option<Instant>,
+        slot: &Arc<Slot>,
+        flush: Flush,
+    ) -> Result<u64> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if self.calls().insert(id, Arc::clone(slot)).is_err() {
+            return Err(Error::NotConnected);
+        }
+        let head = CallHead {
+            id,
+            name,
+            deadline: deadline.map(|d| d.saturating_duration_since(Instant::now())),
+        };
+        let sent = self.writer.send(flush, |buf, max| {
+            message::encode_call_encoded(buf, head, args, max)
+        });
+        match sent {
+            Ok(Ok(())) => Ok(id),
             failed => {
                 self.calls().remove(id);
                 Err(match failed {
@@ -392,7 +441,45 @@ impl Link {
 
     /// Forgets a call whose caller stopped waiting; a late reply is then dropped.
     pub(crate) fn forget_call(&self, id: u64) {
-        self.calls().remove(id);
+        let slot = self.calls().remove(id);
+        if let Some(slot) = slot {
+            slot.settle(Settled::Forgotten);
+        }
+    }
+
+    /// Forgets a call and tells the peer: if it has not started the call, it never will.
+    pub(crate) fn cancel_call(&self, id: u64) {
+        self.forget_call(id);
+        self.send_cancel(id);
+    }
+
+    /// Tells the peer that nobody waits for call `id` any more (the call stays in the
+    /// table, for a pool to count it until the worker answers).
+    pub(crate) fn send_cancel(&self, id: u64) {
+        let _ = self.writer.send(Flush::Now, |buf, _| {
+            message::encode_cancel(buf, id);
+            Ok::<(), ()>(())
+        });
+    }
+
+    /// Runs `on_end` once when the link ends (at once if it has ended).
+    pub(crate) fn set_on_end(&self, on_end: Box<dyn FnOnce() + Send>) {
+        *self.on_end.lock().unwrap_or_else(PoisonError::into_inner) = Some(on_end);
+        if self.is_ended() {
+            let on_end = self
+                .on_end
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(on_end) = on_end {
+                on_end();
+            }
+        }
+    }
+
+    /// Whether the writer would take a frame now without blocking the sender.
+    pub(crate) fn poll_writable(&self, waker: &std::task::Waker) -> bool {
+        self.writer.poll_writable(waker)
     }
 
     /// Sends a one-way event.
@@ -492,7 +579,7 @@ fn handshake(
     }
 }
 
-fn encode_error(name: &str, e: EncodeError) -> Error {
+pub(crate) fn encode_error(name: &str, e: EncodeError) -> Error {
     let reason = match e {
         EncodeError::Value(reason) => reason.to_string(),
         EncodeError::TooLarge(e) => format!("{e} (the peer's maximum frame size)"),

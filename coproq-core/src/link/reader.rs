@@ -10,9 +10,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::calls::{RawReply, Slot};
+use super::calls::{self, RawReply, Settled, Slot};
 use super::writer::{Flush, Shutdown};
 use super::{INBOX_CAPACITY, Link, Stream};
 use crate::error::Error;
@@ -31,6 +31,9 @@ pub(crate) enum Role {
     Server,
     /// The parent's reader thread: reads when nobody else does.
     Background,
+    /// Reads what has arrived, without waiting, to queue it (and see cancels) while the
+    /// serving thread is busy.
+    Ahead,
 }
 
 /// What the serving loop does next.
@@ -140,7 +143,7 @@ impl Link {
             let Some(stream) = guard.as_mut() else {
                 return Stop::Ended;
             };
-            if !self.input_ready(stream, deadline) {
+            if !self.input_ready(stream, role, deadline) {
                 return Stop::TimedOut;
             }
             // One frame in, decoded.
@@ -180,13 +183,17 @@ impl Link {
     }
 
     /// Before a read that would block: what we buffered must not wait for our next send,
-    /// and a reader with a deadline waits only until then. False if the deadline passed.
-    fn input_ready(&self, stream: &Stream, deadline: Option<Instant>) -> bool {
+    /// and a reader with a deadline waits only until then (one reading ahead does not
+    /// wait at all). False if nothing arrived in time.
+    fn input_ready(&self, stream: &Stream, role: Role, deadline: Option<Instant>) -> bool {
         if !stream.input.buffer().is_empty() {
             return true;
         }
         if self.writer.has_pending() {
             self.writer.flush_later();
+        }
+        if role == Role::Ahead {
+            return stream.input.get_ref().wait_readable(Duration::ZERO);
         }
         match deadline {
             Some(deadline) => {
@@ -210,6 +217,7 @@ impl Link {
         match message {
             Message::Reply { id, outcome, body } => {
                 let slot = self.calls().complete(id);
+                let slot = slot.filter(|slot| slot.settle(Settled::Replied));
                 if mine.is_some_and(|(my_id, _)| my_id == id) && slot.is_some() {
                     // Our own reply: straight to the caller, no slot round trip.
                     return Some(Stop::ReplyRead(Ok(RawReply { outcome, body })));
@@ -222,12 +230,13 @@ impl Link {
                 }
             }
             Message::Bye => stream.bye = true,
+            Message::Cancel { id } => self.cancels.record(id),
             message => match role {
                 Role::Server | Role::NestedServer => {
                     let more = !stream.input.buffer().is_empty();
                     return Some(Stop::Run { message, more });
                 }
-                Role::Caller | Role::Background => self.enqueue(message),
+                Role::Caller | Role::Background | Role::Ahead => self.enqueue(message),
             },
         }
         None
@@ -245,8 +254,9 @@ impl Link {
             counts.inboxed.load(Ordering::Relaxed),
         );
         let stop = match role {
-            // A caller stops when the inbox is full: that is the back-pressure.
-            Role::Caller => inboxed >= INBOX_CAPACITY,
+            // A caller stops when the inbox is full: that is the back-pressure. So does a
+            // read-ahead.
+            Role::Caller | Role::Ahead => inboxed >= INBOX_CAPACITY,
             // The serving thread runs what is queued before reading anything newer.
             Role::NestedServer => inboxed > 0,
             // Callers waiting for the token come before background reading.
@@ -284,6 +294,14 @@ impl Link {
         state.inbox.push_back(message);
         if let Some(dispatcher) = &state.dispatcher {
             dispatcher.poke();
+        }
+    }
+
+    /// Reads, without waiting, whatever has arrived, if nobody else is reading: calls and
+    /// events go to the inbox, replies to their callers, cancels are noted.
+    pub(crate) fn read_ahead(self: &Arc<Self>) {
+        if self.try_take_token(Role::Ahead) {
+            self.read_as(Role::Ahead, None, None);
         }
     }
 
@@ -361,7 +379,8 @@ impl Link {
 
     /// Ends the link now, failing every waiting caller with `error`.
     pub(crate) fn end(&self, error: impl Fn() -> Error) {
-        self.calls().fail_all(error);
+        let slots = self.calls().close();
+        calls::fail_slots(slots, error);
         let mut state = self.read_state();
         state.ended = true;
         state.reading = false;
@@ -377,6 +396,14 @@ impl Link {
         // still here.
         if let Ok(mut stream) = self.stream.try_lock() {
             *stream = None;
+        }
+        let on_end = self
+            .on_end
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(on_end) = on_end {
+            on_end();
         }
     }
 }

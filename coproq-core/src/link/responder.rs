@@ -31,6 +31,7 @@ impl Responder {
 
     /// Replies with what a handler returned (a `Result` is unwrapped).
     pub(crate) fn send<T: Serialize + ?Sized>(self, value: &T) {
+        self.link.cancels.settle(self.id);
         if self.link.send_direct_reply(self.id, value) {
             return;
         }
@@ -48,6 +49,7 @@ impl Responder {
         encode: impl FnOnce(&mut Vec<u8>, u64, u32) -> Result<(), message::EncodeError>,
     ) {
         let id = self.id;
+        self.link.cancels.settle(id);
         self.link.send_with(self.flush, |buf, max| {
             let start = buf.len();
             if let Err(e) = encode(buf, id, max) {
@@ -66,9 +68,17 @@ impl Responder {
         });
     }
 
+    /// Whether the caller cancelled this call (reading what has arrived first, if nobody
+    /// else is reading).
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.link.read_ahead();
+        self.link.cancels.contains(self.id)
+    }
+
     /// Replies with a failure.
     pub(crate) fn fail(self, kind: OutcomeKind, message: String) {
         let id = self.id;
+        self.link.cancels.settle(id);
         self.link.send_with(self.flush, |buf, _| {
             message::encode_failure(buf, id, kind, message);
         });

@@ -75,8 +75,8 @@ fn serve(link: &Arc<Link>) {
 }
 
 fn call<R: DeserializeOwned>(link: &Arc<Link>, name: &str, args: impl Serialize) -> Result<R> {
-    let started = link.start_call(name, &args, Flush::Now);
-    Pending::new(link, name, started, pending::decode_reply::<R>).wait_timeout(LIMIT)
+    let started = link.start_call(name, &args, Flush::Now, None);
+    Pending::new(link, name, started, None, pending::decode_reply::<R>).wait_timeout(LIMIT)
 }
 
 #[test]
@@ -150,8 +150,8 @@ fn the_background_reader_delivers_replies_nobody_waits_for_on_a_thread() {
         thread::spawn(move || dispatch::read_in_background(&a));
     }
     // A future: polled, never blocked on, so only the background reader can read.
-    let started = a.start_call("double", &21u64, Flush::Now);
-    let mut pending = Pending::new(&a, "double", started, pending::decode_reply::<u64>);
+    let started = a.start_call("double", &21u64, Flush::Now, None);
+    let mut pending = Pending::new(&a, "double", started, None, pending::decode_reply::<u64>);
     let flag = Arc::new(Flag(Mutex::new(false), std::sync::Condvar::new()));
     let waker = Waker::from(Arc::clone(&flag));
     let deadline = Instant::now() + LIMIT;

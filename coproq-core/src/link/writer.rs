@@ -14,6 +14,7 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::task::Waker;
 
 use crossbeam_channel::Sender;
 
@@ -23,6 +24,10 @@ pub(crate) type Output = Box<dyn Write + Send>;
 /// Above this many buffered bytes, a sender writes itself instead of leaving it to the
 /// flusher.
 const HIGH_WATER: usize = 256 * 1024;
+
+/// Below this many buffered bytes, the writer has room for an async sender's next frame
+/// (half of `HIGH_WATER`: frames of moderate size append without blocking).
+const ROOM: usize = HIGH_WATER / 2;
 
 /// Buffers up to this size are always kept for reuse; bigger ones while they are used.
 const KEEP_CAPACITY: usize = 1 << 20;
@@ -59,6 +64,8 @@ struct Outbox {
     /// Senders sleeping until a write finishes (std's condvar would make a system call
     /// per notify even with nobody to wake).
     sleepers: usize,
+    /// Futures waiting for room in the buffer.
+    wakers: Vec<Waker>,
 }
 
 impl Outbox {
@@ -102,6 +109,7 @@ impl Writer {
                 scheduled: false,
                 closed: false,
                 sleepers: 0,
+                wakers: Vec::new(),
             }),
             written: Condvar::new(),
             pending: AtomicBool::new(false),
@@ -164,6 +172,20 @@ impl Writer {
         Ok(Ok(()))
     }
 
+    /// Whether a `Flush::Soon` frame of moderate size would be taken now without blocking
+    /// (the buffer is well below `HIGH_WATER`, or the writer is closed, so that sending
+    /// fails at once); if not, `waker` is woken when that changes.
+    pub(crate) fn poll_writable(&self, waker: &Waker) -> bool {
+        let mut state = self.lock();
+        if state.closed || state.buf.len() < ROOM {
+            return true;
+        }
+        if !state.wakers.iter().any(|w| w.will_wake(waker)) {
+            state.wakers.push(waker.clone());
+        }
+        false
+    }
+
     /// Sleeps until a write ends and `cond` no longer holds.
     fn sleep_while<'a>(
         &'a self,
@@ -198,7 +220,9 @@ impl Writer {
         state.scheduled = false;
         let mut queued = std::mem::take(&mut state.buf);
         self.pending.store(false, Ordering::Release);
+        let wakers = std::mem::take(&mut state.wakers);
         drop(state);
+        wakers.into_iter().for_each(Waker::wake);
         let ok = out
             .write_all(&queued)
             .and_then(|()| write(&mut out))
@@ -260,7 +284,10 @@ impl Writer {
             let mut batch = std::mem::take(&mut state.spare);
             std::mem::swap(&mut batch, &mut state.buf);
             self.pending.store(false, Ordering::Release);
+            let wakers = std::mem::take(&mut state.wakers);
             drop(state);
+            // The buffer is empty now: futures waiting for room go ahead.
+            wakers.into_iter().for_each(Waker::wake);
             let ok = out.write_all(&batch).and_then(|()| out.flush()).is_ok();
             state = self.lock();
             // Keep a big buffer while big batches keep coming (bulk transfers then write
@@ -290,6 +317,9 @@ impl Writer {
             return;
         }
         state.closed = true;
+        std::mem::take(&mut state.wakers)
+            .into_iter()
+            .for_each(Waker::wake);
         match how {
             Shutdown::Graceful(last) => state.buf.extend_from_slice(last),
             Shutdown::Discard => state.buf.clear(),

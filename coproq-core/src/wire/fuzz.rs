@@ -27,7 +27,7 @@ pub(crate) fn decode_stream(bytes: &[u8], max: u32) -> usize {
             Message::Call { body, .. } | Message::Event { body } | Message::Reply { body, .. } => {
                 body
             }
-            Message::Bye => continue,
+            Message::Bye | Message::Cancel { .. } => continue,
         };
         let _ = body.name();
         let _ = body.decode::<u32>();
@@ -77,10 +77,14 @@ fn seeds() -> Vec<Vec<u8>> {
         },
     );
     seeds.push(std::mem::take(&mut buf));
+    let head = |id, name| message::CallHead {
+        id,
+        name,
+        deadline: Some(std::time::Duration::from_secs(3)),
+    };
     message::encode_call(
         &mut buf,
-        7,
-        "add",
+        head(7, "add"),
         &(1i32, String::from("two"), Some(true)),
         u32::MAX,
     )
@@ -96,10 +100,11 @@ fn seeds() -> Vec<Vec<u8>> {
     seeds.push(std::mem::take(&mut buf));
     message::encode_bye(&mut buf);
     seeds.push(std::mem::take(&mut buf));
+    message::encode_cancel(&mut buf, 7);
+    seeds.push(std::mem::take(&mut buf));
     message::encode_call(
         &mut buf,
-        12,
-        "bytes",
+        head(12, "bytes"),
         &crate::bytes::Bytes(&vec![7; 300_000]),
         u32::MAX,
     )

@@ -56,6 +56,8 @@ impl Outcome {
 pub(crate) enum Header<'a> {
     Call {
         id: u64,
+        /// What remains of the caller's deadline, in microseconds; 0: none.
+        deadline: u64,
         name: &'a str,
         shape: &'a [u8],
     },
@@ -69,6 +71,10 @@ pub(crate) enum Header<'a> {
         shape: &'a [u8],
     },
     Bye,
+    /// The caller stopped waiting for call `id`.
+    Cancel {
+        id: u64,
+    },
 }
 
 impl<'a> Header<'a> {
@@ -78,7 +84,7 @@ impl<'a> Header<'a> {
             Self::Call { shape, .. } | Self::Event { shape, .. } | Self::Reply { shape, .. } => {
                 shape
             }
-            Self::Bye => &[],
+            Self::Bye | Self::Cancel { .. } => &[],
         }
     }
 }
@@ -87,6 +93,7 @@ const CALL: u32 = 0;
 const EVENT: u32 = 1;
 const REPLY: u32 = 2;
 const BYE: u32 = 3;
+const CANCEL: u32 = 4;
 const VALUE: u32 = 0;
 const ERROR: u32 = 1;
 
@@ -115,7 +122,7 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
 /// Appends `header`'s encoding, its shape included.
 pub(crate) fn encode(buf: &mut Vec<u8>, header: &Header<'_>) {
     encode_prefix(buf, header);
-    if !matches!(header, Header::Bye) {
+    if !matches!(header, Header::Bye | Header::Cancel { .. }) {
         put_u64(buf, header.shape().len() as u64);
         buf.extend_from_slice(header.shape());
     }
@@ -125,9 +132,12 @@ pub(crate) fn encode(buf: &mut Vec<u8>, header: &Header<'_>) {
 /// the shape in `header`).
 pub(crate) fn encode_prefix(buf: &mut Vec<u8>, header: &Header<'_>) {
     match header {
-        Header::Call { id, name, .. } => {
+        Header::Call {
+            id, deadline, name, ..
+        } => {
             put_u32(buf, CALL);
             put_u64(buf, *id);
+            put_u64(buf, *deadline);
             put_str(buf, name);
         }
         Header::Event { name, .. } => {
@@ -152,6 +162,10 @@ pub(crate) fn encode_prefix(buf: &mut Vec<u8>, header: &Header<'_>) {
             }
         }
         Header::Bye => put_u32(buf, BYE),
+        Header::Cancel { id } => {
+            put_u32(buf, CANCEL);
+            put_u64(buf, *id);
+        }
     }
 }
 
@@ -213,6 +227,7 @@ fn decode_fields(payload: &[u8]) -> Result<(Header<'_>, usize), String> {
     let header = match cur.u32()? {
         CALL => Header::Call {
             id: cur.u64()?,
+            deadline: cur.u64()?,
             name: cur.str()?,
             shape: cur.bytes()?,
         },
@@ -250,6 +265,7 @@ fn decode_fields(payload: &[u8]) -> Result<(Header<'_>, usize), String> {
             }
         }
         BYE => Header::Bye,
+        CANCEL => Header::Cancel { id: cur.u64()? },
         other => return Err(format!("unknown message kind {other}")),
     };
     Ok((header, cur.at))
@@ -265,11 +281,13 @@ mod tests {
         vec![
             Header::Call {
                 id: 7,
+                deadline: 1_500_000,
                 name: "add",
                 shape,
             },
             Header::Call {
                 id: u64::MAX,
+                deadline: 0,
                 name: "",
                 shape: &[],
             },
@@ -301,6 +319,7 @@ mod tests {
                 shape,
             },
             Header::Bye,
+            Header::Cancel { id: 12 },
         ]
     }
 

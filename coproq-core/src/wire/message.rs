@@ -17,7 +17,7 @@ use super::{WireError, codec, returned};
 pub(crate) const MAGIC: [u8; 8] = *b"\0coproq\0";
 
 /// Bumped on every incompatible change of the layout below.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 /// The first message each side sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +154,8 @@ impl Body {
 pub(crate) enum Message {
     Call {
         id: u64,
+        /// What remained of the caller's deadline when it sent the call.
+        deadline: Option<std::time::Duration>,
         body: Body,
     },
     Event {
@@ -165,6 +167,10 @@ pub(crate) enum Message {
         body: Body,
     },
     Bye,
+    /// The caller of call `id` stopped waiting.
+    Cancel {
+        id: u64,
+    },
 }
 
 /// Why a message could not be encoded.
@@ -226,29 +232,69 @@ pub(crate) fn decode_hello(payload: &[u8]) -> Result<Hello, WireError> {
 /// Builds the frame of a call of `name` with `args`.
 pub(crate) fn encode_call<T: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
-    id: u64,
-    name: &str,
+    call: CallHead<'_>,
     args: &T,
     max: u32,
 ) -> Result<(), EncodeError> {
-    let header = Header::Call {
-        id,
-        name,
-        shape: &[],
-    };
-    encode_with_args(buf, &header, args, max)
+    encode_with_args(buf, &call.header(&[]), args, max)
+}
+
+/// Builds the frame of a call whose arguments were encoded before (by [`encode_args`]).
+pub(crate) fn encode_call_encoded(
+    buf: &mut Vec<u8>,
+    call: CallHead<'_>,
+    args: &EncodedArgs,
+    max: u32,
+) -> Result<(), EncodeError> {
+    let start = header_prefix(buf, &call.header(&[]));
+    buf.extend_from_slice(&args.0);
+    seal(buf, start, max)
+}
+
+/// Arguments encoded once, with their shape, to be sent later in a call of any id (a
+/// pool's queued call).
+#[derive(Debug, Clone)]
+pub(crate) struct EncodedArgs(Vec<u8>);
+
+/// Encodes `args` with their shape, as a call frame carries them.
+pub(crate) fn encode_args<T: Serialize + ?Sized>(args: &T) -> Result<EncodedArgs, EncodeError> {
+    let mut buf = Vec::new();
+    codec::encode_shaped(args, &mut buf).map_err(EncodeError::Value)?;
+    Ok(EncodedArgs(buf))
+}
+
+/// What a call's header says besides its arguments.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallHead<'a> {
+    pub(crate) id: u64,
+    pub(crate) name: &'a str,
+    /// What remains of the caller's deadline.
+    pub(crate) deadline: Option<std::time::Duration>,
+}
+
+impl<'a> CallHead<'a> {
+    fn header(self, shape: &'a [u8]) -> Header<'a> {
+        // Rounded up, so that a deadline about to pass is not sent as none.
+        let deadline = self.deadline.map_or(0, |left| {
+            u64::try_from(left.as_micros()).unwrap_or(u64::MAX).max(1)
+        });
+        Header::Call {
+            id: self.id,
+            deadline,
+            name: self.name,
+            shape,
+        }
+    }
 }
 /// Builds the head of a call frame whose arguments are one byte string of `len` bytes,
 /// to be written right after it from the caller's memory (see `direct`).
 pub(crate) fn encode_call_head(
     buf: &mut Vec<u8>,
-    id: u64,
-    name: &str,
+    call: CallHead<'_>,
     len: usize,
     max: u32,
 ) -> Result<(), EncodeError> {
-    let shape = BYTES_SHAPE;
-    let start = whole_header(buf, &Header::Call { id, name, shape });
+    let start = whole_header(buf, &call.header(BYTES_SHAPE));
     direct_head(buf, start, len, max)
 }
 
@@ -387,6 +433,12 @@ pub(crate) fn encode_bye(buf: &mut Vec<u8>) {
     frame::end(buf, start, u32::MAX).expect("bye is small");
 }
 
+/// Builds the frame of a `Cancel` of call `id`.
+pub(crate) fn encode_cancel(buf: &mut Vec<u8>, id: u64) {
+    let start = whole_header(buf, &Header::Cancel { id });
+    frame::end(buf, start, u32::MAX).expect("cancel is small");
+}
+
 /// Where the bytes of a byte string that ends a payload of `len` bytes start, judging
 /// from the payload's first bytes; `None` if it does not end in one.
 pub(crate) fn byte_string_at(prefix: &[u8], len: usize) -> Option<usize> {
@@ -431,8 +483,11 @@ pub(crate) fn decode_pooled(
         shape,
     };
     let message = match head {
-        Header::Call { id, name, .. } => Message::Call {
+        Header::Call {
+            id, deadline, name, ..
+        } => Message::Call {
             id,
+            deadline: (deadline > 0).then(|| std::time::Duration::from_micros(deadline)),
             body: body(span(name.as_bytes()), shape, payload),
         },
         Header::Event { name, .. } => Message::Event {
@@ -453,6 +508,10 @@ pub(crate) fn decode_pooled(
         }
         Header::Bye if no_body => Message::Bye,
         Header::Bye => return Err(WireError::Malformed("trailing bytes after bye".into())),
+        Header::Cancel { id } if no_body => Message::Cancel { id },
+        Header::Cancel { .. } => {
+            return Err(WireError::Malformed("trailing bytes after cancel".into()));
+        }
     };
     Ok(message)
 }
@@ -494,11 +553,17 @@ mod tests {
     #[test]
     fn call_round_trip() {
         let mut buf = Vec::new();
-        encode_call(&mut buf, 9, "add", &(1i32, 2i32), 1024).unwrap();
-        let Message::Call { id, body } = decode(payload(&buf)).unwrap() else {
+        let head = CallHead {
+            id: 9,
+            name: "add",
+            deadline: Some(std::time::Duration::from_millis(1500)),
+        };
+        encode_call(&mut buf, head, &(1i32, 2i32), 1024).unwrap();
+        let Message::Call { id, deadline, body } = decode(payload(&buf)).unwrap() else {
             panic!()
         };
         assert_eq!((id, body.name()), (9, "add"));
+        assert_eq!(deadline, Some(std::time::Duration::from_millis(1500)));
         assert_eq!(
             codec::decode_checked::<(i32, i32)>(body.shape(), body.bytes()).unwrap(),
             (1, 2)
@@ -543,7 +608,12 @@ mod tests {
         // Found by the fuzz test: a second decode after a byte buffer took the frame.
         let big = vec![9u8; crate::wire::direct::DIRECT_MIN];
         let mut buf = Vec::new();
-        encode_call(&mut buf, 1, "bytes", &crate::bytes::Bytes(&big), u32::MAX).unwrap();
+        let head = CallHead {
+            id: 1,
+            name: "bytes",
+            deadline: None,
+        };
+        encode_call(&mut buf, head, &crate::bytes::Bytes(&big), u32::MAX).unwrap();
         let Message::Call { mut body, .. } = decode(payload(&buf)).unwrap() else {
             panic!()
         };

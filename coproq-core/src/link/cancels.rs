@@ -1,0 +1,86 @@
+//! Calls the peer has cancelled: consulted before a received call runs (a cancelled call
+//! never starts) and by a running handler that asks whether it should stop.
+//!
+//! The peer cancels rarely, so the check on the hot path is one atomic load. The set is
+//! bounded: it keeps the most recent cancels, enough for every call that can be queued or
+//! running at once, so a peer that cancels without end cannot grow it.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+/// How many cancelled ids are remembered (more than the inbox holds).
+const REMEMBERED: usize = 4096;
+
+#[derive(Debug, Default)]
+pub(crate) struct Cancels {
+    /// Some id was ever cancelled on this link.
+    any: AtomicBool,
+    recent: Mutex<Recent>,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    ids: HashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+impl Cancels {
+    /// The peer cancelled call `id`.
+    pub(crate) fn record(&self, id: u64) {
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if recent.ids.insert(id) {
+            recent.order.push_back(id);
+            if recent.order.len() > REMEMBERED {
+                if let Some(oldest) = recent.order.pop_front() {
+                    recent.ids.remove(&oldest);
+                }
+            }
+        }
+        self.any.store(true, Ordering::Release);
+    }
+
+    /// Whether the peer cancelled call `id`.
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        self.any.load(Ordering::Acquire)
+            && self
+                .recent
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .ids
+                .contains(&id)
+    }
+
+    /// Forgets `id` once its call is answered or skipped (ids are never reused).
+    pub(crate) fn settle(&self, id: u64) {
+        if self.any.load(Ordering::Acquire) {
+            // Its place in `order` goes when it is evicted.
+            let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+            recent.ids.remove(&id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_recent_cancels_and_stays_bounded() {
+        let cancels = Cancels::default();
+        assert!(!cancels.contains(1));
+        cancels.record(1);
+        assert!(cancels.contains(1));
+        cancels.settle(1);
+        assert!(!cancels.contains(1));
+        for id in 0..(3 * REMEMBERED as u64) {
+            cancels.record(id);
+        }
+        let recent = cancels.recent.lock().unwrap();
+        assert_eq!(recent.ids.len(), REMEMBERED);
+        assert_eq!(recent.order.len(), REMEMBERED);
+        drop(recent);
+        assert!(cancels.contains(3 * REMEMBERED as u64 - 1));
+        assert!(!cancels.contains(0));
+    }
+}

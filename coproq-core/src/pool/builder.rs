@@ -1,0 +1,239 @@
+//! `PoolBuilder`: a pool's settings and parent handlers, and its first start.
+
+use std::fmt;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::shared::Shared;
+use super::{Config, Launcher, Pool};
+use crate::coprocess::Coprocess;
+use crate::error::{Error, Result};
+use crate::handler::{Registry, Reply, Service};
+use crate::launch::{Launch, fork};
+use crate::link::Handlers;
+use crate::options::Options;
+
+/// Sets up a [`Pool`]: its size and policies, and the parent's handlers that every worker
+/// may call; then starts it. From [`Pool::builder`].
+///
+/// Every worker starts before `fork`, `fork_with` or `spawn` returns: a pool whose
+/// workers cannot start fails there, with the first worker's error, not later.
+pub struct PoolBuilder {
+    config: Config,
+    handlers: Arc<Handlers>,
+    options: Options,
+}
+
+impl fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PoolBuilder {
+    pub(super) fn new() -> Self {
+        let size = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let options = Options {
+            shared_handlers: true,
+            ..Options::default()
+        };
+        Self {
+            config: Config {
+                size,
+                in_flight: 4,
+                queue_capacity: 1024,
+                call_timeout: None,
+                kill_on_timeout: false,
+                restart_limit: (10, Duration::from_secs(60)),
+                max_calls_per_worker: None,
+                retries: 0,
+            },
+            handlers: Arc::default(),
+            options,
+        }
+    }
+
+    /// How many workers (default: the available parallelism). At least 1.
+    #[must_use]
+    pub fn size(mut self, workers: usize) -> Self {
+        self.config.size = workers.max(1);
+        self
+    }
+
+    /// How many calls each worker holds at once (default 4); more wait in the parent's
+    /// queue. At least 1. A higher number pipelines small calls better; a lower one
+    /// balances long calls better and loses fewer calls when a worker dies.
+    #[must_use]
+    pub fn max_in_flight(mut self, calls: usize) -> Self {
+        self.config.in_flight = calls.max(1);
+        self
+    }
+
+    /// How many calls may wait in the parent's queue (default 1024); beyond that, callers
+    /// block (back-pressure) until there is room or their deadline passes. At least 1.
+    #[must_use]
+    pub fn queue_capacity(mut self, calls: usize) -> Self {
+        self.config.queue_capacity = calls.max(1);
+        self
+    }
+
+    /// The default deadline of every call, queue and run (default: none). See
+    /// [`Builder::call_timeout`](crate::Builder::call_timeout).
+    #[must_use]
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.config.call_timeout = Some(timeout);
+        self
+    }
+
+    /// Kill (and replace) a worker that holds a call past its deadline (default: no; the
+    /// worker is told the call is cancelled and may finish it).
+    #[must_use]
+    pub fn kill_on_timeout(mut self, kill: bool) -> Self {
+        self.config.kill_on_timeout = kill;
+        self
+    }
+
+    /// More than `restarts` restarts within `window` break the pool (default: 10 within
+    /// a minute): every queued and new call then fails with [`Error::PoolBroken`],
+    /// instead of workers crashing in a loop.
+    #[must_use]
+    pub fn restart_limit(mut self, restarts: u32, window: Duration) -> Self {
+        self.config.restart_limit = (restarts, window);
+        self
+    }
+
+    /// Replaces a worker once it has taken this many calls (default: never), for workers
+    /// that leak. Its calls in flight finish first; none fails.
+    #[must_use]
+    pub fn max_calls_per_worker(mut self, calls: u64) -> Self {
+        self.config.max_calls_per_worker = Some(calls.max(1));
+        self
+    }
+
+    /// How many times a call whose worker died is sent to another worker (default 0: at
+    /// most once, as a call may have side effects). Calls never written to a worker are
+    /// always re-sent.
+    #[must_use]
+    pub fn retries(mut self, times: u32) -> Self {
+        self.config.retries = times;
+        self
+    }
+
+    /// The largest frame accepted, on both ends of every worker (see
+    /// [`Builder::max_frame_len`](crate::Builder::max_frame_len)).
+    #[must_use]
+    pub fn max_frame_len(mut self, bytes: u32) -> Self {
+        self.options.link.max_frame = bytes;
+        self
+    }
+
+    /// How long a worker's start may take (see
+    /// [`Builder::startup_timeout`](crate::Builder::startup_timeout)).
+    #[must_use]
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.options.startup_timeout = timeout;
+        self
+    }
+
+    /// How long [`Pool::close`] waits for workers to exit before killing them.
+    #[must_use]
+    pub fn close_grace(mut self, grace: Duration) -> Self {
+        self.options.close_grace = grace;
+        self
+    }
+
+    /// A parent handler that every worker may call; see [`crate::Builder::handle`].
+    #[must_use]
+    pub fn handle<A, R, F>(self, method: impl Into<String>, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(A) -> R + Send + Sync + 'static,
+    {
+        Registry::new(&self.handlers).handle(method, f);
+        self
+    }
+
+    /// A deferred parent handler; see [`crate::Builder::handle_deferred`].
+    #[must_use]
+    pub fn handle_deferred<A, T, F>(self, method: impl Into<String>, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        T: Serialize,
+        F: Fn(A, Reply<T>) + Send + Sync + 'static,
+    {
+        Registry::new(&self.handlers).handle_deferred(method, f);
+        self
+    }
+
+    /// A parent event listener for every worker's events; see [`crate::Builder::on`].
+    #[must_use]
+    pub fn on<A, F>(self, name: impl Into<String>, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        F: Fn(A) + Send + Sync + 'static,
+    {
+        Registry::new(&self.handlers).on(name, f);
+        self
+    }
+
+    /// A service that every worker may call; see [`crate::Builder::listen`].
+    #[must_use]
+    pub fn listen(self, service: impl Service) -> Self {
+        Registry::listen(&self.handlers, service);
+        self
+    }
+
+    /// Starts the pool's workers as fork workers running `entry` (see [`crate::fork`]).
+    ///
+    /// # Errors
+    ///
+    /// The first worker's start error; no worker is left running then.
+    pub fn fork(self, entry: fn(&Coprocess)) -> Result<Pool> {
+        let entry = fork::plain_entry(entry);
+        self.start(Box::new(move |_| Launch::Fork(entry.clone())))
+    }
+
+    /// Starts the pool's workers as fork workers running `entry` with `data` (see
+    /// [`crate::fork_with`]); each worker gets its own copy.
+    ///
+    /// # Errors
+    ///
+    /// As [`fork`](Self::fork), and [`Error::Encode`] if `data` does not serialize.
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "the data is the workers', as `thread::spawn` takes its closure"
+    )]
+    pub fn fork_with<D>(self, data: D, entry: fn(&Coprocess, D)) -> Result<Pool>
+    where
+        D: Serialize + DeserializeOwned,
+    {
+        let entry = fork::entry_with(&data, entry).map_err(|reason| Error::Encode {
+            method: "fork_with".into(),
+            reason,
+        })?;
+        self.start(Box::new(move |_| Launch::Fork(entry.clone())))
+    }
+
+    /// Starts the pool's workers from the commands that `command` makes, one per seat
+    /// index (`0..size`, and again for a replacement): separate worker binaries, as
+    /// [`Coprocess::spawn`](crate::Coprocess::spawn) starts them.
+    ///
+    /// # Errors
+    ///
+    /// The first worker's start error; no worker is left running then.
+    pub fn spawn(self, command: impl Fn(usize) -> Command + Send + Sync + 'static) -> Result<Pool> {
+        self.start(Box::new(move |index| Launch::Command(command(index))))
+    }
+
+    fn start(self, launcher: Launcher) -> Result<Pool> {
+        let shared = Shared::new(self.config, launcher, self.handlers, self.options);
+        Pool::start(Arc::new(shared))
+    }
+}

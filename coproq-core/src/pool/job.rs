@@ -1,0 +1,272 @@
+//! One call made through a pool: where it is (queued in the parent, or sent to a worker),
+//! the slot its caller waits in, and what happens when its worker answers or dies.
+//!
+//! Lock order: a job's own lock and the pool's state lock are never held together, and
+//! neither is held while a link is called.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::Waker;
+use std::time::Instant;
+
+use super::Shared;
+use crate::error::Error;
+use crate::link::Link;
+use crate::link::calls::{Delivery, Settled, Slot, Wake, Watch};
+use crate::link::dispatch::{self, TimedOut};
+use crate::pending::Deadline;
+use crate::wire::message::EncodedArgs;
+
+/// A call made through a pool.
+pub(crate) struct Job {
+    pub(super) method: Box<str>,
+    pub(super) args: EncodedArgs,
+    pub(super) deadline: Option<Deadline>,
+    /// Where the reply lands, whichever worker sends it.
+    pub(super) slot: Arc<Slot>,
+    route: Mutex<Route>,
+    pool: Weak<Shared>,
+}
+
+/// Where a job is.
+#[derive(Clone)]
+pub(super) enum Route {
+    /// In the parent's queue (or about to be).
+    Queued { retries_left: u32 },
+    /// Handed to worker `worker` (its generation); `id` once the call is written.
+    Sent {
+        worker: u64,
+        link: Arc<Link>,
+        id: Option<u64>,
+        retries_left: u32,
+    },
+    /// Answered, failed, timed out or cancelled: nothing more happens to it.
+    Finished,
+}
+
+/// Told by the worker's link when the job's call leaves its table.
+struct JobWatch(Weak<Job>);
+
+impl Watch for JobWatch {
+    fn settled(&self, how: Settled) -> bool {
+        self.0.upgrade().is_none_or(|job| Job::settled(&job, how))
+    }
+}
+
+impl Job {
+    pub(super) fn new(
+        pool: &Arc<Shared>,
+        method: &str,
+        args: EncodedArgs,
+        deadline: Option<Deadline>,
+        retries: u32,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me: &Weak<Job>| Self {
+            method: method.into(),
+            args,
+            deadline,
+            slot: Arc::new(Slot::watched(Arc::new(JobWatch(me.clone())))),
+            route: Mutex::new(Route::Queued {
+                retries_left: retries,
+            }),
+            pool: Arc::downgrade(pool),
+        })
+    }
+
+    fn route(&self) -> MutexGuard<'_, Route> {
+        self.route.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn is_finished(&self) -> bool {
+        matches!(*self.route(), Route::Finished)
+    }
+
+    /// Marks the job sent to `worker` over `link`; false if it finished meanwhile
+    /// (cancelled while queued).
+    pub(super) fn mark_sent(&self, worker: u64, link: &Arc<Link>) -> bool {
+        let mut route = self.route();
+        let Route::Queued { retries_left } = *route else {
+            return false;
+        };
+        *route = Route::Sent {
+            worker,
+            link: Arc::clone(link),
+            id: None,
+            retries_left,
+        };
+        true
+    }
+
+    /// Records the id its worker's link gave the call.
+    pub(super) fn mark_written(&self, call_id: u64) {
+        if let Route::Sent { id, .. } = &mut *self.route() {
+            *id = Some(call_id);
+        }
+    }
+
+    /// The call could not be written to its worker (which is going away): back to the
+    /// queue, as a call never written is always safe to send elsewhere. False if it
+    /// finished meanwhile.
+    pub(super) fn unsend(&self) -> bool {
+        let mut route = self.route();
+        let Route::Sent { retries_left, .. } = *route else {
+            return false;
+        };
+        *route = Route::Queued { retries_left };
+        true
+    }
+
+    /// Ends the job with `result` (unless it has ended already); whether it was ended now.
+    pub(super) fn finish(&self, result: Delivery) -> bool {
+        let mut route = self.route();
+        if matches!(*route, Route::Finished) {
+            return false;
+        }
+        *route = Route::Finished;
+        drop(route);
+        self.slot.deliver(result);
+        true
+    }
+
+    /// Its worker's link says how the call ended; whether the slot should get the
+    /// delivery.
+    fn settled(self: &Arc<Self>, how: Settled) -> bool {
+        let mut route = self.route();
+        let (worker, retries_left) = match &*route {
+            Route::Sent {
+                worker,
+                retries_left,
+                ..
+            } => (Some(*worker), *retries_left),
+            // Finished: timed out or cancelled, the worker answered late.
+            Route::Finished | Route::Queued { .. } => (None, 0),
+        };
+        let pool = self.pool.upgrade();
+        let (deliver, requeue, failed) = match how {
+            Settled::Replied if worker.is_some() => {
+                *route = Route::Finished;
+                (true, false, false)
+            }
+            Settled::LinkEnded if worker.is_some() => {
+                if retries_left > 0 && pool.as_ref().is_some_and(|p| p.accepts()) {
+                    *route = Route::Queued {
+                        retries_left: retries_left - 1,
+                    };
+                    (false, true, false)
+                } else {
+                    *route = Route::Finished;
+                    (true, false, true)
+                }
+            }
+            _ => (false, false, false),
+        };
+        drop(route);
+        if let (Some(pool), Some(worker)) = (pool, worker) {
+            pool.call_done(worker, self, failed);
+            if requeue {
+                pool.requeue(Arc::clone(self));
+            }
+        }
+        deliver
+    }
+
+    /// Gives up on the job: `Cancelled` or past its deadline. A queued job leaves the
+    /// queue; a sent one is cancelled on its worker, or its worker is killed when
+    /// `kill` is set. `result` goes to the slot (for a future that waits).
+    pub(super) fn abandon(self: &Arc<Self>, kill: bool, result: Option<Error>) {
+        let previous = {
+            let mut route = self.route();
+            std::mem::replace(&mut *route, Route::Finished)
+        };
+        let pool = self.pool.upgrade();
+        match previous {
+            Route::Finished => return,
+            Route::Queued { .. } => {
+                if let Some(pool) = &pool {
+                    pool.dequeue(self);
+                }
+            }
+            Route::Sent {
+                worker, link, id, ..
+            } => {
+                if kill {
+                    if let Some(pool) = &pool {
+                        pool.kill_worker(worker);
+                    }
+                } else if let Some(id) = id {
+                    // Stays in the link's table: the pool counts it until the worker
+                    // answers.
+                    link.send_cancel(id);
+                }
+            }
+        }
+        if let Some(error) = result {
+            self.slot.deliver(Err(error));
+        }
+    }
+
+    /// The error a job past its deadline ends with.
+    pub(super) fn timeout_error(&self) -> Option<Error> {
+        self.deadline.map(|deadline| Error::Timeout {
+            method: self.method.to_string(),
+            after: deadline.after,
+        })
+    }
+}
+
+/// The caller's hold on a pool's call, inside its [`Pending`](crate::Pending).
+pub(crate) struct Ticket {
+    pub(super) job: Arc<Job>,
+    pub(super) kill_on_timeout: bool,
+}
+
+impl Ticket {
+    /// Waits for the reply, at most until `deadline`; past it, the job is abandoned (and
+    /// its worker killed, where the pool says so).
+    pub(crate) fn wait(self, deadline: Option<Instant>) -> Result<Delivery, TimedOut> {
+        let job = &self.job;
+        loop {
+            if let Some(delivery) = job.slot.take_reply() {
+                return Ok(delivery);
+            }
+            let route = job.route().clone();
+            let waited = match route {
+                Route::Sent {
+                    link, id: Some(id), ..
+                } => {
+                    // Read the reply ourselves, as a caller of the link would.
+                    match dispatch::wait_reply(&link, id, &job.slot, deadline) {
+                        // The link ended and the job went back to the queue: wait on.
+                        Ok(_) if !job.is_finished() => continue,
+                        // A reply from a later worker beats the end of an earlier one.
+                        Ok(delivery) => return Ok(job.slot.take_reply().unwrap_or(delivery)),
+                        Err(TimedOut) => Wake::TimedOut,
+                    }
+                }
+                Route::Queued { .. } | Route::Sent { id: None, .. } | Route::Finished => job
+                    .slot
+                    .wait(deadline.or_else(|| Some(Instant::now() + POLL))),
+            };
+            if waited == Wake::TimedOut && deadline.is_some_and(|d| Instant::now() >= d) {
+                if let Some(delivery) = job.slot.take_reply() {
+                    return Ok(delivery);
+                }
+                job.abandon(self.kill_on_timeout, None);
+                return Err(TimedOut);
+            }
+        }
+    }
+
+    /// The reply, if it is in; otherwise `waker` is woken when it lands.
+    pub(crate) fn poll(&self, waker: &Waker) -> Option<Delivery> {
+        self.job.slot.reply_or_register(waker)
+    }
+
+    /// Cancels the job (see [`Pending::cancel`](crate::Pending::cancel)).
+    pub(crate) fn cancel(self) {
+        self.job.abandon(false, None);
+    }
+}
+
+/// How often a caller waiting for a queued job looks again, in case a wake-up was missed
+/// (the job's route can change between a look and a sleep).
+const POLL: std::time::Duration = std::time::Duration::from_millis(20);

@@ -1,0 +1,252 @@
+//! The pool's supervisor thread: it replaces workers that died or served their quota
+//! (with backoff after crashes, and a limit past which the pool is broken), sends queued
+//! calls to workers with room, and gives up on calls past their deadline.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::job::Job;
+use super::shared::{BACKOFF_MAX, BACKOFF_START, Seat, Shared, State, Worker, broken};
+use crate::coprocess::Coprocess;
+use crate::error::Result;
+use crate::link::Flush;
+
+/// What one look at the state found to do, done once the lock is released.
+#[derive(Default)]
+struct Chores {
+    /// Workers to close and reap (dead, or retired).
+    close: Vec<Worker>,
+    /// Seats to start a worker in.
+    start: Vec<usize>,
+    /// Queued calls to send, each to the worker it was assigned to.
+    send: Vec<(Arc<Job>, super::shared::Assigned)>,
+    /// Calls past their deadline.
+    expired: Vec<Arc<Job>>,
+    /// Calls to fail: the pool just broke.
+    fail: Vec<Arc<Job>>,
+    broke: Option<String>,
+}
+
+/// Runs until the pool closes.
+pub(super) fn run(shared: &Arc<Shared>) {
+    loop {
+        let chores = {
+            let mut state = shared.lock();
+            if state.closed {
+                return;
+            }
+            let now = Instant::now();
+            let chores = look(shared, &mut state, now);
+            if chores.is_empty() {
+                let wake_at = next_wake(&state);
+                state.supervisor_wakes_at = wake_at;
+                // Poisoning is ignored, as everywhere: the state stays consistent.
+                match wake_at {
+                    Some(at) => {
+                        let left = at.saturating_duration_since(Instant::now());
+                        drop(shared.work.wait_timeout(state, left));
+                    }
+                    None => drop(shared.work.wait(state)),
+                }
+                continue;
+            }
+            chores
+        };
+        do_chores(shared, chores);
+    }
+}
+
+impl Chores {
+    fn is_empty(&self) -> bool {
+        self.close.is_empty()
+            && self.start.is_empty()
+            && self.send.is_empty()
+            && self.expired.is_empty()
+            && self.fail.is_empty()
+    }
+}
+
+/// Decides what to do now, under the lock.
+fn look(shared: &Arc<Shared>, state: &mut State, now: Instant) -> Chores {
+    let config = &shared.config;
+    let mut chores = Chores::default();
+    for index in 0..state.seats.len() {
+        let due = match &state.seats[index] {
+            Seat::Ended(_) => true,
+            Seat::Live(w) => w.retiring && w.jobs.is_empty(),
+            Seat::Starting | Seat::Empty { .. } => false,
+        };
+        if !due {
+            continue;
+        }
+        match std::mem::replace(&mut state.seats[index], Seat::Starting) {
+            Seat::Ended(worker) => {
+                // Backoff only for workers that die before answering anything.
+                if worker.answered == 0 {
+                    state.crash_streak += 1;
+                } else {
+                    state.crash_streak = 0;
+                }
+                let restart_at = now + backoff(state.crash_streak);
+                state.seats[index] = Seat::Empty { restart_at };
+                state.restarts.push_back(now);
+                state.counters.restarts += 1;
+                chores.close.push(worker);
+            }
+            Seat::Live(worker) => {
+                // Recycled, not crashed: replaced at once, not counted as a restart.
+                state.seats[index] = Seat::Empty { restart_at: now };
+                chores.close.push(worker);
+            }
+            other => state.seats[index] = other,
+        }
+    }
+    // Past the restart limit, the pool is broken.
+    let (limit, window) = config.restart_limit;
+    while state.restarts.front().is_some_and(|&t| now - t > window) {
+        state.restarts.pop_front();
+    }
+    if state.broken.is_none() && state.restarts.len() > limit as usize {
+        let last = state
+            .last_status
+            .map_or_else(|| "unknown".to_owned(), |s| s.to_string());
+        let reason = format!(
+            "{} worker restarts within {window:?}, over the limit of {limit} (last exit status: {last})",
+            state.restarts.len()
+        );
+        state.broken = Some(reason.clone());
+        chores.fail = shared.take_queue(state);
+        chores.broke = Some(reason);
+    }
+    if state.broken.is_none() {
+        for (index, seat) in state.seats.iter_mut().enumerate() {
+            if matches!(seat, Seat::Empty { restart_at } if *restart_at <= now) {
+                *seat = Seat::Starting;
+                chores.start.push(index);
+            }
+        }
+    }
+    // Queued calls to workers with room.
+    let mut popped = false;
+    while let Some(job) = state.queue.front() {
+        let job = Arc::clone(job);
+        let Some(assigned) = state.assign(&job, config) else {
+            break;
+        };
+        state.queue.pop_front();
+        popped = true;
+        chores.send.push((job, assigned));
+    }
+    if popped {
+        shared.wake_room(state);
+    }
+    // Deadlines.
+    let queued = state.queue.iter();
+    let sent = state.seats.iter().flat_map(|seat| match seat {
+        Seat::Live(w) | Seat::Ended(w) => w.jobs.as_slice(),
+        _ => &[],
+    });
+    for job in queued.chain(sent) {
+        if job.deadline.is_some_and(|d| d.at <= now) && !job.is_finished() {
+            chores.expired.push(Arc::clone(job));
+        }
+    }
+    chores
+}
+
+/// When the supervisor must look again unprompted: a restart's backoff ends, or a call's
+/// deadline passes.
+fn next_wake(state: &State) -> Option<Instant> {
+    let restarts = state.seats.iter().filter_map(|seat| match seat {
+        Seat::Empty { restart_at } if state.broken.is_none() => Some(*restart_at),
+        _ => None,
+    });
+    let queued = state.queue.iter();
+    let sent = state.seats.iter().flat_map(|seat| match seat {
+        Seat::Live(w) | Seat::Ended(w) => w.jobs.as_slice(),
+        _ => &[],
+    });
+    let deadlines = queued
+        .chain(sent)
+        .filter_map(|job| job.deadline.map(|d| d.at));
+    restarts.chain(deadlines).min()
+}
+
+/// The pause before restarting after `streak` workers in a row died unanswered: none for
+/// the first, then 10 ms doubling up to 2 s, so that a crash loop costs no CPU.
+fn backoff(streak: u32) -> Duration {
+    match streak {
+        0 | 1 => Duration::ZERO,
+        n => BACKOFF_START
+            .saturating_mul(1 << (n - 2).min(16))
+            .min(BACKOFF_MAX),
+    }
+}
+
+/// Does what `look` decided, without the lock.
+fn do_chores(shared: &Arc<Shared>, chores: Chores) {
+    let Chores {
+        close,
+        start,
+        send,
+        expired,
+        fail,
+        broke,
+    } = chores;
+    for worker in close {
+        let status = worker.coproc.close();
+        if status.is_some() {
+            shared.lock().last_status = status;
+        }
+    }
+    if let Some(reason) = broke {
+        for job in fail {
+            job.finish(Err(broken(&reason)));
+        }
+        // Workers still running serve calls already sent; they go with the pool.
+    }
+    for (job, assigned) in send {
+        shared.send(&job, assigned, Flush::Now);
+    }
+    for job in expired {
+        let error = job.timeout_error();
+        job.abandon(shared.config.kill_on_timeout, error);
+    }
+    for index in start {
+        match start_worker(shared, index) {
+            Ok(()) => {}
+            Err(e) => {
+                // A failed start counts as a crash.
+                let mut state = shared.lock();
+                state.crash_streak += 1;
+                state.restarts.push_back(Instant::now());
+                state.counters.restarts += 1;
+                state.last_status = None;
+                let restart_at = Instant::now() + backoff(state.crash_streak);
+                state.seats[index] = Seat::Empty { restart_at };
+                drop(state);
+                eprintln!("coproq pool: cannot restart worker {index}: {e}");
+            }
+        }
+    }
+}
+
+/// Starts the worker of seat `index` and seats it.
+pub(super) fn start_worker(shared: &Arc<Shared>, index: usize) -> Result<()> {
+    let coproc = launch(shared, index)?;
+    let link = Arc::clone(coproc.link());
+    let generation = shared.seat(index, coproc);
+    let weak = Arc::downgrade(shared);
+    link.set_on_end(Box::new(move || {
+        if let Some(shared) = weak.upgrade() {
+            shared.worker_ended(generation);
+        }
+    }));
+    Ok(())
+}
+
+/// Starts one worker with the pool's handlers and options.
+fn launch(shared: &Shared, index: usize) -> Result<Coprocess> {
+    let builder = crate::builder::Builder::from_parts(Arc::clone(&shared.handlers), shared.options);
+    builder.start_worker((shared.launcher)(index))
+}
