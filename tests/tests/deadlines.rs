@@ -24,7 +24,9 @@ fn worker(builder: coproq::Builder) -> Coprocess {
     builder
         .handle("remaining_ms", |()| remaining_ms())
         .fork(|parent| {
-            parent.handle("sleep", |ms: u64| std::thread::sleep(Duration::from_millis(ms)));
+            parent.handle("sleep", |ms: u64| {
+                std::thread::sleep(Duration::from_millis(ms))
+            });
             parent.handle("touch", |path: String| std::fs::write(path, b"ran").is_ok());
             parent.handle("remaining", |()| remaining_ms());
             let p = parent.clone();
@@ -56,7 +58,10 @@ fn worker(builder: coproq::Builder) -> Coprocess {
                     };
                     // The caller is gone: this answer is discarded; the side effect is not.
                     let _ = std::fs::write(
-                        std::env::temp_dir().join(format!("coproq-deferred-{}", std::os::unix::process::parent_id())),
+                        std::env::temp_dir().join(format!(
+                            "coproq-deferred-{}",
+                            std::os::unix::process::parent_id()
+                        )),
                         if seen { "seen" } else { "missed" },
                     );
                     reply.send(seen);
@@ -67,9 +72,7 @@ fn worker(builder: coproq::Builder) -> Coprocess {
 }
 
 fn remaining_ms() -> Option<u64> {
-    coproq::deadline().map(|d| {
-        d.saturating_duration_since(Instant::now()).as_millis() as u64
-    })
+    coproq::deadline().map(|d| d.saturating_duration_since(Instant::now()).as_millis() as u64)
 }
 
 #[test]
@@ -82,8 +85,14 @@ fn call_timeout_is_the_default_deadline_of_every_call() {
     let err = w.call::<()>("sleep", 5_000u64).unwrap_err();
     let took = started.elapsed();
     assert!(matches!(err, Error::Timeout { .. }), "{err}");
-    assert!(err.to_string().contains("sleep: no reply within 300ms"), "{err}");
-    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        err.to_string().contains("sleep: no reply within 300ms"),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
     // wait_timeout can only shorten it.
     let err = w
         .call_async::<()>("sleep", 5_000u64)
@@ -150,7 +159,11 @@ fn a_running_handler_sees_its_cancel() {
     assert!(matches!(p.wait(), Err(Error::Cancelled { .. })));
     // The handler noticed and returned early: the worker answers the next call at once.
     assert_eq!(call::<Option<u64>>(&w, "remaining", ()).unwrap(), None);
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     // A timeout cancels too.
     let err = w
         .call_async::<bool>("until_cancelled", 10_000u64)
@@ -266,9 +279,16 @@ fn async_callers_await_capacity_instead_of_blocking_the_runtime() {
     let mut sorted = gaps.clone();
     sorted.sort();
     // Issuing takes about 2 s (the worker's pace): the ticker ticks all along.
-    assert!(sorted.len() >= 20, "the ticker ticked {} times", sorted.len());
+    assert!(
+        sorted.len() >= 20,
+        "the ticker ticked {} times",
+        sorted.len()
+    );
     let p99 = sorted[sorted.len() * 99 / 100];
     let max = *sorted.last().unwrap();
-    assert!(p99 <= Duration::from_millis(20), "p99 gap {p99:?}, max {max:?}");
+    assert!(
+        p99 <= Duration::from_millis(20),
+        "p99 gap {p99:?}, max {max:?}"
+    );
     assert!(max <= Duration::from_millis(250), "max gap {max:?}");
 }

@@ -169,17 +169,25 @@ impl Shared {
             if state.closed {
                 return Err(Error::NotConnected);
             }
+            // The supervisor enforces deadlines (for futures, and to kill hung workers):
+            // it must look before this one passes.
+            let wake_supervisor = job
+                .deadline
+                .is_some_and(|d| state.supervisor_wakes_at.is_none_or(|at| d.at < at));
+            if wake_supervisor {
+                state.supervisor_wakes_at = job.deadline.map(|d| d.at);
+            }
             if state.queue.is_empty() {
                 if let Some(assigned) = state.assign(&job, &self.config) {
                     drop(state);
+                    if wake_supervisor {
+                        self.work.notify_all();
+                    }
                     self.send(&job, assigned, flush);
                     return Ok(());
                 }
             }
             if state.queue.len() < self.config.queue_capacity {
-                let wake_supervisor = job
-                    .deadline
-                    .is_some_and(|d| state.supervisor_wakes_at.is_none_or(|at| d.at < at));
                 state.queue.push_back(job);
                 drop(state);
                 if wake_supervisor {

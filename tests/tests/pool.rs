@@ -1,0 +1,436 @@
+//! Pools against real worker processes: dispatch, supervision, deadlines, cancellation,
+//! retries, recycling, and clean shutdown.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use coproq::{Coprocess, Error, Pool};
+use coproq_tests::{CALL_LIMIT, open_fds, process_gone, wait_until};
+
+/// A file path of this test run, unique per name.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("coproq-pool-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// Handlers every test worker has.
+fn serve(parent: &Coprocess) {
+    parent.handle("pid", |()| std::process::id());
+    parent.handle("double", |n: u64| n * 2);
+    parent.handle("sleep_pid", |ms: u64| {
+        std::thread::sleep(Duration::from_millis(ms));
+        std::process::id()
+    });
+    parent.handle("hang", |()| -> () {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    parent.handle("abort", |()| -> () { std::process::abort() });
+    parent.handle("touch", |path: String| std::fs::write(path, b"ran").is_ok());
+    // Dies the first time (the marker file does not exist yet), answers after.
+    parent.handle("die_once", |marker: String| {
+        if std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&marker)
+            .is_ok()
+        {
+            std::process::abort();
+        }
+        std::process::id()
+    });
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = std::sync::Arc::clone(&counter);
+    parent.on("reload", move |()| {
+        seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    parent.handle("reloads", move |()| {
+        counter.load(std::sync::atomic::Ordering::Relaxed)
+    });
+}
+
+fn pool(size: usize) -> coproq::PoolBuilder {
+    Pool::builder().size(size).startup_timeout(CALL_LIMIT)
+}
+
+fn wait<R>(p: coproq::Pending<R>) -> coproq::Result<R> {
+    p.wait_timeout(CALL_LIMIT)
+}
+
+#[test]
+fn least_loaded_dispatch_uses_every_worker() {
+    let pool = pool(3).fork(serve).unwrap();
+    let workers: HashSet<u32> = pool.workers().iter().filter_map(Coprocess::pid).collect();
+    assert_eq!(workers.len(), 3);
+    let pending: Vec<_> = (0..30)
+        .map(|_| pool.call_async::<u32>("sleep_pid", 20u64))
+        .collect();
+    let used: HashSet<u32> = pending.into_iter().map(|p| wait(p).unwrap()).collect();
+    assert_eq!(used, workers);
+    let stats = pool.stats();
+    assert_eq!((stats.size, stats.live, stats.calls), (3, 3, 30));
+    assert_eq!((stats.queued, stats.in_flight, stats.failures), (0, 0, 0));
+    pool.close();
+}
+
+#[test]
+fn a_killed_workers_calls_fail_the_others_succeed_and_it_is_replaced() {
+    let pool = pool(2).max_in_flight(8).fork(serve).unwrap();
+    let victim = pool.workers()[0].pid().unwrap();
+    let pending: Vec<_> = (0..16)
+        .map(|_| pool.call_async::<u32>("sleep_pid", 300u64))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    coproq_tests::signal(victim, libc::SIGKILL);
+    let (mut ok, mut disconnected) = (0, 0);
+    for p in pending {
+        match wait(p) {
+            Ok(pid) => {
+                assert_ne!(pid, victim);
+                ok += 1;
+            }
+            Err(Error::Disconnected { status }) => {
+                assert!(status.is_none_or(|s| !s.success()), "{status:?}");
+                disconnected += 1;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!((ok, disconnected), (8, 8));
+    assert!(wait_until(CALL_LIMIT, || pool.stats().restarts == 1
+        && pool.stats().live == 2));
+    let pids: HashSet<u32> = pool.workers().iter().filter_map(Coprocess::pid).collect();
+    assert!(!pids.contains(&victim) && pids.len() == 2, "{pids:?}");
+    assert_eq!(pool.stats().failures, 8);
+    for _ in 0..10 {
+        assert!(pool.call::<u32>("pid", ()).is_ok());
+    }
+}
+
+#[test]
+fn retries_send_a_call_whose_worker_died_to_another() {
+    let marker = scratch("die-once");
+    let pool = pool(2).retries(1).fork(serve).unwrap();
+    let pid: u32 = pool.call("die_once", marker.to_str().unwrap()).unwrap();
+    assert!(pool.workers().iter().any(|w| w.pid() == Some(pid)));
+    // At most once by default.
+    let marker = scratch("die-once-no-retry");
+    let pool = self::pool(2).fork(serve).unwrap();
+    let err = pool
+        .call::<u32>("die_once", marker.to_str().unwrap())
+        .unwrap_err();
+    assert!(matches!(err, Error::Disconnected { .. }), "{err}");
+}
+
+#[test]
+fn retries_keep_a_killed_workers_calls_alive() {
+    let pool = pool(2).max_in_flight(8).retries(1).fork(serve).unwrap();
+    let victim = pool.workers()[0].pid().unwrap();
+    let pending: Vec<_> = (0..16)
+        .map(|_| pool.call_async::<u32>("sleep_pid", 200u64))
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    coproq_tests::signal(victim, libc::SIGKILL);
+    for p in pending {
+        assert_ne!(wait(p).unwrap(), victim);
+    }
+}
+
+#[test]
+fn a_hung_handler_times_out_and_its_worker_is_replaced() {
+    let timeout = Duration::from_millis(300);
+    let pool = pool(2)
+        .call_timeout(timeout)
+        .kill_on_timeout(true)
+        .fork(serve)
+        .unwrap();
+    let started = Instant::now();
+    let err = pool.call::<()>("hang", ()).unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(
+        took >= timeout && took < timeout + Duration::from_secs(2),
+        "{took:?}"
+    );
+    // The pool keeps answering, and the hung worker is replaced.
+    for _ in 0..10 {
+        assert!(pool.call::<u32>("pid", ()).is_ok());
+    }
+    assert!(wait_until(CALL_LIMIT, || pool.stats().restarts == 1
+        && pool.stats().live == 2));
+    // A future past its deadline is ended by the supervisor.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let err = runtime
+        .block_on(pool.call_async::<()>("hang", ()))
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+}
+
+#[test]
+fn a_worker_that_cannot_start_fails_the_pool_at_once() {
+    let err = pool(2).fork(|_| panic!("no start for you")).unwrap_err();
+    assert!(matches!(err, Error::Spawn { .. }), "{err}");
+    assert!(err.to_string().contains("no start for you"), "{err}");
+}
+
+#[test]
+fn a_crash_loop_breaks_the_pool_and_burns_no_cpu() {
+    let pool = pool(1)
+        .restart_limit(3, Duration::from_secs(60))
+        .fork(serve)
+        .unwrap();
+    let started = Instant::now();
+    let mut disconnected = 0;
+    let reason = loop {
+        match pool.call::<()>("abort", ()) {
+            Err(Error::Disconnected { .. }) => disconnected += 1,
+            Err(Error::PoolBroken { reason }) => break reason,
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(started.elapsed() < CALL_LIMIT, "never broke");
+    };
+    assert_eq!(disconnected, 4, "{reason}");
+    assert!(reason.contains("over the limit of 3"), "{reason}");
+    assert!(reason.contains("signal: 6"), "{reason}");
+    // From now on, at once.
+    let started = Instant::now();
+    for _ in 0..100 {
+        let err = pool.call::<u32>("pid", ()).unwrap_err();
+        assert!(matches!(err, Error::PoolBroken { .. }), "{err}");
+    }
+    assert!(pool.emit("reload", ()).is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // And nothing restarts in the background.
+    let before = pool.stats();
+    let cpu = cpu_time();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pool.stats().restarts, before.restarts);
+    assert_eq!(pool.stats().live, 0);
+    let burnt = cpu_time() - cpu;
+    assert!(
+        burnt < Duration::from_millis(200),
+        "{burnt:?} of CPU while idle"
+    );
+}
+
+/// CPU time (user + system) of this process so far.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes into the struct we pass.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+#[test]
+fn max_calls_per_worker_recycles_without_failing_a_call() {
+    let pool = pool(2).max_calls_per_worker(5).fork(serve).unwrap();
+    let mut pids = HashSet::new();
+    for _ in 0..40 {
+        pids.insert(pool.call::<u32>("pid", ()).unwrap());
+    }
+    let pending: Vec<_> = (0..40).map(|_| pool.call_async::<u32>("pid", ())).collect();
+    for p in pending {
+        pids.insert(wait(p).unwrap());
+    }
+    assert!(
+        pids.len() >= 16,
+        "only {} workers served 80 calls",
+        pids.len()
+    );
+    let stats = pool.stats();
+    assert_eq!((stats.failures, stats.restarts), (0, 0));
+    pool.close();
+    for pid in pids {
+        assert!(
+            wait_until(CALL_LIMIT, || process_gone(pid)),
+            "{pid} lives on"
+        );
+    }
+}
+
+#[test]
+fn map_keeps_input_order_with_bounded_memory() {
+    let pool = pool(2).fork(serve).unwrap();
+    let before = coproq_tests::peak_rss_kib();
+    let mut count = 0u64;
+    for (i, result) in pool.map::<u64, _, _>("double", 0..100_000u64).enumerate() {
+        assert_eq!(result.unwrap(), 2 * i as u64);
+        count += 1;
+    }
+    assert_eq!(count, 100_000);
+    let grew = coproq_tests::peak_rss_kib().saturating_sub(before);
+    assert!(grew < 64 * 1024, "peak memory grew by {grew} KiB");
+}
+
+#[test]
+fn broadcast_reaches_every_live_worker() {
+    let pool = pool(3).fork(serve).unwrap();
+    assert_eq!(pool.broadcast("reload", ()).unwrap(), 3);
+    for worker in pool.workers() {
+        // A call after an event on the same link confirms the event arrived.
+        assert_eq!(
+            coproq_tests::call::<u64>(&worker, "reloads", ()).unwrap(),
+            1
+        );
+    }
+    pool.emit("reload", ()).unwrap();
+    let total: u64 = pool
+        .workers()
+        .iter()
+        .map(|w| coproq_tests::call::<u64>(w, "reloads", ()).unwrap())
+        .sum();
+    assert_eq!(total, 4);
+}
+
+#[test]
+fn a_cancelled_queued_call_never_runs() {
+    let pool = pool(1).max_in_flight(1).fork(serve).unwrap();
+    let path = scratch("queued");
+    let busy = pool.call_async::<u32>("sleep_pid", 300u64);
+    let mut queued = pool.call_async::<bool>("touch", path.to_str().unwrap());
+    assert_eq!(pool.stats().queued, 1);
+    queued.cancel();
+    assert!(matches!(queued.wait(), Err(Error::Cancelled { .. })));
+    assert_eq!(pool.stats().queued, 0);
+    wait(busy).unwrap();
+    // A dropped queued call is cancelled too.
+    let dropped_path = scratch("dropped");
+    let busy = pool.call_async::<u32>("sleep_pid", 100u64);
+    drop(pool.call_async::<bool>("touch", dropped_path.to_str().unwrap()));
+    wait(busy).unwrap();
+    assert!(
+        pool.call::<bool>("touch", scratch("after").to_str().unwrap())
+            .unwrap()
+    );
+    assert!(
+        !path.exists() && !dropped_path.exists(),
+        "a cancelled call ran"
+    );
+}
+
+#[test]
+fn a_full_queue_blocks_callers_until_their_deadline() {
+    let pool = pool(1)
+        .max_in_flight(1)
+        .queue_capacity(1)
+        .call_timeout(Duration::from_millis(300))
+        .fork(serve)
+        .unwrap();
+    let _busy = pool.call_async::<u32>("sleep_pid", 2_000u64);
+    let _queued = pool.call_async::<u32>("pid", ());
+    let started = Instant::now();
+    let err = pool.call_async::<u32>("pid", ()).wait().unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn workers_call_the_pools_parent_handlers() {
+    let pool = pool(2)
+        .handle("progress", |n: u32| n + 1)
+        .fork(|parent| {
+            let p = parent.clone();
+            parent.handle("work", move |n: u32| {
+                p.call::<u32>("progress", n).unwrap() * 10
+            });
+        })
+        .unwrap();
+    let results: Vec<u32> = pool.map("work", 0..20u32).map(Result::unwrap).collect();
+    assert_eq!(results, (0..20).map(|n| (n + 1) * 10).collect::<Vec<_>>());
+}
+
+#[coproq::service]
+trait Calc {
+    fn add(&self, a: i64, b: i64) -> i64;
+    fn div(&self, a: i64, b: i64) -> Result<i64, String>;
+}
+
+struct Calculator;
+
+impl Calc for Calculator {
+    fn add(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+    fn div(&self, a: i64, b: i64) -> Result<i64, String> {
+        a.checked_div(b).ok_or_else(|| "division by zero".into())
+    }
+}
+
+#[test]
+fn typed_clients_work_over_a_pool() {
+    let pool = pool(2)
+        .fork(|parent| {
+            parent.listen(CalcServer::new(Calculator));
+        })
+        .unwrap();
+    let calc = CalcClient::new(&pool);
+    assert_eq!(calc.add(2, 3).unwrap(), 5);
+    assert_eq!(calc.div(1, 0).unwrap(), Err("division by zero".to_owned()));
+    let pending: Vec<_> = (0..100).map(|i| calc.add_async(i, i)).collect();
+    for (i, p) in pending.into_iter().enumerate() {
+        assert_eq!(wait(p).unwrap(), 2 * i as i64);
+    }
+}
+
+#[test]
+fn close_with_calls_in_flight_reaps_every_worker() {
+    let pool = pool(3).fork(serve).unwrap();
+    let pids: Vec<u32> = pool.workers().iter().filter_map(Coprocess::pid).collect();
+    let pending: Vec<_> = (0..12)
+        .map(|_| pool.call_async::<u32>("sleep_pid", 100u64))
+        .collect();
+    std::thread::sleep(Duration::from_millis(20));
+    pool.close();
+    pool.close();
+    for pid in &pids {
+        assert!(process_gone(*pid), "{pid} was not reaped");
+    }
+    // Each call was answered (in flight, within the grace) or failed, none hangs.
+    for p in pending {
+        match wait(p) {
+            Ok(_) | Err(Error::NotConnected | Error::Disconnected { .. }) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert!(matches!(
+        pool.call::<u32>("pid", ()),
+        Err(Error::NotConnected)
+    ));
+}
+
+#[test]
+fn a_thousand_pools_leak_no_descriptor_and_no_process() {
+    let fds = open_fds();
+    let mut pids = Vec::new();
+    for _ in 0..1000 {
+        let pool = pool(1).fork(serve).unwrap();
+        pids.extend(pool.workers().iter().filter_map(Coprocess::pid));
+        assert_eq!(pool.call::<u64>("double", 2u64).unwrap(), 4);
+        drop(pool);
+    }
+    assert_eq!(pids.len(), 1000);
+    assert!(pids.iter().all(|&pid| process_gone(pid)));
+    assert!(
+        wait_until(CALL_LIMIT, || open_fds() <= fds),
+        "{} > {fds}",
+        open_fds()
+    );
+}
