@@ -25,7 +25,7 @@ fn worker(builder: coproq::Builder) -> Coprocess {
         .handle("remaining_ms", |()| remaining_ms())
         .fork(|parent| {
             parent.handle("sleep", |ms: u64| {
-                std::thread::sleep(Duration::from_millis(ms))
+                std::thread::sleep(Duration::from_millis(ms));
             });
             parent.handle("touch", |path: String| std::fs::write(path, b"ran").is_ok());
             parent.handle("remaining", |()| remaining_ms());
