@@ -18,6 +18,7 @@ use super::writer::Flush;
 use super::{METHODS_METHOD, Responder};
 use crate::context;
 use crate::error::Error;
+use crate::sys;
 use crate::wire::{Message, OutcomeKind};
 
 thread_local! {
@@ -49,10 +50,10 @@ pub(crate) fn serving_link_cancelled(id: u64) -> bool {
     })
 }
 
-/// A handler that ran this long may have let calls and cancels pile up in the pipe: the
-/// serving loop reads what has arrived before it runs the next call, so that a call
-/// cancelled meanwhile is skipped.
-const SLOW_HANDLER: Duration = Duration::from_millis(1);
+/// A handler that ran this long (by the coarse clock: at least one tick) may have let
+/// calls and cancels pile up in the pipe: the serving loop reads what has arrived before
+/// it runs the next call, so that a call cancelled meanwhile is skipped.
+const SLOW_HANDLER: Duration = Duration::from_nanos(1);
 
 /// Whether this thread serves `link`.
 pub(crate) fn is_serving(link: &Arc<Link>) -> bool {
@@ -141,11 +142,17 @@ pub(crate) fn read_in_background(link: &Arc<Link>) {
     }
 }
 
-/// [`dispatch`], then, after a slow handler, reads what arrived meanwhile.
+/// [`dispatch`], then, after a slow handler, reads what arrived meanwhile. The clock is
+/// the coarse one (a few nanoseconds to read, where `Instant` costs tens on every call):
+/// a handler is slow when a tick passed while it ran.
 fn dispatch_timed(link: &Arc<Link>, message: Message, flush: Flush) {
-    let started = Instant::now();
+    if !matches!(message, Message::Call { .. }) {
+        // Events cannot be cancelled; the next call's own check is enough.
+        return dispatch(link, message, flush);
+    }
+    let started = sys::coarse_now();
     dispatch(link, message, flush);
-    if started.elapsed() >= SLOW_HANDLER {
+    if sys::coarse_now().saturating_sub(started) >= SLOW_HANDLER {
         link.read_ahead();
     }
 }

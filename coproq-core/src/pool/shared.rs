@@ -50,6 +50,11 @@ pub(super) struct State {
     room_wakers: Vec<Waker>,
     /// When the supervisor will look again without being woken.
     pub(super) supervisor_wakes_at: Option<Instant>,
+    /// The supervisor sleeps (a notification with nobody to wake still costs a system
+    /// call, on every call's completion).
+    pub(super) supervisor_sleeping: bool,
+    /// Callers sleeping until the queue has room.
+    room_sleepers: usize,
 }
 
 /// The pool's counters, for [`PoolStats`](super::PoolStats).
@@ -121,6 +126,8 @@ impl Shared {
                 last_status: None,
                 room_wakers: Vec::new(),
                 supervisor_wakes_at: None,
+                supervisor_sleeping: false,
+                room_sleepers: 0,
             }),
             room: Condvar::new(),
             work: Condvar::new(),
@@ -197,6 +204,7 @@ impl Shared {
             }
             // Back-pressure: the queue is full.
             let now = Instant::now();
+            state.room_sleepers += 1;
             state = match job.deadline {
                 Some(deadline) if now >= deadline.at => {
                     return Err(job.timeout_error().expect("a deadline"));
@@ -269,6 +277,8 @@ impl Shared {
             }
             wake |= worker.retiring && worker.jobs.is_empty();
         }
+        // Awake, the supervisor looks at everything again before it sleeps.
+        wake &= state.supervisor_sleeping;
         drop(state);
         if wake {
             self.work.notify_all();
@@ -299,10 +309,7 @@ impl Shared {
     pub(super) fn dequeue(&self, job: &Arc<Job>) {
         let mut state = self.lock();
         state.queue.retain(|j| !Arc::ptr_eq(j, job));
-        let wakers = std::mem::take(&mut state.room_wakers);
-        drop(state);
-        self.room.notify_all();
-        wakers.into_iter().for_each(Waker::wake);
+        self.wake_room(&mut state);
     }
 
     /// Kills worker `generation` (it holds a call past its deadline).
@@ -332,7 +339,9 @@ impl Shared {
 
     /// Wakes callers waiting for room in the queue.
     pub(super) fn wake_room(&self, state: &mut State) {
-        self.room.notify_all();
+        if state.room_sleepers > 0 {
+            self.room.notify_all();
+        }
         std::mem::take(&mut state.room_wakers)
             .into_iter()
             .for_each(Waker::wake);

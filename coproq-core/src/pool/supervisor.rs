@@ -40,14 +40,23 @@ pub(super) fn run(shared: &Arc<Shared>) {
             if chores.is_empty() {
                 let wake_at = next_wake(&state);
                 state.supervisor_wakes_at = wake_at;
+                state.supervisor_sleeping = true;
                 // Poisoning is ignored, as everywhere: the state stays consistent.
-                match wake_at {
+                let mut state = match wake_at {
                     Some(at) => {
                         let left = at.saturating_duration_since(Instant::now());
-                        drop(shared.work.wait_timeout(state, left));
+                        shared
+                            .work
+                            .wait_timeout(state, left)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .0
                     }
-                    None => drop(shared.work.wait(state)),
-                }
+                    None => shared
+                        .work
+                        .wait(state)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                };
+                state.supervisor_sleeping = false;
                 continue;
             }
             chores
@@ -205,8 +214,16 @@ fn do_chores(shared: &Arc<Shared>, chores: Chores) {
         }
         // Workers still running serve calls already sent; they go with the pool.
     }
+    // Queued calls go out in one write per worker.
+    let mut links: Vec<Arc<crate::link::Link>> = Vec::new();
     for (job, assigned) in send {
-        shared.send(&job, assigned, Flush::Now);
+        if !links.iter().any(|l| Arc::ptr_eq(l, &assigned.link)) {
+            links.push(Arc::clone(&assigned.link));
+        }
+        shared.send(&job, assigned, Flush::Soon);
+    }
+    for link in links {
+        link.flush();
     }
     for job in expired {
         let error = job.timeout_error();

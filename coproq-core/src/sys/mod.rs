@@ -18,6 +18,6 @@ compile_error!(
 );
 
 pub(crate) use imp::{
-    ChildStdio, LinkFds, Reaped, before_main, die_with_parent, ignore_sigpipe, kill, link_fds,
-    parent_pid, reap, spawn_command, spawn_self, take_link_fds, wait_exit, wait_readable,
+    ChildStdio, LinkFds, Reaped, before_main, coarse_now, die_with_parent, ignore_sigpipe, kill,
+    link_fds, parent_pid, reap, spawn_command, spawn_self, take_link_fds, wait_exit, wait_readable,
 };

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::link::Bulk;
-use crate::{link, raw};
+use crate::{link, pool, raw};
 
 /// How a figure's value reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +27,8 @@ pub(crate) enum Target {
     RatioAtLeast(f64),
     /// coproq's own median at least this.
     AtLeast(f64),
+    /// coproq's own median at most this.
+    AtMost(f64),
     /// Reported only.
     Report,
 }
@@ -150,6 +152,46 @@ pub(crate) const FIGURES: &[Figure] = &[
         target: Target::RatioAtMost(1.05),
     },
     Figure {
+        key: "pool-scaling",
+        title: "CPU-bound 2 ms jobs per worker: pool of N = cores vs pool of one",
+        unit: Unit::PerSec,
+        impls: &["one-worker", "pool"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::RatioAtLeast(0.9),
+    },
+    Figure {
+        key: "pool-overhead",
+        title: "sequential call, pool of one vs single link (one CPU)",
+        unit: Unit::Micros,
+        impls: &["coproq", "pool"],
+        peers: &[],
+        pin: Some(0),
+        worker_pin: None,
+        target: Target::RatioAtMost(1.2),
+    },
+    Figure {
+        key: "pool-recovery",
+        title: "worker SIGKILLed to its replacement answering (median)",
+        unit: Unit::Micros,
+        impls: &["pool"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::AtMost(5000.0),
+    },
+    Figure {
+        key: "pool-pipelined",
+        title: "pipelined small calls through a pool of two",
+        unit: Unit::PerSec,
+        impls: &["pool"],
+        peers: &["procspawn"],
+        pin: None,
+        worker_pin: None,
+        target: Target::Report,
+    },
+    Figure {
         key: "idle-worker-rss",
         title: "RSS of an idle worker",
         unit: Unit::KiB,
@@ -178,6 +220,9 @@ struct Sizes {
     events: u32,
     bulk: u32,
     startup: u32,
+    /// 2 ms jobs per worker.
+    jobs: u32,
+    recoveries: u32,
 }
 
 const FULL: Sizes = Sizes {
@@ -186,6 +231,8 @@ const FULL: Sizes = Sizes {
     events: 2_000_000,
     bulk: 12,
     startup: 20,
+    jobs: 250,
+    recoveries: 21,
 };
 const QUICK: Sizes = Sizes {
     latency: 3_000,
@@ -193,6 +240,8 @@ const QUICK: Sizes = Sizes {
     events: 500_000,
     bulk: 4,
     startup: 8,
+    jobs: 60,
+    recoveries: 7,
 };
 
 const BULK: usize = 16 << 20;
@@ -235,6 +284,12 @@ pub(crate) fn measure(figure: &Figure, imp: &str, quick: bool) -> Result<f64, St
             link::idle_rss().map(|kib| kib as f64).map_err(|e| err(&e))
         }
         ("per-link-rss", "coproq") => link::per_link_rss(20).map_err(|e| err(&e)),
+        ("pool-scaling", "one-worker") => pool::scaling(1, n.jobs).map_err(|e| err(&e)),
+        ("pool-scaling", "pool") => pool::scaling(pool::cores(), n.jobs).map_err(|e| err(&e)),
+        ("pool-overhead", "coproq") => link::latency(n.latency).map(micros).map_err(|e| err(&e)),
+        ("pool-overhead", "pool") => pool::latency(n.latency).map(micros).map_err(|e| err(&e)),
+        ("pool-recovery", "pool") => pool::recovery(n.recoveries).map(micros),
+        ("pool-pipelined", "pool") => pool::pipelined(n.pipelined).map_err(|e| err(&e)),
         #[cfg(feature = "peers")]
         (key, imp) if matches!(imp, "ipc-channel" | "tarpc" | "procspawn") => {
             let sizes = crate::peers::Sizes {

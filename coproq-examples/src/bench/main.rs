@@ -16,6 +16,7 @@ mod figures;
 mod link;
 #[cfg(feature = "peers")]
 mod peers;
+mod pool;
 mod raw;
 mod report;
 mod stats;

@@ -55,6 +55,7 @@ pub(crate) fn measure(key: &str, imp: &str, n: &Sizes) -> Option<Result<f64, Str
         ("startup", "ipc-channel") => ipc_startup(n.startup).map(micros),
         ("startup", "tarpc") => tarpc_startup(n.startup).map(micros),
         ("startup", "procspawn") => procspawn_startup(n.startup).map(micros),
+        ("pool-pipelined", "procspawn") => procspawn_pool_pipelined(n.pipelined.min(5000)),
         _ => return None,
     };
     Some(result.map_err(|e| e.to_string()))
@@ -312,7 +313,16 @@ fn procspawn_latency(n: u32) -> Result<Duration, Error> {
 }
 
 fn procspawn_pipelined(n: u32) -> Result<f64, Error> {
-    let pool = procspawn::Pool::new(1)?;
+    procspawn_pool_of(1, n)
+}
+
+fn procspawn_pool_pipelined(n: u32) -> Result<f64, Error> {
+    procspawn_pool_of(2, n)
+}
+
+/// Pipelined echo calls through a procspawn pool of `size`: calls per second.
+fn procspawn_pool_of(size: usize, n: u32) -> Result<f64, Error> {
+    let pool = procspawn::Pool::new(size)?;
     pool.spawn(0u64, echo_pinned).join()?;
     // The first burst warms memory up; the second is measured, as for coproq.
     let mut elapsed = Duration::ZERO;

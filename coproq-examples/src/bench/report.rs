@@ -31,6 +31,7 @@ impl FigureResult {
             Target::RatioAtMost(limit) => ratio.map(|r| r.median <= limit),
             Target::RatioAtLeast(limit) => ratio.map(|r| r.median >= limit),
             Target::AtLeast(limit) => ours.map(|v| v >= limit),
+            Target::AtMost(limit) => ours.map(|v| v <= limit),
             Target::Report => None,
         };
         Self {
@@ -65,6 +66,7 @@ impl FigureResult {
             Target::RatioAtMost(x) => format!("≤ {x}× {}", self.imps[0]),
             Target::RatioAtLeast(x) => format!("≥ {x}× {}", self.imps[0]),
             Target::AtLeast(x) => format!("≥ {}", format_value(self.figure.unit, x)),
+            Target::AtMost(x) => format!("≤ {}", format_value(self.figure.unit, x)),
             Target::Report => "report".into(),
         }
     }
@@ -82,7 +84,8 @@ pub(crate) fn format_value(unit: Unit, v: f64) -> String {
     match unit {
         Unit::Micros => format!("{v:.1} µs"),
         Unit::PerSec if v >= 1e6 => format!("{:.2} M/s", v / 1e6),
-        Unit::PerSec => format!("{:.0} k/s", v / 1e3),
+        Unit::PerSec if v >= 1e4 => format!("{:.0} k/s", v / 1e3),
+        Unit::PerSec => format!("{v:.0} /s"),
         Unit::BytesPerSec => format!("{:.2} GB/s", v / 1e9),
         Unit::KiB => format!("{v:.0} KiB"),
     }

@@ -89,6 +89,20 @@ pub(crate) fn take_link_fds(read: RawFd, write: RawFd) -> io::Result<(File, File
 
 /// Waits until `fd` is readable (or at its end, or in error: the read reports those), at
 /// most `timeout`; whether it is.
+/// A monotonic clock that is cheap to read but advances only every few milliseconds (a
+/// scheduler tick on Linux), for telling slow handlers from fast ones on the hot path.
+pub(crate) fn coarse_now() -> std::time::Duration {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let clock = rustix::time::ClockId::MonotonicCoarse;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let clock = rustix::time::ClockId::Monotonic;
+    let now = rustix::time::clock_gettime(clock);
+    std::time::Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
+}
+
 pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
     let timeout = Timespec::try_from(timeout).ok();
     let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
