@@ -434,3 +434,41 @@ fn a_thousand_pools_leak_no_descriptor_and_no_process() {
         open_fds()
     );
 }
+
+#[test]
+fn a_pool_of_spawned_worker_binaries() {
+    let indices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&indices);
+    let pool = pool(2)
+        .handle("double", |x: i64| x * 2)
+        .spawn(move |index| {
+            seen.lock().unwrap().push(index);
+            std::process::Command::new(env!("CARGO_BIN_EXE_echo_worker"))
+        })
+        .unwrap();
+    assert_eq!(*indices.lock().unwrap(), [0, 1]);
+    assert_eq!(pool.call::<String>("upper", "abc").unwrap(), "ABC");
+    // The worker calls the pool's parent handler back.
+    assert_eq!(pool.call::<i64>("ask_parent", 21i64).unwrap(), 42);
+    // A killed one is replaced from its seat's command.
+    let victim = pool.workers()[0].pid().unwrap();
+    coproq_tests::signal(victim, libc::SIGKILL);
+    assert!(wait_until(CALL_LIMIT, || pool.stats().restarts == 1
+        && pool.stats().live == 2));
+    assert_eq!(indices.lock().unwrap().len(), 3);
+    assert!(pool.call::<u32>("pid", ()).is_ok());
+}
+
+#[test]
+fn a_pool_of_fork_workers_with_data() {
+    let pool = pool(2)
+        .fork_with(String::from("hello"), |parent, greeting| {
+            parent.handle("greet", move |name: String| format!("{greeting}, {name}"));
+        })
+        .unwrap();
+    let greetings: Vec<String> = pool
+        .map("greet", ["a", "b", "c"])
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(greetings, ["hello, a", "hello, b", "hello, c"]);
+}
