@@ -169,7 +169,7 @@ impl Coprocess {
     /// blocking the runtime's thread. It resolves at once on a closed link (the next call
     /// then fails with [`Error::NotConnected`](crate::Error::NotConnected)).
     ///
-    /// One `ready` makes room for frames of moderate size (up to about 100 KiB in all);
+    /// One `ready` makes room for frames of moderate size (up to about 190 KiB in all);
     /// await it again before each call.
     ///
     /// # Examples

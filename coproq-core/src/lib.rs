@@ -5,16 +5,16 @@
 //! Layout, each layer using only those above it in this list: `wire` (frames, messages,
 //! the one bincode configuration, value shapes) and `bytes`; `error`; `sys` (the
 //! platform's system calls); `link` (one connection: read token, writer, call and
-//! handler tables, dispatch); `handler` (typed adapters, `Reply`), `pending` (calls in
-//! flight), `process` (the parent's hold on a worker), `options`; `coprocess` (the
-//! handle); `service` (support for generated code); `launch` (starting workers, the
-//! worker side of a fork); `builder` (`Builder`, `fork`, `fork_with`).
+//! handler tables, cancels, a handler's deadline and cancel, dispatch); `handler` (typed adapters, `Reply`), `pending` (calls in flight), `process` (the
+//! parent's hold on a worker), `options`; `coprocess` (the handle); `launch` (starting
+//! workers, the worker side of a fork); `builder` (`Builder`, `fork`, `fork_with`);
+//! `pool` (pools of workers and their supervisor, standing on `Coprocess`); `service`
+//! (support for generated code, over a link or a pool).
 
 #![deny(missing_docs)]
 
 mod builder;
 mod bytes;
-mod context;
 mod coprocess;
 mod error;
 mod handler;
@@ -29,10 +29,10 @@ mod sys;
 mod wire;
 
 pub use crate::builder::{Builder, fork, fork_with};
-pub use crate::context::{cancelled, deadline};
 pub use crate::coprocess::{Coprocess, Ready, WeakCoprocess};
 pub use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
 pub use crate::handler::{Registry, Reply, Service};
+pub use crate::link::context::{cancelled, deadline};
 pub use crate::pending::Pending;
 pub use crate::pool::{Map, Pool, PoolBuilder, PoolReady, PoolStats};
 pub use crate::service::Peer;

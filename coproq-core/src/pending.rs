@@ -4,17 +4,16 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use crate::context;
 use crate::error::{Error, RemoteError, RemoteErrorKind, Result, TypedPayload};
 use crate::link::Link;
 use crate::link::calls::{Delivery, RawReply, Slot};
+use crate::link::context;
 use crate::link::dispatch::{self, TimedOut};
-use crate::pool::Ticket;
 use crate::wire::{Outcome, OutcomeKind};
 
 /// A call in flight, returned by [`Coprocess::call_async`](crate::Coprocess::call_async)
@@ -73,6 +72,16 @@ impl Deadline {
     }
 }
 
+/// A call that lives above a single link (a pool's, which may move between workers).
+pub(crate) trait Ticket: Send + Sync {
+    /// Waits for the reply, at most until `deadline`; past it, gives up on the call.
+    fn wait(self: Box<Self>, deadline: Option<Instant>) -> Result<Delivery, TimedOut>;
+    /// The reply, if it is in; otherwise `waker` is woken when it lands.
+    fn poll(&self, waker: &Waker) -> Option<Delivery>;
+    /// Gives up on the call: the peer is told, and it never runs if it has not started.
+    fn cancel(self: Box<Self>);
+}
+
 /// How a delivered reply becomes the caller's result.
 pub(crate) type ReplyDecoder<R> = fn(&str, Delivery) -> Result<R>;
 
@@ -83,7 +92,7 @@ enum Progress {
         slot: Arc<Slot>,
     },
     /// A pool's call, queued or sent to one of its workers.
-    Pooled(Ticket),
+    Pooled(Box<dyn Ticket>),
     Failed(Error),
     Cancelled,
     Done,
@@ -132,7 +141,7 @@ impl<R> Pending<R> {
     /// A pool's call.
     pub(crate) fn pooled(
         method: &str,
-        ticket: Ticket,
+        ticket: Box<dyn Ticket>,
         deadline: Option<Deadline>,
         decode: ReplyDecoder<R>,
     ) -> Self {

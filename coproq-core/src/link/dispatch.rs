@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use super::Link;
 use super::calls::{Delivery, Slot, Wake};
+use super::context;
 use super::reader::{Role, ServeStep, Stop};
 use super::writer::Flush;
 use super::{METHODS_METHOD, Responder};
-use crate::context;
 use crate::error::Error;
 use crate::sys;
 use crate::wire::{Message, OutcomeKind};

@@ -6,6 +6,8 @@
 //! - [`dispatch`]: the serving loop, the background reader, and waiting for replies.
 //! - [`handlers`]: the handler table the dispatcher looks names up in.
 //! - [`responder`]: sending the one reply of one call.
+//! - [`cancels`]: the calls the peer cancelled.
+//! - [`context`]: the deadline and cancel of the call a thread is handling.
 //!
 //! There is no thread between the pipe and a caller. Whoever needs input holds the read
 //! token: a caller waiting for its reply reads it itself (one wake-up per side, as on a
@@ -17,6 +19,7 @@
 
 pub(crate) mod calls;
 mod cancels;
+pub(crate) mod context;
 pub(crate) mod dispatch;
 mod handlers;
 mod reader;
@@ -456,7 +459,8 @@ impl Link {
     /// Tells the peer that nobody waits for call `id` any more (the call stays in the
     /// table, for a pool to count it until the worker answers).
     pub(crate) fn send_cancel(&self, id: u64) {
-        let _ = self.writer.send(Flush::Now, |buf, _| {
+        // `Soon`: the flusher writes it moments later, and many dropped calls share a write.
+        let _ = self.writer.send(Flush::Soon, |buf, _| {
             message::encode_cancel(buf, id);
             Ok::<(), ()>(())
         });

@@ -26,8 +26,9 @@ pub(crate) type Output = Box<dyn Write + Send>;
 const HIGH_WATER: usize = 256 * 1024;
 
 /// Below this many buffered bytes, the writer has room for an async sender's next frame
-/// (half of `HIGH_WATER`: frames of moderate size append without blocking).
-const ROOM: usize = HIGH_WATER / 2;
+/// (a quarter of `HIGH_WATER`: frames of moderate size append without blocking, and an
+/// async sender yields often).
+const ROOM: usize = HIGH_WATER / 4;
 
 /// Buffers up to this size are always kept for reuse; bigger ones while they are used.
 const KEEP_CAPACITY: usize = 1 << 20;

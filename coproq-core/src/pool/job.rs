@@ -219,10 +219,10 @@ pub(crate) struct Ticket {
     pub(super) kill_on_timeout: bool,
 }
 
-impl Ticket {
+impl crate::pending::Ticket for Ticket {
     /// Waits for the reply, at most until `deadline`; past it, the job is abandoned (and
     /// its worker killed, where the pool says so).
-    pub(crate) fn wait(self, deadline: Option<Instant>) -> Result<Delivery, TimedOut> {
+    fn wait(self: Box<Self>, deadline: Option<Instant>) -> Result<Delivery, TimedOut> {
         let job = &self.job;
         loop {
             if let Some(delivery) = job.slot.take_reply() {
@@ -256,13 +256,11 @@ impl Ticket {
         }
     }
 
-    /// The reply, if it is in; otherwise `waker` is woken when it lands.
-    pub(crate) fn poll(&self, waker: &Waker) -> Option<Delivery> {
+    fn poll(&self, waker: &Waker) -> Option<Delivery> {
         self.job.slot.reply_or_register(waker)
     }
 
-    /// Cancels the job (see [`Pending::cancel`](crate::Pending::cancel)).
-    pub(crate) fn cancel(self) {
+    fn cancel(self: Box<Self>) {
         self.job.abandon(false, None);
     }
 }

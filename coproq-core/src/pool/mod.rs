@@ -226,7 +226,7 @@ impl Pool {
             job,
             kill_on_timeout: config.kill_on_timeout,
         };
-        Pending::pooled(method, ticket, deadline, decode)
+        Pending::pooled(method, Box::new(ticket), deadline, decode)
     }
 
     /// Resolves when the pool's queue has room, so that the next

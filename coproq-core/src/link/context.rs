@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::time::Instant;
 
-use crate::link::dispatch;
+use super::dispatch;
 
 /// The call being handled on this thread.
 #[derive(Debug, Clone, Copy)]
