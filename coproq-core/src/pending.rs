@@ -51,9 +51,14 @@ impl Deadline {
     /// The earlier of a default timeout from now and a deadline inherited from the call
     /// being handled on this thread.
     pub(crate) fn for_new_call(timeout: Option<Duration>) -> Option<Self> {
+        let inherited = context::inherited_deadline();
+        if timeout.is_none() && inherited.is_none() {
+            // The common case reads no clock.
+            return None;
+        }
         let now = Instant::now();
         let own = timeout.and_then(|t| now.checked_add(t));
-        let at = match (own, context::inherited_deadline()) {
+        let at = match (own, inherited) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b)?,
         };

@@ -472,3 +472,33 @@ fn a_pool_of_fork_workers_with_data() {
         .collect();
     assert_eq!(greetings, ["hello, a", "hello, b", "hello, c"]);
 }
+
+#[test]
+fn async_callers_await_room_in_a_full_queue() {
+    let pool = pool(1)
+        .max_in_flight(1)
+        .queue_capacity(1)
+        .fork(serve)
+        .unwrap();
+    let busy = pool.call_async::<u32>("sleep_pid", 300u64);
+    let queued = pool.call_async::<u32>("pid", ());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let waited = runtime.block_on(async {
+        // Full now: `ready` suspends the task until the queue moves.
+        tokio::time::timeout(CALL_LIMIT, pool.ready()).await
+    });
+    assert!(waited.is_ok(), "ready never resolved");
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    let third = pool.call_async::<u32>("pid", ());
+    for p in [busy, queued, third] {
+        wait(p).unwrap();
+    }
+}
