@@ -17,6 +17,7 @@ use crate::link::{METHODS_METHOD, Responder};
 use crate::options::Options;
 use crate::pending::{self, Deadline, Pending};
 use crate::process::WorkerProcess;
+use crate::ready::{Ready, Room};
 use crate::wire::OutcomeKind;
 
 /// One end of a link between two processes.
@@ -187,9 +188,7 @@ impl Coprocess {
     /// # Ok(()) }
     /// ```
     pub fn ready(&self) -> Ready {
-        Ready {
-            link: Arc::clone(&self.inner.link),
-        }
+        Ready::new(Arc::clone(&self.inner.link) as Arc<dyn Room>)
     }
 
     /// Whether the peer is still there: the link has not ended and (on the parent end)
@@ -444,34 +443,6 @@ impl Coprocess {
     pub fn downgrade(&self) -> WeakCoprocess {
         WeakCoprocess {
             inner: Arc::downgrade(&self.inner),
-        }
-    }
-}
-
-/// A future that resolves when a link can take a call without blocking the sender:
-/// see [`Coprocess::ready`].
-#[must_use = "futures do nothing unless awaited"]
-pub struct Ready {
-    link: Arc<Link>,
-}
-
-impl fmt::Debug for Ready {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ready").finish_non_exhaustive()
-    }
-}
-
-impl std::future::Future for Ready {
-    type Output = ();
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.link.poll_writable(cx.waker()) {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
         }
     }
 }

@@ -4,12 +4,14 @@
 //!
 //! Layout, each layer using only those above it in this list: `wire` (frames, messages,
 //! the one bincode configuration, value shapes) and `bytes`; `error`; `sys` (the
-//! platform's system calls); `link` (one connection: read token, writer, call and
-//! handler tables, cancels, a handler's deadline and cancel, dispatch); `handler` (typed adapters, `Reply`), `pending` (calls in flight), `process` (the
-//! parent's hold on a worker), `options`; `coprocess` (the handle); `launch` (starting
-//! workers, the worker side of a fork); `builder` (`Builder`, `fork`, `fork_with`);
-//! `pool` (pools of workers and their supervisor, standing on `Coprocess`); `service`
-//! (support for generated code, over a link or a pool).
+//! platform's system calls); `ready` (the `Ready` future over anything with room);
+//! `link` (one connection: read token, writer, call and handler tables, cancels, a
+//! handler's deadline and cancel, dispatch); `handler` (typed adapters, `Reply`),
+//! `pending` (calls in flight), `process` (the parent's hold on a worker), `options`;
+//! `coprocess` (the handle); `launch` (starting workers, the worker side of a fork);
+//! `builder` (`Builder`, `fork`, `fork_with`); `pool` (pools of workers and their
+//! supervisor, standing on `Coprocess`); `service` (support for generated code, over a
+//! link or a pool).
 
 #![deny(missing_docs)]
 
@@ -24,17 +26,19 @@ mod options;
 mod pending;
 mod pool;
 mod process;
+mod ready;
 mod service;
 mod sys;
 mod wire;
 
 pub use crate::builder::{Builder, fork, fork_with};
-pub use crate::coprocess::{Coprocess, Ready, WeakCoprocess};
+pub use crate::coprocess::{Coprocess, WeakCoprocess};
 pub use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
 pub use crate::handler::{Registry, Reply, Service};
 pub use crate::link::context::{cancelled, deadline};
 pub use crate::pending::Pending;
-pub use crate::pool::{Map, Pool, PoolBuilder, PoolReady, PoolStats};
+pub use crate::pool::{Map, Pool, PoolBuilder, PoolStats};
+pub use crate::ready::Ready;
 pub use crate::service::Peer;
 
 /// The decoder's fuzzing entry point (`fuzz/`, with the `fuzzing` feature). Not public

@@ -481,11 +481,6 @@ impl Link {
         }
     }
 
-    /// Whether the writer would take a frame now without blocking the sender.
-    pub(crate) fn poll_writable(&self, waker: &std::task::Waker) -> bool {
-        self.writer.poll_writable(waker)
-    }
-
     /// Sends a one-way event.
     pub(crate) fn emit<A: Serialize + ?Sized>(&self, name: &str, args: &A) -> Result<()> {
         match self.writer.send(Flush::Soon, |buf, max| {
@@ -560,6 +555,13 @@ impl Link {
     /// Claims the right to dispatch; only one thread may serve a link.
     pub(crate) fn claim_serving(&self) -> bool {
         !self.serving.swap(true, Ordering::AcqRel)
+    }
+}
+
+impl crate::ready::Room for Link {
+    /// Whether the writer would take a frame now without blocking the sender.
+    fn poll_room(&self, waker: &std::task::Waker) -> bool {
+        self.writer.poll_writable(waker)
     }
 }
 

@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::launch::Launch;
 use crate::link::Flush;
 use crate::pending::{self, Deadline, Pending};
+use crate::ready::{Ready, Room};
 use crate::wire::message;
 
 /// What each worker is started as (by its seat's index).
@@ -232,10 +233,8 @@ impl Pool {
     /// Resolves when the pool's queue has room, so that the next
     /// [`call_async`](Pool::call_async) does not block the thread: the pool's
     /// counterpart of [`Coprocess::ready`](crate::Coprocess::ready), for async code.
-    pub fn ready(&self) -> PoolReady {
-        PoolReady {
-            shared: Arc::clone(self.shared()),
-        }
+    pub fn ready(&self) -> Ready {
+        Ready::new(Arc::clone(self.shared()) as Arc<dyn Room>)
     }
 
     /// Calls `method` once per item of `items`, keeping a bounded number in flight, and
@@ -433,32 +432,5 @@ where
             self.in_flight.push_back(pending);
         }
         self.in_flight.pop_front().map(Pending::wait)
-    }
-}
-
-/// A future that resolves when a pool's queue has room: see [`Pool::ready`].
-#[must_use = "futures do nothing unless awaited"]
-pub struct PoolReady {
-    shared: Arc<Shared>,
-}
-
-impl fmt::Debug for PoolReady {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PoolReady").finish_non_exhaustive()
-    }
-}
-
-impl std::future::Future for PoolReady {
-    type Output = ();
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.shared.poll_room(cx.waker()) {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
     }
 }

@@ -347,8 +347,18 @@ impl Shared {
             .for_each(Waker::wake);
     }
 
+    /// Empties the queue (to fail its jobs once the lock is released) and wakes callers
+    /// waiting for room.
+    pub(super) fn take_queue(&self, state: &mut State) -> Vec<Arc<Job>> {
+        let queued = state.queue.drain(..).collect();
+        self.wake_room(state);
+        queued
+    }
+}
+
+impl crate::ready::Room for Shared {
     /// Whether the queue has room now; if not, `waker` is woken when it may.
-    pub(super) fn poll_room(&self, waker: &Waker) -> bool {
+    fn poll_room(&self, waker: &Waker) -> bool {
         let mut state = self.lock();
         if state.closed || state.broken.is_some() || state.queue.len() < self.config.queue_capacity
         {
@@ -356,14 +366,6 @@ impl Shared {
         }
         state.room_wakers.push(waker.clone());
         false
-    }
-
-    /// Empties the queue (to fail its jobs once the lock is released) and wakes callers
-    /// waiting for room.
-    pub(super) fn take_queue(&self, state: &mut State) -> Vec<Arc<Job>> {
-        let queued = state.queue.drain(..).collect();
-        self.wake_room(state);
-        queued
     }
 }
 
