@@ -502,3 +502,24 @@ fn async_callers_await_room_in_a_full_queue() {
         wait(p).unwrap();
     }
 }
+
+#[test]
+fn a_timed_out_call_frees_its_workers_place_when_the_worker_answers() {
+    let pool = pool(1)
+        .max_in_flight(1)
+        .call_timeout(Duration::from_millis(200))
+        .fork(serve)
+        .unwrap();
+    for _ in 0..3 {
+        let err = pool.call::<u32>("sleep_pid", 400u64).unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err}");
+        // Not killed: the worker finishes the call late, and its place comes back.
+        assert!(
+            wait_until(CALL_LIMIT, || pool.stats().in_flight == 0),
+            "{:?}",
+            pool.stats()
+        );
+        assert!(pool.call::<u32>("pid", ()).is_ok());
+    }
+    assert_eq!(pool.stats().restarts, 0);
+}

@@ -1,8 +1,9 @@
 //! One call made through a pool: where it is (queued in the parent, or sent to a worker),
 //! the slot its caller waits in, and what happens when its worker answers or dies.
 //!
-//! Lock order: a job's own lock and the pool's state lock are never held together, and
-//! neither is held while a link is called.
+//! Lock order: the pool's state lock may be held while a job's own lock is taken (the
+//! supervisor looks at jobs' routes), never the reverse; neither is held while a link is
+//! called.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::Waker;
@@ -39,8 +40,10 @@ pub(super) enum Route {
         id: Option<u64>,
         retries_left: u32,
     },
-    /// Answered, failed, timed out or cancelled: nothing more happens to it.
-    Finished,
+    /// Answered, failed, timed out or cancelled: nothing more happens to it. `holder` is
+    /// the worker whose link still counts the call (timed out or cancelled there, and not
+    /// answered yet), so that its late answer frees the worker's place.
+    Finished { holder: Option<u64> },
 }
 
 /// Told by the worker's link when the job's call leaves its table.
@@ -77,7 +80,7 @@ impl Job {
     }
 
     pub(super) fn is_finished(&self) -> bool {
-        matches!(*self.route(), Route::Finished)
+        matches!(*self.route(), Route::Finished { .. })
     }
 
     /// Marks the job sent to `worker` over `link`; false if it finished meanwhile
@@ -118,10 +121,12 @@ impl Job {
     /// Ends the job with `result` (unless it has ended already); whether it was ended now.
     pub(super) fn finish(&self, result: Delivery) -> bool {
         let mut route = self.route();
-        if matches!(*route, Route::Finished) {
-            return false;
-        }
-        *route = Route::Finished;
+        let holder = match *route {
+            Route::Finished { .. } => return false,
+            Route::Sent { worker, .. } => Some(worker),
+            Route::Queued { .. } => None,
+        };
+        *route = Route::Finished { holder };
         drop(route);
         self.slot.deliver(result);
         true
@@ -130,35 +135,36 @@ impl Job {
     /// Its worker's link says how the call ended; whether the slot should get the
     /// delivery.
     fn settled(self: &Arc<Self>, how: Settled) -> bool {
-        let mut route = self.route();
-        let (worker, retries_left) = match &*route {
-            Route::Sent {
-                worker,
-                retries_left,
-                ..
-            } => (Some(*worker), *retries_left),
-            // Finished: timed out or cancelled, the worker answered late.
-            Route::Finished | Route::Queued { .. } => (None, 0),
-        };
         let pool = self.pool.upgrade();
-        let (deliver, requeue, failed) = match how {
-            Settled::Replied if worker.is_some() => {
-                *route = Route::Finished;
-                (true, false, false)
+        // Asked before the job's lock is taken (the pool's lock never nests inside it).
+        let accepts = pool.as_ref().is_some_and(|p| p.accepts());
+        let mut route = self.route();
+        let (worker, deliver, requeue, failed) = match (&*route, how) {
+            // Timed out or cancelled before the worker answered: only its place is freed.
+            (Route::Finished { holder }, _) => (*holder, false, false, false),
+            (Route::Sent { worker, .. }, Settled::Replied) => (Some(*worker), true, false, false),
+            (
+                Route::Sent {
+                    worker,
+                    retries_left,
+                    ..
+                },
+                Settled::LinkEnded,
+            ) if *retries_left > 0 && accepts => {
+                let retries_left = retries_left - 1;
+                let worker = *worker;
+                *route = Route::Queued { retries_left };
+                (Some(worker), false, true, false)
             }
-            Settled::LinkEnded if worker.is_some() => {
-                if retries_left > 0 && pool.as_ref().is_some_and(|p| p.accepts()) {
-                    *route = Route::Queued {
-                        retries_left: retries_left - 1,
-                    };
-                    (false, true, false)
-                } else {
-                    *route = Route::Finished;
-                    (true, false, true)
-                }
+            (Route::Sent { worker, .. }, Settled::LinkEnded) => (Some(*worker), true, false, true),
+            (Route::Sent { worker, .. }, Settled::Forgotten) => {
+                (Some(*worker), false, false, false)
             }
-            _ => (false, false, false),
+            (Route::Queued { .. }, _) => (None, false, false, false),
         };
+        if !requeue {
+            *route = Route::Finished { holder: None };
+        }
         drop(route);
         if let (Some(pool), Some(worker)) = (pool, worker) {
             pool.call_done(worker, self, failed);
@@ -175,11 +181,22 @@ impl Job {
     pub(super) fn abandon(self: &Arc<Self>, kill: bool, result: Option<Error>) {
         let previous = {
             let mut route = self.route();
-            std::mem::replace(&mut *route, Route::Finished)
+            let holder = match *route {
+                Route::Sent { worker, .. } => Some(worker),
+                Route::Queued { .. } | Route::Finished { .. } => None,
+            };
+            match std::mem::replace(&mut *route, Route::Finished { holder }) {
+                // Already finished: keep what it said.
+                finished @ Route::Finished { .. } => {
+                    *route = finished;
+                    return;
+                }
+                previous => previous,
+            }
         };
         let pool = self.pool.upgrade();
         match previous {
-            Route::Finished => return,
+            Route::Finished { .. } => return,
             Route::Queued { .. } => {
                 if let Some(pool) = &pool {
                     pool.dequeue(self);
@@ -242,7 +259,7 @@ impl crate::pending::Ticket for Ticket {
                         Err(TimedOut) => Wake::TimedOut,
                     }
                 }
-                Route::Queued { .. } | Route::Sent { id: None, .. } | Route::Finished => job
+                Route::Queued { .. } | Route::Sent { id: None, .. } | Route::Finished { .. } => job
                     .slot
                     .wait(deadline.or_else(|| Some(Instant::now() + POLL))),
             };
