@@ -141,6 +141,32 @@ impl Coprocess {
     pub fn parent() -> Result<Coprocess> {
         spawn::parent(&Options::default(), Arc::default())
     }
+
+    /// Worker side of [`Builder::spawn_stdio`]: takes this process's stdin and stdout as
+    /// the link to the parent. Descriptor 1 is pointed at stderr first, so `println!`
+    /// cannot corrupt the link, and descriptor 0 at `/dev/null`. Register handlers, then
+    /// [`serve`](Coprocess::serve). When the parent's end hangs up (the parent closed,
+    /// died, or the connection under it broke), the process exits within a second, even
+    /// while a handler is stuck: no parent-death signal crosses machines.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`](crate::Error::Protocol) when stdin and stdout do not carry a
+    /// coproq parent's handshake, or were taken already.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn main() -> coproq::Result<()> {
+    ///     let parent = coproq::Coprocess::stdio()?;
+    ///     parent.handle("count", |text: String| text.split_whitespace().count() as u64);
+    ///     parent.serve();
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn stdio() -> Result<Coprocess> {
+        crate::launch::stdio::connect(&Options::default(), Arc::default())
+    }
 }
 
 /// Starts a worker with handlers and options set first.
@@ -367,6 +393,46 @@ impl Builder {
     /// Starts `cmd` as a worker; see [`Coprocess::spawn`].
     pub fn spawn(self, cmd: Command) -> Result<Coprocess> {
         self.start_worker(Launch::Command(cmd))
+    }
+
+    /// Starts `cmd` as a worker whose link runs over its stdin and stdout: the worker
+    /// binary itself, or any command that ends in one and passes its stdio through, such
+    /// as `ssh host path/to/worker`, `docker exec -i container worker` or `sudo -u user
+    /// worker`. The worker's `main` calls [`Coprocess::stdio`]. Its stderr is forwarded
+    /// to ours, and its last lines are quoted in a start-up error, with what the exit
+    /// status says: 255 is ssh failing to connect or log in, 127 a command not found on
+    /// the far side.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spawn`](crate::Error::Spawn) when the command cannot start or does not
+    /// complete the handshake, saying why.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::process::Command;
+    ///
+    /// let mut ssh = Command::new("ssh");
+    /// ssh.args(["-o", "BatchMode=yes", "build-host", "/opt/bin/my-worker"]);
+    /// let worker = coproq::Coprocess::builder().spawn_stdio(ssh)?;
+    /// let n: u64 = worker.call("count", "some words")?;
+    /// # Ok::<(), coproq::Error>(())
+    /// ```
+    pub fn spawn_stdio(self, cmd: Command) -> Result<Coprocess> {
+        self.start_worker(Launch::Stdio(cmd))
+    }
+
+    /// Worker side of [`spawn_stdio`](Self::spawn_stdio): the link to the parent over
+    /// this process's stdin and stdout, with this builder's handlers in place first. See
+    /// [`Coprocess::stdio`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`](crate::Error::Protocol) when stdin and stdout do not carry a
+    /// coproq parent's handshake, or were taken already.
+    pub fn stdio(self) -> Result<Coprocess> {
+        crate::launch::stdio::connect(&self.options, self.handlers)
     }
 
     /// In a spawned worker: connects to the parent with these handlers and options; see

@@ -12,14 +12,15 @@ use serde::de::DeserializeOwned;
 /// The wire protocol version that coproq speaks, for tests that speak it by hand.
 pub const PROTOCOL_VERSION: u32 = 3;
 
-/// A hand-built `Hello` frame of protocol `version` (accepting frames up to 1 GiB, no fork
-/// entry), for tests that play one end of a link without coproq.
+/// A hand-built parent's `Hello` frame of protocol `version` (accepting frames up to
+/// 1 GiB, no fork entry), for tests that play one end of a link without coproq.
 #[must_use]
 pub fn raw_hello(version: u32) -> Vec<u8> {
     let mut payload = b"\0coproq\0".to_vec();
     payload.extend_from_slice(&version.to_le_bytes());
     payload.extend_from_slice(&(1u32 << 30).to_le_bytes()); // max_frame
     payload.push(0); // entry: None
+    payload.push(1); // parent: true
     let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
     frame.extend(payload);
     frame

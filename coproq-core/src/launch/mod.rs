@@ -3,6 +3,7 @@
 //!
 //! - [`fork`]: re-exec of the current executable running a function.
 //! - [`spawn`]: separate worker binaries and their `Coprocess::parent()`.
+//! - [`stdio`]: workers whose link runs over their stdin and stdout, and `Coprocess::stdio()`.
 //!
 //! The parent marks a worker with one environment variable, `COPROQ_WORKER`, holding the
 //! mode, the two descriptor numbers, the parent's pid and the frame limit. A start-up hook that runs before `main` in every
@@ -11,6 +12,7 @@
 
 pub(crate) mod fork;
 pub(crate) mod spawn;
+pub(crate) mod stdio;
 
 use std::fmt;
 use std::io;
@@ -32,7 +34,7 @@ const MARKER: &str = "COPROQ_WORKER";
 
 /// How long the reader waits for a worker that closed its pipe to exit, to report its
 /// exit status with `Disconnected`.
-const EXIT_STATUS_WAIT: Duration = Duration::from_millis(200);
+pub(crate) const EXIT_STATUS_WAIT: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -128,6 +130,8 @@ pub(crate) enum Launch {
     Fork(Entry),
     /// A user's command.
     Command(Command),
+    /// A command whose stdin and stdout carry the link.
+    Stdio(Command),
 }
 
 impl Launch {
@@ -138,7 +142,9 @@ impl Launch {
                 .ok()
                 .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_else(|| "this executable".into()),
-            Self::Command(cmd) => cmd.get_program().to_string_lossy().into_owned(),
+            Self::Command(cmd) | Self::Stdio(cmd) => {
+                cmd.get_program().to_string_lossy().into_owned()
+            }
         }
     }
 }
@@ -150,6 +156,10 @@ pub(crate) fn spawn_worker(
     handlers: Arc<Handlers>,
 ) -> Result<(Arc<Link>, Arc<WorkerProcess>)> {
     ensure_start_hook_linked();
+    let launch = match launch {
+        Launch::Stdio(cmd) => return stdio::spawn_worker(cmd, options, handlers),
+        other => other,
+    };
     let program = launch.program();
     let spawn_error = |source: io::Error| Error::Spawn {
         program: program.clone(),
@@ -174,6 +184,7 @@ pub(crate) fn spawn_worker(
     let connect = Connect {
         options: options.link,
         entry,
+        parent: true,
         peer_hello_max: WORKER_HELLO_MAX,
         timeout: options.startup_timeout,
     };
@@ -200,7 +211,7 @@ fn start_process(
         Marker {
             mode: match launch {
                 Launch::Fork(_) => Mode::Fork,
-                Launch::Command(_) => Mode::Spawn,
+                Launch::Command(_) | Launch::Stdio(_) => Mode::Spawn,
             },
             read: fds.child_read.as_raw_fd(),
             write: fds.child_write.as_raw_fd(),
@@ -215,6 +226,7 @@ fn start_process(
             let pid = sys::spawn_self((MARKER, &marker), fds, group)?;
             Ok((pid, sys::ChildStdio::default(), Some(entry)))
         }
+        Launch::Stdio(_) => unreachable!("stdio workers start in `stdio::spawn_worker`"),
         Launch::Command(mut cmd) => {
             cmd.env(MARKER, &marker);
             let (pid, stdio) = sys::spawn_command(cmd, fds, group)?;
@@ -255,12 +267,24 @@ fn connect_to_parent(
     let (input, output) = sys::take_link_fds(read, write).map_err(|e| {
         Error::Protocol(format!("the link descriptors {read} and {write} are not usable ({e}); not started by a coproq parent?"))
     })?;
+    connect_streams(input, output, options, handlers)
+}
+
+/// Worker side: completes the handshake with the parent over two streams.
+fn connect_streams(
+    input: std::fs::File,
+    output: std::fs::File,
+    options: &Options,
+    handlers: Arc<Handlers>,
+) -> Result<(Coprocess, Hello)> {
+    sys::ignore_sigpipe();
     let connect = Connect {
         options: LinkOptions {
             report_protocol_errors: true,
             ..options.link
         },
         entry: None,
+        parent: false,
         // The parent's hello carries a fork entry's data, bounded by the frame limit.
         peer_hello_max: options.link.max_frame,
         timeout: options.startup_timeout,

@@ -215,6 +215,8 @@ pub(crate) struct Connect {
     pub(crate) options: LinkOptions,
     /// What our `Hello` carries for the peer (a parent's fork entry).
     pub(crate) entry: Option<Entry>,
+    /// This side is the parent (the peer must be a worker, and the reverse).
+    pub(crate) parent: bool,
     /// The largest `Hello` accepted from the peer.
     pub(crate) peer_hello_max: u32,
     /// How long to wait for the peer's `Hello`.
@@ -254,6 +256,7 @@ impl Link {
         let Connect {
             options,
             entry,
+            parent,
             peer_hello_max,
             timeout,
         } = connect;
@@ -261,6 +264,7 @@ impl Link {
         let hello = Hello {
             max_frame: options.max_frame,
             entry,
+            parent,
         };
         let sent = writer.send(Flush::Now, |buf, _| {
             message::encode_hello(buf, &hello);
@@ -271,6 +275,12 @@ impl Link {
         }
         let mut input = BufReader::with_capacity(64 * 1024, input);
         let peer = handshake(&mut input, peer_hello_max, timeout)?;
+        if peer.parent == parent {
+            let role = if parent { "parent" } else { "worker" };
+            return Err(HandshakeError::Refused(format!(
+                "the peer is a coproq {role} too (a command that echoes its input back?)"
+            )));
+        }
         writer.set_peer_max(peer.max_frame);
         let link = Arc::new(Self {
             writer,

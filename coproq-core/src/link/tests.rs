@@ -19,13 +19,14 @@ use crate::pending::{self, Pending};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-fn options() -> Connect {
+fn options(parent: bool) -> Connect {
     Connect {
         options: LinkOptions {
             max_frame: 1 << 20,
             report_protocol_errors: false,
         },
         entry: None,
+        parent,
         peer_hello_max: 1 << 20,
         timeout: LIMIT,
     }
@@ -41,7 +42,7 @@ fn pair(a_handlers: Handlers, b_handlers: Handlers) -> (Arc<Link>, Arc<Link>) {
         Link::connect(
             Box::new(input),
             Box::new(output),
-            options(),
+            options(false),
             Arc::new(b_handlers),
             None,
         )
@@ -50,7 +51,7 @@ fn pair(a_handlers: Handlers, b_handlers: Handlers) -> (Arc<Link>, Arc<Link>) {
     let (a, _) = Link::connect(
         Box::new(input),
         Box::new(output),
-        options(),
+        options(true),
         Arc::new(a_handlers),
         None,
     )

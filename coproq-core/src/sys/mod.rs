@@ -1,8 +1,8 @@
 //! Operating-system code, one backend per platform family, each exporting the same names.
 //!
-//! - `unix`: pipes handed to the child on their own descriptors, waiting for input, the
-//!   start-up hook that recognises a worker before `main`, starting, reaping and killing
-//!   processes, parent-death signal, signal dispositions.
+//! - `unix`: pipes handed to the child on their own descriptors (or its stdio), waiting
+//!   for input or a hang-up, the start-up hook that recognises a worker before `main`,
+//!   starting, reaping and killing processes, parent-death signal, signal dispositions.
 //!
 //! It knows nothing of coproq's own types: links and launchers above it call in.
 
@@ -19,5 +19,6 @@ compile_error!(
 
 pub(crate) use imp::{
     ChildStdio, LinkFds, Reaped, before_main, coarse_now, die_with_parent, ignore_sigpipe, kill,
-    link_fds, parent_pid, reap, spawn_command, spawn_self, take_link_fds, wait_exit, wait_readable,
+    link_fds, parent_pid, reap, spawn_command, spawn_piped, spawn_self, take_link_fds, take_stdio,
+    wait_exit, wait_hangup, wait_readable,
 };

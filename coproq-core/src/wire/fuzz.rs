@@ -74,6 +74,7 @@ fn seeds() -> Vec<Vec<u8>> {
                 function: 4,
                 data: ByteBuf(vec![5; 9]),
             }),
+            parent: true,
         },
     );
     seeds.push(std::mem::take(&mut buf));

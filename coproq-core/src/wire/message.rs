@@ -26,6 +26,9 @@ pub(crate) struct Hello {
     pub(crate) max_frame: u32,
     /// Parent → fork worker: what to run.
     pub(crate) entry: Option<Entry>,
+    /// This side is the parent: a link needs one parent and one worker (a command that
+    /// echoes its input would otherwise pass for a worker).
+    pub(crate) parent: bool,
 }
 
 /// A fork worker's entry: functions as offsets from an anchor function in the (shared)
@@ -534,6 +537,7 @@ mod tests {
                 function: 6,
                 data: crate::bytes::ByteBuf(vec![1, 2]),
             }),
+            parent: true,
         };
         encode_hello(&mut buf, &hello);
         assert_eq!(decode_hello(&payload(&buf)).unwrap(), hello);

@@ -20,6 +20,7 @@ fn hello(version: u32) -> Vec<u8> {
     payload.extend_from_slice(&version.to_le_bytes());
     payload.extend_from_slice(&(1u32 << 30).to_le_bytes()); // max_frame
     payload.push(0); // entry: None
+    payload.push(0); // parent: false
     frame(&payload)
 }
 

@@ -10,8 +10,8 @@ mod process;
 pub(crate) use self::libc::ignore_sigpipe;
 
 pub(crate) use process::{
-    ChildStdio, Reaped, die_with_parent, kill, parent_pid, reap, spawn_command, spawn_self,
-    wait_exit,
+    ChildStdio, Reaped, die_with_parent, kill, parent_pid, reap, spawn_command, spawn_piped,
+    spawn_self, wait_exit,
 };
 
 use std::fs::File;
@@ -85,6 +85,40 @@ pub(crate) fn take_link_fds(read: RawFd, write: RawFd) -> io::Result<(File, File
     // SAFETY: both descriptors are open, distinct, and from here on owned by these Files
     // alone: the marker that named them has been removed from the environment.
     Ok(unsafe { (File::from_raw_fd(read), File::from_raw_fd(write)) })
+}
+
+/// Takes this process's stdin and stdout as a link's two streams (on new descriptors),
+/// then points descriptor 1 at stderr, so that printing cannot corrupt the link, and
+/// descriptor 0 at `/dev/null`, so that reading stdin cannot steal its bytes.
+pub(crate) fn take_stdio() -> io::Result<(File, File)> {
+    use std::io::Write;
+    let read = rustix::io::fcntl_dupfd_cloexec(io::stdin(), 3)?;
+    let write = rustix::io::fcntl_dupfd_cloexec(io::stdout(), 3)?;
+    // What was printed before goes where it was meant to go.
+    let _ = io::stdout().flush();
+    rustix::stdio::dup2_stdout(io::stderr())?;
+    let null = rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    rustix::stdio::dup2_stdin(&null)?;
+    Ok((File::from(read), File::from(write)))
+}
+
+/// Blocks until the other end of `fd` hangs up (every writer of a pipe closed it, or the
+/// socket's peer did), without reading from it.
+pub(crate) fn wait_hangup(fd: BorrowedFd<'_>) {
+    // No events asked for: only a hang-up or an error (always reported) ends the wait, so
+    // data waiting to be read does not.
+    let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::empty())];
+    loop {
+        match poll(&mut fds, None) {
+            Ok(ready) if ready > 0 => return,
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Waits until `fd` is readable (or at its end, or in error: the read reports those), at

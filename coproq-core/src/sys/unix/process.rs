@@ -147,6 +147,28 @@ pub(crate) fn die_with_parent(parent: u32) {
     }
 }
 
+/// Starts `cmd` with its stdin, stdout and stderr piped to us (a worker whose link runs
+/// over its stdio); returns its pid and the three pipes.
+pub(crate) fn spawn_piped(mut cmd: Command, own_group: bool) -> io::Result<(u32, ChildStdio)> {
+    use std::process::Stdio;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if own_group {
+        cmd.process_group(0);
+    }
+    // As for `spawn_command`: on the launcher thread, the std `Child` taken apart.
+    on_launcher(Box::new(move || {
+        let mut child = cmd.spawn()?;
+        let stdio = ChildStdio {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+        };
+        Ok((child.id(), stdio))
+    }))
+}
+
 /// The path to re-execute for a fork worker. Linux's `/proc/self/exe` still works when
 /// the file was replaced or deleted (a rebuild during a test run).
 pub(crate) fn self_exe() -> io::Result<PathBuf> {

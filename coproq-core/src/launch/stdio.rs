@@ -1,0 +1,190 @@
+//! Workers whose link runs over their stdin and stdout: `Builder::spawn_stdio(cmd)` on the
+//! parent (any command that ends in a coproq worker: the worker binary itself, or
+//! `ssh host worker`, `docker exec -i ...`), and `Coprocess::stdio()` on the worker.
+//!
+//! No parent-death signal crosses a machine, so a stdio worker watches its input itself:
+//! once the parent's end hangs up, the worker has a second to finish, then exits.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, BufRead, Write};
+use std::os::fd::AsFd;
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use super::{EXIT_STATUS_WAIT, connect_streams};
+use crate::coprocess::Coprocess;
+use crate::error::{Error, Result};
+use crate::link::{Connect, EofHook, Handlers, HandshakeError, Link, WORKER_HELLO_MAX};
+use crate::options::Options;
+use crate::process::WorkerProcess;
+use crate::sys;
+
+/// How many of the last lines the worker's command printed on stderr a start-up error
+/// quotes.
+const TAIL_LINES: usize = 8;
+
+/// How long a stdio worker lives on after its parent hung up.
+const ORPHAN_GRACE: Duration = Duration::from_secs(1);
+
+/// The last lines a command printed on stderr, which is forwarded to ours as it comes.
+#[derive(Debug, Default)]
+struct StderrTail {
+    lines: Mutex<VecDeque<String>>,
+    /// The command's stderr has ended (it exited, or closed it).
+    ended: AtomicBool,
+}
+
+impl StderrTail {
+    /// Forwards `stderr` to ours line by line on a thread of its own, keeping the last
+    /// lines.
+    fn follow(stderr: std::process::ChildStderr) -> Arc<Self> {
+        let tail = Arc::new(Self::default());
+        let mine = Arc::clone(&tail);
+        let forward = move || {
+            for line in io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(io::stderr(), "{line}");
+                let mut lines = mine.lines.lock().unwrap_or_else(PoisonError::into_inner);
+                if lines.len() == TAIL_LINES {
+                    lines.pop_front();
+                }
+                lines.push_back(line);
+            }
+            mine.ended.store(true, Ordering::Release);
+        };
+        // Without a thread, the lines are simply not quoted.
+        let _ = std::thread::Builder::new()
+            .name("coproq-stderr".into())
+            .spawn(forward);
+        tail
+    }
+
+    /// The lines so far, after waiting a little for the command's last words.
+    fn quote(&self) -> String {
+        let deadline = std::time::Instant::now() + EXIT_STATUS_WAIT;
+        while !self.ended.load(Ordering::Acquire) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        if lines.is_empty() {
+            return String::new();
+        }
+        let quoted: Vec<String> = lines.iter().map(|l| format!("  | {l}")).collect();
+        format!("; its stderr said:\n{}", quoted.join("\n"))
+    }
+}
+
+/// Parent side: starts `cmd` with the link on its stdin and stdout.
+pub(crate) fn spawn_worker(
+    cmd: Command,
+    options: &Options,
+    handlers: Arc<Handlers>,
+) -> Result<(Arc<Link>, Arc<WorkerProcess>)> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let spawn_error = |source: io::Error| Error::Spawn {
+        program: program.clone(),
+        source,
+    };
+    let (pid, mut pipes) = sys::spawn_piped(cmd, options.process_group).map_err(spawn_error)?;
+    let (Some(to_worker), Some(from_worker), Some(stderr)) =
+        (pipes.stdin.take(), pipes.stdout.take(), pipes.stderr.take())
+    else {
+        return Err(spawn_error(io::Error::other(
+            "the command's stdio was not piped",
+        )));
+    };
+    let tail = StderrTail::follow(stderr);
+    let process = Arc::new(WorkerProcess::new(pid, pipes));
+    let on_eof: EofHook = {
+        let process = Arc::clone(&process);
+        Box::new(move || process.wait_timeout(EXIT_STATUS_WAIT))
+    };
+    let connect = Connect {
+        options: options.link,
+        entry: None,
+        parent: true,
+        peer_hello_max: WORKER_HELLO_MAX,
+        timeout: options.startup_timeout,
+    };
+    let input = File::from(std::os::fd::OwnedFd::from(from_worker));
+    let output = File::from(std::os::fd::OwnedFd::from(to_worker));
+    match Link::connect(
+        Box::new(input),
+        Box::new(output),
+        connect,
+        handlers,
+        Some(on_eof),
+    ) {
+        Ok((link, _hello)) => Ok((link, process)),
+        Err(e) => {
+            let status = process
+                .wait_timeout(EXIT_STATUS_WAIT)
+                .or_else(|| process.kill());
+            Err(start_failed(&e, status, &tail.quote(), spawn_error))
+        }
+    }
+}
+
+/// The error of a stdio worker that did not start, saying which side failed.
+fn start_failed(
+    e: &HandshakeError,
+    status: Option<ExitStatus>,
+    stderr: &str,
+    spawn_error: impl Fn(io::Error) -> Error,
+) -> Error {
+    if let HandshakeError::Refused(reason) = e {
+        return Error::Protocol(format!("{reason}{stderr}"));
+    }
+    let what = match status.and_then(|s| s.code()) {
+        Some(255) => {
+            "the connection failed (exit status 255: ssh could not connect or log in)".to_owned()
+        }
+        Some(127) => "the command was not found on the far side (exit status 127)".to_owned(),
+        Some(126) => "the command could not be run on the far side (exit status 126)".to_owned(),
+        _ => match (e, status) {
+            (HandshakeError::Silent(timeout), _) => format!(
+                "it sent nothing within {timeout:?}: does the command end in a coproq worker whose `main` calls `Coprocess::stdio()`?"
+            ),
+            (_, Some(status)) => format!(
+                "it exited before the handshake ({status}): does the command end in a coproq worker whose `main` calls `Coprocess::stdio()`?"
+            ),
+            (_, None) => "it closed its stdout before the handshake".to_owned(),
+        },
+    };
+    spawn_error(io::Error::other(format!("{what}{stderr}")))
+}
+
+/// Whether this process's stdio was taken as a link already.
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Worker side: the link to the parent over stdin and stdout.
+pub(crate) fn connect(options: &Options, handlers: Arc<Handlers>) -> Result<Coprocess> {
+    if TAKEN.swap(true, Ordering::AcqRel) {
+        return Err(Error::Protocol(
+            "this process's stdin and stdout are a link already".into(),
+        ));
+    }
+    let (input, output) = sys::take_stdio()
+        .map_err(|e| Error::Protocol(format!("cannot take stdin and stdout as a link: {e}")))?;
+    watch_for_hangup(&input);
+    connect_streams(input, output, options, handlers).map(|(coproc, _)| coproc)
+}
+
+/// Exits the process `ORPHAN_GRACE` after the parent's end of the input hangs up, even
+/// while a handler is stuck (no parent-death signal crosses machines).
+fn watch_for_hangup(input: &File) {
+    let Ok(watched) = input.as_fd().try_clone_to_owned() else {
+        return;
+    };
+    let _ = std::thread::Builder::new()
+        .name("coproq-hangup".into())
+        .spawn(move || {
+            sys::wait_hangup(watched.as_fd());
+            std::thread::sleep(ORPHAN_GRACE);
+            eprintln!("coproq worker: the link to the parent ended {ORPHAN_GRACE:?} ago; exiting");
+            std::process::exit(1);
+        });
+}

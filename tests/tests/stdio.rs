@@ -1,0 +1,115 @@
+//! Workers over their stdin and stdout (`Builder::spawn_stdio` / `Coprocess::stdio`),
+//! started directly and through `sh -c`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use coproq::{Coprocess, Error};
+use coproq_tests::{CALL_LIMIT, call};
+
+fn worker_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_stdio_worker"))
+}
+
+fn start(cmd: Command) -> Coprocess {
+    Coprocess::builder()
+        .handle("double", |x: i64| x * 2)
+        .startup_timeout(CALL_LIMIT)
+        .spawn_stdio(cmd)
+        .unwrap()
+}
+
+#[test]
+fn calls_go_both_ways_and_printing_does_not_corrupt_the_link() {
+    for cmd in [worker_command(), {
+        // Through a shell, as `ssh host cmd` runs it.
+        let mut sh = Command::new("sh");
+        sh.args([
+            "-c",
+            &format!("exec '{}'", env!("CARGO_BIN_EXE_stdio_worker")),
+        ]);
+        sh
+    }] {
+        let w = start(cmd);
+        assert_eq!(call::<u64>(&w, "echo", 7u64).unwrap(), 7);
+        assert_eq!(call::<u32>(&w, "chatty", 2000u32).unwrap(), 2000);
+        assert_eq!(call::<u64>(&w, "echo", 8u64).unwrap(), 8);
+        assert_eq!(call::<i64>(&w, "ask_parent", 21i64).unwrap(), 42);
+        // stdin is /dev/null: reading it steals nothing from the link.
+        assert_eq!(call::<usize>(&w, "read_stdin", ()).unwrap(), 0);
+        let big: Vec<u8> = (0..8 << 20).map(|i| (i % 251) as u8).collect();
+        assert_eq!(call::<Vec<u8>>(&w, "bytes", &big).unwrap(), big);
+        let pending: Vec<_> = (0..1000u64)
+            .map(|i| w.call_async::<u64>("echo", i))
+            .collect();
+        for (i, p) in pending.into_iter().enumerate() {
+            assert_eq!(p.wait_timeout(CALL_LIMIT).unwrap(), i as u64);
+        }
+        let status = w.close().expect("reaped");
+        assert!(status.success(), "{status}");
+    }
+}
+
+fn start_error(script: &str) -> String {
+    let mut sh = Command::new("sh");
+    sh.args(["-c", script]);
+    let err = Coprocess::builder()
+        .startup_timeout(Duration::from_secs(10))
+        .spawn_stdio(sh)
+        .unwrap_err();
+    assert!(matches!(err, Error::Spawn { .. }), "{err}");
+    err.to_string()
+}
+
+#[test]
+fn start_errors_quote_stderr_and_say_which_side_failed() {
+    let err = start_error("echo 'Permission denied (publickey).' >&2; exit 255");
+    assert!(err.contains("exit status 255"), "{err}");
+    assert!(err.contains("ssh could not connect or log in"), "{err}");
+    assert!(err.contains("Permission denied (publickey)."), "{err}");
+
+    let err = start_error("exec no-such-coproq-worker-command");
+    assert!(
+        err.contains("not found on the far side (exit status 127)"),
+        "{err}"
+    );
+    assert!(err.contains("not found"), "{err}");
+
+    let err = start_error("echo 'no worker here' >&2; exit 3");
+    assert!(err.contains("exited before the handshake"), "{err}");
+    assert!(err.contains("Coprocess::stdio()"), "{err}");
+    assert!(err.contains("no worker here"), "{err}");
+}
+
+#[test]
+fn the_worker_exits_within_a_second_of_the_links_end_even_while_stuck() {
+    let w = Coprocess::builder()
+        .close_grace(Duration::from_secs(10))
+        .spawn_stdio(worker_command())
+        .unwrap();
+    let stuck = w.call_async::<()>("hang", ());
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    // The parent's end closes; no signal reaches the worker, which exits on its own.
+    let status = w.close().expect("reaped");
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(1), "{status}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert!(matches!(
+        stuck.wait_timeout(CALL_LIMIT),
+        Err(Error::Disconnected { .. })
+    ));
+}
+
+#[test]
+fn a_command_that_echoes_its_input_is_not_taken_for_a_worker() {
+    // `cat` echoes our hello back: a parent's hello is not a worker's.
+    let err = Coprocess::builder()
+        .startup_timeout(Duration::from_secs(10))
+        .spawn_stdio(Command::new("cat"))
+        .unwrap_err();
+    assert!(err.to_string().contains("a coproq parent too"), "{err}");
+}
