@@ -335,6 +335,18 @@ impl Builder {
         self
     }
 
+    /// Both ends send a ping every `interval` (default: never), and an end that hears
+    /// nothing from the other for three intervals ends the link: the parent's pending
+    /// calls fail with [`Error::Disconnected`](crate::Error::Disconnected), and the worker
+    /// exits a second later. This catches what the end of a stream cannot, such as a
+    /// half-open TCP connection under ssh or a stopped relay. A busy worker still counts
+    /// as heard while calls wait in its pipe.
+    #[must_use]
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.options.heartbeat = Some(interval.max(Duration::from_millis(1)));
+        self
+    }
+
     /// Runs `f` once when the worker is gone, with its exit status (`None` where it could
     /// not be learned), on a thread of its own: after a crash, a kill, an exit, or
     /// [`close`](crate::Coprocess::close).
@@ -444,6 +456,9 @@ impl Builder {
     pub(crate) fn start_worker(self, launch: Launch) -> Result<Coprocess> {
         let fork = matches!(launch, Launch::Fork(_));
         let (link, process) = launch::spawn_worker(launch, &self.options, self.handlers)?;
+        if let Some(interval) = self.options.heartbeat {
+            link.start_heartbeat(interval, || {});
+        }
         if let Some(on_exit) = self.on_exit {
             let process = Arc::clone(&process);
             link.set_on_end(Box::new(move || report_exit(process, on_exit)));

@@ -15,6 +15,8 @@ pub(crate) struct Options {
     pub(crate) process_group: bool,
     /// The default deadline of every call made through the handle.
     pub(crate) call_timeout: Option<Duration>,
+    /// How often both ends ping (none by default).
+    pub(crate) heartbeat: Option<Duration>,
     /// The handler table is shared with other links (a pool's workers): closing one
     /// link leaves it alone.
     pub(crate) shared_handlers: bool,
@@ -31,6 +33,7 @@ impl Default for Options {
             startup_timeout: Duration::from_secs(30),
             process_group: false,
             call_timeout: None,
+            heartbeat: None,
             shared_handlers: false,
         }
     }

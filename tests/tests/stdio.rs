@@ -113,3 +113,68 @@ fn a_command_that_echoes_its_input_is_not_taken_for_a_worker() {
         .unwrap_err();
     assert!(err.to_string().contains("a coproq parent too"), "{err}");
 }
+
+/// The pids of `pid`'s children (Linux).
+fn children(pid: u32) -> Vec<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_stopped_relay_ends_the_link_by_heartbeat() {
+    // cat | worker | cat: two relays between us and the worker, as ssh would be.
+    let mut sh = Command::new("sh");
+    sh.args([
+        "-c",
+        &format!("cat | '{}' | cat", env!("CARGO_BIN_EXE_stdio_worker")),
+    ]);
+    let w = Coprocess::builder()
+        .heartbeat(Duration::from_millis(100))
+        .close_grace(Duration::from_millis(500))
+        .spawn_stdio(sh)
+        .unwrap();
+    assert_eq!(call::<u64>(&w, "echo", 1u64).unwrap(), 1);
+    // Quiet for many intervals: pings keep the link up.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(call::<u64>(&w, "echo", 2u64).unwrap(), 2);
+    let shell = w.pid().unwrap();
+    let kids = children(shell);
+    assert_eq!(kids.len(), 3, "{kids:?}");
+    let worker_name =
+        |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let (relays, workers): (Vec<u32>, Vec<u32>) = kids
+        .iter()
+        .partition(|&&pid| worker_name(pid).trim() == "cat");
+    assert_eq!((relays.len(), workers.len()), (2, 1), "{kids:?}");
+    for &relay in &relays {
+        coproq_tests::signal(relay, libc::SIGSTOP);
+    }
+    let started = Instant::now();
+    let err = w
+        .call_async::<u64>("echo", 3u64)
+        .wait_timeout(CALL_LIMIT)
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, Error::Disconnected { .. }), "{err}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    // The worker, hearing nothing either, exits on its own.
+    assert!(
+        coproq_tests::wait_until(Duration::from_secs(5), || coproq_tests::process_gone(
+            workers[0]
+        )),
+        "the worker lives on"
+    );
+    for &relay in &relays {
+        coproq_tests::signal(relay, libc::SIGKILL);
+    }
+    w.close();
+}

@@ -185,6 +185,7 @@ pub(crate) fn spawn_worker(
         options: options.link,
         entry,
         parent: true,
+        heartbeat: options.heartbeat,
         peer_hello_max: WORKER_HELLO_MAX,
         timeout: options.startup_timeout,
     };
@@ -285,11 +286,23 @@ fn connect_streams(
         },
         entry: None,
         parent: false,
+        heartbeat: None,
         // The parent's hello carries a fork entry's data, bounded by the frame limit.
         peer_hello_max: options.link.max_frame,
         timeout: options.startup_timeout,
     };
     let (link, hello) = Link::connect(Box::new(input), Box::new(output), connect, handlers, None)
         .map_err(|e| Error::Protocol(e.to_string()))?;
+    // The parent says how often both ends ping; a silent parent ends this worker.
+    let interval = options.heartbeat.or_else(|| {
+        (hello.heartbeat_ms > 0).then(|| Duration::from_millis(u64::from(hello.heartbeat_ms)))
+    });
+    if let Some(interval) = interval {
+        link.start_heartbeat(interval, || {
+            std::thread::sleep(Duration::from_secs(1));
+            eprintln!("coproq worker: the parent fell silent; exiting");
+            std::process::exit(1);
+        });
+    }
     Ok((Coprocess::from_parent_link(link, *options), hello))
 }

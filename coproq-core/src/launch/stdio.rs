@@ -106,6 +106,7 @@ pub(crate) fn spawn_worker(
         options: options.link,
         entry: None,
         parent: true,
+        heartbeat: options.heartbeat,
         peer_hello_max: WORKER_HELLO_MAX,
         timeout: options.startup_timeout,
     };

@@ -186,7 +186,7 @@ fn dispatch(link: &Arc<Link>, message: Message, flush: Flush) {
                 listener(body);
             }
         }
-        Message::Reply { .. } | Message::Bye | Message::Cancel { .. } => {}
+        Message::Reply { .. } | Message::Bye | Message::Cancel { .. } | Message::Ping => {}
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`responder`]: sending the one reply of one call.
 //! - [`cancels`]: the calls the peer cancelled.
 //! - [`context`]: the deadline and cancel of the call a thread is handling.
+//! - [`heartbeat`]: pings, and ending a link whose peer fell silent.
 //!
 //! There is no thread between the pipe and a caller. Whoever needs input holds the read
 //! token: a caller waiting for its reply reads it itself (one wake-up per side, as on a
@@ -22,6 +23,7 @@ mod cancels;
 pub(crate) mod context;
 pub(crate) mod dispatch;
 mod handlers;
+mod heartbeat;
 mod reader;
 mod responder;
 #[cfg(test)]
@@ -180,6 +182,8 @@ pub(crate) struct Link {
     pub(crate) cancels: Cancels,
     /// Runs once when the link ends (the parent learns that its worker is gone).
     on_end: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// When the peer was last heard from.
+    pub(crate) heartbeat: heartbeat::Heartbeat,
 }
 
 impl std::fmt::Debug for Link {
@@ -217,6 +221,8 @@ pub(crate) struct Connect {
     pub(crate) entry: Option<Entry>,
     /// This side is the parent (the peer must be a worker, and the reverse).
     pub(crate) parent: bool,
+    /// Parent: the heartbeat interval the worker is asked to keep.
+    pub(crate) heartbeat: Option<Duration>,
     /// The largest `Hello` accepted from the peer.
     pub(crate) peer_hello_max: u32,
     /// How long to wait for the peer's `Hello`.
@@ -257,6 +263,7 @@ impl Link {
             options,
             entry,
             parent,
+            heartbeat,
             peer_hello_max,
             timeout,
         } = connect;
@@ -265,6 +272,9 @@ impl Link {
             max_frame: options.max_frame,
             entry,
             parent,
+            heartbeat_ms: heartbeat.map_or(0, |h| {
+                u32::try_from(h.as_millis()).unwrap_or(u32::MAX).max(1)
+            }),
         };
         let sent = writer.send(Flush::Now, |buf, _| {
             message::encode_hello(buf, &hello);
@@ -299,6 +309,7 @@ impl Link {
             abandoned: AtomicBool::new(false),
             cancels: Cancels::default(),
             on_end: Mutex::new(None),
+            heartbeat: heartbeat::Heartbeat::default(),
         });
         Ok((link, peer))
     }

@@ -19,6 +19,10 @@ use crate::error::Error;
 use crate::wire::frame::{self, FrameError};
 use crate::wire::{Message, WireError, message};
 
+/// How long a reader on a link with heartbeats waits for input before it looks whether
+/// the heartbeat ended the link.
+const HEARTBEAT_SLICE: Duration = Duration::from_millis(50);
+
 /// Who is reading, which decides when to stop and what to do with calls and events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -154,7 +158,10 @@ impl Link {
                 message::byte_string_at,
             );
             let message = match read {
-                Ok(Some(frame)) => message::decode_pooled(frame, Some(&self.pool)),
+                Ok(Some(frame)) => {
+                    self.heartbeat.heard();
+                    message::decode_pooled(frame, Some(&self.pool))
+                }
                 Ok(None) => {
                     let bye = stream.bye;
                     *guard = None;
@@ -195,6 +202,25 @@ impl Link {
         if role == Role::Ahead {
             return stream.input.get_ref().wait_readable(Duration::ZERO);
         }
+        if self.heartbeat.is_on() {
+            // The heartbeat may end the link while nothing arrives: wait in slices, and
+            // stop (the slots hold their errors by then) once it has.
+            loop {
+                let left = deadline.map_or(HEARTBEAT_SLICE, |d| {
+                    d.saturating_duration_since(Instant::now())
+                });
+                if stream
+                    .input
+                    .get_ref()
+                    .wait_readable(left.min(HEARTBEAT_SLICE))
+                {
+                    return true;
+                }
+                if self.is_ended() || left <= HEARTBEAT_SLICE && deadline.is_some() {
+                    return false;
+                }
+            }
+        }
         match deadline {
             Some(deadline) => {
                 let now = Instant::now();
@@ -231,6 +257,8 @@ impl Link {
             }
             Message::Bye => stream.bye = true,
             Message::Cancel { id } => self.cancels.record(id),
+            // Heard: `read_until_stop` noted the time.
+            Message::Ping => {}
             message => match role {
                 Role::Server | Role::NestedServer => {
                     let more = !stream.input.buffer().is_empty();

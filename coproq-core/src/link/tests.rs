@@ -27,6 +27,7 @@ fn options(parent: bool) -> Connect {
         },
         entry: None,
         parent,
+        heartbeat: None,
         peer_hello_max: 1 << 20,
         timeout: LIMIT,
     }

@@ -27,7 +27,7 @@ pub(crate) fn decode_stream(bytes: &[u8], max: u32) -> usize {
             Message::Call { body, .. } | Message::Event { body } | Message::Reply { body, .. } => {
                 body
             }
-            Message::Bye | Message::Cancel { .. } => continue,
+            Message::Bye | Message::Cancel { .. } | Message::Ping => continue,
         };
         let _ = body.name();
         let _ = body.decode::<u32>();
@@ -75,6 +75,7 @@ fn seeds() -> Vec<Vec<u8>> {
                 data: ByteBuf(vec![5; 9]),
             }),
             parent: true,
+            heartbeat_ms: 0,
         },
     );
     seeds.push(std::mem::take(&mut buf));
@@ -102,6 +103,8 @@ fn seeds() -> Vec<Vec<u8>> {
     message::encode_bye(&mut buf);
     seeds.push(std::mem::take(&mut buf));
     message::encode_cancel(&mut buf, 7);
+    seeds.push(std::mem::take(&mut buf));
+    message::encode_ping(&mut buf);
     seeds.push(std::mem::take(&mut buf));
     message::encode_call(
         &mut buf,

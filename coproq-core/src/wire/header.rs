@@ -75,6 +75,8 @@ pub(crate) enum Header<'a> {
     Cancel {
         id: u64,
     },
+    /// A heartbeat: "still here".
+    Ping,
 }
 
 impl<'a> Header<'a> {
@@ -84,7 +86,7 @@ impl<'a> Header<'a> {
             Self::Call { shape, .. } | Self::Event { shape, .. } | Self::Reply { shape, .. } => {
                 shape
             }
-            Self::Bye | Self::Cancel { .. } => &[],
+            Self::Bye | Self::Cancel { .. } | Self::Ping => &[],
         }
     }
 }
@@ -94,6 +96,7 @@ const EVENT: u32 = 1;
 const REPLY: u32 = 2;
 const BYE: u32 = 3;
 const CANCEL: u32 = 4;
+const PING: u32 = 5;
 const VALUE: u32 = 0;
 const ERROR: u32 = 1;
 
@@ -122,7 +125,7 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
 /// Appends `header`'s encoding, its shape included.
 pub(crate) fn encode(buf: &mut Vec<u8>, header: &Header<'_>) {
     encode_prefix(buf, header);
-    if !matches!(header, Header::Bye | Header::Cancel { .. }) {
+    if !matches!(header, Header::Bye | Header::Cancel { .. } | Header::Ping) {
         put_u64(buf, header.shape().len() as u64);
         buf.extend_from_slice(header.shape());
     }
@@ -166,6 +169,7 @@ pub(crate) fn encode_prefix(buf: &mut Vec<u8>, header: &Header<'_>) {
             put_u32(buf, CANCEL);
             put_u64(buf, *id);
         }
+        Header::Ping => put_u32(buf, PING),
     }
 }
 
@@ -266,6 +270,7 @@ fn decode_fields(payload: &[u8]) -> Result<(Header<'_>, usize), String> {
         }
         BYE => Header::Bye,
         CANCEL => Header::Cancel { id: cur.u64()? },
+        PING => Header::Ping,
         other => return Err(format!("unknown message kind {other}")),
     };
     Ok((header, cur.at))
@@ -320,6 +325,7 @@ mod tests {
             },
             Header::Bye,
             Header::Cancel { id: 12 },
+            Header::Ping,
         ]
     }
 

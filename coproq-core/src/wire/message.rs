@@ -29,6 +29,8 @@ pub(crate) struct Hello {
     /// This side is the parent: a link needs one parent and one worker (a command that
     /// echoes its input would otherwise pass for a worker).
     pub(crate) parent: bool,
+    /// Parent → worker: how often both ends ping, in milliseconds (0: never).
+    pub(crate) heartbeat_ms: u32,
 }
 
 /// A fork worker's entry: functions as offsets from an anchor function in the (shared)
@@ -174,6 +176,8 @@ pub(crate) enum Message {
     Cancel {
         id: u64,
     },
+    /// A heartbeat.
+    Ping,
 }
 
 /// Why a message could not be encoded.
@@ -436,6 +440,12 @@ pub(crate) fn encode_bye(buf: &mut Vec<u8>) {
     frame::end(buf, start, u32::MAX).expect("bye is small");
 }
 
+/// Builds the frame of a `Ping`.
+pub(crate) fn encode_ping(buf: &mut Vec<u8>) {
+    let start = whole_header(buf, &Header::Ping);
+    frame::end(buf, start, u32::MAX).expect("ping is small");
+}
+
 /// Builds the frame of a `Cancel` of call `id`.
 pub(crate) fn encode_cancel(buf: &mut Vec<u8>, id: u64) {
     let start = whole_header(buf, &Header::Cancel { id });
@@ -515,6 +525,8 @@ pub(crate) fn decode_pooled(
         Header::Cancel { .. } => {
             return Err(WireError::Malformed("trailing bytes after cancel".into()));
         }
+        Header::Ping if no_body => Message::Ping,
+        Header::Ping => return Err(WireError::Malformed("trailing bytes after ping".into())),
     };
     Ok(message)
 }
@@ -538,6 +550,7 @@ mod tests {
                 data: crate::bytes::ByteBuf(vec![1, 2]),
             }),
             parent: true,
+            heartbeat_ms: 250,
         };
         encode_hello(&mut buf, &hello);
         assert_eq!(decode_hello(&payload(&buf)).unwrap(), hello);

@@ -21,6 +21,7 @@ fn hello(version: u32) -> Vec<u8> {
     payload.extend_from_slice(&(1u32 << 30).to_le_bytes()); // max_frame
     payload.push(0); // entry: None
     payload.push(0); // parent: false
+    payload.extend_from_slice(&0u32.to_le_bytes()); // heartbeat_ms: none
     frame(&payload)
 }
 

@@ -1,0 +1,110 @@
+//! Heartbeats: both ends ping every interval, and an end that hears nothing from its peer
+//! for `SILENT_AFTER` intervals ends the link. This catches what the end of a stream
+//! cannot: a half-open TCP connection under ssh, a stopped relay.
+//!
+//! "Heard" means a frame was read, or input waits to be read (a busy serving thread may
+//! not read for a while; data in the pipe still shows the peer is there).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::Link;
+use super::writer::{Flush, Shutdown};
+use crate::error::Error;
+use crate::sys;
+use crate::wire::message;
+
+/// How many intervals of silence end the link.
+const SILENT_AFTER: u32 = 3;
+
+/// When the peer was last heard from.
+#[derive(Debug, Default)]
+pub(crate) struct Heartbeat {
+    /// Heartbeats are on for this link (otherwise nothing is timed).
+    on: AtomicBool,
+    /// The coarse clock, in nanoseconds, when a frame last arrived.
+    last_heard: AtomicU64,
+}
+
+impl Heartbeat {
+    /// A frame arrived (called by the reader for every frame; costs nothing when off).
+    pub(crate) fn heard(&self) {
+        if self.on.load(Ordering::Relaxed) {
+            self.last_heard.store(now_nanos(), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether heartbeats are on for this link.
+    pub(crate) fn is_on(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+
+    /// How long ago the peer was last heard from.
+    fn silence(&self) -> Duration {
+        Duration::from_nanos(now_nanos().saturating_sub(self.last_heard.load(Ordering::Relaxed)))
+    }
+}
+
+fn now_nanos() -> u64 {
+    u64::try_from(sys::coarse_now().as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Link {
+    /// Starts pinging the peer every `interval` on a thread of its own, and ends the link
+    /// when the peer has been silent for `SILENT_AFTER` intervals; then runs `on_silence`
+    /// (a worker exits).
+    pub(crate) fn start_heartbeat(
+        self: &Arc<Self>,
+        interval: Duration,
+        on_silence: impl FnOnce() + Send + 'static,
+    ) {
+        self.heartbeat.on.store(true, Ordering::Relaxed);
+        self.heartbeat.heard();
+        let link = Arc::downgrade(self);
+        let _ = std::thread::Builder::new()
+            .name("coproq-heartbeat".into())
+            .spawn(move || beat(&link, interval, on_silence));
+    }
+
+    /// Whether the peer has been silent for `limit`: no frame read in that time, and none
+    /// waiting to be read.
+    fn peer_silent(&self, limit: Duration) -> bool {
+        if self.heartbeat.silence() < limit {
+            return false;
+        }
+        // Someone may just not have read lately: data waiting shows the peer is there.
+        // (A reader holding the stream is blocked in a read that nothing arrives for.)
+        match self.stream.try_lock() {
+            Ok(guard) => guard.as_ref().is_some_and(|stream| {
+                stream.input.buffer().is_empty()
+                    && !stream.input.get_ref().wait_readable(Duration::ZERO)
+            }),
+            Err(_) => true,
+        }
+    }
+}
+
+fn beat(link: &Weak<Link>, interval: Duration, on_silence: impl FnOnce()) {
+    let mut ping = Vec::new();
+    message::encode_ping(&mut ping);
+    loop {
+        std::thread::sleep(interval);
+        let Some(link) = link.upgrade() else { return };
+        if link.is_ended() {
+            return;
+        }
+        if link.peer_silent(interval * SILENT_AFTER) {
+            link.writer.shutdown(Shutdown::Discard);
+            link.end(|| Error::Disconnected { status: None });
+            drop(link);
+            on_silence();
+            return;
+        }
+        // Bytes already waiting to go out will be heard when they do; a ping behind them
+        // could only block this thread on a pipe the peer is not reading.
+        if !link.writer.has_pending() {
+            link.send_with(Flush::Soon, |buf, _| buf.extend_from_slice(&ping));
+        }
+    }
+}
