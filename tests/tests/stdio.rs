@@ -178,3 +178,24 @@ fn a_stopped_relay_ends_the_link_by_heartbeat() {
     }
     w.close();
 }
+
+#[test]
+fn a_pool_of_stdio_workers_replaces_a_killed_one() {
+    let pool = coproq::Pool::builder()
+        .size(2)
+        .handle("double", |x: i64| x * 2)
+        .spawn_stdio(|_| worker_command())
+        .unwrap();
+    let results: Vec<u64> = pool.map("echo", 0..100u64).map(Result::unwrap).collect();
+    assert_eq!(results, (0..100).collect::<Vec<_>>());
+    assert_eq!(pool.call::<i64>("ask_parent", 5i64).unwrap(), 10);
+    let victim = pool.workers()[0].pid().unwrap();
+    coproq_tests::signal(victim, libc::SIGKILL);
+    assert!(coproq_tests::wait_until(CALL_LIMIT, || {
+        let stats = pool.stats();
+        stats.restarts == 1 && stats.live == 2
+    }));
+    assert!(pool.workers().iter().all(|w| w.pid() != Some(victim)));
+    assert_eq!(pool.call::<u64>("echo", 9u64).unwrap(), 9);
+    pool.close();
+}

@@ -141,6 +141,15 @@ impl PoolBuilder {
         self
     }
 
+    /// Heartbeats on every worker's link (see
+    /// [`Builder::heartbeat`](crate::Builder::heartbeat)): a worker whose link falls
+    /// silent is treated as dead and replaced.
+    #[must_use]
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.options.heartbeat = Some(interval.max(Duration::from_millis(1)));
+        self
+    }
+
     /// How long [`Pool::close`] waits for workers to exit before killing them.
     #[must_use]
     pub fn close_grace(mut self, grace: Duration) -> Self {
@@ -230,6 +239,38 @@ impl PoolBuilder {
     /// The first worker's start error; no worker is left running then.
     pub fn spawn(self, command: impl Fn(usize) -> Command + Send + Sync + 'static) -> Result<Pool> {
         self.start(Box::new(move |index| Launch::Command(command(index))))
+    }
+
+    /// Starts the pool's workers from the commands that `command` makes, one per seat
+    /// index, each with the link on its stdin and stdout (see
+    /// [`Builder::spawn_stdio`](crate::Builder::spawn_stdio)): one pool can span several
+    /// hosts, `ssh` to each.
+    ///
+    /// # Errors
+    ///
+    /// The first worker's start error; no worker is left running then.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::process::Command;
+    ///
+    /// let hosts = ["alpha", "beta"];
+    /// let pool = coproq::Pool::builder()
+    ///     .size(4)
+    ///     .heartbeat(std::time::Duration::from_secs(5))
+    ///     .spawn_stdio(move |i| {
+    ///         let mut ssh = Command::new("ssh");
+    ///         ssh.args(["-o", "BatchMode=yes", hosts[i % hosts.len()], "/opt/bin/my-worker"]);
+    ///         ssh
+    ///     })?;
+    /// # Ok::<(), coproq::Error>(())
+    /// ```
+    pub fn spawn_stdio(
+        self,
+        command: impl Fn(usize) -> Command + Send + Sync + 'static,
+    ) -> Result<Pool> {
+        self.start(Box::new(move |index| Launch::Stdio(command(index))))
     }
 
     fn start(self, launcher: Launcher) -> Result<Pool> {
