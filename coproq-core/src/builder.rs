@@ -191,6 +191,8 @@ pub struct Builder {
     handlers: Arc<Handlers>,
     options: Options,
     on_exit: Option<OnExit>,
+    /// Where `fork` runs its worker, if not here.
+    via: Option<crate::launch::ship::Prefix>,
 }
 
 /// What [`Builder::on_exit`] runs.
@@ -224,6 +226,7 @@ impl Builder {
             handlers,
             options,
             on_exit: None,
+            via: None,
         }
     }
 
@@ -371,7 +374,49 @@ impl Builder {
     /// Starts the current executable again as a worker running `entry`; see
     /// [`fork`](crate::fork).
     pub fn fork(self, entry: fn(&Coprocess)) -> Result<Coprocess> {
-        self.start_worker(Launch::Fork(fork::plain_entry(entry)))
+        let launch = self.fork_launch(fork::plain_entry(entry));
+        self.start_worker(launch)
+    }
+
+    /// A fork of `entry`: here, or through the `via` prefix.
+    fn fork_launch(&self, entry: crate::wire::Entry) -> Launch {
+        match &self.via {
+            Some(prefix) => Launch::Remote(prefix.clone(), entry),
+            None => Launch::Fork(entry),
+        }
+    }
+
+    /// Runs [`fork`](Self::fork) and [`fork_with`](Self::fork_with) workers through a
+    /// command prefix that runs its last argument as a shell command: `ssh host` for
+    /// another machine, `sh -c` for this one. On first use this executable is sent over
+    /// the prefix's stdin and cached on the far side under
+    /// `${XDG_CACHE_HOME:-$HOME/.cache}/coproq/` by content hash (written to a temporary
+    /// name, checked with `cksum`, renamed into place, readable by the user alone; a
+    /// damaged copy is replaced); later starts find it and send nothing. The far side
+    /// needs only a POSIX `sh` with `head -c`, `cksum` and `uname`. Another OS or CPU
+    /// architecture there is a clear [`Error::Spawn`](crate::Error::Spawn) naming both,
+    /// before anything is sent.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::process::Command;
+    ///
+    /// let mut ssh = Command::new("ssh");
+    /// ssh.args(["-o", "BatchMode=yes", "build-host"]);
+    /// let worker = coproq::Coprocess::builder().via(ssh).fork(|parent| {
+    ///     parent.handle("host", |()| std::env::var("HOSTNAME").unwrap_or_default());
+    /// })?;
+    /// # Ok::<(), coproq::Error>(())
+    /// ```
+    #[must_use]
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "the prefix is the builder's, as `spawn` takes its command"
+    )]
+    pub fn via(mut self, prefix: Command) -> Self {
+        self.via = Some(crate::launch::ship::Prefix::new(&prefix));
+        self
     }
 
     /// Like [`fork`](Self::fork), handing `entry` the value `data` (which a `fn` pointer
@@ -399,7 +444,8 @@ impl Builder {
                 ),
             });
         }
-        self.start_worker(Launch::Fork(entry))
+        let launch = self.fork_launch(entry);
+        self.start_worker(launch)
     }
 
     /// Starts `cmd` as a worker; see [`Coprocess::spawn`].
@@ -454,7 +500,7 @@ impl Builder {
     }
 
     pub(crate) fn start_worker(self, launch: Launch) -> Result<Coprocess> {
-        let fork = matches!(launch, Launch::Fork(_));
+        let fork = matches!(launch, Launch::Fork(_) | Launch::Remote(..));
         let (link, process) = launch::spawn_worker(launch, &self.options, self.handlers)?;
         if let Some(interval) = self.options.heartbeat {
             link.start_heartbeat(interval, || {});

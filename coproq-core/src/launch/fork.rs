@@ -101,6 +101,24 @@ pub(crate) fn run_worker(read: i32, write: i32, max_frame: u32) -> ! {
         Err(e) => super::worker_exit_with(&format!("cannot connect to the parent: {e}")),
     };
     exit_when_orphaned();
+    run_entry(&coproc, hello)
+}
+
+/// A fork worker started through a command prefix (`Builder::via`), whose link is its
+/// stdin and stdout.
+pub(crate) fn run_remote_worker(max_frame: u32) -> ! {
+    let mut options = Options::default();
+    options.link.max_frame = max_frame;
+    let (coproc, hello) = match super::stdio::connect_with_hello(&options, Arc::default()) {
+        Ok(connected) => connected,
+        Err(e) => super::worker_exit_with(&format!("cannot connect to the parent: {e}")),
+    };
+    run_entry(&coproc, hello)
+}
+
+/// Runs the entry the parent's `Hello` names, reports it, then serves until the parent
+/// goes away.
+fn run_entry(coproc: &Coprocess, hello: crate::wire::Hello) -> ! {
     let Some(entry) = hello.entry else {
         super::worker_exit_with("the parent sent no entry function");
     };
@@ -114,7 +132,7 @@ pub(crate) fn run_worker(read: i32, write: i32, max_frame: u32) -> ! {
     // say too.
     let run = unsafe { std::mem::transmute::<usize, Run>(address(entry.run)) };
     let function = address(entry.function);
-    let failure = match catch_unwind(AssertUnwindSafe(|| run(&coproc, function, &entry.data.0))) {
+    let failure = match catch_unwind(AssertUnwindSafe(|| run(coproc, function, &entry.data.0))) {
         Ok(Ok(())) => None,
         Ok(Err(reason)) => Some(reason),
         Err(panic) => Some(crate::handler::panicked(&*panic)),

@@ -4,6 +4,8 @@
 //! - [`fork`]: re-exec of the current executable running a function.
 //! - [`spawn`]: separate worker binaries and their `Coprocess::parent()`.
 //! - [`stdio`]: workers whose link runs over their stdin and stdout, and `Coprocess::stdio()`.
+//! - [`ship`]: fork workers through a command prefix (`ssh host`), sending this
+//!   executable to the far side's cache first.
 //!
 //! The parent marks a worker with one environment variable, `COPROQ_WORKER`, holding the
 //! mode, the two descriptor numbers, the parent's pid and the frame limit. A start-up hook that runs before `main` in every
@@ -11,6 +13,7 @@
 //! mistaken for workers) and, for a fork worker, runs the worker there and then exits.
 
 pub(crate) mod fork;
+pub(crate) mod ship;
 pub(crate) mod spawn;
 pub(crate) mod stdio;
 
@@ -40,6 +43,9 @@ pub(crate) const EXIT_STATUS_WAIT: Duration = Duration::from_millis(200);
 pub(crate) enum Mode {
     Fork,
     Spawn,
+    /// A fork worker started through a command prefix: its link is its stdio, and its
+    /// parent is not the process that started it.
+    Remote,
 }
 
 /// What the parent tells a worker in the environment:
@@ -60,6 +66,7 @@ impl Marker {
         let mode = match parts.next()? {
             "fork" => Mode::Fork,
             "spawn" => Mode::Spawn,
+            "remote" => Mode::Remote,
             _ => return None,
         };
         let marker = Self {
@@ -78,6 +85,7 @@ impl fmt::Display for Marker {
         let mode = match self.mode {
             Mode::Fork => "fork",
             Mode::Spawn => "spawn",
+            Mode::Remote => "remote",
         };
         let Self {
             read,
@@ -101,9 +109,12 @@ fn on_start() {
     unsafe { std::env::remove_var(MARKER) };
     match value.to_str().and_then(Marker::parse) {
         Some(marker) => {
-            sys::die_with_parent(marker.parent);
+            if marker.mode != Mode::Remote {
+                sys::die_with_parent(marker.parent);
+            }
             match marker.mode {
                 Mode::Fork => fork::run_worker(marker.read, marker.write, marker.max_frame),
+                Mode::Remote => fork::run_remote_worker(marker.max_frame),
                 Mode::Spawn => spawn::stash(marker.read, marker.write),
             }
         }
@@ -132,6 +143,8 @@ pub(crate) enum Launch {
     Command(Command),
     /// A command whose stdin and stdout carry the link.
     Stdio(Command),
+    /// This executable on the far side of a command prefix, running an entry function.
+    Remote(ship::Prefix, Entry),
 }
 
 impl Launch {
@@ -145,6 +158,7 @@ impl Launch {
             Self::Command(cmd) | Self::Stdio(cmd) => {
                 cmd.get_program().to_string_lossy().into_owned()
             }
+            Self::Remote(..) => "fork worker via a command prefix".into(),
         }
     }
 }
@@ -158,6 +172,9 @@ pub(crate) fn spawn_worker(
     ensure_start_hook_linked();
     let launch = match launch {
         Launch::Stdio(cmd) => return stdio::spawn_worker(cmd, options, handlers),
+        Launch::Remote(prefix, entry) => {
+            return ship::spawn_worker(&prefix, entry, options, handlers);
+        }
         other => other,
     };
     let program = launch.program();
@@ -212,7 +229,7 @@ fn start_process(
         Marker {
             mode: match launch {
                 Launch::Fork(_) => Mode::Fork,
-                Launch::Command(_) | Launch::Stdio(_) => Mode::Spawn,
+                Launch::Command(_) | Launch::Stdio(_) | Launch::Remote(..) => Mode::Spawn,
             },
             read: fds.child_read.as_raw_fd(),
             write: fds.child_write.as_raw_fd(),
@@ -227,7 +244,9 @@ fn start_process(
             let pid = sys::spawn_self((MARKER, &marker), fds, group)?;
             Ok((pid, sys::ChildStdio::default(), Some(entry)))
         }
-        Launch::Stdio(_) => unreachable!("stdio workers start in `stdio::spawn_worker`"),
+        Launch::Stdio(_) | Launch::Remote(..) => {
+            unreachable!("stdio and remote workers start in their own modules")
+        }
         Launch::Command(mut cmd) => {
             cmd.env(MARKER, &marker);
             let (pid, stdio) = sys::spawn_command(cmd, fds, group)?;

@@ -31,7 +31,7 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(1);
 
 /// The last lines a command printed on stderr, which is forwarded to ours as it comes.
 #[derive(Debug, Default)]
-struct StderrTail {
+pub(super) struct StderrTail {
     lines: Mutex<VecDeque<String>>,
     /// The command's stderr has ended (it exited, or closed it).
     ended: AtomicBool,
@@ -40,7 +40,7 @@ struct StderrTail {
 impl StderrTail {
     /// Forwards `stderr` to ours line by line on a thread of its own, keeping the last
     /// lines.
-    fn follow(stderr: std::process::ChildStderr) -> Arc<Self> {
+    pub(super) fn follow(stderr: std::process::ChildStderr) -> Arc<Self> {
         let tail = Arc::new(Self::default());
         let mine = Arc::clone(&tail);
         let forward = move || {
@@ -63,7 +63,7 @@ impl StderrTail {
     }
 
     /// The lines so far, after waiting a little for the command's last words.
-    fn quote(&self) -> String {
+    pub(super) fn quote(&self) -> String {
         let deadline = std::time::Instant::now() + EXIT_STATUS_WAIT;
         while !self.ended.load(Ordering::Acquire) && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
@@ -130,7 +130,7 @@ pub(crate) fn spawn_worker(
 }
 
 /// The error of a stdio worker that did not start, saying which side failed.
-fn start_failed(
+pub(super) fn start_failed(
     e: &HandshakeError,
     status: Option<ExitStatus>,
     stderr: &str,
@@ -163,6 +163,14 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 
 /// Worker side: the link to the parent over stdin and stdout.
 pub(crate) fn connect(options: &Options, handlers: Arc<Handlers>) -> Result<Coprocess> {
+    connect_with_hello(options, handlers).map(|(coproc, _)| coproc)
+}
+
+/// Worker side: the link over stdin and stdout, and the parent's `Hello`.
+pub(crate) fn connect_with_hello(
+    options: &Options,
+    handlers: Arc<Handlers>,
+) -> Result<(Coprocess, crate::wire::Hello)> {
     if TAKEN.swap(true, Ordering::AcqRel) {
         return Err(Error::Protocol(
             "this process's stdin and stdout are a link already".into(),
@@ -171,7 +179,7 @@ pub(crate) fn connect(options: &Options, handlers: Arc<Handlers>) -> Result<Copr
     let (input, output) = sys::take_stdio()
         .map_err(|e| Error::Protocol(format!("cannot take stdin and stdout as a link: {e}")))?;
     watch_for_hangup(&input);
-    connect_streams(input, output, options, handlers).map(|(coproc, _)| coproc)
+    connect_streams(input, output, options, handlers)
 }
 
 /// Exits the process `ORPHAN_GRACE` after the parent's end of the input hangs up, even
