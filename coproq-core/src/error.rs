@@ -6,6 +6,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// Says `message` on stderr, as a line. A stderr whose reader is gone (a worker whose
+/// parent or ssh session died) is ignored: `eprintln!` would panic there.
+pub(crate) fn say(message: impl fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
 /// A specialized [`Result`](std::result::Result) for coproq operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -163,7 +163,7 @@ impl<'a> Registry<'a> {
                     // A panicking listener is reported by the panic hook; the link goes on.
                     let _ = catch_unwind(AssertUnwindSafe(|| f(args)));
                 }
-                Err(message) => eprintln!("coproq: event dropped: {message}"),
+                Err(message) => crate::error::say(format_args!("coproq: event dropped: {message}")),
             }),
         );
         self

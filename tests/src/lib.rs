@@ -2,6 +2,7 @@
 //! checks. Every wait here is bounded, so a hung worker fails a test instead of CI.
 
 pub mod services;
+pub mod sshd;
 
 use std::time::{Duration, Instant};
 

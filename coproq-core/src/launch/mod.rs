@@ -127,10 +127,10 @@ fn on_start() {
 
 /// Ends a worker that cannot work, with a message that says why.
 pub(crate) fn worker_exit_with(message: &str) -> ! {
-    eprintln!(
+    crate::error::say(format_args!(
         "coproq: this process was started as a coproq worker, but {message}; \
          a worker must be started by coproq::fork or Coprocess::spawn"
-    );
+    ));
     std::process::exit(2)
 }
 
@@ -319,7 +319,9 @@ fn connect_streams(
     if let Some(interval) = interval {
         link.start_heartbeat(interval, || {
             std::thread::sleep(Duration::from_secs(1));
-            eprintln!("coproq worker: the parent fell silent; exiting");
+            crate::error::say(format_args!(
+                "coproq worker: the parent fell silent; exiting"
+            ));
             std::process::exit(1);
         });
     }

@@ -193,7 +193,9 @@ fn watch_for_hangup(input: &File) {
         .spawn(move || {
             sys::wait_hangup(watched.as_fd());
             std::thread::sleep(ORPHAN_GRACE);
-            eprintln!("coproq worker: the link to the parent ended {ORPHAN_GRACE:?} ago; exiting");
+            crate::error::say(format_args!(
+                "coproq worker: the link to the parent ended {ORPHAN_GRACE:?} ago; exiting"
+            ));
             std::process::exit(1);
         });
 }

@@ -398,9 +398,9 @@ impl Link {
         self.writer.shutdown(Shutdown::Discard);
         self.abandoned.store(true, Ordering::Release);
         if self.report_protocol_errors {
-            eprintln!(
+            crate::error::say(format_args!(
                 "coproq worker: protocol error on the link to the parent: {reason}; stopping"
-            );
+            ));
         }
         self.end(|| Error::Protocol(reason.to_owned()));
     }

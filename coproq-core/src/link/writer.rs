@@ -370,9 +370,9 @@ fn flusher() -> &'static Sender<Weak<Writer>> {
             });
         if spawned.is_err() {
             // No thread: `Soon` degrades to the next `Now` or reader flush.
-            eprintln!(
+            crate::error::say(format_args!(
                 "coproq: cannot start the flusher thread; batched frames wait for the next call"
-            );
+            ));
         }
         tx
     })

@@ -242,7 +242,9 @@ fn do_chores(shared: &Arc<Shared>, chores: Chores) {
                 let restart_at = Instant::now() + backoff(state.crash_streak);
                 state.seats[index] = Seat::Empty { restart_at };
                 drop(state);
-                eprintln!("coproq pool: cannot restart worker {index}: {e}");
+                crate::error::say(format_args!(
+                    "coproq pool: cannot restart worker {index}: {e}"
+                ));
             }
         }
     }

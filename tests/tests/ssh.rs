@@ -1,0 +1,199 @@
+//! Workers on "other machines": over a real OpenSSH server that each test starts on
+//! 127.0.0.1 (skipped, saying so, where sshd is not installed; `.ci/run` installs it).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use coproq::{Coprocess, Error};
+use coproq_tests::sshd::Sshd;
+use coproq_tests::{CALL_LIMIT, call, process_gone, wait_until};
+
+fn worker_path() -> &'static str {
+    env!("CARGO_BIN_EXE_stdio_worker")
+}
+
+fn over_ssh(sshd: &Sshd, tag: &str) -> Coprocess {
+    let mut ssh = sshd.ssh();
+    ssh.arg(worker_path()).arg(tag);
+    Coprocess::builder()
+        .handle("double", |x: i64| x * 2)
+        .startup_timeout(CALL_LIMIT)
+        .spawn_stdio(ssh)
+        .unwrap()
+}
+
+#[test]
+fn a_worker_binary_over_ssh() {
+    let Some(sshd) = Sshd::start("binary") else {
+        return;
+    };
+    let w = over_ssh(&sshd, "coproq-test-binary");
+    assert_eq!(call::<u64>(&w, "echo", 5u64).unwrap(), 5);
+    assert_eq!(call::<u32>(&w, "chatty", 500u32).unwrap(), 500);
+    assert_eq!(call::<i64>(&w, "ask_parent", 21i64).unwrap(), 42);
+    let big: Vec<u8> = (0..64 << 20).map(|i| (i % 253) as u8).collect();
+    assert_eq!(call::<Vec<u8>>(&w, "bytes", &big).unwrap(), big);
+    w.close();
+}
+
+#[test]
+fn start_errors_over_ssh_quote_ssh() {
+    let Some(sshd) = Sshd::start("errors") else {
+        return;
+    };
+    let start = |mut ssh: std::process::Command, command: &str| {
+        ssh.arg(command);
+        Coprocess::builder()
+            .startup_timeout(CALL_LIMIT)
+            .spawn_stdio(ssh)
+            .unwrap_err()
+            .to_string()
+    };
+    let err = start(sshd.ssh_to_nowhere(), worker_path());
+    assert!(err.contains("exit status 255"), "{err}");
+    assert!(err.contains("Could not resolve hostname"), "{err}");
+    let err = start(sshd.ssh_as_stranger(), worker_path());
+    assert!(err.contains("exit status 255"), "{err}");
+    assert!(err.contains("Permission denied"), "{err}");
+    let err = start(sshd.ssh(), "/no/such/coproq-worker");
+    assert!(
+        err.contains("not found on the far side (exit status 127)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn killing_the_ssh_client_fails_calls_and_ends_the_remote_worker() {
+    let Some(sshd) = Sshd::start("killed") else {
+        return;
+    };
+    let tag = "coproq-test-killed-client";
+    let w = over_ssh(&sshd, tag);
+    let stuck = w.call_async::<()>("hang", ());
+    std::thread::sleep(Duration::from_millis(100));
+    let before = tagged(tag);
+    assert_eq!(
+        before.len(),
+        1,
+        "the remote worker is not found: {before:?}"
+    );
+    let client = w.pid().unwrap();
+    coproq_tests::signal(client, libc::SIGKILL);
+    let err = stuck.wait_timeout(CALL_LIMIT).unwrap_err();
+    assert!(matches!(err, Error::Disconnected { .. }), "{err}");
+    // The remote worker (a stdio_worker under sshd) sees its input hang up and exits
+    // within a second, though its handler is stuck.
+    let started = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(5), || tagged(tag).is_empty()),
+        "remote workers left: {:?}",
+        tagged(tag)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    w.close();
+}
+
+/// The processes whose command line holds `tag` (a remote worker started with it as an
+/// argument, which the worker ignores).
+fn tagged(tag: &str) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            // Not the ssh client, whose command line names the remote command too.
+            !cmd.starts_with("ssh\0")
+                && cmd.contains("stdio_worker")
+                && cmd.contains(tag)
+                && !process_gone(pid)
+        })
+        .collect()
+}
+
+fn cache(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("coproq-ssh-cache-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn cached(dir: &std::path::Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir.join("coproq"))
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_fork_worker_via_ssh_is_shipped_once() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(sshd) = Sshd::start("via") else {
+        return;
+    };
+    let home = cache("via");
+    let start = || {
+        Coprocess::builder()
+            .startup_timeout(CALL_LIMIT)
+            .handle("double", |x: u64| x * 2)
+            .via(sshd.ssh_with_cache(&home))
+            .fork(|parent| {
+                let p = parent.clone();
+                parent.handle("pid", |()| std::process::id());
+                parent.handle("ask_parent", move |x: u64| {
+                    p.call::<u64>("double", x).unwrap()
+                });
+            })
+            .unwrap()
+    };
+    let w = start();
+    assert_eq!(call::<u64>(&w, "ask_parent", 4u64).unwrap(), 8);
+    w.close();
+    let files = cached(&home);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let first = std::fs::metadata(&files[0]).unwrap();
+    let w = start();
+    assert_eq!(call::<u64>(&w, "ask_parent", 5u64).unwrap(), 10);
+    w.close();
+    let second = std::fs::metadata(&files[0]).unwrap();
+    assert_eq!(
+        (first.ino(), first.mtime_nsec()),
+        (second.ino(), second.mtime_nsec()),
+        "shipped again"
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
+fn a_pool_over_ssh_replaces_a_worker_whose_connection_died() {
+    let Some(sshd) = Sshd::start("pool") else {
+        return;
+    };
+    let ssh = std::sync::Arc::new(sshd);
+    let for_pool = std::sync::Arc::clone(&ssh);
+    let pool = coproq::Pool::builder()
+        .size(2)
+        .handle("double", |x: i64| x * 2)
+        .startup_timeout(CALL_LIMIT)
+        .spawn_stdio(move |_| {
+            let mut cmd = for_pool.ssh();
+            cmd.arg(worker_path());
+            cmd
+        })
+        .unwrap();
+    let results: Vec<u64> = pool.map("echo", 0..50u64).map(Result::unwrap).collect();
+    assert_eq!(results, (0..50).collect::<Vec<_>>());
+    let client = pool.workers()[0].pid().unwrap();
+    coproq_tests::signal(client, libc::SIGKILL);
+    assert!(wait_until(CALL_LIMIT, || {
+        let stats = pool.stats();
+        stats.restarts == 1 && stats.live == 2
+    }));
+    assert_eq!(pool.call::<i64>("ask_parent", 3i64).unwrap(), 6);
+    pool.close();
+}
