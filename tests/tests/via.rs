@@ -149,3 +149,23 @@ fn another_platform_on_the_far_side_is_refused_before_anything_is_sent() {
     assert!(cached(&home).is_empty(), "something was sent");
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn a_pool_of_fork_workers_via_a_prefix() {
+    let home = cache_home("pool");
+    let pool = coproq::Pool::builder()
+        .size(2)
+        .startup_timeout(Duration::from_secs(60))
+        .via(prefix(&home))
+        .fork(|parent| {
+            parent.handle("pid", |()| std::process::id());
+        })
+        .unwrap();
+    let pids: std::collections::HashSet<u32> = (0..20)
+        .map(|_| pool.call::<u32>("pid", ()).unwrap())
+        .collect();
+    assert!(!pids.contains(&std::process::id()));
+    assert_eq!(cached(&home).len(), 1);
+    pool.close();
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -90,17 +90,26 @@ fn executable() -> io::Result<&'static Executable> {
 /// The CRC that POSIX `cksum` prints: CRC-32 (polynomial 0x04C11DB7, MSB first) over the
 /// bytes and then their length, complemented.
 fn posix_cksum(bytes: &[u8]) -> u32 {
-    fn update(mut crc: u32, byte: u8) -> u32 {
-        crc ^= u32::from(byte) << 24;
-        for _ in 0..8 {
-            crc = if crc & 0x8000_0000 != 0 {
-                (crc << 1) ^ 0x04C1_1DB7
-            } else {
-                crc << 1
-            };
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut crc = (i as u32) << 24;
+            let mut bit = 0;
+            while bit < 8 {
+                crc = if crc & 0x8000_0000 != 0 {
+                    (crc << 1) ^ 0x04C1_1DB7
+                } else {
+                    crc << 1
+                };
+                bit += 1;
+            }
+            table[i] = crc;
+            i += 1;
         }
-        crc
-    }
+        table
+    };
+    let update = |crc: u32, byte: u8| (crc << 8) ^ TABLE[((crc >> 24) ^ u32::from(byte)) as usize];
     let mut crc = bytes.iter().fold(0u32, |crc, &b| update(crc, b));
     let mut len = bytes.len();
     while len > 0 {

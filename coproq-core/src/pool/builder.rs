@@ -13,9 +13,11 @@ use super::{Config, Launcher, Pool};
 use crate::coprocess::Coprocess;
 use crate::error::{Error, Result};
 use crate::handler::{Registry, Reply, Service};
+use crate::launch::ship::Prefix;
 use crate::launch::{Launch, fork};
 use crate::link::Handlers;
 use crate::options::Options;
+use crate::wire::Entry;
 
 /// Sets up a [`Pool`]: its size and policies, and the parent's handlers that every worker
 /// may call; then starts it. From [`Pool::builder`].
@@ -26,6 +28,8 @@ pub struct PoolBuilder {
     config: Config,
     handlers: Arc<Handlers>,
     options: Options,
+    /// Where fork workers run, if not here.
+    via: Option<Prefix>,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -56,6 +60,7 @@ impl PoolBuilder {
             },
             handlers: Arc::default(),
             options,
+            via: None,
         }
     }
 
@@ -206,7 +211,29 @@ impl PoolBuilder {
     /// The first worker's start error; no worker is left running then.
     pub fn fork(self, entry: fn(&Coprocess)) -> Result<Pool> {
         let entry = fork::plain_entry(entry);
-        self.start(Box::new(move |_| Launch::Fork(entry.clone())))
+        let launcher = self.fork_launcher(entry);
+        self.start(launcher)
+    }
+
+    /// Starts `entry` here, or through the `via` prefix.
+    fn fork_launcher(&self, entry: Entry) -> Launcher {
+        match self.via.clone() {
+            Some(prefix) => Box::new(move |_| Launch::Remote(prefix.clone(), entry.clone())),
+            None => Box::new(move |_| Launch::Fork(entry.clone())),
+        }
+    }
+
+    /// Runs the fork workers through a command prefix, such as `ssh host` (see
+    /// [`Builder::via`](crate::Builder::via)): this executable is shipped to the far
+    /// side's cache once.
+    #[must_use]
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "the prefix is the builder's, as `spawn` takes its command"
+    )]
+    pub fn via(mut self, prefix: Command) -> Self {
+        self.via = Some(Prefix::new(&prefix));
+        self
     }
 
     /// Starts the pool's workers as fork workers running `entry` with `data` (see
@@ -227,7 +254,8 @@ impl PoolBuilder {
             method: "fork_with".into(),
             reason,
         })?;
-        self.start(Box::new(move |_| Launch::Fork(entry.clone())))
+        let launcher = self.fork_launcher(entry);
+        self.start(launcher)
     }
 
     /// Starts the pool's workers from the commands that `command` makes, one per seat
