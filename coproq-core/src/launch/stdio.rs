@@ -26,8 +26,9 @@ use crate::sys;
 /// quotes.
 const TAIL_LINES: usize = 8;
 
-/// How long a stdio worker lives on after its parent hung up.
-const ORPHAN_GRACE: Duration = Duration::from_secs(1);
+/// How long a stdio worker lives on after its parent hung up (to finish a graceful close;
+/// within a second of the link's end, it is gone).
+const ORPHAN_GRACE: Duration = Duration::from_millis(500);
 
 /// The last lines a command printed on stderr, which is forwarded to ours as it comes.
 #[derive(Debug, Default)]

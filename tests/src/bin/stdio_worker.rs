@@ -28,7 +28,10 @@ fn main() -> coproq::Result<()> {
         .handle("ask_parent", move |x: i64| -> coproq::Result<i64> {
             let parent = back.upgrade().ok_or(coproq::Error::NotConnected)?;
             parent.call::<i64>("double", x)
-        });
+        })
+        .listen(coproq_tests::services::CalcServer::new(
+            coproq_tests::services::Calculator::default(),
+        ));
     println!("printed before serving: stdout is stderr now");
     parent.serve();
     Ok(())
