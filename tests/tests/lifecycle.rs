@@ -74,7 +74,7 @@ fn the_worker_marker_does_not_leak_to_the_workers_children() {
     let w = coproq::fork(|parent| {
         parent.handle("child_env", |(): ()| {
             let out = Command::new("env").output().map_err(|e| e.to_string())?;
-            Ok::<_, String>(String::from_utf8_lossy(&out.stdout).contains("COPROQ"))
+            Ok::<_, String>(String::from_utf8_lossy(&out.stdout).contains("COPROQ_WORKER="))
         });
     })
     .unwrap();
