@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::link::Bulk;
-use crate::{link, pool, raw};
+use crate::{link, pool, raw, ssh};
 
 /// How a figure's value reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +192,36 @@ pub(crate) const FIGURES: &[Figure] = &[
         target: Target::Report,
     },
     Figure {
+        key: "ssh-latency",
+        title: "sequential call over loopback ssh vs `ssh host cat`",
+        unit: Unit::Micros,
+        impls: &["ssh-cat", "coproq"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::Report,
+    },
+    Figure {
+        key: "ssh-pipelined",
+        title: "pipelined calls over loopback ssh vs 8-byte messages through `ssh host cat`",
+        unit: Unit::PerSec,
+        impls: &["ssh-cat", "coproq"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::Report,
+    },
+    Figure {
+        key: "ssh-via-startup",
+        title: "`via(ssh).fork` to the first reply: executable shipped vs cached (median)",
+        unit: Unit::Micros,
+        impls: &["shipped", "cached"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::Report,
+    },
+    Figure {
         key: "idle-worker-rss",
         title: "RSS of an idle worker",
         unit: Unit::KiB,
@@ -290,6 +320,12 @@ pub(crate) fn measure(figure: &Figure, imp: &str, quick: bool) -> Result<f64, St
         ("pool-overhead", "pool") => pool::latency(n.latency).map(micros).map_err(|e| err(&e)),
         ("pool-recovery", "pool") => pool::recovery(n.recoveries).map(micros),
         ("pool-pipelined", "pool") => pool::pipelined(n.pipelined).map_err(|e| err(&e)),
+        ("ssh-latency", "ssh-cat") => ssh::raw_latency(n.latency / 4).map(micros),
+        ("ssh-latency", "coproq") => ssh::latency(n.latency / 4).map(micros),
+        ("ssh-pipelined", "ssh-cat") => ssh::raw_pipelined(n.pipelined),
+        ("ssh-pipelined", "coproq") => ssh::pipelined(n.pipelined),
+        ("ssh-via-startup", "shipped") => ssh::via_startup(n.recoveries / 3 + 1, false).map(micros),
+        ("ssh-via-startup", "cached") => ssh::via_startup(n.recoveries / 3 + 1, true).map(micros),
         #[cfg(feature = "peers")]
         (key, imp) if matches!(imp, "ipc-channel" | "tarpc" | "procspawn") => {
             let sizes = crate::peers::Sizes {

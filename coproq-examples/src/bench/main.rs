@@ -19,6 +19,7 @@ mod peers;
 mod pool;
 mod raw;
 mod report;
+mod ssh;
 mod stats;
 mod sys;
 
@@ -43,6 +44,13 @@ fn main() {
             .cloned()
     };
 
+    if flag("--stdio-worker") {
+        if let Err(e) = ssh::stdio_worker() {
+            eprintln!("stdio worker: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if flag("--raw-worker") {
         sys::pin_worker();
         if let Err(e) = raw::worker() {
