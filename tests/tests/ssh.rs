@@ -89,7 +89,10 @@ fn killing_the_ssh_client_fails_calls_and_ends_the_remote_worker() {
         "remote workers left: {:?}",
         tagged(tag)
     );
-    eprintln!("remote worker gone {:?} after its ssh client was killed", started.elapsed());
+    eprintln!(
+        "remote worker gone {:?} after its ssh client was killed",
+        started.elapsed()
+    );
     assert!(
         started.elapsed() < Duration::from_millis(1500),
         "{:?}",
