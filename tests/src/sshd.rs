@@ -21,22 +21,6 @@ pub struct Sshd {
     server: Child,
 }
 
-/// The pids of `pid`'s children (Linux; none elsewhere).
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .flat_map(|list| {
-            list.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
-}
-
 fn keygen(path: &Path) {
     let status = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -154,7 +138,7 @@ impl Drop for Sshd {
         // the master goes.
         let master = self.server.id();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !children(master).is_empty() && Instant::now() < deadline {
+        while !crate::children(master).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.server.kill();

@@ -114,20 +114,6 @@ fn a_command_that_echoes_its_input_is_not_taken_for_a_worker() {
     assert!(err.to_string().contains("a coproq parent too"), "{err}");
 }
 
-/// The pids of `pid`'s children (Linux).
-fn children(pid: u32) -> Vec<u32> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .flat_map(|list| {
-            list.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
-}
-
 #[test]
 #[cfg(target_os = "linux")]
 fn a_stopped_relay_ends_the_link_by_heartbeat() {
@@ -147,7 +133,7 @@ fn a_stopped_relay_ends_the_link_by_heartbeat() {
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(call::<u64>(&w, "echo", 2u64).unwrap(), 2);
     let shell = w.pid().unwrap();
-    let kids = children(shell);
+    let kids = coproq_tests::children(shell);
     assert_eq!(kids.len(), 3, "{kids:?}");
     let worker_name =
         |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();

@@ -17,10 +17,10 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use super::stdio::{StderrTail, start_failed};
+use super::stdio::{Handshake, Started, StderrTail, connect_piped, start_failed};
 use super::{EXIT_STATUS_WAIT, MARKER, Marker, Mode};
 use crate::error::{Error, Result};
-use crate::link::{Connect, EofHook, Handlers, Link, WORKER_HELLO_MAX};
+use crate::link::{Handlers, Link};
 use crate::options::Options;
 use crate::process::WorkerProcess;
 use crate::sys;
@@ -218,7 +218,7 @@ pub(crate) fn spawn_worker(
             &crate::link::HandshakeError::Closed,
             status,
             &stderr,
-            spawn_error,
+            &spawn_error,
         )
     };
     // The far side says whether it has the executable.
@@ -240,33 +240,16 @@ pub(crate) fn spawn_worker(
         }
         _ => return Err(fail("")),
     }
-    let on_eof: EofHook = {
-        let process = Arc::clone(&process);
-        Box::new(move || process.wait_timeout(EXIT_STATUS_WAIT))
-    };
-    let connect = Connect {
-        options: options.link,
+    let handshake = Handshake {
         entry: Some(entry),
-        parent: true,
-        heartbeat: options.heartbeat,
-        peer_hello_max: WORKER_HELLO_MAX,
         timeout: deadline.saturating_duration_since(Instant::now()),
     };
-    match Link::connect(
-        Box::new(input),
-        Box::new(output),
-        connect,
-        handlers,
-        Some(on_eof),
-    ) {
-        Ok((link, _hello)) => Ok((link, process)),
-        Err(e) => {
-            let status = process
-                .wait_timeout(EXIT_STATUS_WAIT)
-                .or_else(|| process.kill());
-            Err(start_failed(&e, status, &tail.quote(), spawn_error))
-        }
-    }
+    let started = Started {
+        process: &process,
+        tail: &tail,
+        spawn_error: &spawn_error,
+    };
+    connect_piped(input, output, &started, handshake, options, handlers)
 }
 
 #[cfg(test)]

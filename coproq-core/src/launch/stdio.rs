@@ -99,20 +99,59 @@ pub(crate) fn spawn_worker(
     };
     let tail = StderrTail::follow(stderr);
     let process = Arc::new(WorkerProcess::new(pid, pipes));
+    let input = File::from(std::os::fd::OwnedFd::from(from_worker));
+    let output = File::from(std::os::fd::OwnedFd::from(to_worker));
+    let handshake = Handshake {
+        entry: None,
+        timeout: options.startup_timeout,
+    };
+    let started = Started {
+        process: &process,
+        tail: &tail,
+        spawn_error: &spawn_error,
+    };
+    connect_piped(input, output, &started, handshake, options, handlers)
+}
+
+/// What the parent's side of a piped handshake sends and how long it waits.
+pub(super) struct Handshake {
+    pub(super) entry: Option<crate::wire::Entry>,
+    pub(super) timeout: Duration,
+}
+
+/// A command started with piped stdio: what a failed handshake reports.
+pub(super) struct Started<'a> {
+    pub(super) process: &'a Arc<WorkerProcess>,
+    pub(super) tail: &'a StderrTail,
+    pub(super) spawn_error: &'a dyn Fn(io::Error) -> Error,
+}
+
+/// Parent side: the handshake over a command's piped stdio.
+pub(super) fn connect_piped(
+    input: File,
+    output: File,
+    started: &Started<'_>,
+    handshake: Handshake,
+    options: &Options,
+    handlers: Arc<Handlers>,
+) -> Result<(Arc<Link>, Arc<WorkerProcess>)> {
+    let Started {
+        process,
+        tail,
+        spawn_error,
+    } = started;
     let on_eof: EofHook = {
-        let process = Arc::clone(&process);
+        let process = Arc::clone(process);
         Box::new(move || process.wait_timeout(EXIT_STATUS_WAIT))
     };
     let connect = Connect {
         options: options.link,
-        entry: None,
+        entry: handshake.entry,
         parent: true,
         heartbeat: options.heartbeat,
         peer_hello_max: WORKER_HELLO_MAX,
-        timeout: options.startup_timeout,
+        timeout: handshake.timeout,
     };
-    let input = File::from(std::os::fd::OwnedFd::from(from_worker));
-    let output = File::from(std::os::fd::OwnedFd::from(to_worker));
     match Link::connect(
         Box::new(input),
         Box::new(output),
@@ -120,7 +159,7 @@ pub(crate) fn spawn_worker(
         handlers,
         Some(on_eof),
     ) {
-        Ok((link, _hello)) => Ok((link, process)),
+        Ok((link, _hello)) => Ok((link, Arc::clone(process))),
         Err(e) => {
             let status = process
                 .wait_timeout(EXIT_STATUS_WAIT)
@@ -135,7 +174,7 @@ pub(super) fn start_failed(
     e: &HandshakeError,
     status: Option<ExitStatus>,
     stderr: &str,
-    spawn_error: impl Fn(io::Error) -> Error,
+    spawn_error: &dyn Fn(io::Error) -> Error,
 ) -> Error {
     if let HandshakeError::Refused(reason) = e {
         return Error::Protocol(format!("{reason}{stderr}"));

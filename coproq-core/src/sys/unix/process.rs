@@ -88,8 +88,13 @@ pub(crate) fn spawn_command(
     if own_group {
         cmd.process_group(0);
     }
-    // The std `Child` is taken apart at once: we keep its pid (and reap it ourselves) and
-    // its piped stdio, whose ends would otherwise close and break the worker's output.
+    launch_command(cmd)
+}
+
+/// Spawns `cmd` on the launcher thread. The std `Child` is taken apart at once: we keep
+/// its pid (and reap it ourselves) and its piped stdio, whose ends would otherwise close
+/// and break the worker's output.
+fn launch_command(mut cmd: Command) -> io::Result<(u32, ChildStdio)> {
     on_launcher(Box::new(move || {
         let mut child = cmd.spawn()?;
         let stdio = ChildStdio {
@@ -157,16 +162,7 @@ pub(crate) fn spawn_piped(mut cmd: Command, own_group: bool) -> io::Result<(u32,
     if own_group {
         cmd.process_group(0);
     }
-    // As for `spawn_command`: on the launcher thread, the std `Child` taken apart.
-    on_launcher(Box::new(move || {
-        let mut child = cmd.spawn()?;
-        let stdio = ChildStdio {
-            stdin: child.stdin.take(),
-            stdout: child.stdout.take(),
-            stderr: child.stderr.take(),
-        };
-        Ok((child.id(), stdio))
-    }))
+    launch_command(cmd)
 }
 
 /// The path to re-execute for a fork worker. Linux's `/proc/self/exe` still works when
