@@ -558,8 +558,9 @@ fn report_exit(process: Arc<WorkerProcess>, on_exit: OnExit) {
 
 fn wait_for_entry(coproc: &Coprocess, slot: &Arc<Slot>, timeout: Duration) -> Result<()> {
     let link = coproc.link();
-    let deadline = std::time::Instant::now() + timeout;
-    let Ok(delivery) = dispatch::wait_reply(link, ENTRY_ID, slot, Some(deadline)) else {
+    // A timeout too long to add (`Duration::MAX`) is no deadline.
+    let deadline = std::time::Instant::now().checked_add(timeout);
+    let Ok(delivery) = dispatch::wait_reply(link, ENTRY_ID, slot, deadline) else {
         link.forget_call(ENTRY_ID);
         coproc.close();
         return Err(entry_failed(format!(

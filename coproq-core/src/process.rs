@@ -68,7 +68,10 @@ impl WorkerProcess {
 
     /// Waits up to `timeout` for the worker to exit.
     pub(crate) fn wait_timeout(&self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
+        // A timeout too long to add (`Duration::MAX`) waits a year at a time.
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 86_400));
         let mut pause = Duration::from_micros(50);
         loop {
             if let Reaping::Reaped(status) = self.reap(false) {
@@ -86,7 +89,6 @@ impl WorkerProcess {
         }
     }
 
-    /// Kills the worker (SIGKILL) and reaps it.
     /// Waits for the process to exit, however long it takes; its status.
     pub(crate) fn wait(&self) -> Option<ExitStatus> {
         loop {

@@ -229,3 +229,20 @@ fn liveness_exit_status_and_on_exit() {
     assert!(!w.is_alive());
     assert!(rx.recv_timeout(CALL_LIMIT).unwrap().unwrap().success());
 }
+
+#[test]
+fn the_longest_durations_are_accepted_everywhere() {
+    // `Duration::MAX` means "no limit", never an overflow panic.
+    let w = Coprocess::builder()
+        .startup_timeout(Duration::MAX)
+        .close_grace(Duration::MAX)
+        .call_timeout(Duration::MAX)
+        .fork(|parent| {
+            parent.handle("remaining", |()| remaining_ms());
+        })
+        .unwrap();
+    assert_eq!(w.call::<Option<u64>>("remaining", ()).unwrap(), None);
+    let p = w.call_async::<Option<u64>>("remaining", ());
+    assert_eq!(p.wait_timeout(Duration::MAX).unwrap(), None);
+    assert!(w.close().unwrap().success());
+}

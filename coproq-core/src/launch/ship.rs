@@ -20,7 +20,7 @@ use std::time::Instant;
 use super::stdio::{Handshake, Started, StderrTail, connect_piped, start_failed};
 use super::{EXIT_STATUS_WAIT, MARKER, Marker, Mode};
 use crate::error::{Error, Result};
-use crate::link::{Handlers, Link};
+use crate::link::{Handlers, HandshakeError, Link};
 use crate::options::Options;
 use crate::process::WorkerProcess;
 use crate::sys;
@@ -202,7 +202,7 @@ pub(crate) fn spawn_worker(
     let process = Arc::new(WorkerProcess::new(pid, pipes));
     let mut input = File::from(OwnedFd::from(from_far));
     let mut output = File::from(OwnedFd::from(to_far));
-    let fail = |reason: &str| -> Error {
+    let fail = |why: HandshakeError, reason: &str| -> Error {
         let status = process
             .wait_timeout(EXIT_STATUS_WAIT)
             .or_else(|| process.kill());
@@ -214,17 +214,12 @@ pub(crate) fn spawn_worker(
             )));
         }
         let stderr = format!("{reason}{stderr}");
-        start_failed(
-            &crate::link::HandshakeError::Closed,
-            status,
-            &stderr,
-            &spawn_error,
-        )
+        start_failed(&why, status, &stderr, &spawn_error)
     };
     // The far side says whether it has the executable.
-    let deadline = Instant::now() + options.startup_timeout;
+    let deadline = Instant::now().checked_add(options.startup_timeout);
     if !sys::wait_readable(input.as_fd(), options.startup_timeout) {
-        return Err(fail(""));
+        return Err(fail(HandshakeError::Silent(options.startup_timeout), ""));
     }
     let mut answer = [0u8; 1];
     match input.read(&mut answer) {
@@ -235,14 +230,19 @@ pub(crate) fn spawn_worker(
                 .and_then(|()| output.flush())
                 .is_err()
             {
-                return Err(fail(" (sending the executable failed)"));
+                return Err(fail(
+                    HandshakeError::Closed,
+                    " (sending the executable failed)",
+                ));
             }
         }
-        _ => return Err(fail("")),
+        _ => return Err(fail(HandshakeError::Closed, "")),
     }
     let handshake = Handshake {
         entry: Some(entry),
-        timeout: deadline.saturating_duration_since(Instant::now()),
+        timeout: deadline.map_or(options.startup_timeout, |d| {
+            d.saturating_duration_since(Instant::now())
+        }),
     };
     let started = Started {
         process: &process,
