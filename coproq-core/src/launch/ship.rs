@@ -10,14 +10,13 @@
 //! execs it in fork mode, and the link runs over the same stdin and stdout.
 
 use std::ffi::OsString;
-use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use super::stdio::{Handshake, Started, StderrTail, connect_piped, start_failed};
+use super::stdio::{Handshake, Started, connect_piped, start_failed, start_piped};
 use super::{EXIT_STATUS_WAIT, MARKER, Marker, Mode};
 use crate::error::{Error, Result};
 use crate::link::{Handlers, HandshakeError, Link};
@@ -190,18 +189,7 @@ pub(crate) fn spawn_worker(
         max_frame: options.link.max_frame,
     };
     let cmd = prefix.command(script(exe, &marker.to_string()));
-    let (pid, mut pipes) = sys::spawn_piped(cmd, options.process_group).map_err(spawn_error)?;
-    let (Some(to_far), Some(from_far), Some(stderr)) =
-        (pipes.stdin.take(), pipes.stdout.take(), pipes.stderr.take())
-    else {
-        return Err(spawn_error(io::Error::other(
-            "the command's stdio was not piped",
-        )));
-    };
-    let tail = StderrTail::follow(stderr);
-    let process = Arc::new(WorkerProcess::new(pid, pipes));
-    let mut input = File::from(OwnedFd::from(from_far));
-    let mut output = File::from(OwnedFd::from(to_far));
+    let (mut input, mut output, process, tail) = start_piped(cmd, options, &spawn_error)?;
     let fail = |why: HandshakeError, reason: &str| -> Error {
         let status = process
             .wait_timeout(EXIT_STATUS_WAIT)

@@ -89,6 +89,26 @@ pub(crate) fn spawn_worker(
         program: program.clone(),
         source,
     };
+    let (input, output, process, tail) = start_piped(cmd, options, &spawn_error)?;
+    let handshake = Handshake {
+        entry: None,
+        timeout: options.startup_timeout,
+    };
+    let started = Started {
+        process: &process,
+        tail: &tail,
+        spawn_error: &spawn_error,
+    };
+    connect_piped(input, output, &started, handshake, options, handlers)
+}
+
+/// Starts `cmd` with piped stdio: the stream from it, the stream to it, the process, and
+/// its stderr, followed.
+pub(super) fn start_piped(
+    cmd: Command,
+    options: &Options,
+    spawn_error: &dyn Fn(io::Error) -> Error,
+) -> Result<(File, File, Arc<WorkerProcess>, Arc<StderrTail>)> {
     let (pid, mut pipes) = sys::spawn_piped(cmd, options.process_group).map_err(spawn_error)?;
     let (Some(to_worker), Some(from_worker), Some(stderr)) =
         (pipes.stdin.take(), pipes.stdout.take(), pipes.stderr.take())
@@ -101,16 +121,7 @@ pub(crate) fn spawn_worker(
     let process = Arc::new(WorkerProcess::new(pid, pipes));
     let input = File::from(std::os::fd::OwnedFd::from(from_worker));
     let output = File::from(std::os::fd::OwnedFd::from(to_worker));
-    let handshake = Handshake {
-        entry: None,
-        timeout: options.startup_timeout,
-    };
-    let started = Started {
-        process: &process,
-        tail: &tail,
-        spawn_error: &spawn_error,
-    };
-    connect_piped(input, output, &started, handshake, options, handlers)
+    Ok((input, output, process, tail))
 }
 
 /// What the parent's side of a piped handshake sends and how long it waits.
