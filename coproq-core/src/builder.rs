@@ -350,6 +350,38 @@ impl Builder {
         self
     }
 
+    /// How long a thread waiting for the other end spins before it sleeps (default
+    /// 20 µs; `Duration::ZERO` switches spinning off).
+    ///
+    /// A blocking wait between processes on different CPUs costs a sleep and a wake-up
+    /// on each side, tens of microseconds; an answer polled for arrives in a few. So a
+    /// caller waiting for its reply, a serving thread waiting for the next call and the
+    /// background reader poll the pipe for up to `budget` first. Spinning backs off where
+    /// it does not pay: never in a process that may use one CPU only, at most one thread
+    /// fewer than the CPUs at once, and a place whose recent spins ran out without an
+    /// answer (a slow handler, a busy machine) skips up to a thousand waits before it
+    /// tries again. An idle link uses no CPU once the budget is spent.
+    ///
+    /// Set on the parent, it also applies to the worker (which may choose for itself
+    /// with its own builder).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// // Calls that take milliseconds gain nothing from spinning.
+    /// let worker = coproq::Coprocess::builder()
+    ///     .spin(std::time::Duration::ZERO)
+    ///     .fork(|parent| {
+    ///         parent.handle("render", |page: u32| page);
+    ///     })?;
+    /// # Ok::<(), coproq::Error>(())
+    /// ```
+    #[must_use]
+    pub fn spin(mut self, budget: Duration) -> Self {
+        self.options.link.spin = Some(budget);
+        self
+    }
+
     /// Runs `f` once when the worker is gone, with its exit status (`None` where it could
     /// not be learned), on a thread of its own: after a crash, a kill, an exit, or
     /// [`close`](crate::Coprocess::close).

@@ -28,6 +28,7 @@ impl Default for Options {
             link: LinkOptions {
                 max_frame: 1 << 30,
                 report_protocol_errors: false,
+                spin: None,
             },
             close_grace: Duration::from_secs(2),
             startup_timeout: Duration::from_secs(30),

@@ -6,6 +6,7 @@
 //! link end fails every slot and closes the table, so no caller can wait forever.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::Instant;
@@ -71,6 +72,8 @@ pub(crate) struct Slot {
     state: Mutex<SlotState>,
     cv: Condvar,
     watch: Option<Arc<dyn Watch>>,
+    /// Set after the state changes, for a waiter spinning before it sleeps.
+    signal: AtomicBool,
 }
 
 impl std::fmt::Debug for Slot {
@@ -109,6 +112,7 @@ impl Slot {
             state.reply = Some(delivery);
             (state.waiting, state.waker.take())
         };
+        self.signal.store(true, Ordering::Release);
         if waiting {
             self.cv.notify_one();
         }
@@ -121,13 +125,28 @@ impl Slot {
     /// Hands the read token to this slot's waiter.
     pub(crate) fn promote(&self) {
         self.lock().promoted = true;
+        self.signal.store(true, Ordering::Release);
         self.cv.notify_one();
     }
 
     /// Asks the waiter to look again.
     pub(crate) fn poke(&self) {
         self.lock().poked = true;
+        self.signal.store(true, Ordering::Release);
         self.cv.notify_one();
+    }
+
+    /// Forgets earlier signals; returns whether something is already there to wake for.
+    /// A spinning waiter calls this first, then watches [`Slot::signalled`].
+    pub(crate) fn rearm(&self) -> bool {
+        self.signal.store(false, Ordering::Relaxed);
+        let state = self.lock();
+        state.promoted || state.reply.is_some() || state.poked
+    }
+
+    /// Whether something happened since [`Slot::rearm`] (lock-free, for spinning).
+    pub(crate) fn signalled(&self) -> bool {
+        self.signal.load(Ordering::Acquire)
     }
 
     /// Takes the reply, if it is in.

@@ -241,6 +241,7 @@ pub(crate) fn wait_reply(
         let wake = if has_work {
             Wake::Poked
         } else {
+            link.spin_for_handoff(slot);
             slot.wait(deadline)
         };
         if serving {

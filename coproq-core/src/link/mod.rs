@@ -9,6 +9,7 @@
 //! - [`cancels`]: the calls the peer cancelled.
 //! - [`context`]: the deadline and cancel of the call a thread is handling.
 //! - [`heartbeat`]: pings, and ending a link whose peer fell silent.
+//! - [`spin`]: polling briefly before sleeping until the peer answers.
 //!
 //! There is no thread between the pipe and a caller. Whoever needs input holds the read
 //! token: a caller waiting for its reply reads it itself (one wake-up per side, as on a
@@ -26,6 +27,7 @@ mod handlers;
 mod heartbeat;
 mod reader;
 mod responder;
+mod spin;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -46,6 +48,8 @@ use calls::{Calls, Settled, Slot};
 use cancels::Cancels;
 pub(crate) use handlers::{Handlers, METHODS_METHOD, Owner};
 pub(crate) use responder::Responder;
+pub(crate) use spin::DEFAULT_SPIN;
+use spin::{Site, Spin};
 use writer::{Closed, Shutdown, Writer};
 pub(crate) use writer::{Flush, Output};
 
@@ -80,6 +84,9 @@ pub(crate) struct LinkOptions {
     /// Say on stderr why the link ends when the peer breaks the protocol (a worker's
     /// user sees no error otherwise; a parent's callers get `Protocol` errors).
     pub(crate) report_protocol_errors: bool,
+    /// How long a thread waiting for the peer spins before it sleeps; `None`: a parent
+    /// takes [`DEFAULT_SPIN`], a worker what its parent's `Hello` says.
+    pub(crate) spin: Option<Duration>,
 }
 
 /// The read side: only the token holder touches it.
@@ -184,6 +191,19 @@ pub(crate) struct Link {
     on_end: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// When the peer was last heard from.
     pub(crate) heartbeat: heartbeat::Heartbeat,
+    /// How long waiting threads spin before they sleep.
+    spin: Spin,
+    /// Whether spinning pays: for replies read from the pipe, for calls and events read
+    /// from it, and for a reply or the read token handed over by another thread.
+    spin_sites: SpinSites,
+}
+
+/// The places that wait for the peer, each learning on its own whether spinning pays.
+#[derive(Debug, Default)]
+struct SpinSites {
+    replies: Site,
+    requests: Site,
+    handoffs: Site,
 }
 
 impl std::fmt::Debug for Link {
@@ -268,6 +288,7 @@ impl Link {
             timeout,
         } = connect;
         let writer = Writer::new(output);
+        let our_spin = options.spin.unwrap_or(DEFAULT_SPIN);
         let hello = Hello {
             max_frame: options.max_frame,
             entry,
@@ -275,6 +296,7 @@ impl Link {
             heartbeat_ms: heartbeat.map_or(0, |h| {
                 u32::try_from(h.as_millis()).unwrap_or(u32::MAX).max(1)
             }),
+            spin_us: u32::try_from(our_spin.as_micros()).unwrap_or(u32::MAX),
         };
         let sent = writer.send(Flush::Now, |buf, _| {
             message::encode_hello(buf, &hello);
@@ -292,6 +314,11 @@ impl Link {
             )));
         }
         writer.set_peer_max(peer.max_frame);
+        // A worker spins as its parent does, unless it chose for itself.
+        let spin = match options.spin {
+            None if !parent => Duration::from_micros(u64::from(peer.spin_us)),
+            _ => our_spin,
+        };
         let link = Arc::new(Self {
             writer,
             calls: Mutex::new(Calls::default()),
@@ -310,6 +337,8 @@ impl Link {
             cancels: Cancels::default(),
             on_end: Mutex::new(None),
             heartbeat: heartbeat::Heartbeat::default(),
+            spin: Spin::new(spin),
+            spin_sites: SpinSites::default(),
         });
         Ok((link, peer))
     }

@@ -199,8 +199,17 @@ impl Link {
         if self.writer.has_pending() {
             self.writer.flush_later();
         }
+        let readable_now = || stream.input.get_ref().wait_readable(Duration::ZERO);
         if role == Role::Ahead {
-            return stream.input.get_ref().wait_readable(Duration::ZERO);
+            return readable_now();
+        }
+        // An answer that comes quickly is taken without sleeping.
+        let site = match role {
+            Role::Caller | Role::NestedServer => &self.spin_sites.replies,
+            Role::Server | Role::Background | Role::Ahead => &self.spin_sites.requests,
+        };
+        if self.spin.until(site, readable_now) {
+            return true;
         }
         if self.heartbeat.is_on() {
             // The heartbeat may end the link while nothing arrives: wait in slices, and
@@ -330,6 +339,15 @@ impl Link {
     pub(crate) fn read_ahead(self: &Arc<Self>) {
         if self.try_take_token(Role::Ahead) {
             self.read_as(Role::Ahead, None, None);
+        }
+    }
+
+    /// Before a caller sleeps in `slot` until another thread hands it its reply or the
+    /// token: spins briefly, so that a quick hand-over does not need a wake-up.
+    pub(crate) fn spin_for_handoff(&self, slot: &Slot) {
+        if !slot.rearm() {
+            self.spin
+                .until(&self.spin_sites.handoffs, || slot.signalled());
         }
     }
 

@@ -24,6 +24,7 @@ fn options(parent: bool) -> Connect {
         options: LinkOptions {
             max_frame: 1 << 20,
             report_protocol_errors: false,
+            spin: None,
         },
         entry: None,
         parent,

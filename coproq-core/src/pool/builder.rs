@@ -155,6 +155,14 @@ impl PoolBuilder {
         self
     }
 
+    /// How long a thread waiting for a worker spins before it sleeps, on every worker's
+    /// link (see [`Builder::spin`](crate::Builder::spin)).
+    #[must_use]
+    pub fn spin(mut self, budget: Duration) -> Self {
+        self.options.link.spin = Some(budget);
+        self
+    }
+
     /// How long [`Pool::close`] waits for workers to exit before killing them.
     #[must_use]
     pub fn close_grace(mut self, grace: Duration) -> Self {

@@ -76,6 +76,7 @@ fn seeds() -> Vec<Vec<u8>> {
             }),
             parent: true,
             heartbeat_ms: 0,
+            spin_us: 0,
         },
     );
     seeds.push(std::mem::take(&mut buf));

@@ -17,7 +17,7 @@ use super::{WireError, codec, returned};
 pub(crate) const MAGIC: [u8; 8] = *b"\0coproq\0";
 
 /// Bumped on every incompatible change of the layout below.
-pub(crate) const PROTOCOL_VERSION: u32 = 3;
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
 
 /// The first message each side sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +31,9 @@ pub(crate) struct Hello {
     pub(crate) parent: bool,
     /// Parent → worker: how often both ends ping, in milliseconds (0: never).
     pub(crate) heartbeat_ms: u32,
+    /// Parent → worker: how long a thread waiting for the peer spins before it sleeps,
+    /// in microseconds (0: never), unless the worker chose for itself.
+    pub(crate) spin_us: u32,
 }
 
 /// A fork worker's entry: functions as offsets from an anchor function in the (shared)
@@ -551,6 +554,7 @@ mod tests {
             }),
             parent: true,
             heartbeat_ms: 250,
+            spin_us: 20,
         };
         encode_hello(&mut buf, &hello);
         assert_eq!(decode_hello(&payload(&buf)).unwrap(), hello);

@@ -62,14 +62,64 @@ pub(crate) const FIGURES: &[Figure] = &[
         target: Target::RatioAtMost(1.3),
     },
     Figure {
+        key: "latency-unpinned",
+        title: "sequential call, unpinned (caller and worker free to use different CPUs)",
+        unit: Unit::Micros,
+        impls: &["raw", "coproq"],
+        peers: &["ipc-channel", "tarpc", "procspawn"],
+        pin: None,
+        worker_pin: None,
+        target: Target::RatioAtMost(0.15),
+    },
+    Figure {
         key: "latency-2cpu",
-        title: "sequential call, caller and worker on different CPUs",
+        title: "sequential call, caller and worker pinned to different CPUs",
         unit: Unit::Micros,
         impls: &["raw", "coproq"],
         peers: &["ipc-channel", "tarpc", "procspawn"],
         pin: Some(0),
         worker_pin: Some(1),
         target: Target::RatioAtMost(1.2),
+    },
+    Figure {
+        key: "threads-16",
+        title: "blocking calls from 16 threads on one link, unpinned: spin off vs on",
+        unit: Unit::PerSec,
+        impls: &["spin-off", "coproq"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::AtLeast(5e5),
+    },
+    Figure {
+        key: "idle-cpu",
+        title: "CPU time of an idle link over 10 s (both processes)",
+        unit: Unit::Micros,
+        impls: &["coproq"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::AtMost(1_000.0),
+    },
+    Figure {
+        key: "sleeping-handler-cpu",
+        title: "caller CPU per call to a handler that sleeps 1 ms: spin off vs on",
+        unit: Unit::Micros,
+        impls: &["spin-off", "coproq"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::RatioAtMost(1.1),
+    },
+    Figure {
+        key: "pool-spin",
+        title: "CPU-bound 2 ms jobs, pool of N = cores, per worker: spin off vs on",
+        unit: Unit::PerSec,
+        impls: &["spin-off", "pool"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::RatioAtLeast(0.97),
     },
     Figure {
         key: "pipelined",
@@ -246,6 +296,11 @@ pub(crate) const FIGURES: &[Figure] = &[
 /// Sizes: full run, or `--quick`.
 struct Sizes {
     latency: u32,
+    /// Calls from all threads together.
+    threads: u32,
+    /// Calls to a handler that sleeps 1 ms.
+    sleeping: u32,
+    idle: Duration,
     pipelined: u32,
     events: u32,
     bulk: u32,
@@ -257,6 +312,9 @@ struct Sizes {
 
 const FULL: Sizes = Sizes {
     latency: 20_000,
+    threads: 400_000,
+    sleeping: 1_000,
+    idle: Duration::from_secs(10),
     pipelined: 200_000,
     events: 2_000_000,
     bulk: 12,
@@ -266,6 +324,9 @@ const FULL: Sizes = Sizes {
 };
 const QUICK: Sizes = Sizes {
     latency: 3_000,
+    threads: 100_000,
+    sleeping: 300,
+    idle: Duration::from_secs(2),
     pipelined: 100_000,
     events: 500_000,
     bulk: 4,
@@ -280,17 +341,44 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// What one measurement found: the figure's value, and for latency figures the CPU time
+/// (µs, both processes) per operation.
+pub(crate) type Measured = (f64, Option<f64>);
+
 /// Measures `figure` with implementation `imp` in this process.
-pub(crate) fn measure(figure: &Figure, imp: &str, quick: bool) -> Result<f64, String> {
+pub(crate) fn measure(figure: &Figure, imp: &str, quick: bool) -> Result<Measured, String> {
     let n = if quick { &QUICK } else { &FULL };
-    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let with_cpu = |(latency, cpu): (Duration, f64)| (micros(latency), Some(cpu));
     match (figure.key, imp) {
-        ("latency-1cpu" | "latency-2cpu", "raw") => {
-            raw::latency(n.latency).map(micros).map_err(|e| err(&e))
+        ("latency-1cpu" | "latency-2cpu" | "latency-unpinned", "raw") => raw::latency(n.latency)
+            .map(with_cpu)
+            .map_err(|e| e.to_string()),
+        ("latency-1cpu" | "latency-2cpu" | "latency-unpinned", "coproq") => {
+            link::latency_and_cpu(n.latency)
+                .map(with_cpu)
+                .map_err(|e| e.to_string())
         }
-        ("latency-1cpu" | "latency-2cpu" | "typed-vs-dynamic", "coproq") => {
-            link::latency(n.latency).map(micros).map_err(|e| err(&e))
+        _ => measure_value(figure, imp, n).map(|value| (value, None)),
+    }
+}
+
+/// Measures a figure that is one value.
+fn measure_value(figure: &Figure, imp: &str, n: &Sizes) -> Result<f64, String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let off = Some(Duration::ZERO);
+    match (figure.key, imp) {
+        ("typed-vs-dynamic", "coproq") => link::latency(n.latency).map(micros).map_err(|e| err(&e)),
+        ("threads-16", "spin-off") => link::threads(16, n.threads, off).map_err(|e| err(&e)),
+        ("threads-16", "coproq") => link::threads(16, n.threads, None).map_err(|e| err(&e)),
+        ("idle-cpu", "coproq") => link::idle_cpu(n.idle).map_err(|e| err(&e)),
+        ("sleeping-handler-cpu", "spin-off") => {
+            link::sleeping_handler_cpu(n.sleeping, off).map_err(|e| err(&e))
         }
+        ("sleeping-handler-cpu", "coproq") => {
+            link::sleeping_handler_cpu(n.sleeping, None).map_err(|e| err(&e))
+        }
+        ("pool-spin", "spin-off") => pool::scaling(pool::cores(), n.jobs, off).map_err(|e| err(&e)),
+        ("pool-spin", "pool") => pool::scaling(pool::cores(), n.jobs, None).map_err(|e| err(&e)),
         ("typed-vs-dynamic", "typed") => link::typed_latency(n.latency)
             .map(micros)
             .map_err(|e| err(&e)),
@@ -314,8 +402,8 @@ pub(crate) fn measure(figure: &Figure, imp: &str, quick: bool) -> Result<f64, St
             link::idle_rss().map(|kib| kib as f64).map_err(|e| err(&e))
         }
         ("per-link-rss", "coproq") => link::per_link_rss(20).map_err(|e| err(&e)),
-        ("pool-scaling", "one-worker") => pool::scaling(1, n.jobs).map_err(|e| err(&e)),
-        ("pool-scaling", "pool") => pool::scaling(pool::cores(), n.jobs).map_err(|e| err(&e)),
+        ("pool-scaling", "one-worker") => pool::scaling(1, n.jobs, None).map_err(|e| err(&e)),
+        ("pool-scaling", "pool") => pool::scaling(pool::cores(), n.jobs, None).map_err(|e| err(&e)),
         ("pool-overhead", "coproq") => link::latency(n.latency).map(micros).map_err(|e| err(&e)),
         ("pool-overhead", "pool") => pool::latency(n.latency).map(micros).map_err(|e| err(&e)),
         ("pool-recovery", "pool") => pool::recovery(n.recoveries).map(micros),

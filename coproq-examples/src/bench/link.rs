@@ -36,10 +36,24 @@ impl Echo for Echoer {
 static EVENTS: AtomicU64 = AtomicU64::new(0);
 
 fn worker() -> coproq::Result<Coprocess> {
-    coproq::fork(|parent| {
+    worker_spinning(None)
+}
+
+/// The worker, with the spin budget `spin` on both ends (the default if `None`).
+fn worker_spinning(spin: Option<Duration>) -> coproq::Result<Coprocess> {
+    let builder = Coprocess::builder();
+    let builder = match spin {
+        Some(budget) => builder.spin(budget),
+        None => builder,
+    };
+    builder.fork(|parent| {
         sys::pin_worker();
         parent
             .handle("echo", |x: u64| x)
+            .handle("cpu", |(): ()| sys::cpu_micros())
+            .handle("sleep_ms", |ms: u64| {
+                std::thread::sleep(Duration::from_millis(ms));
+            })
             .handle("bytes", |b: ByteBuf| b)
             .handle("vec_bytes", |b: Vec<u8>| b)
             .on("tick", |_: u64| {
@@ -52,18 +66,88 @@ fn worker() -> coproq::Result<Coprocess> {
 
 /// Mean round trip of `n` sequential dynamic calls.
 pub(crate) fn latency(n: u32) -> coproq::Result<Duration> {
+    latency_and_cpu(n).map(|(latency, _)| latency)
+}
+
+/// Mean round trip of `n` sequential dynamic calls, and the CPU time (µs) both processes
+/// used per call.
+pub(crate) fn latency_and_cpu(n: u32) -> coproq::Result<(Duration, f64)> {
     let w = worker()?;
     for i in 0..u64::from(n.min(1000)) {
         w.call::<u64>("echo", i)?;
     }
+    let cpu = (sys::cpu_micros(), w.call::<u64>("cpu", ())?);
     let start = Instant::now();
     for i in 0..u64::from(n) {
         let back: u64 = w.call("echo", i)?;
         debug_assert_eq!(back, i);
     }
     let elapsed = start.elapsed();
+    let used = sys::cpu_micros() - cpu.0 + w.call::<u64>("cpu", ())? - cpu.1;
     w.close();
-    Ok(elapsed / n)
+    Ok((elapsed / n, used as f64 / f64::from(n)))
+}
+
+/// Calls per second from `threads` threads making blocking calls through one link, `n`
+/// calls in all.
+pub(crate) fn threads(threads: u32, n: u32, spin: Option<Duration>) -> coproq::Result<f64> {
+    let w = worker_spinning(spin)?;
+    let per_thread = n / threads;
+    let run = |calls: u32| {
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    let w = &w;
+                    scope.spawn(move || -> coproq::Result<()> {
+                        for i in 0..u64::from(calls) {
+                            let x = u64::from(t) << 32 | i;
+                            let back: u64 = w.call("echo", x)?;
+                            assert_eq!(back, x, "a reply went to the wrong thread");
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .try_for_each(|h| h.join().expect("caller thread"))
+        })
+    };
+    run(per_thread / 10 + 1)?;
+    let start = Instant::now();
+    run(per_thread)?;
+    let elapsed = start.elapsed();
+    w.close();
+    Ok(f64::from(per_thread * threads) / elapsed.as_secs_f64())
+}
+
+/// CPU time (µs) both processes use while a link sits idle for `idle`, after a burst of
+/// calls (which leaves every spinning place warm).
+pub(crate) fn idle_cpu(idle: Duration) -> coproq::Result<f64> {
+    let w = worker()?;
+    for i in 0..10_000u64 {
+        w.call::<u64>("echo", i)?;
+    }
+    let cpu = (sys::cpu_micros(), w.call::<u64>("cpu", ())?);
+    std::thread::sleep(idle);
+    let used = sys::cpu_micros() - cpu.0 + w.call::<u64>("cpu", ())? - cpu.1;
+    w.close();
+    Ok(used as f64)
+}
+
+/// The caller's CPU time (µs) per call to a handler that sleeps 1 ms.
+pub(crate) fn sleeping_handler_cpu(n: u32, spin: Option<Duration>) -> coproq::Result<f64> {
+    let w = worker_spinning(spin)?;
+    for _ in 0..n / 10 + 1 {
+        w.call::<()>("sleep_ms", 1u64)?;
+    }
+    let cpu = sys::cpu_micros();
+    for _ in 0..n {
+        w.call::<()>("sleep_ms", 1u64)?;
+    }
+    let used = sys::cpu_micros() - cpu;
+    w.close();
+    Ok(used as f64 / f64::from(n))
 }
 
 /// Mean round trip of `n` sequential typed calls.

@@ -74,7 +74,8 @@ fn main() {
             unsafe { std::env::set_var(sys::WORKER_CPU, cpu.to_string()) };
         }
         match figures::measure(figure, &imp, quick) {
-            Ok(value) => println!("{value}"),
+            Ok((value, None)) => println!("{value}"),
+            Ok((value, Some(cpu))) => println!("{value} {cpu}"),
             Err(e) => {
                 eprintln!("{} / {imp}: {e}", figure.key);
                 std::process::exit(1);
@@ -100,16 +101,21 @@ fn main() {
             .copied()
             .collect();
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); imps.len()];
+        let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); imps.len()];
         for _ in 0..reps {
             // Interleaved: one sample of each implementation per repetition.
             for (i, imp) in imps.iter().enumerate() {
                 match run_measurement(figure, imp, quick) {
-                    Some(v) => samples[i].push(v),
+                    Some((v, c)) => {
+                        samples[i].push(v);
+                        cpu[i].extend(c);
+                    }
                     None => eprintln!("{} / {imp}: measurement failed", figure.key),
                 }
             }
         }
-        let result = report::FigureResult::new(figure, &imps, &samples);
+        let mut result = report::FigureResult::new(figure, &imps, &samples);
+        result.add_cpu(&cpu);
         eprintln!("{}", result.line());
         results.push(result);
     }
@@ -130,7 +136,9 @@ fn main() {
     }
 }
 
-fn run_measurement(figure: &Figure, imp: &str, quick: bool) -> Option<f64> {
+/// Runs one measurement in a fresh process: its value, and the CPU time per operation
+/// where the figure reports it.
+fn run_measurement(figure: &Figure, imp: &str, quick: bool) -> Option<(f64, Option<f64>)> {
     let exe = std::env::current_exe().ok()?;
     let mut cmd = Command::new(exe);
     cmd.args(["--measure", figure.key, "--impl", imp]);
@@ -142,5 +150,9 @@ fn run_measurement(figure: &Figure, imp: &str, quick: bool) -> Option<f64> {
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
         return None;
     }
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    let out = String::from_utf8_lossy(&out.stdout);
+    let mut numbers = out.split_whitespace().map(str::parse::<f64>);
+    let value = numbers.next()?.ok()?;
+    let cpu = numbers.next().and_then(Result::ok);
+    Some((value, cpu))
 }

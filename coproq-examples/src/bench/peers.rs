@@ -44,9 +44,13 @@ pub(crate) struct Sizes {
 pub(crate) fn measure(key: &str, imp: &str, n: &Sizes) -> Option<Result<f64, String>> {
     let micros = |d: Duration| d.as_secs_f64() * 1e6;
     let result = match (key, imp) {
-        ("latency-1cpu" | "latency-2cpu", "ipc-channel") => ipc_latency(n.latency).map(micros),
-        ("latency-1cpu" | "latency-2cpu", "tarpc") => tarpc_latency(n.latency).map(micros),
-        ("latency-1cpu" | "latency-2cpu", "procspawn") => {
+        ("latency-1cpu" | "latency-2cpu" | "latency-unpinned", "ipc-channel") => {
+            ipc_latency(n.latency).map(micros)
+        }
+        ("latency-1cpu" | "latency-2cpu" | "latency-unpinned", "tarpc") => {
+            tarpc_latency(n.latency).map(micros)
+        }
+        ("latency-1cpu" | "latency-2cpu" | "latency-unpinned", "procspawn") => {
             procspawn_latency(n.latency.min(2000)).map(micros)
         }
         ("pipelined", "ipc-channel") => ipc_pipelined(n.pipelined),

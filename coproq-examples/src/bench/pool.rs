@@ -29,8 +29,13 @@ pub(crate) fn cores() -> usize {
 
 /// 2 ms CPU-bound jobs through a pool of `size` workers, `per_worker` each: jobs per
 /// second, divided by `size` (per worker, so that a pool of N compares with one).
-pub(crate) fn scaling(size: usize, per_worker: u32) -> coproq::Result<f64> {
-    let pool = Pool::builder().size(size).fork(serve)?;
+pub(crate) fn scaling(size: usize, per_worker: u32, spin: Option<Duration>) -> coproq::Result<f64> {
+    let builder = Pool::builder().size(size);
+    let builder = match spin {
+        Some(budget) => builder.spin(budget),
+        None => builder,
+    };
+    let pool = builder.fork(serve)?;
     let jobs = per_worker as usize * size;
     // Warm-up: every worker runs a job.
     for r in pool.map::<u64, _, _>("spin", vec![100u64; size * 2]) {

@@ -11,8 +11,10 @@ use crate::sys;
 const ECHO: u8 = 0;
 const ONE_WAY: u8 = 1;
 const COUNT: u8 = 2;
+const CPU: u8 = 3;
 
-/// The worker: echo `ECHO` frames, count `ONE_WAY` frames, answer `COUNT` with the count.
+/// The worker: echo `ECHO` frames, count `ONE_WAY` frames, answer `COUNT` with the count
+/// and `CPU` with the CPU time it used so far (µs).
 pub(crate) fn worker() -> io::Result<()> {
     let stdin = io::stdin().lock();
     let stdout = io::stdout().lock();
@@ -27,6 +29,9 @@ pub(crate) fn worker() -> io::Result<()> {
             Some(&ONE_WAY) => count += 1,
             Some(&COUNT) => {
                 write_frame(&mut output, &count.to_le_bytes())?;
+            }
+            Some(&CPU) => {
+                write_frame(&mut output, &sys::cpu_micros().to_le_bytes())?;
             }
             _ => write_frame(&mut output, &frame)?,
         }
@@ -94,24 +99,34 @@ impl Raw {
         self.child.wait()?;
         Ok(())
     }
+
+    /// The CPU time the worker has used so far, in µs.
+    fn worker_cpu(&mut self) -> io::Result<u64> {
+        self.round_trip(&[CPU])?;
+        let bytes = self.frame.as_slice().try_into().map_err(io::Error::other)?;
+        Ok(u64::from_le_bytes(bytes))
+    }
 }
 
-/// Mean round trip of `n` sequential 8-byte echoes.
-pub(crate) fn latency(n: u32) -> io::Result<Duration> {
+/// Mean round trip of `n` sequential 8-byte echoes, and the CPU time (µs) both processes
+/// used per round trip.
+pub(crate) fn latency(n: u32) -> io::Result<(Duration, f64)> {
     let mut raw = Raw::start()?;
     let mut payload = [0u8; 9];
     for i in 0..n.min(1000) {
         payload[1..].copy_from_slice(&u64::from(i).to_le_bytes());
         raw.round_trip(&payload)?;
     }
+    let cpu = (sys::cpu_micros(), raw.worker_cpu()?);
     let start = Instant::now();
     for i in 0..n {
         payload[1..].copy_from_slice(&u64::from(i).to_le_bytes());
         raw.round_trip(&payload)?;
     }
     let elapsed = start.elapsed();
+    let used = sys::cpu_micros() - cpu.0 + raw.worker_cpu()? - cpu.1;
     raw.close()?;
-    Ok(elapsed / n)
+    Ok((elapsed / n, used as f64 / f64::from(n)))
 }
 
 /// Echoes per second with `n` sent by one thread while another reads the replies.

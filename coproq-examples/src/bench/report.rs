@@ -13,6 +13,8 @@ pub(crate) struct FigureResult {
     /// Second implementation over the first, per repetition.
     pub(crate) ratio: Option<Summary>,
     pub(crate) met: Option<bool>,
+    /// CPU time (µs, both processes) per operation, per implementation, where measured.
+    pub(crate) cpu: Vec<Option<Summary>>,
 }
 
 impl FigureResult {
@@ -40,7 +42,25 @@ impl FigureResult {
             summaries,
             ratio,
             met,
+            cpu: Vec::new(),
         }
+    }
+
+    /// Adds the CPU time per operation of each implementation (empty where not measured).
+    pub(crate) fn add_cpu(&mut self, samples: &[Vec<f64>]) {
+        self.cpu = samples
+            .iter()
+            .map(|s| (!s.is_empty()).then(|| Summary::of(s)))
+            .collect();
+    }
+
+    /// ", CPU x µs/op" for implementation `i`, if measured.
+    fn cpu_text(&self, i: usize) -> String {
+        self.cpu
+            .get(i)
+            .copied()
+            .flatten()
+            .map_or(String::new(), |c| format!(", CPU {:.1} µs/op", c.median))
     }
 
     pub(crate) fn line(&self) -> String {
@@ -48,7 +68,11 @@ impl FigureResult {
             .imps
             .iter()
             .zip(&self.summaries)
-            .map(|(imp, s)| format!("{imp} {}", format_value(self.figure.unit, s.median)))
+            .enumerate()
+            .map(|(i, (imp, s))| {
+                let value = format_value(self.figure.unit, s.median);
+                format!("{imp} {value}{}", self.cpu_text(i))
+            })
             .collect();
         let ratio = self.ratio.map_or(String::new(), |r| {
             format!("; ratio {:.2} ({:.2}–{:.2})", r.median, r.min, r.max)
@@ -118,13 +142,15 @@ pub(crate) fn table(machine: &str, results: &[FigureResult]) -> String {
             .imps
             .iter()
             .zip(&r.summaries)
-            .map(|(imp, s)| {
+            .enumerate()
+            .map(|(i, (imp, s))| {
                 let unit = r.figure.unit;
                 format!(
-                    "{imp} {} ({}–{})",
+                    "{imp} {} ({}–{}){}",
                     format_value(unit, s.median),
                     format_value(unit, s.min),
-                    format_value(unit, s.max)
+                    format_value(unit, s.max),
+                    r.cpu_text(i)
                 )
             })
             .collect();

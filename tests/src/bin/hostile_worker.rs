@@ -13,7 +13,7 @@ use std::os::fd::FromRawFd;
 
 /// The protocol version coproq speaks (`coproq_tests::PROTOCOL_VERSION`; this binary must
 /// not link coproq, whose start-up hook would take the marker).
-const PROTOCOL_VERSION: u32 = 3;
+const PROTOCOL_VERSION: u32 = 4;
 
 fn hello(version: u32) -> Vec<u8> {
     let mut payload = b"\0coproq\0".to_vec();
@@ -22,6 +22,7 @@ fn hello(version: u32) -> Vec<u8> {
     payload.push(0); // entry: None
     payload.push(0); // parent: false
     payload.extend_from_slice(&0u32.to_le_bytes()); // heartbeat_ms: none
+    payload.extend_from_slice(&0u32.to_le_bytes()); // spin_us: never
     frame(&payload)
 }
 

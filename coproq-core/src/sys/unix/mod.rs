@@ -10,8 +10,8 @@ mod process;
 pub(crate) use self::libc::ignore_sigpipe;
 
 pub(crate) use process::{
-    ChildStdio, Reaped, die_with_parent, kill, parent_pid, reap, self_exe, spawn_command,
-    spawn_piped, spawn_self, wait_exit,
+    ChildStdio, Reaped, die_with_parent, kill, parent_death_signalled, parent_pid, reap, self_exe,
+    spawn_command, spawn_piped, spawn_self, wait_exit,
 };
 
 use std::fs::File;

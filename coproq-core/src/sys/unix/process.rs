@@ -141,15 +141,27 @@ fn cstring(s: OsString) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the environment"))
 }
 
+/// The kernel will end this worker when its parent dies (see [`die_with_parent`]).
+static PARENT_DEATH_SIGNALLED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// In a worker, first thing: die with the parent whose pid the marker gave. On Linux the
 /// kernel sends SIGKILL when it goes; everywhere, a worker whose parent is already gone
 /// (it died before this ran) exits now.
 pub(crate) fn die_with_parent(parent: u32) {
     #[cfg(target_os = "linux")]
-    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    if rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).is_ok() {
+        PARENT_DEATH_SIGNALLED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     if parent_pid() != parent {
         std::process::exit(0);
     }
+}
+
+/// Whether the kernel ends this worker when its parent dies, so that nothing needs to
+/// watch for it.
+pub(crate) fn parent_death_signalled() -> bool {
+    PARENT_DEATH_SIGNALLED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Starts `cmd` with its stdin, stdout and stderr piped to us (a worker whose link runs

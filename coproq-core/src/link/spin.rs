@@ -1,0 +1,197 @@
+//! Spinning before blocking.
+//!
+//! A blocking round trip between processes on different CPUs pays two sleeps and two
+//! cross-CPU wake-ups, tens of microseconds, where the data itself moves in one. So a
+//! thread about to sleep until the peer answers first polls for a short, bounded budget:
+//! an answer that comes quickly is taken without ever sleeping.
+//!
+//! Spinning backs off where it does not pay:
+//! - **One CPU.** A process that may run on one CPU only (its affinity or its quota, as
+//!   read when it first would spin) never spins: the peer could not run meanwhile.
+//! - **Slow answers.** Each place that waits (a [`Site`]) counts its misses. After a spin
+//!   that ran out for the second time in a row, that site skips spinning for its next
+//!   wait, then 3, 7, ... up to 1 023 waits, before it tries again; each answer that
+//!   arrives in time takes one miss back. Whatever
+//!   makes answers late is a miss: a handler that takes a millisecond, a peer that waits
+//!   for a CPU on a machine with more runnable threads than CPUs. Once learnt, each costs
+//!   one spin in about a thousand waits.
+//! - **Busy processes.** At most one thread fewer than this process's CPUs spins at a
+//!   time, so spinners never hold every CPU it may use.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The default budget: about the cost of one sleep and wake-up on a common machine, the
+/// classic break-even point of spinning against blocking.
+pub(crate) const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
+/// After `MAX_BACKOFF + 1` misses in a row, a site skips `2^MAX_BACKOFF - 1` waits between
+/// tries.
+const MAX_BACKOFF: u32 = 10;
+
+/// One place that waits for the peer, with its own record of whether spinning pays.
+#[derive(Debug, Default)]
+pub(crate) struct Site {
+    /// Waits left to skip before the next try.
+    skip: AtomicU32,
+    /// Misses in a row (capped at `MAX_BACKOFF`).
+    misses: AtomicU32,
+}
+
+impl Site {
+    /// Whether this wait should spin (counts a skipped one down).
+    fn should_try(&self) -> bool {
+        let skip = self.skip.load(Ordering::Relaxed);
+        if skip == 0 {
+            return true;
+        }
+        self.skip.store(skip - 1, Ordering::Relaxed);
+        false
+    }
+
+    fn hit(&self) {
+        // A hit takes back one miss, not all: where answers come in time only now and
+        // then (a busy machine), spinning stays rare.
+        let misses = self.misses.load(Ordering::Relaxed);
+        if misses != 0 {
+            self.misses.store(misses - 1, Ordering::Relaxed);
+        }
+    }
+
+    fn miss(&self) {
+        // One miss alone may be noise (an interrupt, a busy moment): only the second in a
+        // row starts skipping.
+        let misses = (self.misses.load(Ordering::Relaxed) + 1).min(MAX_BACKOFF + 1);
+        self.misses.store(misses, Ordering::Relaxed);
+        self.skip.store((1 << (misses - 1)) - 1, Ordering::Relaxed);
+    }
+}
+
+/// A link's spinning budget (zero: never spin).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spin {
+    budget: Duration,
+}
+
+impl Spin {
+    pub(crate) fn new(budget: Duration) -> Self {
+        Self { budget }
+    }
+
+    /// Polls `ready` until it says yes or the budget runs out (or spinning does not pay
+    /// at `site` now); whether it said yes. `ready` should be cheap: a flag, or a
+    /// non-blocking look at a descriptor.
+    pub(crate) fn until(self, site: &Site, mut ready: impl FnMut() -> bool) -> bool {
+        if self.budget.is_zero() || !site.should_try() {
+            return false;
+        }
+        let Some(_seat) = Seat::take() else {
+            return false;
+        };
+        let start = Instant::now();
+        loop {
+            if ready() {
+                site.hit();
+                return true;
+            }
+            if start.elapsed() >= self.budget {
+                site.miss();
+                return false;
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// How many threads of this process may spin at once: one fewer than the CPUs it may run
+/// on (read once, when a thread first would spin), so none on one CPU.
+fn max_spinners() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::thread::available_parallelism().map_or(0, |cpus| cpus.get().saturating_sub(1))
+    })
+}
+
+/// Threads of this process spinning now.
+static SPINNING: AtomicUsize = AtomicUsize::new(0);
+
+/// The right to spin, held while spinning.
+struct Seat;
+
+impl Seat {
+    fn take() -> Option<Self> {
+        let max = max_spinners();
+        SPINNING
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self)
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        SPINNING.fetch_sub(1, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misses_back_off_exponentially_and_a_hit_resets() {
+        let site = Site::default();
+        let skipped = |site: &Site| {
+            std::iter::repeat_with(|| site.should_try())
+                .take_while(|tried| !tried)
+                .count()
+        };
+        site.miss();
+        assert_eq!(skipped(&site), 0, "one miss alone skips nothing");
+        site.miss();
+        assert_eq!(skipped(&site), 1);
+        site.miss();
+        site.miss();
+        assert_eq!(skipped(&site), 7);
+        for _ in 0..20 {
+            site.miss();
+        }
+        assert_eq!(skipped(&site), (1 << MAX_BACKOFF) - 1);
+        // Each hit takes back one miss.
+        for _ in 0..MAX_BACKOFF {
+            site.hit();
+        }
+        site.miss();
+        assert_eq!(skipped(&site), 1);
+        site.hit();
+        site.hit();
+        site.miss();
+        assert_eq!(skipped(&site), 0);
+    }
+
+    #[test]
+    fn a_zero_budget_never_polls() {
+        let spin = Spin::new(Duration::ZERO);
+        assert!(!spin.until(&Site::default(), || panic!("polled")));
+    }
+
+    #[test]
+    fn spinning_stops_at_the_answer_or_the_budget() {
+        let spin = Spin::new(Duration::from_millis(5));
+        let site = Site::default();
+        let mut polls = 0;
+        assert!(spin.until(&site, || {
+            polls += 1;
+            polls == 3
+        }));
+        let start = Instant::now();
+        assert!(!spin.until(&site, || false));
+        assert!(start.elapsed() >= Duration::from_millis(5));
+        assert!(!spin.until(&site, || false));
+        // Two misses in a row make the next wait skip spinning.
+        assert!(!spin.until(&site, || panic!("polled while backing off")));
+    }
+}
