@@ -351,12 +351,13 @@ impl Builder {
     }
 
     /// How long a thread waiting for the other end spins before it sleeps (default
-    /// 20 µs; `Duration::ZERO` switches spinning off).
+    /// 50 µs; `Duration::ZERO` switches spinning off).
     ///
     /// A blocking wait between processes on different CPUs costs a sleep and a wake-up
     /// on each side, tens of microseconds; an answer polled for arrives in a few. So a
     /// caller waiting for its reply, a serving thread waiting for the next call and the
-    /// background reader poll the pipe for up to `budget` first. Spinning backs off where
+    /// background reader poll the pipe for up to `budget` first, yielding the CPU between
+    /// polls to whatever else is ready to run. Spinning backs off where
     /// it does not pay: never in a process that may use one CPU only, at most one thread
     /// fewer than the CPUs at once, and a place whose recent spins ran out without an
     /// answer (a slow handler, a busy machine) skips up to a thousand waits before it

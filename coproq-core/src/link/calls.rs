@@ -82,6 +82,7 @@ impl std::fmt::Debug for Slot {
             .field("state", &self.state)
             .field("cv", &self.cv)
             .field("watched", &self.watch.is_some())
+            .field("signal", &self.signal)
             .finish()
     }
 }

@@ -3,7 +3,9 @@
 //! A blocking round trip between processes on different CPUs pays two sleeps and two
 //! cross-CPU wake-ups, tens of microseconds, where the data itself moves in one. So a
 //! thread about to sleep until the peer answers first polls for a short, bounded budget:
-//! an answer that comes quickly is taken without ever sleeping.
+//! an answer that comes quickly is taken without ever sleeping. Between polls it yields
+//! the CPU: where another thread is ready to run on it (the peer itself, on a crowded
+//! machine), that thread runs at once instead of after our budget.
 //!
 //! Spinning backs off where it does not pay:
 //! - **One CPU.** A process that may run on one CPU only (its affinity or its quota, as
@@ -22,8 +24,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// The default budget: about the cost of one sleep and wake-up on a common machine, the
-/// classic break-even point of spinning against blocking.
+/// The default budget: about what a blocking round trip between two CPUs costs (two
+/// sleeps and wake-ups), so that an answer that would have taken that long anyway is
+/// still caught by polling.
 pub(crate) const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 
 /// After `MAX_BACKOFF + 1` misses in a row, a site skips `2^MAX_BACKOFF - 1` waits between
