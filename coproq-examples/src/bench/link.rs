@@ -138,7 +138,7 @@ pub(crate) fn idle_cpu(idle: Duration) -> coproq::Result<f64> {
 /// The caller's CPU time (µs) per call to a handler that sleeps 1 ms.
 pub(crate) fn sleeping_handler_cpu(n: u32, spin: Option<Duration>) -> coproq::Result<f64> {
     let w = worker_spinning(spin)?;
-    for _ in 0..n / 10 + 1 {
+    for _ in 0..=(n / 10) {
         w.call::<()>("sleep_ms", 1u64)?;
     }
     let cpu = sys::cpu_micros();
