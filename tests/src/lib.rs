@@ -155,6 +155,22 @@ pub fn signal(pid: u32, signal: i32) {
     }
 }
 
+/// The CPU time (user + system) this process has used so far, from `getrusage`.
+#[must_use]
+pub fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &raw mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
 #[cfg(test)]
 mod tests {
     //! `fork` from a unit test of a library crate: the libtest binary is the worker.

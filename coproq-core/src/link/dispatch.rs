@@ -8,6 +8,7 @@
 //! directions, without deadlock.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,9 +22,16 @@ use crate::error::Error;
 use crate::sys;
 use crate::wire::{Message, OutcomeKind};
 
+/// What a serving thread holds: its link, and the calls and events it read in one batch
+/// and has yet to run (older than anything in the link's inbox).
+struct Serving {
+    link: Arc<Link>,
+    batch: VecDeque<Message>,
+}
+
 thread_local! {
     /// The link whose calls this thread runs, if any.
-    static SERVING: RefCell<Option<Arc<Link>>> = const { RefCell::new(None) };
+    static SERVING: RefCell<Option<Serving>> = const { RefCell::new(None) };
 }
 
 /// How long background readers leave the token to callers after they last used it.
@@ -34,16 +42,51 @@ const MAX_TICK: Duration = Duration::from_millis(50);
 
 /// Runs `body` as the thread serving `link`.
 fn as_server<T>(link: &Arc<Link>, body: impl FnOnce() -> T) -> T {
-    let previous = SERVING.replace(Some(Arc::clone(link)));
+    let serving = Serving {
+        link: Arc::clone(link),
+        batch: VecDeque::new(),
+    };
+    let previous = SERVING.replace(Some(serving));
     let result = body();
     SERVING.set(previous);
     result
 }
 
+/// The next call or event of this serving thread's batch, and whether it is the last
+/// one (its reply should then be written at once rather than share a write).
+fn next_batched() -> Option<(Message, Flush)> {
+    SERVING.with_borrow_mut(|serving| {
+        let batch = &mut serving.as_mut()?.batch;
+        let message = batch.pop_front()?;
+        let flush = if batch.is_empty() {
+            Flush::Now
+        } else {
+            Flush::Soon
+        };
+        Some((message, flush))
+    })
+}
+
+/// Reads the next batch of calls and events into this serving thread's batch. The batch
+/// is taken out of the thread-local while reading, so that nothing reached from the read
+/// (an end-of-link hook) can find it borrowed.
+fn read_batch(link: &Arc<Link>) -> Stop {
+    let mut batch = SERVING
+        .with_borrow_mut(|serving| serving.as_mut().map(|s| std::mem::take(&mut s.batch)))
+        .unwrap_or_default();
+    let stop = link.read_batch(&mut batch);
+    SERVING.with_borrow_mut(|serving| {
+        if let Some(serving) = serving.as_mut() {
+            serving.batch = batch;
+        }
+    });
+    stop
+}
+
 /// Whether the peer cancelled call `id` of the link this thread serves (reading what
 /// has arrived first, so that a cancel waiting in the pipe is seen).
 pub(crate) fn serving_link_cancelled(id: u64) -> bool {
-    let link = SERVING.with_borrow(Clone::clone);
+    let link = SERVING.with_borrow(|serving| serving.as_ref().map(|s| Arc::clone(&s.link)));
     link.is_some_and(|link| {
         link.read_ahead();
         link.cancels.contains(id)
@@ -57,7 +100,7 @@ const SLOW_HANDLER: Duration = Duration::from_nanos(1);
 
 /// Whether this thread serves `link`.
 pub(crate) fn is_serving(link: &Arc<Link>) -> bool {
-    SERVING.with_borrow(|serving| serving.as_ref().is_some_and(|s| Arc::ptr_eq(s, link)))
+    SERVING.with_borrow(|serving| serving.as_ref().is_some_and(|s| Arc::ptr_eq(&s.link, link)))
 }
 
 /// Serves `link` on this thread, reading and running calls, until the peer is gone.
@@ -67,14 +110,15 @@ pub(crate) fn serve(link: &Arc<Link>) {
         let mut seen = link.caller_activity();
         let mut tick = TICK;
         while !link.abandoned() {
+            if let Some((message, flush)) = next_batched() {
+                dispatch_timed(link, message, flush);
+                continue;
+            }
             match link.serve_step(seen) {
                 ServeStep::Run(message, flush) => dispatch_timed(link, message, flush),
                 ServeStep::Read => {
                     tick = TICK;
-                    if let Stop::Run { message, more } = link.read_as(Role::Server, None, None) {
-                        let flush = if more { Flush::Soon } else { Flush::Now };
-                        dispatch_timed(link, message, flush);
-                    }
+                    read_batch(link);
                 }
                 ServeStep::Wait(activity) => {
                     tick = if activity == seen {
@@ -214,7 +258,11 @@ pub(crate) fn wait_reply(
             return Ok(delivery);
         }
         if serving {
-            if let Some(message) = link.next_queued() {
+            // What the serving loop read before this handler ran comes first.
+            let next = next_batched()
+                .map(|(message, _)| message)
+                .or_else(|| link.next_queued());
+            if let Some(message) = next {
                 dispatch(link, message, Flush::Now);
                 continue;
             }
@@ -283,9 +331,9 @@ fn read_for(
 ) -> Read {
     match link.read_as(role, Some((id, slot)), deadline) {
         Stop::ReplyRead(delivery) => return Read::Done(delivery),
-        Stop::Run { message, .. } => dispatch(link, message, Flush::Now),
+        Stop::Run(message) => dispatch(link, message, Flush::Now),
         Stop::TimedOut if !slot.has_reply() => return Read::TimedOut,
-        Stop::TimedOut | Stop::ReplyInSlot | Stop::StepBack | Stop::Ended => {}
+        Stop::TimedOut | Stop::ReplyInSlot | Stop::Batch | Stop::StepBack | Stop::Ended => {}
     }
     Read::Again
 }

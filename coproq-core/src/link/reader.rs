@@ -8,6 +8,7 @@
 //! forever (`Disconnected` at the end of the stream, with the worker's exit status via the
 //! EOF hook; `Protocol` for a malformed frame, after which our sending half closes too).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -22,6 +23,9 @@ use crate::wire::{Message, WireError, message};
 /// How long a reader on a link with heartbeats waits for input before it looks whether
 /// the heartbeat ended the link.
 const HEARTBEAT_SLICE: Duration = Duration::from_millis(50);
+
+/// The most calls and events the serving loop reads before it runs them.
+const MAX_BATCH: usize = 64;
 
 /// Who is reading, which decides when to stop and what to do with calls and events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +63,12 @@ pub(crate) enum Stop {
     ReplyInSlot,
     /// The reader's own reply, read just now by the reader itself.
     ReplyRead(super::calls::Delivery),
-    /// A call or event for the serving thread to run now; `more` if further input is
-    /// already buffered (so its reply may wait to share a write).
-    Run { message: Message, more: bool },
+    /// A call or event for a nested server (the serving thread inside a handler, waiting
+    /// for its own reply) to run now.
+    Run(Message),
+    /// The serving loop read a batch of calls and events (everything that had arrived,
+    /// up to `MAX_BATCH`) into the batch it passed.
+    Batch,
     /// Someone else should read now (queued callers, inbox work, a full inbox).
     StepBack,
     /// The caller's deadline passed.
@@ -117,7 +124,19 @@ impl Link {
         mine: Option<(u64, &Slot)>,
         deadline: Option<Instant>,
     ) -> Stop {
-        let stop = self.read_until_stop(role, mine, deadline);
+        let stop = self.read_until_stop(role, mine, deadline, None);
+        if !matches!(stop, Stop::Ended) {
+            self.release_token();
+        }
+        stop
+    }
+
+    /// The serving loop's read, holding the token: waits for input, then reads into
+    /// `batch` every call and event that has arrived (up to `MAX_BATCH`), so that they
+    /// run one after another without the token changing hands in between; releases the
+    /// token before returning.
+    pub(crate) fn read_batch(self: &Arc<Self>, batch: &mut VecDeque<Message>) -> Stop {
+        let stop = self.read_until_stop(Role::Server, None, None, Some(batch));
         if !matches!(stop, Stop::Ended) {
             self.release_token();
         }
@@ -131,6 +150,7 @@ impl Link {
         role: Role,
         mine: Option<(u64, &Slot)>,
         deadline: Option<Instant>,
+        mut batch: Option<&mut VecDeque<Message>>,
     ) -> Stop {
         let mut guard = self
             .stream
@@ -147,6 +167,11 @@ impl Link {
             let Some(stream) = guard.as_mut() else {
                 return Stop::Ended;
             };
+            // A batch runs before the serving loop waits for more (a cancel or a reply
+            // after its last call may have drained the buffer).
+            if stream.input.buffer().is_empty() && batch.as_ref().is_some_and(|b| !b.is_empty()) {
+                return Stop::Batch;
+            }
             if !self.input_ready(stream, role, deadline) {
                 return Stop::TimedOut;
             }
@@ -175,7 +200,9 @@ impl Link {
             // Routed where it belongs.
             match message {
                 Ok(message) => {
-                    if let Some(stop) = self.route(message, role, mine, stream) {
+                    if let Some(stop) =
+                        self.route(message, role, mine, stream, batch.as_deref_mut())
+                    {
                         return stop;
                     }
                 }
@@ -248,6 +275,7 @@ impl Link {
         role: Role,
         mine: Option<(u64, &Slot)>,
         stream: &mut Stream,
+        batch: Option<&mut VecDeque<Message>>,
     ) -> Option<Stop> {
         match message {
             Message::Reply { id, outcome, body } => {
@@ -268,12 +296,16 @@ impl Link {
             Message::Cancel { id } => self.cancels.record(id),
             // Heard: `read_until_stop` noted the time.
             Message::Ping => {}
-            message => match role {
-                Role::Server | Role::NestedServer => {
-                    let more = !stream.input.buffer().is_empty();
-                    return Some(Stop::Run { message, more });
+            message => match (role, batch) {
+                (Role::Server, Some(batch)) => {
+                    // Keep reading what has arrived; stop where more input would mean
+                    // waiting for it.
+                    batch.push_back(message);
+                    let drained = stream.input.buffer().is_empty();
+                    return (drained || batch.len() >= MAX_BATCH).then_some(Stop::Batch);
                 }
-                Role::Caller | Role::Background | Role::Ahead => self.enqueue(message),
+                (Role::Server | Role::NestedServer, _) => return Some(Stop::Run(message)),
+                (Role::Caller | Role::Background | Role::Ahead, _) => self.enqueue(message),
             },
         }
         None
