@@ -93,7 +93,7 @@ pub(crate) const FIGURES: &[Figure] = &[
     },
     Figure {
         key: "idle-cpu",
-        title: "CPU time of an idle link over 10 s (both processes)",
+        title: "CPU time of an idle link over 10 s (both processes, less the cost of measuring)",
         unit: Unit::Micros,
         impls: &["coproq"],
         peers: &[],
