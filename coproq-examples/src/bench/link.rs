@@ -126,7 +126,7 @@ pub(crate) fn threads(threads: u32, n: u32, spin: Option<Duration>) -> coproq::R
 /// worker's CPU time cost is measured with no idle time between them and taken off.
 pub(crate) fn idle_cpu(idle: Duration) -> coproq::Result<f64> {
     let w = worker()?;
-    let mut spent = |idle: Duration| -> coproq::Result<f64> {
+    let spent = |idle: Duration| -> coproq::Result<f64> {
         for i in 0..10_000u64 {
             w.call::<u64>("echo", i)?;
         }
