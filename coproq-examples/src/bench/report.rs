@@ -34,6 +34,9 @@ impl FigureResult {
             Target::RatioAtLeast(limit) => ratio.map(|r| r.median >= limit),
             Target::AtLeast(limit) => ours.map(|v| v >= limit),
             Target::AtMost(limit) => ours.map(|v| v <= limit),
+            Target::AtMostAndRatioAtMost(limit, ratio_limit) => ours
+                .zip(ratio)
+                .map(|(v, r)| v <= limit && r.median <= ratio_limit),
             Target::Report => None,
         };
         Self {
@@ -91,6 +94,11 @@ impl FigureResult {
             Target::RatioAtLeast(x) => format!("≥ {x}× {}", self.imps[0]),
             Target::AtLeast(x) => format!("≥ {}", format_value(self.figure.unit, x)),
             Target::AtMost(x) => format!("≤ {}", format_value(self.figure.unit, x)),
+            Target::AtMostAndRatioAtMost(x, r) => format!(
+                "≤ {} and ≤ {r}× {}",
+                format_value(self.figure.unit, x),
+                self.imps[0]
+            ),
             Target::Report => "report".into(),
         }
     }
