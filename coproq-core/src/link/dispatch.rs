@@ -17,7 +17,7 @@ use super::calls::{Delivery, Slot, Wake};
 use super::context;
 use super::reader::{Role, ServeStep, Stop};
 use super::writer::Flush;
-use super::{METHODS_METHOD, Responder};
+use super::{METHODS_METHOD, Recent, Responder};
 use crate::error::Error;
 use crate::sys;
 use crate::wire::{Message, OutcomeKind};
@@ -107,20 +107,25 @@ pub(crate) fn is_serving(link: &Arc<Link>) -> bool {
 pub(crate) fn serve(link: &Arc<Link>) {
     as_server(link, || {
         let idle = Arc::new(Slot::default());
+        let mut recent = Recent::default();
         let mut seen = link.caller_activity();
         let mut tick = TICK;
         while !link.abandoned() {
             if let Some((message, flush)) = next_batched() {
-                dispatch_timed(link, message, flush);
+                dispatch_timed(link, message, flush, &mut recent);
                 continue;
             }
             match link.serve_step(seen) {
-                ServeStep::Run(message, flush) => dispatch_timed(link, message, flush),
+                ServeStep::Run(message, flush) => dispatch_timed(link, message, flush, &mut recent),
                 ServeStep::Read => {
                     tick = TICK;
+                    // Handlers are remembered for one batch only: one that holds a
+                    // handle must not outlive its table's `clear` in an idle loop.
+                    recent = Recent::default();
                     read_batch(link);
                 }
                 ServeStep::Wait(activity) => {
+                    recent = Recent::default();
                     tick = if activity == seen {
                         (tick * 2).min(MAX_TICK)
                     } else {
@@ -142,14 +147,16 @@ pub(crate) fn serve(link: &Arc<Link>) {
 pub(crate) fn run_queued(link: &Arc<Link>) {
     as_server(link, || {
         let idle = Arc::new(Slot::default());
+        let mut recent = Recent::default();
         loop {
             if let Some(message) = link.next_queued() {
-                dispatch(link, message, Flush::Now);
+                dispatch(link, message, Flush::Now, &mut recent);
                 continue;
             }
             if link.is_ended() {
                 break;
             }
+            recent = Recent::default();
             if !link.set_dispatcher(Some(Arc::clone(&idle))) {
                 idle.wait(None);
             }
@@ -189,20 +196,20 @@ pub(crate) fn read_in_background(link: &Arc<Link>) {
 /// [`dispatch`], then, after a slow handler, reads what arrived meanwhile. The clock is
 /// the coarse one (a few nanoseconds to read, where `Instant` costs tens on every call):
 /// a handler is slow when a tick passed while it ran.
-fn dispatch_timed(link: &Arc<Link>, message: Message, flush: Flush) {
+fn dispatch_timed(link: &Arc<Link>, message: Message, flush: Flush, recent: &mut Recent) {
     if !matches!(message, Message::Call { .. }) {
         // Events cannot be cancelled; the next call's own check is enough.
-        return dispatch(link, message, flush);
+        return dispatch(link, message, flush, recent);
     }
     let started = sys::coarse_now();
-    dispatch(link, message, flush);
+    dispatch(link, message, flush, recent);
     if sys::coarse_now().saturating_sub(started) >= SLOW_HANDLER {
         link.read_ahead();
     }
 }
 
 /// Runs the handler of one received call or event.
-fn dispatch(link: &Arc<Link>, message: Message, flush: Flush) {
+fn dispatch(link: &Arc<Link>, message: Message, flush: Flush, recent: &mut Recent) {
     match message {
         Message::Call { id, deadline, body } => {
             if link.cancels.contains(id) {
@@ -211,7 +218,7 @@ fn dispatch(link: &Arc<Link>, message: Message, flush: Flush) {
                 return;
             }
             let responder = Responder::new(Arc::clone(link), id, flush);
-            if let Some(handler) = link.handlers.call(body.name()) {
+            if let Some(handler) = link.handlers.call_via(body.name(), recent) {
                 let current = context::Current {
                     id,
                     deadline: deadline.and_then(|left| Instant::now().checked_add(left)),
@@ -226,7 +233,7 @@ fn dispatch(link: &Arc<Link>, message: Message, flush: Flush) {
         }
         Message::Event { body } => {
             // An event nobody listens to is discarded, as in the seed.
-            if let Some(listener) = link.handlers.event(body.name()) {
+            if let Some(listener) = link.handlers.event_via(body.name(), recent) {
                 listener(body);
             }
         }
@@ -263,7 +270,7 @@ pub(crate) fn wait_reply(
                 .map(|(message, _)| message)
                 .or_else(|| link.next_queued());
             if let Some(message) = next {
-                dispatch(link, message, Flush::Now);
+                dispatch(link, message, Flush::Now, &mut Recent::default());
                 continue;
             }
         }
@@ -331,7 +338,7 @@ fn read_for(
 ) -> Read {
     match link.read_as(role, Some((id, slot)), deadline) {
         Stop::ReplyRead(delivery) => return Read::Done(delivery),
-        Stop::Run(message) => dispatch(link, message, Flush::Now),
+        Stop::Run(message) => dispatch(link, message, Flush::Now, &mut Recent::default()),
         Stop::TimedOut if !slot.has_reply() => return Read::TimedOut,
         Stop::TimedOut | Stop::ReplyInSlot | Stop::Batch | Stop::StepBack | Stop::Ended => {}
     }

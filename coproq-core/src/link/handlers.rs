@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::Responder;
@@ -67,6 +68,44 @@ type ByName<T> = HashMap<String, Entry<T>, BuildHasherDefault<NameHasher>>;
 pub(crate) struct Handlers {
     calls: RwLock<ByName<CallHandler>>,
     events: RwLock<ByName<EventHandler>>,
+    /// Bumped whenever the table changes, so that a [`Recent`] knows when it is stale.
+    generation: AtomicU64,
+}
+
+/// The last call handler and event listener that one serving loop looked up: while the
+/// table is unchanged and names repeat (a stream of one kind of message), they are used
+/// again without the table's lock, the hashing, or a reference count.
+#[derive(Default)]
+pub(crate) struct Recent {
+    call: Option<Remembered<CallHandler>>,
+    event: Option<Remembered<EventHandler>>,
+}
+
+struct Remembered<T: ?Sized> {
+    generation: u64,
+    name: Box<str>,
+    handler: Arc<T>,
+}
+
+/// `slot`'s handler if it is for `name` and the table has not changed since, otherwise
+/// what `find` finds (remembered for next time).
+fn remembered<'a, T: ?Sized>(
+    slot: &'a mut Option<Remembered<T>>,
+    generation: u64,
+    name: &str,
+    find: impl FnOnce() -> Option<Arc<T>>,
+) -> Option<&'a Arc<T>> {
+    let fresh = slot
+        .as_ref()
+        .is_some_and(|r| r.generation == generation && *r.name == *name);
+    if !fresh {
+        *slot = find().map(|handler| Remembered {
+            generation,
+            name: name.into(),
+            handler,
+        });
+    }
+    slot.as_ref().map(|r| &r.handler)
 }
 
 impl fmt::Debug for Handlers {
@@ -86,6 +125,31 @@ impl Handlers {
         events.get(name).map(|entry| Arc::clone(&entry.handler))
     }
 
+    /// [`Handlers::call`], through `recent`.
+    pub(crate) fn call_via<'a>(
+        &self,
+        name: &str,
+        recent: &'a mut Recent,
+    ) -> Option<&'a Arc<CallHandler>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        remembered(&mut recent.call, generation, name, || self.call(name))
+    }
+
+    /// [`Handlers::event`], through `recent`.
+    pub(crate) fn event_via<'a>(
+        &self,
+        name: &str,
+        recent: &'a mut Recent,
+    ) -> Option<&'a Arc<EventHandler>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        remembered(&mut recent.event, generation, name, || self.event(name))
+    }
+
+    /// The table changed: what any [`Recent`] holds is stale.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// The names of every call handler and event listener, sorted, without coproq's own.
     pub(crate) fn names(&self) -> Vec<String> {
         let calls = self.calls.read().unwrap_or_else(PoisonError::into_inner);
@@ -102,20 +166,25 @@ impl Handlers {
     pub(crate) fn set_call(&self, name: String, owner: Owner, handler: Arc<CallHandler>) {
         let mut calls = self.calls.write().unwrap_or_else(PoisonError::into_inner);
         insert_checked(&mut calls, name, Entry { handler, owner }, "method");
+        self.changed();
     }
 
     pub(crate) fn set_event(&self, name: String, owner: Owner, handler: Arc<EventHandler>) {
         let mut events = self.events.write().unwrap_or_else(PoisonError::into_inner);
         insert_checked(&mut events, name, Entry { handler, owner }, "event");
+        self.changed();
     }
 
     /// Removes a listener; returns whether there was one.
     pub(crate) fn remove_event(&self, name: &str) -> bool {
-        self.events
+        let removed = self
+            .events
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(name)
-            .is_some()
+            .is_some();
+        self.changed();
+        removed
     }
 
     /// Drops every handler (breaking cycles through handles that handlers captured).
@@ -124,6 +193,7 @@ impl Handlers {
             std::mem::take(&mut *self.calls.write().unwrap_or_else(PoisonError::into_inner));
         let events =
             std::mem::take(&mut *self.events.write().unwrap_or_else(PoisonError::into_inner));
+        self.changed();
         drop((calls, events));
     }
 }

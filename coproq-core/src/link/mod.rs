@@ -46,7 +46,7 @@ use crate::wire::message::{self, CallHead, EncodeError, EncodedArgs};
 use crate::wire::{Entry, Hello, Message, direct, frame};
 use calls::{Calls, Settled, Slot};
 use cancels::Cancels;
-pub(crate) use handlers::{Handlers, METHODS_METHOD, Owner};
+pub(crate) use handlers::{Handlers, METHODS_METHOD, Owner, Recent};
 pub(crate) use responder::Responder;
 pub(crate) use spin::DEFAULT_SPIN;
 use spin::{Site, Spin};

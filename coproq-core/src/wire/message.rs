@@ -55,10 +55,25 @@ pub(crate) struct Body {
     frame: frame::FrameBuf,
     /// Where the frame's buffer goes back to.
     pool: Option<std::sync::Arc<frame::Pool>>,
-    start: usize,
-    name: std::ops::Range<usize>,
+    /// Where the value's bytes start in the frame.
+    start: u32,
+    name: Span,
     /// Where the shape of the sender's value lies in the frame.
-    shape: std::ops::Range<usize>,
+    shape: Span,
+}
+
+/// Where a part of a frame lies (frames are at most 4 GiB: `u32` offsets keep a message
+/// small, and it is moved a few times on its way to its handler).
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
 }
 
 impl Drop for Body {
@@ -75,7 +90,7 @@ impl Body {
     /// The bincode bytes of the sender's value (of a payload that did not arrive split).
     #[cfg(test)]
     pub(crate) fn bytes(&self) -> &[u8] {
-        &self.frame.as_slice()[self.start..]
+        &self.frame.as_slice()[self.start as usize..]
     }
 
     /// Decodes the value, checked against its shape at every depth: a large byte string
@@ -101,7 +116,7 @@ impl Body {
                 *tail = bytes.unwrap_or_default();
             }
             frame::FrameBuf::Heap(buf) => {
-                let start = self.start;
+                let start = self.start as usize;
                 let whole = buf
                     .get(start..)
                     .and_then(|body| body.split_first_chunk::<8>())
@@ -119,10 +134,10 @@ impl Body {
             }
             frame::FrameBuf::Inline { .. } => {}
         }
-        let shape = self.shape.clone();
+        let (shape, start) = (self.shape.range(), self.start as usize);
         let frame = self.frame.contiguous();
         let shape = frame.get(shape).unwrap_or_default();
-        let bytes = frame.get(self.start..).unwrap_or_default();
+        let bytes = frame.get(start..).unwrap_or_default();
         codec::decode_checked(shape, bytes)
     }
 
@@ -130,7 +145,7 @@ impl Body {
     pub(crate) fn shape(&self) -> &[u8] {
         self.frame
             .as_slice()
-            .get(self.shape.clone())
+            .get(self.shape.range())
             .unwrap_or_default()
     }
 
@@ -138,10 +153,8 @@ impl Body {
     /// split.
     pub(crate) fn contiguous(&mut self) -> &[u8] {
         // Empty once a byte buffer has been handed over by `decode`.
-        self.frame
-            .contiguous()
-            .get(self.start..)
-            .unwrap_or_default()
+        let start = self.start as usize;
+        self.frame.contiguous().get(start..).unwrap_or_default()
     }
 
     /// The method or event name (empty for replies).
@@ -150,7 +163,7 @@ impl Body {
         let bytes = self
             .frame
             .as_slice()
-            .get(self.name.clone())
+            .get(self.name.range())
             .unwrap_or_default();
         // Validated as UTF-8 by `header::decode`; checking again costs a few nanoseconds.
         std::str::from_utf8(bytes).unwrap_or_default()
@@ -482,11 +495,17 @@ pub(crate) fn decode_pooled(
     let no_body = start == bytes.len();
     // Where a borrowed name or shape lies in the payload.
     let origin = bytes.as_ptr() as usize;
+    // Payloads are at most `u32::MAX` bytes (their length prefix is a `u32`).
+    let offset = |at: usize| u32::try_from(at).unwrap_or(u32::MAX);
     let span = |part: &[u8]| match (part.as_ptr() as usize).checked_sub(origin) {
-        Some(at) if !part.is_empty() => at..at + part.len(),
+        Some(at) if !part.is_empty() => Span {
+            start: offset(at),
+            end: offset(at + part.len()),
+        },
         // Empty parts (a `Bye`'s shape) need not point into the payload.
-        _ => 0..0,
+        _ => Span { start: 0, end: 0 },
     };
+    let start = offset(start);
     let shape = span(head.shape());
     // Only heap buffers go back to the pool.
     let pool = pool.filter(|_| !matches!(&payload, frame::FrameBuf::Inline { .. }));
@@ -519,7 +538,7 @@ pub(crate) fn decode_pooled(
             Message::Reply {
                 id,
                 outcome,
-                body: body(0..0, shape, payload),
+                body: body(Span { start: 0, end: 0 }, shape, payload),
             }
         }
         Header::Bye if no_body => Message::Bye,
