@@ -98,7 +98,9 @@ enum Progress {
     },
     /// A pool's call, queued or sent to one of its workers.
     Pooled(Box<dyn Ticket>),
-    Failed(Error),
+    /// Boxed: failures are rare, and a `Pending` (of which a pipelining caller may hold
+    /// hundreds of thousands) should stay small.
+    Failed(Box<Error>),
     Cancelled,
     Done,
 }
@@ -133,7 +135,7 @@ impl<R> Pending<R> {
                 id,
                 slot,
             },
-            Err(e) => Progress::Failed(e),
+            Err(e) => Progress::Failed(Box::new(e)),
         };
         Self {
             method: method.into(),
@@ -162,7 +164,7 @@ impl<R> Pending<R> {
     pub(crate) fn failed(method: &str, error: Error) -> Self {
         Self {
             method: method.into(),
-            state: Progress::Failed(error),
+            state: Progress::Failed(Box::new(error)),
             deadline: None,
             decode: |_, _| Err(Error::NotConnected),
         }
@@ -230,7 +232,7 @@ impl<R> Pending<R> {
                 Ok(delivery) => (self.decode)(&self.method, delivery),
                 Err(TimedOut) => Err(self.timeout(deadline.expect("only a deadline times out"))),
             },
-            Progress::Failed(e) => Err(e),
+            Progress::Failed(e) => Err(*e),
             Progress::Cancelled => Err(self.cancelled()),
             Progress::Done => Err(Error::NotConnected),
         }
@@ -295,7 +297,7 @@ impl<R> Future for Pending<R> {
             Progress::Pooled(ticket) => ticket.poll(cx.waker()),
             Progress::Failed(_) | Progress::Cancelled | Progress::Done => {
                 let error = match std::mem::replace(&mut this.state, Progress::Done) {
-                    Progress::Failed(e) => e,
+                    Progress::Failed(e) => *e,
                     Progress::Cancelled => this.cancelled(),
                     _ => Error::NotConnected,
                 };
