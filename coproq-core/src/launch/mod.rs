@@ -26,7 +26,9 @@ use std::time::Duration;
 use crate::coprocess::Coprocess;
 use crate::error::{Error, Result};
 use crate::link::Handlers;
-use crate::link::{Connect, EofHook, HandshakeError, Link, LinkOptions, WORKER_HELLO_MAX};
+use crate::link::{
+    Connect, EofHook, HandshakeError, Input, Link, LinkOptions, PipeInput, WORKER_HELLO_MAX,
+};
 use crate::options::Options;
 use crate::process::WorkerProcess;
 use crate::sys;
@@ -206,7 +208,8 @@ pub(crate) fn spawn_worker(
         peer_hello_max: WORKER_HELLO_MAX,
         timeout: options.startup_timeout,
     };
-    let (input, output) = (Box::new(parent_read), Box::new(parent_write));
+    // Both pipes were made here: no other process shares our read end.
+    let (input, output) = (PipeInput::boxed(parent_read), Box::new(parent_write));
     match Link::connect(input, output, connect, handlers, Some(on_eof)) {
         Ok((link, _hello)) => Ok((link, process)),
         Err(e) => {
@@ -287,12 +290,13 @@ fn connect_to_parent(
     let (input, output) = sys::take_link_fds(read, write).map_err(|e| {
         Error::Protocol(format!("the link descriptors {read} and {write} are not usable ({e}); not started by a coproq parent?"))
     })?;
-    connect_streams(input, output, options, handlers)
+    // The parent made this pipe for this worker alone.
+    connect_streams(PipeInput::boxed(input), output, options, handlers)
 }
 
 /// Worker side: completes the handshake with the parent over two streams.
 fn connect_streams(
-    input: std::fs::File,
+    input: Input,
     output: std::fs::File,
     options: &Options,
     handlers: Arc<Handlers>,
@@ -310,7 +314,7 @@ fn connect_streams(
         peer_hello_max: options.link.max_frame,
         timeout: options.startup_timeout,
     };
-    let (link, hello) = Link::connect(Box::new(input), Box::new(output), connect, handlers, None)
+    let (link, hello) = Link::connect(input, Box::new(output), connect, handlers, None)
         .map_err(|e| Error::Protocol(e.to_string()))?;
     // The parent says how often both ends ping; a silent parent ends this worker.
     let interval = options.heartbeat.or_else(|| {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::{EXIT_STATUS_WAIT, connect_streams};
 use crate::coprocess::Coprocess;
 use crate::error::{Error, Result};
-use crate::link::{Connect, EofHook, Handlers, HandshakeError, Link, WORKER_HELLO_MAX};
+use crate::link::{Connect, EofHook, Handlers, HandshakeError, Link, PipeInput, WORKER_HELLO_MAX};
 use crate::options::Options;
 use crate::process::WorkerProcess;
 use crate::sys;
@@ -163,8 +163,9 @@ pub(super) fn connect_piped(
         peer_hello_max: WORKER_HELLO_MAX,
         timeout: handshake.timeout,
     };
+    // Our end of the command's stdout pipe, which nothing else holds.
     match Link::connect(
-        Box::new(input),
+        PipeInput::boxed(input),
         Box::new(output),
         connect,
         handlers,
@@ -230,7 +231,8 @@ pub(crate) fn connect_with_hello(
     let (input, output) = sys::take_stdio()
         .map_err(|e| Error::Protocol(format!("cannot take stdin and stdout as a link: {e}")))?;
     watch_for_hangup(&input);
-    connect_streams(input, output, options, handlers)
+    // Stdin may be shared with whoever started us (a shell): its reads stay blocking.
+    connect_streams(Box::new(input), output, options, handlers)
 }
 
 /// Exits the process `ORPHAN_GRACE` after the parent's end of the input hangs up, even

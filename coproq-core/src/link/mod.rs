@@ -57,12 +57,82 @@ pub(crate) use writer::{Flush, Output};
 pub(crate) trait InputStream: Read + Send {
     /// Waits until a read would not block, at most `timeout`; whether it would not.
     fn wait_readable(&self, timeout: Duration) -> bool;
+
+    /// While `polling`, a read that finds nothing fails with `WouldBlock` at once instead
+    /// of waiting; false if this stream cannot (a spinning reader then polls it with
+    /// [`InputStream::wait_readable`] instead).
+    fn set_polling(&mut self, polling: bool) -> bool {
+        let _ = polling;
+        false
+    }
 }
 
 impl InputStream for std::fs::File {
     fn wait_readable(&self, timeout: Duration) -> bool {
         use std::os::fd::AsFd;
         crate::sys::wait_readable(self.as_fd(), timeout)
+    }
+}
+
+/// The read end of a pipe of our own (no other process shares it), whose reads can be
+/// tried without waiting: a spinning reader's attempt reads what has arrived in the same
+/// system call that finds out whether anything has, where a look first would take two.
+/// The descriptor turns non-blocking when a spin first needs it, and back when a read
+/// would have to wait, so a reader that never spins (one CPU) reads as on any pipe.
+pub(crate) struct PipeInput {
+    file: std::fs::File,
+    /// The descriptor is non-blocking now.
+    nonblocking: bool,
+    /// A spinning reader is trying: a read that finds nothing fails.
+    polling: bool,
+}
+
+impl PipeInput {
+    pub(crate) fn boxed(file: std::fs::File) -> Input {
+        Box::new(Self {
+            file,
+            nonblocking: false,
+            polling: false,
+        })
+    }
+
+    fn set_nonblocking(&mut self, nonblocking: bool) -> bool {
+        use std::os::fd::AsFd;
+        let done = crate::sys::set_nonblocking(self.file.as_fd(), nonblocking).is_ok();
+        if done {
+            self.nonblocking = nonblocking;
+        }
+        done
+    }
+}
+
+impl Read for PipeInput {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.file.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && !self.polling => {
+                    // About to wait: blocking reads sleep in the kernel in one call.
+                    if !self.set_nonblocking(false) {
+                        self.file.wait_readable(Duration::MAX);
+                    }
+                }
+                read => return read,
+            }
+        }
+    }
+}
+
+impl InputStream for PipeInput {
+    fn wait_readable(&self, timeout: Duration) -> bool {
+        self.file.wait_readable(timeout)
+    }
+
+    fn set_polling(&mut self, polling: bool) -> bool {
+        if polling && !self.nonblocking && !self.set_nonblocking(true) {
+            return false;
+        }
+        self.polling = polling;
+        true
     }
 }
 

@@ -9,6 +9,7 @@
 //! EOF hook; `Protocol` for a malformed frame, after which our sending half closes too).
 
 use std::collections::VecDeque;
+use std::io::BufRead;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -219,23 +220,22 @@ impl Link {
     /// Before a read that would block: what we buffered must not wait for our next send,
     /// and a reader with a deadline waits only until then (one reading ahead does not
     /// wait at all). False if nothing arrived in time.
-    fn input_ready(&self, stream: &Stream, role: Role, deadline: Option<Instant>) -> bool {
+    fn input_ready(&self, stream: &mut Stream, role: Role, deadline: Option<Instant>) -> bool {
         if !stream.input.buffer().is_empty() {
             return true;
         }
         if self.writer.has_pending() {
             self.writer.flush_later();
         }
-        let readable_now = || stream.input.get_ref().wait_readable(Duration::ZERO);
         if role == Role::Ahead {
-            return readable_now();
+            return stream.input.get_ref().wait_readable(Duration::ZERO);
         }
         // An answer that comes quickly is taken without sleeping.
         let site = match role {
             Role::Caller | Role::NestedServer => &self.spin_sites.replies,
             Role::Server | Role::Background | Role::Ahead => &self.spin_sites.requests,
         };
-        if self.spin.until(site, readable_now) {
+        if self.spin_for_input(stream, site) {
             return true;
         }
         if self.heartbeat.is_on() {
@@ -264,6 +264,27 @@ impl Link {
             }
             None => true,
         }
+    }
+
+    /// Spins until input arrives (reading it into the buffer where the stream allows) or
+    /// the budget runs out; whether it arrived.
+    fn spin_for_input(&self, stream: &mut Stream, site: &super::Site) -> bool {
+        let input = &mut stream.input;
+        // Whether reads can be tried without waiting: asked at the first poll only, so a
+        // wait that does not spin leaves the stream as it is.
+        let mut tries = None;
+        let arrived = self.spin.until(site, || {
+            if *tries.get_or_insert_with(|| input.get_mut().set_polling(true)) {
+                // Data, the end of the stream, or an error for the read to report.
+                !matches!(input.fill_buf(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            } else {
+                input.get_ref().wait_readable(Duration::ZERO)
+            }
+        });
+        if tries == Some(true) {
+            input.get_mut().set_polling(false);
+        }
+        arrived
     }
 
     /// Routes one message: a reply to its caller's slot (or back to the reader that waits

@@ -19,6 +19,6 @@ compile_error!(
 
 pub(crate) use imp::{
     ChildStdio, LinkFds, Reaped, before_main, coarse_now, die_with_parent, ignore_sigpipe, kill,
-    link_fds, parent_death_signalled, parent_pid, reap, self_exe, spawn_command, spawn_piped,
-    spawn_self, take_link_fds, take_stdio, wait_exit, wait_hangup, wait_readable,
+    link_fds, parent_death_signalled, parent_pid, reap, self_exe, set_nonblocking, spawn_command,
+    spawn_piped, spawn_self, take_link_fds, take_stdio, wait_exit, wait_hangup, wait_readable,
 };

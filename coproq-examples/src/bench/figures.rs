@@ -225,7 +225,7 @@ pub(crate) const FIGURES: &[Figure] = &[
     },
     Figure {
         key: "pool-recovery",
-        title: "worker SIGKILLed to its replacement answering (median)",
+        title: "a worker killed (`SIGKILL`) until its replacement answers (median)",
         unit: Unit::Micros,
         impls: &["pool"],
         peers: &[],

@@ -106,6 +106,20 @@ pub(crate) fn take_stdio() -> io::Result<(File, File)> {
     Ok((File::from(read), File::from(write)))
 }
 
+/// Makes reads of `fd` return `WouldBlock` instead of waiting, or wait again (for a
+/// descriptor that no other process shares: the flag belongs to the open file, not to
+/// the descriptor).
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    let flags = if nonblocking {
+        flags | rustix::fs::OFlags::NONBLOCK
+    } else {
+        flags - rustix::fs::OFlags::NONBLOCK
+    };
+    rustix::fs::fcntl_setfl(fd, flags)?;
+    Ok(())
+}
+
 /// Blocks until the other end of `fd` hangs up (every writer of a pipe closed it, or the
 /// socket's peer did), without reading from it.
 pub(crate) fn wait_hangup(fd: BorrowedFd<'_>) {
