@@ -364,7 +364,11 @@ impl Builder {
     /// tries again. An idle link uses no CPU once the budget is spent.
     ///
     /// Set on the parent, it also applies to the worker (which may choose for itself
-    /// with its own builder).
+    /// with its own builder). Workers started through a command
+    /// ([`spawn_stdio`](Self::spawn_stdio), [`via`](Self::via)) do not spin unless this
+    /// is set: every message is relayed by other processes (ssh, a container's exec), a
+    /// round trip takes far longer than a budget, and spinning would only take CPU from
+    /// the relays.
     ///
     /// # Examples
     ///

@@ -172,10 +172,20 @@ pub(crate) fn spawn_worker(
     handlers: Arc<Handlers>,
 ) -> Result<(Arc<Link>, Arc<WorkerProcess>)> {
     ensure_start_hook_linked();
+    // Through a command (ssh, a container's exec) every message is relayed by other
+    // processes, and a round trip takes far longer than a spin budget: spinning would
+    // only take CPU from the relays. Unless asked for, neither end spins.
+    let relayed = Options {
+        link: LinkOptions {
+            spin: options.link.spin.or(Some(Duration::ZERO)),
+            ..options.link
+        },
+        ..*options
+    };
     let launch = match launch {
-        Launch::Stdio(cmd) => return stdio::spawn_worker(cmd, options, handlers),
+        Launch::Stdio(cmd) => return stdio::spawn_worker(cmd, &relayed, handlers),
         Launch::Remote(prefix, entry) => {
-            return ship::spawn_worker(&prefix, entry, options, handlers);
+            return ship::spawn_worker(&prefix, entry, &relayed, handlers);
         }
         other => other,
     };
