@@ -142,6 +142,9 @@ pub(crate) type Input = Box<dyn InputStream>;
 /// Called by whoever reads the end of the peer's stream, to learn the worker's status.
 pub(crate) type EofHook = Box<dyn FnOnce() -> Option<ExitStatus> + Send>;
 
+/// The read buffer of each link.
+const READ_BUFFER: usize = 16 * 1024;
+
 /// How many received calls and events may wait for dispatch before readers stop reading:
 /// beyond this, a fast sender blocks on the full pipe (back-pressure).
 const INBOX_CAPACITY: usize = 1024;
@@ -375,7 +378,10 @@ impl Link {
         if sent.is_err() || writer.is_closed() {
             return Err(HandshakeError::Closed);
         }
-        let mut input = BufReader::with_capacity(64 * 1024, input);
+        // 16 KiB holds hundreds of small frames per read, and larger frames are read past
+        // it; the buffer is touched whole when reading starts (a pipe input's reads
+        // initialise it), so each link's memory grows by its size.
+        let mut input = BufReader::with_capacity(READ_BUFFER, input);
         let peer = handshake(&mut input, peer_hello_max, timeout)?;
         if peer.parent == parent {
             let role = if parent { "parent" } else { "worker" };
