@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::link::{Handlers, Owner, Responder};
-use crate::wire::{Body, OutcomeKind};
+use crate::wire::{Args, OutcomeKind};
 
 /// Registers handlers: what [`Service::register`] receives, and what `handle`, `on` and
 /// `handle_deferred` of [`Coprocess`](crate::Coprocess) and [`Builder`](crate::Builder)
@@ -114,8 +114,8 @@ impl<'a> Registry<'a> {
         self.handlers.set_call(
             name.into(),
             self.owner,
-            Arc::new(move |mut body: Body, responder: Responder| {
-                match decode_args::<A>(&mut body) {
+            Arc::new(move |mut args: Args<'_>, responder: Responder| {
+                match decode_args::<A>(&mut args) {
                     Ok(args) => run(args, responder),
                     Err(message) => responder.fail(OutcomeKind::InvalidArguments, message),
                 }
@@ -158,13 +158,17 @@ impl<'a> Registry<'a> {
         self.handlers.set_event(
             name.into(),
             self.owner,
-            Arc::new(move |mut body: Body| match decode_args::<A>(&mut body) {
-                Ok(args) => {
-                    // A panicking listener is reported by the panic hook; the link goes on.
-                    let _ = catch_unwind(AssertUnwindSafe(|| f(args)));
-                }
-                Err(message) => crate::error::say(format_args!("coproq: event dropped: {message}")),
-            }),
+            Arc::new(
+                move |mut args: Args<'_>| match decode_args::<A>(&mut args) {
+                    Ok(args) => {
+                        // A panicking listener is reported by the panic hook; the link goes on.
+                        let _ = catch_unwind(AssertUnwindSafe(|| f(args)));
+                    }
+                    Err(message) => {
+                        crate::error::say(format_args!("coproq: event dropped: {message}"));
+                    }
+                },
+            ),
         );
         self
     }
@@ -183,9 +187,9 @@ pub trait Service: Sized {
     }
 }
 
-fn decode_args<A: DeserializeOwned>(body: &mut Body) -> Result<A, String> {
-    body.decode()
-        .map_err(|e| format!("{}: invalid arguments: {e}", body.name()))
+fn decode_args<A: DeserializeOwned>(args: &mut Args<'_>) -> Result<A, String> {
+    args.decode()
+        .map_err(|e| format!("{}: invalid arguments: {e}", args.name()))
 }
 
 /// The text of a caught panic.

@@ -8,11 +8,12 @@
 //! directions, without deadlock.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Link;
+use super::batch::{Batch, Batched};
 use super::calls::{Delivery, Slot, Wake};
 use super::context;
 use super::reader::{Role, ServeStep, Stop};
@@ -20,13 +21,13 @@ use super::writer::Flush;
 use super::{METHODS_METHOD, Recent, Responder};
 use crate::error::Error;
 use crate::sys;
-use crate::wire::{Message, OutcomeKind};
+use crate::wire::{Args, Message, OutcomeKind, Request};
 
 /// What a serving thread holds: its link, and the calls and events it read in one batch
 /// and has yet to run (older than anything in the link's inbox).
 struct Serving {
     link: Arc<Link>,
-    batch: VecDeque<Message>,
+    batch: Batch,
 }
 
 thread_local! {
@@ -44,7 +45,7 @@ const MAX_TICK: Duration = Duration::from_millis(50);
 fn as_server<T>(link: &Arc<Link>, body: impl FnOnce() -> T) -> T {
     let serving = Serving {
         link: Arc::clone(link),
-        batch: VecDeque::new(),
+        batch: Batch::default(),
     };
     let previous = SERVING.replace(Some(serving));
     let result = body();
@@ -52,18 +53,13 @@ fn as_server<T>(link: &Arc<Link>, body: impl FnOnce() -> T) -> T {
     result
 }
 
-/// The next call or event of this serving thread's batch, and whether it is the last
-/// one (its reply should then be written at once rather than share a write).
-fn next_batched() -> Option<(Message, Flush)> {
+/// The next call or event of this serving thread's batch, the bytes it may lie in, and
+/// how its reply is written: at once for the last one, otherwise sharing a write.
+fn next_batched() -> Option<(Batched, Rc<Vec<u8>>, Flush)> {
     SERVING.with_borrow_mut(|serving| {
-        let batch = &mut serving.as_mut()?.batch;
-        let message = batch.pop_front()?;
-        let flush = if batch.is_empty() {
-            Flush::Now
-        } else {
-            Flush::Soon
-        };
-        Some((message, flush))
+        let (next, bytes, last) = serving.as_mut()?.batch.pop()?;
+        let flush = if last { Flush::Now } else { Flush::Soon };
+        Some((next, bytes, flush))
     })
 }
 
@@ -111,12 +107,18 @@ pub(crate) fn serve(link: &Arc<Link>) {
         let mut seen = link.caller_activity();
         let mut tick = TICK;
         while !link.abandoned() {
-            if let Some((message, flush)) = next_batched() {
-                dispatch_timed(link, message, flush, &mut recent);
+            if let Some((next, bytes, flush)) = next_batched() {
+                if let Some(work) = Work::batched(next, &bytes) {
+                    dispatch_timed(link, work, flush, &mut recent);
+                }
                 continue;
             }
             match link.serve_step(seen) {
-                ServeStep::Run(message, flush) => dispatch_timed(link, message, flush, &mut recent),
+                ServeStep::Run(message, flush) => {
+                    if let Some(work) = Work::of(message) {
+                        dispatch_timed(link, work, flush, &mut recent);
+                    }
+                }
                 ServeStep::Read => {
                     tick = TICK;
                     // Handlers are remembered for one batch only: one that holds a
@@ -150,7 +152,9 @@ pub(crate) fn run_queued(link: &Arc<Link>) {
         let mut recent = Recent::default();
         loop {
             if let Some(message) = link.next_queued() {
-                dispatch(link, message, Flush::Now, &mut recent);
+                if let Some(work) = Work::of(message) {
+                    dispatch(link, work, Flush::Now, &mut recent);
+                }
                 continue;
             }
             if link.is_ended() {
@@ -193,51 +197,93 @@ pub(crate) fn read_in_background(link: &Arc<Link>) {
     }
 }
 
+/// A received call or event to run, with its arguments wherever they lie.
+enum Work<'a> {
+    Call {
+        id: u64,
+        /// What remained of the caller's deadline when it sent the call.
+        deadline: Option<Duration>,
+        args: Args<'a>,
+    },
+    Event(Args<'a>),
+}
+
+impl<'a> Work<'a> {
+    /// The work of a message decoded on its own (`None` for anything but a call or
+    /// an event).
+    fn of(message: Message) -> Option<Self> {
+        match message {
+            Message::Call { id, deadline, body } => Some(Work::Call {
+                id,
+                deadline,
+                args: Args::Body(body),
+            }),
+            Message::Event { body } => Some(Work::Event(Args::Body(body))),
+            Message::Reply { .. } | Message::Bye | Message::Cancel { .. } | Message::Ping => None,
+        }
+    }
+
+    /// The work of a call or event in a batch whose bytes are `bytes`.
+    fn batched(next: Batched, bytes: &'a [u8]) -> Option<Self> {
+        match next {
+            Batched::Message(message) => Self::of(message),
+            Batched::InPlace(request) => Some(Self::in_place(request, bytes)),
+        }
+    }
+
+    fn in_place(request: Request, bytes: &'a [u8]) -> Self {
+        let args = request.args(bytes);
+        match request.call {
+            Some((id, deadline)) => Work::Call { id, deadline, args },
+            None => Work::Event(args),
+        }
+    }
+}
+
 /// [`dispatch`], then, after a slow handler, reads what arrived meanwhile. The clock is
 /// the coarse one (a few nanoseconds to read, where `Instant` costs tens on every call):
 /// a handler is slow when a tick passed while it ran.
-fn dispatch_timed(link: &Arc<Link>, message: Message, flush: Flush, recent: &mut Recent) {
-    if !matches!(message, Message::Call { .. }) {
+fn dispatch_timed(link: &Arc<Link>, work: Work<'_>, flush: Flush, recent: &mut Recent) {
+    if matches!(work, Work::Event(_)) {
         // Events cannot be cancelled; the next call's own check is enough.
-        return dispatch(link, message, flush, recent);
+        return dispatch(link, work, flush, recent);
     }
     let started = sys::coarse_now();
-    dispatch(link, message, flush, recent);
+    dispatch(link, work, flush, recent);
     if sys::coarse_now().saturating_sub(started) >= SLOW_HANDLER {
         link.read_ahead();
     }
 }
 
 /// Runs the handler of one received call or event.
-fn dispatch(link: &Arc<Link>, message: Message, flush: Flush, recent: &mut Recent) {
-    match message {
-        Message::Call { id, deadline, body } => {
+fn dispatch(link: &Arc<Link>, work: Work<'_>, flush: Flush, recent: &mut Recent) {
+    match work {
+        Work::Call { id, deadline, args } => {
             if link.cancels.contains(id) {
                 // Cancelled before it started: it never runs, and nobody waits for it.
                 link.cancels.settle(id);
                 return;
             }
             let responder = Responder::new(Arc::clone(link), id, flush);
-            if let Some(handler) = link.handlers.call_via(body.name(), recent) {
+            if let Some(handler) = link.handlers.call_via(args.name_bytes(), recent) {
                 let current = context::Current {
                     id,
                     deadline: deadline.and_then(|left| Instant::now().checked_add(left)),
                 };
-                context::handling(current, || handler(body, responder));
-            } else if body.name() == METHODS_METHOD {
+                context::handling(current, || handler(args, responder));
+            } else if args.name() == METHODS_METHOD {
                 responder.send(&link.handlers.names());
             } else {
-                let message = format!("{}: method not found", body.name());
+                let message = format!("{}: method not found", args.name());
                 responder.fail(OutcomeKind::MethodNotFound, message);
             }
         }
-        Message::Event { body } => {
+        Work::Event(args) => {
             // An event nobody listens to is discarded, as in the seed.
-            if let Some(listener) = link.handlers.event_via(body.name(), recent) {
-                listener(body);
+            if let Some(listener) = link.handlers.event_via(args.name_bytes(), recent) {
+                listener(args);
             }
         }
-        Message::Reply { .. } | Message::Bye | Message::Cancel { .. } | Message::Ping => {}
     }
 }
 
@@ -266,11 +312,16 @@ pub(crate) fn wait_reply(
         }
         if serving {
             // What the serving loop read before this handler ran comes first.
-            let next = next_batched()
-                .map(|(message, _)| message)
-                .or_else(|| link.next_queued());
-            if let Some(message) = next {
-                dispatch(link, message, Flush::Now, &mut Recent::default());
+            if let Some((next, bytes, _)) = next_batched() {
+                if let Some(work) = Work::batched(next, &bytes) {
+                    dispatch(link, work, Flush::Now, &mut Recent::default());
+                }
+                continue;
+            }
+            if let Some(message) = link.next_queued() {
+                if let Some(work) = Work::of(message) {
+                    dispatch(link, work, Flush::Now, &mut Recent::default());
+                }
                 continue;
             }
         }
@@ -338,7 +389,11 @@ fn read_for(
 ) -> Read {
     match link.read_as(role, Some((id, slot)), deadline) {
         Stop::ReplyRead(delivery) => return Read::Done(delivery),
-        Stop::Run(message) => dispatch(link, message, Flush::Now, &mut Recent::default()),
+        Stop::Run(message) => {
+            if let Some(work) = Work::of(message) {
+                dispatch(link, work, Flush::Now, &mut Recent::default());
+            }
+        }
         Stop::TimedOut if !slot.has_reply() => return Read::TimedOut,
         Stop::TimedOut | Stop::ReplyInSlot | Stop::Batch | Stop::StepBack | Stop::Ended => {}
     }

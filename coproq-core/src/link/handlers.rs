@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::Responder;
-use crate::wire::Body;
+use crate::wire::Args;
 
 /// A call handler: decodes the arguments, runs the user's function, answers through the
 /// responder (now or later).
-pub(crate) type CallHandler = dyn Fn(Body, Responder) + Send + Sync;
+pub(crate) type CallHandler = dyn Fn(Args<'_>, Responder) + Send + Sync;
 /// An event listener: decodes the arguments and runs the user's function.
-pub(crate) type EventHandler = dyn Fn(Body) + Send + Sync;
+pub(crate) type EventHandler = dyn Fn(Args<'_>) + Send + Sync;
 
 /// FNV-1a: method names are short, and a lookup per message should not pay for `SipHash`.
 #[derive(Default)]
@@ -92,14 +92,16 @@ struct Remembered<T: ?Sized> {
 fn remembered<'a, T: ?Sized>(
     slot: &'a mut Option<Remembered<T>>,
     generation: u64,
-    name: &str,
-    find: impl FnOnce() -> Option<Arc<T>>,
+    name: &[u8],
+    find: impl FnOnce(&str) -> Option<Arc<T>>,
 ) -> Option<&'a Arc<T>> {
     let fresh = slot
         .as_ref()
-        .is_some_and(|r| r.generation == generation && *r.name == *name);
+        .is_some_and(|r| r.generation == generation && r.name.as_bytes() == name);
     if !fresh {
-        *slot = find().map(|handler| Remembered {
+        // Names are checked as UTF-8 when read; one that is not finds nothing.
+        let name = std::str::from_utf8(name).ok()?;
+        *slot = find(name).map(|handler| Remembered {
             generation,
             name: name.into(),
             handler,
@@ -125,24 +127,24 @@ impl Handlers {
         events.get(name).map(|entry| Arc::clone(&entry.handler))
     }
 
-    /// [`Handlers::call`], through `recent`.
+    /// [`Handlers::call`] of the name `name` spells, through `recent`.
     pub(crate) fn call_via<'a>(
         &self,
-        name: &str,
+        name: &[u8],
         recent: &'a mut Recent,
     ) -> Option<&'a Arc<CallHandler>> {
         let generation = self.generation.load(Ordering::Acquire);
-        remembered(&mut recent.call, generation, name, || self.call(name))
+        remembered(&mut recent.call, generation, name, |name| self.call(name))
     }
 
-    /// [`Handlers::event`], through `recent`.
+    /// [`Handlers::event`] of the name `name` spells, through `recent`.
     pub(crate) fn event_via<'a>(
         &self,
-        name: &str,
+        name: &[u8],
         recent: &'a mut Recent,
     ) -> Option<&'a Arc<EventHandler>> {
         let generation = self.generation.load(Ordering::Acquire);
-        remembered(&mut recent.event, generation, name, || self.event(name))
+        remembered(&mut recent.event, generation, name, |name| self.event(name))
     }
 
     /// The table changed: what any [`Recent`] holds is stale.

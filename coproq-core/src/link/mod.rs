@@ -1,5 +1,6 @@
 //! One connection between two ends, independent of how its two byte streams were made.
 //!
+//! - [`batch`]: the calls and events the serving loop read in one go.
 //! - [`calls`]: calls in flight and the slots their callers wait in.
 //! - [`writer`]: frames out, coalesced into few writes.
 //! - [`reader`]: frames in, read by whichever thread holds the read token.
@@ -19,6 +20,7 @@
 //! reader thread) take it only after callers have been quiet for a tick, so a busy caller
 //! keeps reading for itself.
 
+mod batch;
 pub(crate) mod calls;
 mod cancels;
 pub(crate) mod context;

@@ -8,12 +8,12 @@
 //! forever (`Disconnected` at the end of the stream, with the worker's exit status via the
 //! EOF hook; `Protocol` for a malformed frame, after which our sending half closes too).
 
-use std::collections::VecDeque;
 use std::io::BufRead;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::batch::Batch;
 use super::calls::{self, RawReply, Settled, Slot};
 use super::writer::{Flush, Shutdown};
 use super::{INBOX_CAPACITY, Link, Stream};
@@ -136,7 +136,7 @@ impl Link {
     /// `batch` every call and event that has arrived (up to `MAX_BATCH`), so that they
     /// run one after another without the token changing hands in between; releases the
     /// token before returning.
-    pub(crate) fn read_batch(self: &Arc<Self>, batch: &mut VecDeque<Message>) -> Stop {
+    pub(crate) fn read_batch(self: &Arc<Self>, batch: &mut Batch) -> Stop {
         let stop = self.read_until_stop(Role::Server, None, None, Some(batch));
         if !matches!(stop, Stop::Ended) {
             self.release_token();
@@ -151,7 +151,7 @@ impl Link {
         role: Role,
         mine: Option<(u64, &Slot)>,
         deadline: Option<Instant>,
-        mut batch: Option<&mut VecDeque<Message>>,
+        mut batch: Option<&mut Batch>,
     ) -> Stop {
         let mut guard = self
             .stream
@@ -169,12 +169,29 @@ impl Link {
                 return Stop::Ended;
             };
             // A batch runs before the serving loop waits for more (a cancel or a reply
-            // after its last call may have drained the buffer).
-            if stream.input.buffer().is_empty() && batch.as_ref().is_some_and(|b| !b.is_empty()) {
+            // after its last call may have drained the buffer, or left part of a frame).
+            if batch.as_ref().is_some_and(|b| !b.is_empty())
+                && !frame::whole_frame_buffered(stream.input.buffer())
+            {
                 return Stop::Batch;
             }
             if !self.input_ready(stream, role, deadline) {
                 return Stop::TimedOut;
+            }
+            // Calls and events that lie whole in the buffer join the batch in place.
+            if let Some(batch) = batch.as_deref_mut() {
+                let used = match stream.input.fill_buf() {
+                    Ok(buffered) => batch.take_in_place(buffered, self.max_frame, MAX_BATCH),
+                    Err(_) => 0,
+                };
+                if used > 0 {
+                    stream.input.consume(used);
+                    self.heartbeat.heard();
+                    if batch.len() >= MAX_BATCH {
+                        return Stop::Batch;
+                    }
+                    continue;
+                }
             }
             // One frame in, decoded.
             let read = frame::next_frame(
@@ -296,7 +313,7 @@ impl Link {
         role: Role,
         mine: Option<(u64, &Slot)>,
         stream: &mut Stream,
-        batch: Option<&mut VecDeque<Message>>,
+        batch: Option<&mut Batch>,
     ) -> Option<Stop> {
         match message {
             Message::Reply { id, outcome, body } => {
@@ -319,11 +336,10 @@ impl Link {
             Message::Ping => {}
             message => match (role, batch) {
                 (Role::Server, Some(batch)) => {
-                    // Keep reading what has arrived; stop where more input would mean
-                    // waiting for it.
-                    batch.push_back(message);
-                    let drained = stream.input.buffer().is_empty();
-                    return (drained || batch.len() >= MAX_BATCH).then_some(Stop::Batch);
+                    // Keep reading what has arrived (the loop stops where more input
+                    // would mean waiting for it).
+                    batch.push(message);
+                    return (batch.len() >= MAX_BATCH).then_some(Stop::Batch);
                 }
                 (Role::Server | Role::NestedServer, _) => return Some(Stop::Run(message)),
                 (Role::Caller | Role::Background | Role::Ahead, _) => self.enqueue(message),

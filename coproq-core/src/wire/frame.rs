@@ -145,6 +145,13 @@ impl From<Vec<u8>> for FrameBuf {
     }
 }
 
+/// Whether `buffered` starts with a whole frame.
+pub(crate) fn whole_frame_buffered(buffered: &[u8]) -> bool {
+    buffered
+        .split_first_chunk::<HEADER_LEN>()
+        .is_some_and(|(len, rest)| rest.len() >= u32::from_le_bytes(*len) as usize)
+}
+
 /// Takes the next frame out of the read buffer if it is whole and small; consumes
 /// nothing otherwise.
 #[inline]

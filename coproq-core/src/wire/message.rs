@@ -138,7 +138,7 @@ impl Body {
         let frame = self.frame.contiguous();
         let shape = frame.get(shape).unwrap_or_default();
         let bytes = frame.get(start..).unwrap_or_default();
-        codec::decode_checked(shape, bytes)
+        decode_value(shape, bytes)
     }
 
     /// The shape of the sender's value (empty once the frame's buffer was handed over).
@@ -167,6 +167,120 @@ impl Body {
             .unwrap_or_default();
         // Validated as UTF-8 by `header::decode`; checking again costs a few nanoseconds.
         std::str::from_utf8(bytes).unwrap_or_default()
+    }
+}
+
+/// Decodes a value from `bytes`, checked against its `shape` at every depth; a
+/// `Vec<u8>` takes a byte string whole rather than element by element.
+fn decode_value<T: serde::de::DeserializeOwned>(
+    shape: &[u8],
+    bytes: &[u8],
+) -> Result<T, WireError> {
+    if super::byte_vec::is_byte_vec::<T>() && shape::is_byte_string(shape) {
+        let bytes = codec::decode_checked::<crate::bytes::ByteBuf>(shape, bytes)?.into_vec();
+        return super::byte_vec::into_byte_vec(bytes)
+            .ok_or_else(|| WireError::Mismatch("not bytes".into()));
+    }
+    codec::decode_checked(shape, bytes)
+}
+
+/// A call or event that a serving thread read into its batch's bytes, where it stays
+/// until it runs: where its parts lie in those bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Request {
+    /// A call's id and what remained of its caller's deadline; `None` for an event.
+    pub(crate) call: Option<(u64, Option<std::time::Duration>)>,
+    name: Span,
+    shape: Span,
+    body: Span,
+}
+
+impl Request {
+    /// Decodes the header of `payload`, which starts at `at` in the batch's bytes, if it
+    /// is a call or an event; `None` for any other message, or a malformed one (the
+    /// general path then reads it, and reports what is wrong).
+    pub(crate) fn decode(payload: &[u8], at: usize) -> Option<Self> {
+        let (head, start) = header::decode(payload).ok()?;
+        let origin = payload.as_ptr() as usize;
+        let offset = |inside: usize| u32::try_from(at + inside).ok();
+        let span = |part: &[u8]| -> Option<Span> {
+            let inside = (part.as_ptr() as usize).checked_sub(origin)?;
+            Some(Span {
+                start: offset(inside)?,
+                end: offset(inside + part.len())?,
+            })
+        };
+        let body = Span {
+            start: offset(start)?,
+            end: offset(payload.len())?,
+        };
+        let (call, name, shape) = match head {
+            Header::Call {
+                id,
+                deadline,
+                name,
+                shape,
+            } => {
+                let left = (deadline > 0).then(|| std::time::Duration::from_micros(deadline));
+                (Some((id, left)), name, shape)
+            }
+            Header::Event { name, shape } => (None, name, shape),
+            _ => return None,
+        };
+        Some(Self {
+            call,
+            name: span(name.as_bytes())?,
+            shape: span(shape)?,
+            body,
+        })
+    }
+
+    /// The arguments, in `bytes` (the batch's bytes this request was decoded into).
+    pub(crate) fn args(self, bytes: &[u8]) -> Args<'_> {
+        let part = |span: Span| bytes.get(span.range()).unwrap_or_default();
+        Args::InPlace {
+            name: part(self.name),
+            shape: part(self.shape),
+            bytes: part(self.body),
+        }
+    }
+}
+
+/// The arguments of a call or event, as its handler receives them: a message of its own,
+/// or bytes in a serving thread's batch.
+#[derive(Debug)]
+pub(crate) enum Args<'a> {
+    /// A message read on its own (a large one keeps its byte string in its own buffer).
+    Body(Body),
+    /// In a batch's bytes: the name (checked as UTF-8 when read), the shape of the value,
+    /// and the value's bytes.
+    InPlace {
+        name: &'a [u8],
+        shape: &'a [u8],
+        bytes: &'a [u8],
+    },
+}
+
+impl Args<'_> {
+    /// The method or event name, as bytes.
+    pub(crate) fn name_bytes(&self) -> &[u8] {
+        match self {
+            Self::Body(body) => body.name().as_bytes(),
+            Self::InPlace { name, .. } => name,
+        }
+    }
+
+    /// The method or event name.
+    pub(crate) fn name(&self) -> &str {
+        std::str::from_utf8(self.name_bytes()).unwrap_or_default()
+    }
+
+    /// Decodes the value, checked against its shape (see [`Body::decode`]).
+    pub(crate) fn decode<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, WireError> {
+        match self {
+            Self::Body(body) => body.decode(),
+            Self::InPlace { shape, bytes, .. } => decode_value(shape, bytes),
+        }
     }
 }
 

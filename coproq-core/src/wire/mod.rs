@@ -33,4 +33,4 @@ pub(crate) use codec::decode_checked;
 pub(crate) use error::WireError;
 
 pub(crate) use header::{Outcome, OutcomeKind};
-pub(crate) use message::{Body, Entry, Hello, Message};
+pub(crate) use message::{Args, Body, Entry, Hello, Message, Request};
