@@ -31,12 +31,45 @@ use crate::wire::{Outcome, OutcomeKind};
 #[must_use = "a call's reply (or error) is only seen by waiting for it"]
 pub struct Pending<R> {
     /// The method, for error messages.
-    method: Box<str>,
+    method: MethodName,
     state: Progress,
     /// When the caller stops waiting, and how long that was from the start.
     deadline: Option<Deadline>,
     /// Turns the reply into the caller's value (an `R`, or more for typed clients).
     decode: ReplyDecoder<R>,
+}
+
+/// A method's name, kept for error messages: short names (nearly all) without an
+/// allocation, since a pipelining caller makes a `Pending` per call.
+enum MethodName {
+    Inline { len: u8, bytes: [u8; INLINE_NAME] },
+    Heap(Box<str>),
+}
+
+/// The longest name kept inline: a `MethodName` is then as large as a `String`.
+const INLINE_NAME: usize = 22;
+
+impl MethodName {
+    fn new(name: &str) -> Self {
+        match u8::try_from(name.len()) {
+            Ok(len) if name.len() <= INLINE_NAME => {
+                let mut bytes = [0; INLINE_NAME];
+                bytes[..name.len()].copy_from_slice(name.as_bytes());
+                Self::Inline { len, bytes }
+            }
+            _ => Self::Heap(name.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // A copy of a `str`'s bytes: the check always passes.
+            Self::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Self::Heap(name) => name,
+        }
+    }
 }
 
 /// When a call's caller stops waiting.
@@ -115,7 +148,7 @@ impl<R> fmt::Debug for Pending<R> {
             Progress::Done => "done".into(),
         };
         f.debug_struct("Pending")
-            .field("method", &self.method)
+            .field("method", &self.method.as_str())
             .field("state", &state)
             .finish_non_exhaustive()
     }
@@ -138,7 +171,7 @@ impl<R> Pending<R> {
             Err(e) => Progress::Failed(Box::new(e)),
         };
         Self {
-            method: method.into(),
+            method: MethodName::new(method),
             state,
             deadline,
             decode,
@@ -153,7 +186,7 @@ impl<R> Pending<R> {
         decode: ReplyDecoder<R>,
     ) -> Self {
         Self {
-            method: method.into(),
+            method: MethodName::new(method),
             state: Progress::Pooled(ticket),
             deadline,
             decode,
@@ -163,7 +196,7 @@ impl<R> Pending<R> {
     /// A call that failed before it was sent.
     pub(crate) fn failed(method: &str, error: Error) -> Self {
         Self {
-            method: method.into(),
+            method: MethodName::new(method),
             state: Progress::Failed(Box::new(error)),
             deadline: None,
             decode: |_, _| Err(Error::NotConnected),
@@ -211,7 +244,7 @@ impl<R> Pending<R> {
 
     fn timeout(&self, deadline: Deadline) -> Error {
         Error::Timeout {
-            method: self.method.to_string(),
+            method: self.method.as_str().to_owned(),
             after: deadline.after,
         }
     }
@@ -226,10 +259,10 @@ impl<R> Pending<R> {
                     link.cancel_call(id);
                     return Err(self.timeout(deadline.expect("only a deadline times out")));
                 };
-                (self.decode)(&self.method, delivery)
+                (self.decode)(self.method.as_str(), delivery)
             }
             Progress::Pooled(ticket) => match ticket.wait(deadline.map(|d| d.at)) {
-                Ok(delivery) => (self.decode)(&self.method, delivery),
+                Ok(delivery) => (self.decode)(self.method.as_str(), delivery),
                 Err(TimedOut) => Err(self.timeout(deadline.expect("only a deadline times out"))),
             },
             Progress::Failed(e) => Err(*e),
@@ -240,7 +273,7 @@ impl<R> Pending<R> {
 
     fn cancelled(&self) -> Error {
         Error::Cancelled {
-            method: self.method.to_string(),
+            method: self.method.as_str().to_owned(),
         }
     }
 }
@@ -306,7 +339,7 @@ impl<R> Future for Pending<R> {
         };
         if let Some(delivery) = polled {
             this.state = Progress::Done;
-            return Poll::Ready((this.decode)(&this.method, delivery));
+            return Poll::Ready((this.decode)(this.method.as_str(), delivery));
         }
         match this.deadline {
             Some(deadline) if Instant::now() >= deadline.at => {
@@ -329,6 +362,16 @@ mod tests {
         fn check<T: Send + Sync + Unpin>() {}
         check::<Pending<String>>();
         check::<Pending<std::rc::Rc<u8>>>();
+    }
+
+    #[test]
+    fn method_names_short_and_long_are_kept_whole() {
+        let long = "a_method_name_longer_than_fits_inline_ünïcode";
+        for name in ["", "echo", "twenty_two_bytes_name_", "ünïcode", long] {
+            assert_eq!(MethodName::new(name).as_str(), name);
+        }
+        assert!(matches!(MethodName::new("echo"), MethodName::Inline { .. }));
+        assert!(matches!(MethodName::new(long), MethodName::Heap(_)));
     }
 
     #[test]

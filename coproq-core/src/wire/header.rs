@@ -217,6 +217,47 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The header of a call or an event, as [`decode_request`] finds it.
+pub(crate) struct RequestHead<'a> {
+    /// A call's id and deadline (as in [`Header::Call`]); `None` for an event.
+    pub(crate) call: Option<(u64, u64)>,
+    /// The name's bytes, checked as UTF-8.
+    pub(crate) name: &'a [u8],
+    pub(crate) shape: &'a [u8],
+    /// Where the body starts.
+    pub(crate) body: usize,
+}
+
+/// Decodes the header at the start of `payload` if it is a call's or an event's: the
+/// serving loop's path, which builds no error text. `None` for any other message, and
+/// for a malformed one (which [`decode`] then explains).
+pub(crate) fn decode_request(payload: &[u8]) -> Option<RequestHead<'_>> {
+    fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+        Some(u64::from_le_bytes(*bytes.get(at..)?.first_chunk::<8>()?))
+    }
+    // A `u64` length and that many bytes, at `at`; the part and where it ends.
+    fn part_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
+        let start = at + 8;
+        let end = start.checked_add(usize::try_from(u64_at(bytes, at)?).ok()?)?;
+        Some((bytes.get(start..end)?, end))
+    }
+    let kind = u32::from_le_bytes(*payload.first_chunk::<4>()?);
+    let (call, at) = match kind {
+        CALL => (Some((u64_at(payload, 4)?, u64_at(payload, 12)?)), 20),
+        EVENT => (None, 4),
+        _ => return None,
+    };
+    let (name, at) = part_at(payload, at)?;
+    std::str::from_utf8(name).ok()?;
+    let (shape, body) = part_at(payload, at)?;
+    Some(RequestHead {
+        call,
+        name,
+        shape,
+        body,
+    })
+}
+
 /// Decodes the header at the start of `payload`; returns it and where the body starts.
 pub(crate) fn decode(payload: &[u8]) -> Result<(Header<'_>, usize), WireError> {
     decode_fields(payload).map_err(WireError::Malformed)
@@ -352,6 +393,59 @@ mod tests {
                 assert!(decode(&bytes[..cut]).is_err(), "{header:?} cut at {cut}");
             }
         }
+    }
+
+    #[test]
+    fn the_request_path_agrees_with_the_general_one() {
+        for header in samples() {
+            let mut bytes = Vec::new();
+            encode(&mut bytes, &header);
+            bytes.extend_from_slice(b"body");
+            let fast = decode_request(&bytes);
+            let (general, body) = decode(&bytes).unwrap();
+            match general {
+                Header::Call {
+                    id,
+                    deadline,
+                    name,
+                    shape,
+                } => {
+                    let fast = fast.unwrap();
+                    assert_eq!(fast.call, Some((id, deadline)));
+                    assert_eq!((fast.name, fast.shape), (name.as_bytes(), shape));
+                    assert_eq!(fast.body, body);
+                }
+                Header::Event { name, shape } => {
+                    let fast = fast.unwrap();
+                    assert_eq!(fast.call, None);
+                    assert_eq!(
+                        (fast.name, fast.shape, fast.body),
+                        (name.as_bytes(), shape, body)
+                    );
+                }
+                _ => assert!(fast.is_none(), "{header:?}"),
+            }
+            // Truncated anywhere: refused, never a panic.
+            for cut in 0..bytes.len() - 4 {
+                assert!(
+                    decode_request(&bytes[..cut]).is_none(),
+                    "{header:?} cut at {cut}"
+                );
+            }
+        }
+        let mut bad_name = Vec::new();
+        encode(
+            &mut bad_name,
+            &Header::Event {
+                name: "ab",
+                shape: &[],
+            },
+        );
+        bad_name[12] = 0xff;
+        assert!(decode_request(&bad_name).is_none());
+        let mut huge = EVENT.to_le_bytes().to_vec();
+        huge.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode_request(&huge).is_none());
     }
 
     #[test]

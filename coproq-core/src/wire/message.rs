@@ -200,7 +200,7 @@ impl Request {
     /// is a call or an event; `None` for any other message, or a malformed one (the
     /// general path then reads it, and reports what is wrong).
     pub(crate) fn decode(payload: &[u8], at: usize) -> Option<Self> {
-        let (head, start) = header::decode(payload).ok()?;
+        let head = header::decode_request(payload)?;
         let origin = payload.as_ptr() as usize;
         let offset = |inside: usize| u32::try_from(at + inside).ok();
         let span = |part: &[u8]| -> Option<Span> {
@@ -210,28 +210,17 @@ impl Request {
                 end: offset(inside + part.len())?,
             })
         };
-        let body = Span {
-            start: offset(start)?,
-            end: offset(payload.len())?,
-        };
-        let (call, name, shape) = match head {
-            Header::Call {
-                id,
-                deadline,
-                name,
-                shape,
-            } => {
-                let left = (deadline > 0).then(|| std::time::Duration::from_micros(deadline));
-                (Some((id, left)), name, shape)
-            }
-            Header::Event { name, shape } => (None, name, shape),
-            _ => return None,
-        };
         Some(Self {
-            call,
-            name: span(name.as_bytes())?,
-            shape: span(shape)?,
-            body,
+            call: head.call.map(|(id, deadline)| {
+                let left = (deadline > 0).then(|| std::time::Duration::from_micros(deadline));
+                (id, left)
+            }),
+            name: span(head.name)?,
+            shape: span(head.shape)?,
+            body: Span {
+                start: offset(head.body)?,
+                end: offset(payload.len())?,
+            },
         })
     }
 
