@@ -96,3 +96,48 @@ fn close_breaks_a_cycle_through_a_strong_handle() {
     drop(w);
     assert!(!process_exists(pid));
 }
+
+/// Calls and events sent back to back reach the worker together and run as one batch;
+/// each call's handler calls the parent back, so later calls and events of the batch run
+/// while an earlier one waits. Every reply is right, and the worker ran everything in
+/// the order it was sent.
+#[test]
+fn a_batch_of_calls_that_call_back_runs_in_order() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    const N: u64 = 300;
+    let w = Coprocess::builder()
+        .handle("double", |x: u64| x * 2)
+        .fork(|parent| {
+            let log = Arc::new(Mutex::new(Vec::<u64>::new()));
+            let p = parent.downgrade();
+            let calls = Arc::clone(&log);
+            parent.handle("via_parent", move |x: u64| -> coproq::Result<u64> {
+                calls.lock().unwrap().push(x);
+                let p = p.upgrade().ok_or(coproq::Error::NotConnected)?;
+                p.call::<u64>("double", x)
+            });
+            let events = Arc::clone(&log);
+            parent.on("note", move |x: u64| events.lock().unwrap().push(x));
+            parent.handle("log", move |(): ()| {
+                std::mem::take(&mut *log.lock().unwrap())
+            });
+        })
+        .unwrap();
+    let mut sent = Vec::new();
+    let mut pending = Vec::new();
+    for i in 0..N {
+        if i % 3 == 0 {
+            w.emit("note", i).unwrap();
+        } else {
+            pending.push((i, w.call_async::<u64>("via_parent", i)));
+        }
+        sent.push(i);
+    }
+    for (i, reply) in pending {
+        assert_eq!(reply.wait_timeout(Duration::from_secs(30)).unwrap(), 2 * i);
+    }
+    let log: Vec<u64> = call(&w, "log", ()).unwrap();
+    assert_eq!(log, sent, "the worker ran calls and events out of order");
+}
