@@ -138,7 +138,8 @@ impl Body {
         let frame = self.frame.contiguous();
         let shape = frame.get(shape).unwrap_or_default();
         let bytes = frame.get(start..).unwrap_or_default();
-        decode_value(shape, bytes)
+        // A `Vec<u8>` of a byte string took the branch at the top.
+        codec::decode_checked(shape, bytes)
     }
 
     /// The shape of the sender's value (empty once the frame's buffer was handed over).
@@ -170,9 +171,10 @@ impl Body {
     }
 }
 
-/// Decodes a value from `bytes`, checked against its `shape` at every depth; a
-/// `Vec<u8>` takes a byte string whole rather than element by element.
-fn decode_value<T: serde::de::DeserializeOwned>(
+/// Decodes a value from `bytes` in a batch, checked against its `shape` at every depth;
+/// a `Vec<u8>` takes a byte string whole rather than element by element (as
+/// [`Body::decode`] does, without its hand-over of a frame's own buffer).
+fn decode_in_place<T: serde::de::DeserializeOwned>(
     shape: &[u8],
     bytes: &[u8],
 ) -> Result<T, WireError> {
@@ -268,7 +270,7 @@ impl Args<'_> {
     pub(crate) fn decode<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, WireError> {
         match self {
             Self::Body(body) => body.decode(),
-            Self::InPlace { shape, bytes, .. } => decode_value(shape, bytes),
+            Self::InPlace { shape, bytes, .. } => decode_in_place(shape, bytes),
         }
     }
 }
