@@ -19,8 +19,8 @@ const KEEP_BYTES: usize = 64 * 1024;
 /// One call or event of a batch.
 #[derive(Debug)]
 pub(crate) enum Batched {
-    /// Decoded on its own.
-    Message(Message),
+    /// Decoded on its own (boxed: rare, and large beside an in-place entry).
+    Message(Box<Message>),
     /// In the batch's bytes.
     InPlace(Request),
 }
@@ -47,7 +47,7 @@ impl Batch {
 
     /// Adds a message decoded on its own.
     pub(crate) fn push(&mut self, message: Message) {
-        self.queue.push_back(Batched::Message(message));
+        self.queue.push_back(Batched::Message(Box::new(message)));
     }
 
     /// Takes the whole call and event frames at the start of `buffered` until the batch

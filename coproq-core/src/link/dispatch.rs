@@ -226,7 +226,7 @@ impl<'a> Work<'a> {
     /// The work of a call or event in a batch whose bytes are `bytes`.
     fn batched(next: Batched, bytes: &'a [u8]) -> Option<Self> {
         match next {
-            Batched::Message(message) => Self::of(message),
+            Batched::Message(message) => Self::of(*message),
             Batched::InPlace(request) => Some(Self::in_place(request, bytes)),
         }
     }
