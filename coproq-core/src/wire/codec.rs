@@ -103,6 +103,9 @@ pub(crate) fn decode_checked<'de, T: Deserialize<'de>>(
     shape: &[u8],
     bytes: &'de [u8],
 ) -> Result<T, WireError> {
+    if let Some(value) = super::shape::scalar::decode(shape, bytes) {
+        return Ok(value);
+    }
     let cursor = Cursor::new(shape);
     let decoded = decode_with(
         bytes,

@@ -19,11 +19,14 @@
 //! - [`check`]: the receiver's side, a `Deserializer` wrapper that checks against it,
 //!   with [`access`] (the same check carried into nested values) and [`cursor`] (the
 //!   position in the shape, and the path of the first failure).
+//! - [`scalar`]: the short way for a value that is one scalar and a type that asks for
+//!   exactly that.
 
 mod access;
 mod check;
 mod cursor;
 mod record;
+pub(crate) mod scalar;
 
 pub(crate) use check::{Checked, Cursor};
 pub(crate) use record::record;
