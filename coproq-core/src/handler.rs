@@ -114,8 +114,8 @@ impl<'a> Registry<'a> {
         self.handlers.set_call(
             name.into(),
             self.owner,
-            Arc::new(move |mut args: Args<'_>, responder: Responder| {
-                match decode_args::<A>(&mut args) {
+            Arc::new(move |args: &mut Args<'_>, responder: Responder| {
+                match decode_args::<A>(args) {
                     Ok(args) => run(args, responder),
                     Err(message) => responder.fail(OutcomeKind::InvalidArguments, message),
                 }
@@ -158,17 +158,15 @@ impl<'a> Registry<'a> {
         self.handlers.set_event(
             name.into(),
             self.owner,
-            Arc::new(
-                move |mut args: Args<'_>| match decode_args::<A>(&mut args) {
-                    Ok(args) => {
-                        // A panicking listener is reported by the panic hook; the link goes on.
-                        let _ = catch_unwind(AssertUnwindSafe(|| f(args)));
-                    }
-                    Err(message) => {
-                        crate::error::say(format_args!("coproq: event dropped: {message}"));
-                    }
-                },
-            ),
+            Arc::new(move |args: &mut Args<'_>| match decode_args::<A>(args) {
+                Ok(args) => {
+                    // A panicking listener is reported by the panic hook; the link goes on.
+                    let _ = catch_unwind(AssertUnwindSafe(|| f(args)));
+                }
+                Err(message) => {
+                    crate::error::say(format_args!("coproq: event dropped: {message}"));
+                }
+            }),
         );
         self
     }

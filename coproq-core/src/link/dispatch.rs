@@ -108,15 +108,15 @@ pub(crate) fn serve(link: &Arc<Link>) {
         let mut tick = TICK;
         while !link.abandoned() {
             if let Some((next, bytes, flush)) = next_batched() {
-                if let Some(work) = Work::batched(next, &bytes) {
-                    dispatch_timed(link, work, flush, &mut recent);
+                if let Some(mut work) = Work::batched(next, &bytes) {
+                    dispatch_timed(link, &mut work, flush, &mut recent);
                 }
                 continue;
             }
             match link.serve_step(seen) {
                 ServeStep::Run(message, flush) => {
-                    if let Some(work) = Work::of(message) {
-                        dispatch_timed(link, work, flush, &mut recent);
+                    if let Some(mut work) = Work::of(message) {
+                        dispatch_timed(link, &mut work, flush, &mut recent);
                     }
                 }
                 ServeStep::Read => {
@@ -152,8 +152,8 @@ pub(crate) fn run_queued(link: &Arc<Link>) {
         let mut recent = Recent::default();
         loop {
             if let Some(message) = link.next_queued() {
-                if let Some(work) = Work::of(message) {
-                    dispatch(link, work, Flush::Now, &mut recent);
+                if let Some(mut work) = Work::of(message) {
+                    dispatch(link, &mut work, Flush::Now, &mut recent);
                 }
                 continue;
             }
@@ -243,7 +243,7 @@ impl<'a> Work<'a> {
 /// [`dispatch`], then, after a slow handler, reads what arrived meanwhile. The clock is
 /// the coarse one (a few nanoseconds to read, where `Instant` costs tens on every call):
 /// a handler is slow when a tick passed while it ran.
-fn dispatch_timed(link: &Arc<Link>, work: Work<'_>, flush: Flush, recent: &mut Recent) {
+fn dispatch_timed(link: &Arc<Link>, work: &mut Work<'_>, flush: Flush, recent: &mut Recent) {
     if matches!(work, Work::Event(_)) {
         // Events cannot be cancelled; the next call's own check is enough.
         return dispatch(link, work, flush, recent);
@@ -256,9 +256,10 @@ fn dispatch_timed(link: &Arc<Link>, work: Work<'_>, flush: Flush, recent: &mut R
 }
 
 /// Runs the handler of one received call or event.
-fn dispatch(link: &Arc<Link>, work: Work<'_>, flush: Flush, recent: &mut Recent) {
+fn dispatch(link: &Arc<Link>, work: &mut Work<'_>, flush: Flush, recent: &mut Recent) {
     match work {
         Work::Call { id, deadline, args } => {
+            let (id, deadline) = (*id, *deadline);
             if link.cancels.contains(id) {
                 // Cancelled before it started: it never runs, and nobody waits for it.
                 link.cancels.settle(id);
@@ -313,14 +314,14 @@ pub(crate) fn wait_reply(
         if serving {
             // What the serving loop read before this handler ran comes first.
             if let Some((next, bytes, _)) = next_batched() {
-                if let Some(work) = Work::batched(next, &bytes) {
-                    dispatch(link, work, Flush::Now, &mut Recent::default());
+                if let Some(mut work) = Work::batched(next, &bytes) {
+                    dispatch(link, &mut work, Flush::Now, &mut Recent::default());
                 }
                 continue;
             }
             if let Some(message) = link.next_queued() {
-                if let Some(work) = Work::of(message) {
-                    dispatch(link, work, Flush::Now, &mut Recent::default());
+                if let Some(mut work) = Work::of(message) {
+                    dispatch(link, &mut work, Flush::Now, &mut Recent::default());
                 }
                 continue;
             }
@@ -390,8 +391,8 @@ fn read_for(
     match link.read_as(role, Some((id, slot)), deadline) {
         Stop::ReplyRead(delivery) => return Read::Done(delivery),
         Stop::Run(message) => {
-            if let Some(work) = Work::of(message) {
-                dispatch(link, work, Flush::Now, &mut Recent::default());
+            if let Some(mut work) = Work::of(message) {
+                dispatch(link, &mut work, Flush::Now, &mut Recent::default());
             }
         }
         Stop::TimedOut if !slot.has_reply() => return Read::TimedOut,

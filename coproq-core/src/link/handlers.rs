@@ -11,10 +11,11 @@ use super::Responder;
 use crate::wire::Args;
 
 /// A call handler: decodes the arguments, runs the user's function, answers through the
-/// responder (now or later).
-pub(crate) type CallHandler = dyn Fn(Args<'_>, Responder) + Send + Sync;
+/// responder (now or later). The arguments are lent, not moved: they lie in the serving
+/// loop's frame, and a dynamic call should not copy them.
+pub(crate) type CallHandler = dyn Fn(&mut Args<'_>, Responder) + Send + Sync;
 /// An event listener: decodes the arguments and runs the user's function.
-pub(crate) type EventHandler = dyn Fn(Args<'_>) + Send + Sync;
+pub(crate) type EventHandler = dyn Fn(&mut Args<'_>) + Send + Sync;
 
 /// FNV-1a: method names are short, and a lookup per message should not pay for `SipHash`.
 #[derive(Default)]
@@ -97,7 +98,7 @@ fn remembered<'a, T: ?Sized>(
 ) -> Option<&'a Arc<T>> {
     let fresh = slot
         .as_ref()
-        .is_some_and(|r| r.generation == generation && r.name.as_bytes() == name);
+        .is_some_and(|r| r.generation == generation && same_name(r.name.as_bytes(), name));
     if !fresh {
         // Names are checked as UTF-8 when read; one that is not finds nothing.
         let name = std::str::from_utf8(name).ok()?;
@@ -108,6 +109,19 @@ fn remembered<'a, T: ?Sized>(
         });
     }
     slot.as_ref().map(|r| &r.handler)
+}
+
+/// Whether two names are the same: short ones (nearly all) compared inline, where a call
+/// to `memcmp` would cost more than the comparison.
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    const SHORT: usize = 16;
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() > SHORT {
+        return a == b;
+    }
+    a.iter().zip(b).fold(0, |differ, (x, y)| differ | (x ^ y)) == 0
 }
 
 impl fmt::Debug for Handlers {
@@ -223,4 +237,47 @@ fn insert_checked<T: ?Sized>(map: &mut ByName<T>, name: String, entry: Entry<T>,
         }
     }
     map.insert(name, entry);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_compare_alike_short_and_long() {
+        let long = "a_name_longer_than_sixteen_bytes";
+        for (a, b) in [
+            ("", ""),
+            ("tick", "tick"),
+            ("sixteen_bytes_ab", "sixteen_bytes_ab"),
+        ] {
+            assert!(same_name(a.as_bytes(), b.as_bytes()), "{a}");
+        }
+        assert!(same_name(long.as_bytes(), long.as_bytes()));
+        for (a, b) in [
+            ("tick", "tock"),
+            ("tick", "ticks"),
+            ("", "x"),
+            ("sixteen_bytes_ab", "sixteen_bytes_ac"),
+            (long, "a_name_longer_than_sixteen_bytez"),
+        ] {
+            assert!(!same_name(a.as_bytes(), b.as_bytes()), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn a_remembered_handler_is_used_only_for_its_name_and_table() {
+        let handlers = Handlers::default();
+        let tick: Arc<EventHandler> = Arc::new(|_: &mut Args<'_>| {});
+        handlers.set_event("tick".into(), Owner::Plain, Arc::clone(&tick));
+        let mut recent = Recent::default();
+        let found = handlers.event_via(b"tick", &mut recent).map(Arc::clone);
+        assert!(found.is_some_and(|found| Arc::ptr_eq(&found, &tick)));
+        assert!(handlers.event_via(b"tock", &mut recent).is_none());
+        assert!(handlers.event_via(b"tick", &mut recent).is_some());
+        // The table changed: the remembered listener is not used.
+        assert!(handlers.remove_event("tick"));
+        assert!(handlers.event_via(b"tick", &mut recent).is_none());
+        assert!(handlers.event_via(&[0xff, 0xfe], &mut recent).is_none());
+    }
 }
