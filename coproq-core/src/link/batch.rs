@@ -5,9 +5,12 @@
 //! its handler decoding the arguments in place, with no message of its own. Anything the
 //! reader decoded on its own (a large frame, one that arrived in pieces) joins the batch
 //! as a message.
+//!
+//! A batch is filled only once all of it has run, and only by the serving loop, which
+//! then holds it alone (`Rc::get_mut`); while entries run, it is shared and only read, so
+//! the bytes a running handler decodes from cannot change under it.
 
-use std::collections::VecDeque;
-use std::rc::Rc;
+use std::cell::Cell;
 
 use crate::wire::frame::HEADER_LEN;
 use crate::wire::{Message, Request};
@@ -17,37 +20,74 @@ use crate::wire::{Message, Request};
 const KEEP_BYTES: usize = 64 * 1024;
 
 /// One call or event of a batch.
-#[derive(Debug)]
-pub(crate) enum Batched {
-    /// Decoded on its own (boxed: rare, and large beside an in-place entry).
-    Message(Box<Message>),
+enum Entry {
     /// In the batch's bytes.
     InPlace(Request),
+    /// Decoded on its own; taken when it runs (boxed: rare, and large beside an in-place
+    /// entry).
+    Message(Cell<Option<Box<Message>>>),
 }
 
-/// Calls and events read and not yet run, in arrival order.
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InPlace(request) => f.debug_tuple("InPlace").field(request).finish(),
+            Self::Message(_) => f.write_str("Message"),
+        }
+    }
+}
+
+/// The next call or event of a batch.
+#[derive(Debug)]
+pub(crate) enum Batched<'a> {
+    /// In the batch's bytes: where its parts lie.
+    InPlace(&'a Request),
+    /// Decoded on its own.
+    Message(Box<Message>),
+}
+
+/// Calls and events read together, run one after another in arrival order.
+///
+/// It is filled while nothing runs, then only read: the serving loop and, while a handler
+/// waits for a reply, that wait run its entries in turn, sharing the batch (behind an
+/// `Rc`) and its cursor, so that nothing runs twice and no entry is copied out.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
-    /// The copied frames that `InPlace` entries lie in. Shared with the entry that runs,
-    /// so that a handler waiting for a reply can run the rest of the batch meanwhile.
-    bytes: Rc<Vec<u8>>,
-    queue: VecDeque<Batched>,
+    /// The copied frames that in-place entries lie in.
+    bytes: Vec<u8>,
+    entries: Vec<Entry>,
+    /// The next entry to run.
+    next: Cell<usize>,
 }
 
 impl Batch {
     /// How many calls and events wait.
     pub(crate) fn len(&self) -> usize {
-        self.queue.len()
+        self.entries.len() - self.next.get()
     }
 
     /// Whether none waits.
     pub(crate) fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.len() == 0
+    }
+
+    /// Forgets what has run, letting large bytes go: the batch is ready to be filled.
+    fn reset_if_done(&mut self) {
+        if self.is_empty() && !self.entries.is_empty() {
+            self.entries.clear();
+            self.next.set(0);
+            self.bytes.clear();
+            if self.bytes.capacity() > KEEP_BYTES {
+                self.bytes = Vec::new();
+            }
+        }
     }
 
     /// Adds a message decoded on its own.
     pub(crate) fn push(&mut self, message: Message) {
-        self.queue.push_back(Batched::Message(Box::new(message)));
+        self.reset_if_done();
+        self.entries
+            .push(Entry::Message(Cell::new(Some(Box::new(message)))));
     }
 
     /// Takes the whole call and event frames at the start of `buffered` until the batch
@@ -55,20 +95,10 @@ impl Batch {
     /// they took (0: the first frame is something else, or not whole, or over
     /// `max_frame`: the general path reads it).
     pub(crate) fn take_in_place(&mut self, buffered: &[u8], max_frame: u32, limit: usize) -> usize {
-        if self.queue.is_empty() {
-            match Rc::get_mut(&mut self.bytes) {
-                Some(bytes) if bytes.capacity() <= KEEP_BYTES => bytes.clear(),
-                _ => self.bytes = Rc::default(),
-            }
-        }
-        // Entries wait in the bytes, and a running one shares them: append only where
-        // nothing else holds them (always, for the serving loop's own reads).
-        let Some(bytes) = Rc::get_mut(&mut self.bytes) else {
-            return 0;
-        };
-        let base = bytes.len();
+        self.reset_if_done();
+        let base = self.bytes.len();
         let mut at = 0;
-        while self.queue.len() < limit {
+        while self.len() < limit {
             let Some((len, rest)) = buffered
                 .get(at..)
                 .and_then(<[u8]>::split_first_chunk::<HEADER_LEN>)
@@ -85,18 +115,30 @@ impl Batch {
             let Some(request) = Request::decode(payload, base + at + HEADER_LEN) else {
                 break;
             };
-            self.queue.push_back(Batched::InPlace(request));
+            self.entries.push(Entry::InPlace(request));
             at += HEADER_LEN + payload.len();
         }
-        bytes.extend_from_slice(&buffered[..at]);
+        self.bytes.extend_from_slice(&buffered[..at]);
         at
     }
 
-    /// The next call or event, the bytes an in-place one lies in, and whether it was the
-    /// last.
-    pub(crate) fn pop(&mut self) -> Option<(Batched, Rc<Vec<u8>>, bool)> {
-        let next = self.queue.pop_front()?;
-        Some((next, Rc::clone(&self.bytes), self.queue.is_empty()))
+    /// The next call or event (moving the cursor past it), and whether it was the last.
+    pub(crate) fn next(&self) -> Option<(Batched<'_>, bool)> {
+        let at = self.next.get();
+        let entry = self.entries.get(at)?;
+        self.next.set(at + 1);
+        let last = at + 1 == self.entries.len();
+        let next = match entry {
+            Entry::InPlace(request) => Batched::InPlace(request),
+            // Taken once: the cursor has moved past it.
+            Entry::Message(message) => Batched::Message(message.take()?),
+        };
+        Some((next, last))
+    }
+
+    /// The bytes in-place entries lie in.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
@@ -130,20 +172,21 @@ mod tests {
             message::encode_cancel(&mut cancel, 4);
             cancel
         });
-        let (Batched::InPlace(call), bytes, last) = batch.pop().unwrap() else {
+        let (Batched::InPlace(call), last) = batch.next().unwrap() else {
             panic!("not in place")
         };
         assert!(!last);
         assert_eq!(call.call, Some((4, None)));
-        let mut args = call.args(&bytes);
+        let mut args = call.args(batch.bytes());
         assert_eq!(args.name(), "add");
         assert_eq!(args.decode::<(u8, u8)>().unwrap(), (1, 2));
-        let (Batched::InPlace(event), bytes, last) = batch.pop().unwrap() else {
+        let (Batched::InPlace(event), last) = batch.next().unwrap() else {
             panic!("not in place")
         };
         assert!(last && event.call.is_none());
-        assert_eq!(event.args(&bytes).decode::<u64>().unwrap(), 7);
-        assert!(batch.pop().is_none());
+        assert_eq!(event.args(batch.bytes()).decode::<u64>().unwrap(), 7);
+        assert!(batch.next().is_none());
+        assert!(batch.is_empty());
     }
 
     #[test]
@@ -162,18 +205,21 @@ mod tests {
     }
 
     #[test]
-    fn a_running_entry_keeps_its_bytes_while_the_rest_runs() {
+    fn messages_keep_their_place_and_a_batch_that_has_run_starts_afresh() {
         let buf = frames();
         let mut batch = Batch::default();
-        batch.take_in_place(&buf, u32::MAX, 64);
-        let (Batched::InPlace(call), held, _) = batch.pop().unwrap() else {
-            panic!("not in place")
-        };
-        // A nested read while `held` is out cannot append to the shared bytes.
-        assert_eq!(batch.take_in_place(&buf, u32::MAX, 64), 0);
-        batch.pop().unwrap();
-        // Once the batch has run, new bytes replace the held ones, which stay intact.
-        assert!(batch.take_in_place(&buf, u32::MAX, 64) > 0);
-        assert_eq!(call.args(&held).decode::<(u8, u8)>().unwrap(), (1, 2));
+        let used = batch.take_in_place(&buf, u32::MAX, 64);
+        batch.push(Message::Cancel { id: 9 });
+        batch.take_in_place(&buf[..used], u32::MAX, 64);
+        assert_eq!(batch.len(), 5);
+        let mut kinds = Vec::new();
+        while let Some((next, _)) = batch.next() {
+            kinds.push(matches!(next, Batched::InPlace(_)));
+        }
+        assert_eq!(kinds, [true, true, false, true, true]);
+        // Run through: the next fill starts from nothing.
+        batch.take_in_place(&buf[..used], u32::MAX, 64);
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch.bytes().len(), used);
     }
 }

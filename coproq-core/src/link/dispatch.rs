@@ -24,10 +24,11 @@ use crate::sys;
 use crate::wire::{Args, Message, OutcomeKind, Request};
 
 /// What a serving thread holds: its link, and the calls and events it read in one batch
-/// and has yet to run (older than anything in the link's inbox).
+/// and has yet to run (older than anything in the link's inbox). The batch is shared with
+/// whoever runs its entries: the serving loop, and a handler's wait for a reply.
 struct Serving {
     link: Arc<Link>,
-    batch: Batch,
+    batch: Rc<Batch>,
 }
 
 thread_local! {
@@ -45,7 +46,7 @@ const MAX_TICK: Duration = Duration::from_millis(50);
 fn as_server<T>(link: &Arc<Link>, body: impl FnOnce() -> T) -> T {
     let serving = Serving {
         link: Arc::clone(link),
-        batch: Batch::default(),
+        batch: Rc::default(),
     };
     let previous = SERVING.replace(Some(serving));
     let result = body();
@@ -53,24 +54,45 @@ fn as_server<T>(link: &Arc<Link>, body: impl FnOnce() -> T) -> T {
     result
 }
 
-/// The next call or event of this serving thread's batch, the bytes it may lie in, and
-/// how its reply is written: at once for the last one, otherwise sharing a write.
-fn next_batched() -> Option<(Batched, Rc<Vec<u8>>, Flush)> {
-    SERVING.with_borrow_mut(|serving| {
-        let (next, bytes, last) = serving.as_mut()?.batch.pop()?;
-        let flush = if last { Flush::Now } else { Flush::Soon };
-        Some((next, bytes, flush))
-    })
+/// This serving thread's batch.
+fn current_batch() -> Option<Rc<Batch>> {
+    SERVING.with_borrow(|serving| serving.as_ref().map(|s| Rc::clone(&s.batch)))
 }
 
-/// Reads the next batch of calls and events into this serving thread's batch. The batch
-/// is taken out of the thread-local while reading, so that nothing reached from the read
-/// (an end-of-link hook) can find it borrowed.
+/// Runs what is left of `batch`, one entry after another, the last one's reply written
+/// at once and the others' sharing a write (a handler that waits for a reply runs some
+/// of them meanwhile); returns whether it ran any.
+fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut Recent) -> bool {
+    let mut ran = false;
+    while !link.abandoned() {
+        let Some((next, last)) = batch.next() else {
+            break;
+        };
+        ran = true;
+        let flush = if last { Flush::Now } else { Flush::Soon };
+        if let Some(mut work) = Work::batched(next, batch.bytes()) {
+            dispatch_timed(link, &mut work, flush, recent);
+        }
+    }
+    ran
+}
+
+/// Reads the next batch of calls and events into this serving thread's batch, once all
+/// of it has run. The batch is taken out of the thread-local while reading, so that
+/// nothing reached from the read (an end-of-link hook) can find it borrowed.
 fn read_batch(link: &Arc<Link>) -> Stop {
     let mut batch = SERVING
         .with_borrow_mut(|serving| serving.as_mut().map(|s| std::mem::take(&mut s.batch)))
         .unwrap_or_default();
-    let stop = link.read_batch(&mut batch);
+    // Nothing else holds a batch that has run; were one held, a fresh batch takes over.
+    let stop = if let Some(filling) = Rc::get_mut(&mut batch) {
+        link.read_batch(filling)
+    } else {
+        let mut fresh = Batch::default();
+        let stop = link.read_batch(&mut fresh);
+        batch = Rc::new(fresh);
+        stop
+    };
     SERVING.with_borrow_mut(|serving| {
         if let Some(serving) = serving.as_mut() {
             serving.batch = batch;
@@ -107,10 +129,7 @@ pub(crate) fn serve(link: &Arc<Link>) {
         let mut seen = link.caller_activity();
         let mut tick = TICK;
         while !link.abandoned() {
-            if let Some((next, bytes, flush)) = next_batched() {
-                if let Some(mut work) = Work::batched(next, &bytes) {
-                    dispatch_timed(link, &mut work, flush, &mut recent);
-                }
+            if current_batch().is_some_and(|batch| run_batch(link, &batch, &mut recent)) {
                 continue;
             }
             match link.serve_step(seen) {
@@ -224,10 +243,10 @@ impl<'a> Work<'a> {
     }
 
     /// The work of a call or event in a batch whose bytes are `bytes`.
-    fn batched(next: Batched, bytes: &'a [u8]) -> Option<Self> {
+    fn batched(next: Batched<'_>, bytes: &'a [u8]) -> Option<Self> {
         match next {
             Batched::Message(message) => Self::of(*message),
-            Batched::InPlace(request) => Some(Self::in_place(request, bytes)),
+            Batched::InPlace(request) => Some(Self::in_place(*request, bytes)),
         }
     }
 
@@ -313,11 +332,13 @@ pub(crate) fn wait_reply(
         }
         if serving {
             // What the serving loop read before this handler ran comes first.
-            if let Some((next, bytes, _)) = next_batched() {
-                if let Some(mut work) = Work::batched(next, &bytes) {
-                    dispatch(link, &mut work, Flush::Now, &mut Recent::default());
+            if let Some(batch) = current_batch() {
+                if let Some((next, _)) = batch.next() {
+                    if let Some(mut work) = Work::batched(next, batch.bytes()) {
+                        dispatch(link, &mut work, Flush::Now, &mut Recent::default());
+                    }
+                    continue;
                 }
-                continue;
             }
             if let Some(message) = link.next_queued() {
                 if let Some(mut work) = Work::of(message) {
