@@ -4,6 +4,7 @@
 //! - [`calls`]: calls in flight and the slots their callers wait in.
 //! - [`writer`]: frames out, coalesced into few writes.
 //! - [`reader`]: frames in, read by whichever thread holds the read token.
+//! - [`read_buffer`]: the buffer frames are read into, sized to the traffic.
 //! - [`dispatch`]: the serving loop, the background reader, and waiting for replies.
 //! - [`handlers`]: the handler table the dispatcher looks names up in.
 //! - [`responder`]: sending the one reply of one call.
@@ -27,6 +28,7 @@ pub(crate) mod context;
 pub(crate) mod dispatch;
 mod handlers;
 mod heartbeat;
+mod read_buffer;
 mod reader;
 mod responder;
 mod spin;
@@ -35,7 +37,7 @@ mod tests;
 mod writer;
 
 use std::collections::VecDeque;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -49,6 +51,7 @@ use crate::wire::{Entry, Hello, Message, direct, frame};
 use calls::{Calls, Settled, Slot};
 use cancels::Cancels;
 pub(crate) use handlers::{Handlers, METHODS_METHOD, Owner, Recent};
+use read_buffer::ReadBuffer;
 pub(crate) use responder::Responder;
 pub(crate) use spin::DEFAULT_SPIN;
 use spin::{Site, Spin};
@@ -144,9 +147,6 @@ pub(crate) type Input = Box<dyn InputStream>;
 /// Called by whoever reads the end of the peer's stream, to learn the worker's status.
 pub(crate) type EofHook = Box<dyn FnOnce() -> Option<ExitStatus> + Send>;
 
-/// The read buffer of each link.
-const READ_BUFFER: usize = 16 * 1024;
-
 /// How many received calls and events may wait for dispatch before readers stop reading:
 /// beyond this, a fast sender blocks on the full pipe (back-pressure).
 const INBOX_CAPACITY: usize = 1024;
@@ -166,7 +166,7 @@ pub(crate) struct LinkOptions {
 
 /// The read side: only the token holder touches it.
 pub(super) struct Stream {
-    input: BufReader<Input>,
+    input: ReadBuffer<Input>,
     /// The peer said goodbye.
     bye: bool,
 }
@@ -380,10 +380,9 @@ impl Link {
         if sent.is_err() || writer.is_closed() {
             return Err(HandshakeError::Closed);
         }
-        // 16 KiB holds hundreds of small frames per read, and larger frames are read past
-        // it; the buffer is touched whole when reading starts (a pipe input's reads
-        // initialise it), so each link's memory grows by its size.
-        let mut input = BufReader::with_capacity(READ_BUFFER, input);
+        // The buffer starts at 16 KiB, which holds hundreds of small frames per read
+        // (larger frames are read past it), and grows only while the peer streams.
+        let mut input = ReadBuffer::new(input);
         let peer = handshake(&mut input, peer_hello_max, timeout)?;
         if peer.parent == parent {
             let role = if parent { "parent" } else { "worker" };
@@ -695,7 +694,7 @@ impl crate::ready::Room for Link {
 
 /// Reads the peer's `Hello`, with errors that say what the peer is.
 fn handshake(
-    input: &mut BufReader<Input>,
+    input: &mut ReadBuffer<Input>,
     max: u32,
     timeout: Duration,
 ) -> std::result::Result<Hello, HandshakeError> {
