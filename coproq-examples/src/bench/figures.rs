@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use crate::ceiling::Wait;
 use crate::link::Bulk;
-use crate::{link, pool, raw, ssh};
+use crate::{ceiling, link, pool, raw, ssh};
 
 /// How a figure's value reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +93,17 @@ pub(crate) const FIGURES: &[Figure] = &[
         pin: None,
         worker_pin: None,
         target: Target::AtLeast(5e5),
+    },
+    Figure {
+        key: "threads-16-ceiling",
+        title: "the machine's ceiling for 16 blocking threads: round trips to a spinning server \
+                thread in one process, no pipe, no work; callers parked vs yielding",
+        unit: Unit::PerSec,
+        impls: &["park", "yield"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::Report,
     },
     Figure {
         key: "idle-cpu",
@@ -372,6 +384,8 @@ fn measure_value(figure: &Figure, imp: &str, n: &Sizes) -> Result<f64, String> {
         ("typed-vs-dynamic", "coproq") => link::latency(n.latency).map(micros).map_err(|e| err(&e)),
         ("threads-16", "spin-off") => link::threads(16, n.threads, off).map_err(|e| err(&e)),
         ("threads-16", "coproq") => link::threads(16, n.threads, None).map_err(|e| err(&e)),
+        ("threads-16-ceiling", "park") => Ok(ceiling::threads(16, n.threads, Wait::Park)),
+        ("threads-16-ceiling", "yield") => Ok(ceiling::threads(16, n.threads, Wait::Yield)),
         ("idle-cpu", "coproq") => link::idle_cpu(n.idle).map_err(|e| err(&e)),
         ("sleeping-handler-cpu", "spin-off") => {
             link::sleeping_handler_cpu(n.sleeping, off).map_err(|e| err(&e))
