@@ -26,7 +26,7 @@ use crate::wire::{Message, WireError, message};
 const HEARTBEAT_SLICE: Duration = Duration::from_millis(50);
 
 /// The most calls and events the serving loop reads before it runs them.
-const MAX_BATCH: usize = 64;
+const MAX_BATCH: usize = 256;
 
 /// Who is reading, which decides when to stop and what to do with calls and events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
