@@ -69,12 +69,30 @@ fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut Recent) -> bool {
             break;
         };
         ran = true;
-        let flush = if last { Flush::Now } else { Flush::Soon };
-        if let Some(mut work) = Work::batched(next, batch.bytes()) {
-            dispatch_timed(link, &mut work, flush, recent);
+        match next {
+            // The stream's common case, straight to its listener: an event has no reply
+            // to flush and no cancel to look for.
+            Batched::InPlace(request) if request.call.is_none() => {
+                run_event(link, &mut request.args(batch.bytes()), recent);
+            }
+            next => {
+                let flush = if last { Flush::Now } else { Flush::Soon };
+                if let Some(mut work) = Work::batched(next, batch.bytes()) {
+                    dispatch_timed(link, &mut work, flush, recent);
+                }
+            }
         }
     }
     ran
+}
+
+/// Runs the listener of an event, if there is one.
+#[inline]
+fn run_event(link: &Link, args: &mut Args<'_>, recent: &mut Recent) {
+    // An event nobody listens to is discarded, as in the seed.
+    if let Some(listener) = link.handlers.event_via(args.name_bytes(), recent) {
+        listener(args);
+    }
 }
 
 /// Reads the next batch of calls and events into this serving thread's batch, once all
@@ -298,12 +316,7 @@ fn dispatch(link: &Arc<Link>, work: &mut Work<'_>, flush: Flush, recent: &mut Re
                 responder.fail(OutcomeKind::MethodNotFound, message);
             }
         }
-        Work::Event(args) => {
-            // An event nobody listens to is discarded, as in the seed.
-            if let Some(listener) = link.handlers.event_via(args.name_bytes(), recent) {
-                listener(args);
-            }
-        }
+        Work::Event(args) => run_event(link, args, recent),
     }
 }
 
