@@ -119,11 +119,13 @@ impl Writer {
         })
     }
 
+    #[inline]
     fn lock(&self) -> MutexGuard<'_, Outbox> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The largest payload the peer accepts (known after the handshake).
+    #[inline]
     pub(crate) fn peer_max(&self) -> u32 {
         self.peer_max.load(Ordering::Relaxed)
     }

@@ -390,6 +390,7 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Starts a frame at the end of `buf` (which may hold earlier frames): reserves the
 /// length prefix and returns where the frame starts.
+#[inline]
 pub(crate) fn begin(buf: &mut Vec<u8>) -> usize {
     let start = buf.len();
     buf.extend_from_slice(&[0; HEADER_LEN]);
@@ -398,6 +399,7 @@ pub(crate) fn begin(buf: &mut Vec<u8>) -> usize {
 
 /// Finishes the frame begun at `start`: writes the payload length into its prefix.
 /// Fails if the payload is longer than `max`.
+#[inline]
 pub(crate) fn end(buf: &mut [u8], start: usize, max: u32) -> Result<(), FrameError> {
     let len = (buf.len() - start - HEADER_LEN) as u64;
     if len > u64::from(max) {

@@ -109,14 +109,17 @@ const OUTCOME_KINDS: [OutcomeKind; 5] = [
     OutcomeKind::Unanswered,
 ];
 
+#[inline]
 fn put_u32(buf: &mut Vec<u8>, v: u32) {
     buf.extend_from_slice(&v.to_le_bytes());
 }
 
+#[inline]
 fn put_u64(buf: &mut Vec<u8>, v: u64) {
     buf.extend_from_slice(&v.to_le_bytes());
 }
 
+#[inline]
 fn put_str(buf: &mut Vec<u8>, s: &str) {
     put_u64(buf, s.len() as u64);
     buf.extend_from_slice(s.as_bytes());
@@ -133,6 +136,7 @@ pub(crate) fn encode(buf: &mut Vec<u8>, header: &Header<'_>) {
 
 /// Appends `header`'s encoding up to its shape, which the caller appends next (ignoring
 /// the shape in `header`).
+#[inline]
 pub(crate) fn encode_prefix(buf: &mut Vec<u8>, header: &Header<'_>) {
     match header {
         Header::Call {

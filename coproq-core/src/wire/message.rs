@@ -312,6 +312,7 @@ pub(crate) enum EncodeError {
 
 /// Appends a frame's length prefix and `header` up to its shape; returns where the frame
 /// starts. The caller appends the shape and the body.
+#[inline]
 fn header_prefix(buf: &mut Vec<u8>, header: &Header<'_>) -> usize {
     let start = frame::begin(buf);
     header::encode_prefix(buf, header);
@@ -325,6 +326,7 @@ fn whole_header(buf: &mut Vec<u8>, header: &Header<'_>) -> usize {
     start
 }
 
+#[inline]
 fn seal(buf: &mut [u8], start: usize, max: u32) -> Result<(), EncodeError> {
     frame::end(buf, start, max).map_err(EncodeError::TooLarge)
 }
