@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The wire protocol version that coproq speaks, for tests that speak it by hand.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// A hand-built parent's `Hello` frame of protocol `version` (accepting frames up to
 /// 1 GiB, no fork entry), for tests that play one end of a link without coproq.

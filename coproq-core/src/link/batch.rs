@@ -13,7 +13,7 @@
 use std::cell::Cell;
 
 use crate::wire::frame::HEADER_LEN;
-use crate::wire::{Message, Request};
+use crate::wire::{Message, Request, run};
 
 /// A batch's bytes above this capacity are let go once it has run, so that one burst of
 /// large frames does not stay in memory.
@@ -91,7 +91,8 @@ impl Batch {
     }
 
     /// Takes the whole call and event frames at the start of `buffered` until the batch
-    /// holds `limit`, copying them into the batch; returns how many bytes of `buffered`
+    /// holds `limit` (a run of events joins whole, one entry per event), copying them
+    /// into the batch; returns how many bytes of `buffered`
     /// they took (0: the first frame is something else, or not whole, or over
     /// `max_frame`: the general path reads it).
     pub(crate) fn take_in_place(&mut self, buffered: &[u8], max_frame: u32, limit: usize) -> usize {
@@ -112,10 +113,14 @@ impl Batch {
             let Some(payload) = rest.get(..len as usize) else {
                 break;
             };
-            let Some(request) = Request::decode(payload, base + at + HEADER_LEN) else {
+            let payload_at = base + at + HEADER_LEN;
+            if let Some(request) = Request::decode(payload, payload_at) {
+                self.entries.push(Entry::InPlace(request));
+            } else if !run::each_request(payload, payload_at, |request| {
+                self.entries.push(Entry::InPlace(request));
+            }) {
                 break;
-            };
-            self.entries.push(Entry::InPlace(request));
+            }
             at += HEADER_LEN + payload.len();
         }
         self.bytes.extend_from_slice(&buffered[..at]);

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::Responder;
-use crate::wire::Args;
+use crate::wire::{Args, same_bytes};
 
 /// A call handler: decodes the arguments, runs the user's function, answers through the
 /// responder (now or later). The arguments are lent, not moved: they lie in the serving
@@ -98,7 +98,7 @@ fn remembered<'a, T: ?Sized>(
 ) -> Option<&'a Arc<T>> {
     let fresh = slot
         .as_ref()
-        .is_some_and(|r| r.generation == generation && same_name(r.name.as_bytes(), name));
+        .is_some_and(|r| r.generation == generation && same_bytes(r.name.as_bytes(), name));
     if !fresh {
         // Names are checked as UTF-8 when read; one that is not finds nothing.
         let name = std::str::from_utf8(name).ok()?;
@@ -109,19 +109,6 @@ fn remembered<'a, T: ?Sized>(
         });
     }
     slot.as_ref().map(|r| &r.handler)
-}
-
-/// Whether two names are the same: short ones (nearly all) compared inline, where a call
-/// to `memcmp` would cost more than the comparison.
-fn same_name(a: &[u8], b: &[u8]) -> bool {
-    const SHORT: usize = 16;
-    if a.len() != b.len() {
-        return false;
-    }
-    if a.len() > SHORT {
-        return a == b;
-    }
-    a.iter().zip(b).fold(0, |differ, (x, y)| differ | (x ^ y)) == 0
 }
 
 impl fmt::Debug for Handlers {
@@ -251,9 +238,9 @@ mod tests {
             ("tick", "tick"),
             ("sixteen_bytes_ab", "sixteen_bytes_ab"),
         ] {
-            assert!(same_name(a.as_bytes(), b.as_bytes()), "{a}");
+            assert!(same_bytes(a.as_bytes(), b.as_bytes()), "{a}");
         }
-        assert!(same_name(long.as_bytes(), long.as_bytes()));
+        assert!(same_bytes(long.as_bytes(), long.as_bytes()));
         for (a, b) in [
             ("tick", "tock"),
             ("tick", "ticks"),
@@ -261,7 +248,7 @@ mod tests {
             ("sixteen_bytes_ab", "sixteen_bytes_ac"),
             (long, "a_name_longer_than_sixteen_bytez"),
         ] {
-            assert!(!same_name(a.as_bytes(), b.as_bytes()), "{a} vs {b}");
+            assert!(!same_bytes(a.as_bytes(), b.as_bytes()), "{a} vs {b}");
         }
     }
 

@@ -47,7 +47,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::wire::message::{self, CallHead, EncodeError, EncodedArgs};
-use crate::wire::{Entry, Hello, Message, direct, frame};
+use crate::wire::{Entry, Hello, Message, direct, frame, run};
 use calls::{Calls, Settled, Slot};
 use cancels::Cancels;
 pub(crate) use handlers::{Handlers, METHODS_METHOD, Owner, Recent};
@@ -167,6 +167,10 @@ pub(crate) struct LinkOptions {
 /// The read side: only the token holder touches it.
 pub(super) struct Stream {
     input: ReadBuffer<Input>,
+    /// The events of a run that was read whole but could not run in place, one message
+    /// each, to be routed one at a time as if read one by one (at most
+    /// `run::MAX_RUN_EVENTS`).
+    events: VecDeque<Message>,
     /// The peer said goodbye.
     bye: bool,
 }
@@ -401,7 +405,11 @@ impl Link {
             calls: Mutex::new(Calls::default()),
             next_id: AtomicU64::new(ENTRY_ID + 1),
             handlers,
-            stream: Mutex::new(Some(Stream { input, bye: false })),
+            stream: Mutex::new(Some(Stream {
+                input,
+                events: VecDeque::new(),
+                bye: false,
+            })),
             read_state: Mutex::new(ReadState::default()),
             counts: ReadCounts::default(),
             ended: Condvar::new(),
@@ -610,8 +618,8 @@ impl Link {
 
     /// Sends a one-way event.
     pub(crate) fn emit<A: Serialize + ?Sized>(&self, name: &str, args: &A) -> Result<()> {
-        match self.writer.send(Flush::Soon, |buf, max| {
-            message::encode_event(buf, name, args, max)
+        match self.writer.send_in_run(Flush::Soon, |buf, run, max| {
+            run::encode_event(buf, run, name, args, max)
         }) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(encode_error(name, e)),

@@ -57,6 +57,29 @@ impl<R: Read> ReadBuffer<R> {
         &mut self.inner
     }
 
+    /// Reads until at least `need` bytes are buffered, moving what is buffered to the
+    /// front first, so that a frame cut off at the end of the buffer comes whole into
+    /// it; false if `need` is larger than the buffer, or the stream ended or failed first
+    /// (what was read stays buffered).
+    pub(crate) fn fill_to(&mut self, need: usize) -> bool {
+        if self.filled - self.pos >= need {
+            return true;
+        }
+        if need > self.buf.len() {
+            return false;
+        }
+        self.buf.copy_within(self.pos..self.filled, 0);
+        self.filled -= self.pos;
+        self.pos = 0;
+        while self.filled < need {
+            match self.inner.read(&mut self.buf[self.filled..]) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => self.filled += n,
+            }
+        }
+        true
+    }
+
     /// The buffer's size now (for tests).
     #[cfg(test)]
     fn capacity(&self) -> usize {
@@ -161,6 +184,42 @@ mod tests {
             reader.consume(n);
         }
         assert_eq!(reader.capacity(), SMALL);
+    }
+
+    #[test]
+    fn fill_to_completes_a_cut_off_frame_in_the_buffer() {
+        let mut reader = ReadBuffer::new(Chunks {
+            per_read: 10_000,
+            left: 100_000,
+            next: 0,
+        });
+        let n = reader.fill_buf().unwrap().len();
+        assert_eq!(n, 10_000);
+        reader.consume(9_000);
+        // 1000 bytes buffered, 5000 wanted: moved to the front, then read up to them.
+        assert!(reader.fill_to(5_000));
+        let buffered = reader.buffer();
+        assert!(buffered.len() >= 5_000);
+        assert!(
+            buffered
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == ((9_000 + i) % 256) as u8)
+        );
+        // More than the buffer holds: refused, nothing lost.
+        let before = reader.buffer().len();
+        assert!(!reader.fill_to(SMALL + 1));
+        assert_eq!(reader.buffer().len(), before);
+
+        // More than the stream has: refused, what came stays buffered.
+        let mut short = ReadBuffer::new(Chunks {
+            per_read: 100,
+            left: 300,
+            next: 0,
+        });
+        short.fill_buf().unwrap();
+        assert!(!short.fill_to(1_000));
+        assert_eq!(short.buffer().len(), 300);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::writer::{Flush, Shutdown};
 use super::{INBOX_CAPACITY, Link, Stream};
 use crate::error::Error;
 use crate::wire::frame::{self, FrameError};
-use crate::wire::{Message, WireError, message};
+use crate::wire::{Message, WireError, message, run};
 
 /// How long a reader on a link with heartbeats waits for input before it looks whether
 /// the heartbeat ended the link.
@@ -168,6 +168,13 @@ impl Link {
             let Some(stream) = guard.as_mut() else {
                 return Stop::Ended;
             };
+            // The rest of a run of events read whole comes before anything read later.
+            if let Some(event) = stream.events.pop_front() {
+                if let Some(stop) = self.route(event, role, mine, stream, batch.as_deref_mut()) {
+                    return stop;
+                }
+                continue;
+            }
             // A batch runs before the serving loop waits for more (a cancel or a reply
             // after its last call may have drained the buffer, or left part of a frame).
             if batch.as_ref().is_some_and(|b| !b.is_empty())
@@ -192,6 +199,14 @@ impl Link {
                     }
                     continue;
                 }
+                // A frame cut off at the end of the buffer: its rest is read into the
+                // buffer, to be taken in place (a run of events, in particular, would
+                // otherwise become one message per event).
+                if let Some(need) = frame::cut_frame_len(stream.input.buffer(), self.max_frame)
+                    && stream.input.fill_to(need)
+                {
+                    continue;
+                }
             }
             // One frame in, decoded.
             let read = frame::next_frame(
@@ -201,6 +216,17 @@ impl Link {
                 message::byte_string_at,
             );
             let message = match read {
+                Ok(Some(frame)) if run::is_run(frame.as_slice()) => {
+                    // Its events are routed one by one, from the top of the loop.
+                    self.heartbeat.heard();
+                    match run::decode(frame.as_slice()) {
+                        Ok(events) => {
+                            stream.events.extend(events);
+                            continue;
+                        }
+                        Err(reason) => Err(reason),
+                    }
+                }
                 Ok(Some(frame)) => {
                     self.heartbeat.heard();
                     message::decode_pooled(frame, Some(&self.pool))

@@ -18,6 +18,8 @@ use std::task::Waker;
 
 use crossbeam_channel::Sender;
 
+use crate::wire::run::EventRun;
+
 /// A byte stream towards the peer.
 pub(crate) type Output = Box<dyn Write + Send>;
 
@@ -67,6 +69,9 @@ struct Outbox {
     sleepers: usize,
     /// Futures waiting for room in the buffer.
     wakers: Vec<Waker>,
+    /// The run of events that ends `buf`, which the next event may join; forgotten
+    /// whenever `buf` is taken or cleared.
+    run: Option<EventRun>,
 }
 
 impl Outbox {
@@ -75,6 +80,7 @@ impl Outbox {
     fn put_back(&mut self, out: Output, ok: bool) {
         if !ok {
             self.buf.clear();
+            self.run = None;
             self.closed = true;
         } else if !(self.closed && self.buf.is_empty()) {
             self.out = Some(out);
@@ -111,6 +117,7 @@ impl Writer {
                 closed: false,
                 sleepers: 0,
                 wakers: Vec::new(),
+                run: None,
             }),
             written: Condvar::new(),
             pending: AtomicBool::new(false),
@@ -141,12 +148,24 @@ impl Writer {
         flush: Flush,
         build: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), E>,
     ) -> Result<Result<(), E>, Closed> {
+        self.send_in_run(flush, |buf, _, max| build(buf, max))
+    }
+
+    /// [`Writer::send`], where `build` also gets the run of events that ends the buffer
+    /// (for an event, which may join it).
+    #[inline]
+    pub(crate) fn send_in_run<E>(
+        &self,
+        flush: Flush,
+        build: impl FnOnce(&mut Vec<u8>, &mut Option<EventRun>, u32) -> Result<(), E>,
+    ) -> Result<Result<(), E>, Closed> {
         let mut state = self.lock();
         if state.closed || state.out.is_none() && !state.writing {
             return Err(Closed);
         }
         let start = state.buf.len();
-        if let Err(e) = build(&mut state.buf, self.peer_max()) {
+        let outbox = &mut *state;
+        if let Err(e) = build(&mut outbox.buf, &mut outbox.run, self.peer_max()) {
             state.buf.truncate(start);
             return Ok(Err(e));
         }
@@ -222,6 +241,7 @@ impl Writer {
         state.writing = true;
         state.scheduled = false;
         let mut queued = std::mem::take(&mut state.buf);
+        state.run = None;
         self.pending.store(false, Ordering::Release);
         let wakers = std::mem::take(&mut state.wakers);
         drop(state);
@@ -286,6 +306,7 @@ impl Writer {
             };
             let mut batch = std::mem::take(&mut state.spare);
             std::mem::swap(&mut batch, &mut state.buf);
+            state.run = None;
             self.pending.store(false, Ordering::Release);
             let wakers = std::mem::take(&mut state.wakers);
             drop(state);
@@ -323,6 +344,7 @@ impl Writer {
         std::mem::take(&mut state.wakers)
             .into_iter()
             .for_each(Waker::wake);
+        state.run = None;
         match how {
             Shutdown::Graceful(last) => state.buf.extend_from_slice(last),
             Shutdown::Discard => state.buf.clear(),

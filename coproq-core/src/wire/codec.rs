@@ -37,16 +37,38 @@ const CONFIG: Config<LARGE> = config::<LARGE>();
 
 /// Appends the shape of `value` (see `shape`) and then its encoding: a `u64` length and
 /// the shape's bytes, as bincode lays out a byte slice, then the value.
+#[inline]
 pub(crate) fn encode_shaped<T: Serialize + ?Sized>(
     value: &T,
     buf: &mut Vec<u8>,
 ) -> Result<(), WireError> {
-    if let Some(bytes) = super::byte_vec::as_bytes(value) {
-        // One copy as a byte string instead of a walk of its elements (same layout).
-        return encode_shaped(&crate::bytes::Bytes(bytes), buf);
+    put_shape(buf, |buf| record_shape(value, buf))?;
+    encode_value(value, buf)
+}
+
+/// Appends the shape of `value` alone (no length), as [`encode_shaped`] records it.
+#[inline]
+pub(crate) fn record_shape<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+) -> Result<(), WireError> {
+    match super::byte_vec::as_bytes(value) {
+        Some(bytes) => super::shape::record(&crate::bytes::Bytes(bytes), buf),
+        None => super::shape::record(value, buf),
     }
-    put_shape(buf, |buf| super::shape::record(value, buf))?;
-    encode_into(value, buf)
+}
+
+/// Appends the encoding of `value`, as [`encode_shaped`] does after its shape.
+#[inline]
+pub(crate) fn encode_value<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+) -> Result<(), WireError> {
+    match super::byte_vec::as_bytes(value) {
+        // One copy as a byte string instead of a walk of its elements (same layout).
+        Some(bytes) => encode_into(&crate::bytes::Bytes(bytes), buf),
+        None => encode_into(value, buf),
+    }
 }
 
 /// Decodes what [`encode_shaped`] wrote.

@@ -152,6 +152,14 @@ pub(crate) fn whole_frame_buffered(buffered: &[u8]) -> bool {
         .is_some_and(|(len, rest)| rest.len() >= u32::from_le_bytes(*len) as usize)
 }
 
+/// The whole length (prefix included) of the frame that `buffered` starts with, if its
+/// prefix is there but not all of it, and it is at most `max`.
+pub(crate) fn cut_frame_len(buffered: &[u8], max: u32) -> Option<usize> {
+    let (len, rest) = buffered.split_first_chunk::<HEADER_LEN>()?;
+    let len = u32::from_le_bytes(*len);
+    (len <= max && rest.len() < len as usize).then_some(HEADER_LEN + len as usize)
+}
+
 /// Takes the next frame out of the read buffer if it is whole and small; consumes
 /// nothing otherwise.
 #[inline]

@@ -97,6 +97,9 @@ const REPLY: u32 = 2;
 const BYE: u32 = 3;
 const CANCEL: u32 = 4;
 const PING: u32 = 5;
+/// A run of events: an event's header, then the bodies of one or more events that share
+/// its name and shape, each a `u32` length and its bytes (see `message::EventRun`).
+const EVENTS: u32 = 6;
 const VALUE: u32 = 0;
 const ERROR: u32 = 1;
 
@@ -221,10 +224,26 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Turns the event header that starts `header` into the header of a run of events
+/// (same layout, another kind).
+pub(crate) fn make_run(header: &mut [u8]) {
+    debug_assert_eq!(header.get(..4), Some(&EVENT.to_le_bytes()[..]));
+    if let Some(kind) = header.first_chunk_mut::<4>() {
+        *kind = EVENTS.to_le_bytes();
+    }
+}
+
+/// Whether `payload` is a run of events.
+pub(crate) fn is_run(payload: &[u8]) -> bool {
+    payload.first_chunk::<4>() == Some(&EVENTS.to_le_bytes())
+}
+
 /// The header of a call or an event, as [`decode_request`] finds it.
 pub(crate) struct RequestHead<'a> {
     /// A call's id and deadline (as in [`Header::Call`]); `None` for an event.
     pub(crate) call: Option<(u64, u64)>,
+    /// A run of events: the body is their items.
+    pub(crate) run: bool,
     /// The name's bytes, checked as UTF-8.
     pub(crate) name: &'a [u8],
     pub(crate) shape: &'a [u8],
@@ -246,9 +265,10 @@ pub(crate) fn decode_request(payload: &[u8]) -> Option<RequestHead<'_>> {
         Some((bytes.get(start..end)?, end))
     }
     let kind = u32::from_le_bytes(*payload.first_chunk::<4>()?);
-    let (call, at) = match kind {
-        CALL => (Some((u64_at(payload, 4)?, u64_at(payload, 12)?)), 20),
-        EVENT => (None, 4),
+    let (call, run, at) = match kind {
+        CALL => (Some((u64_at(payload, 4)?, u64_at(payload, 12)?)), false, 20),
+        EVENT => (None, false, 4),
+        EVENTS => (None, true, 4),
         _ => return None,
     };
     let (name, at) = part_at(payload, at)?;
@@ -259,6 +279,7 @@ pub(crate) fn decode_request(payload: &[u8]) -> Option<RequestHead<'_>> {
     let (shape, body) = part_at(payload, at)?;
     Some(RequestHead {
         call,
+        run,
         name,
         shape,
         body,

@@ -17,7 +17,7 @@ use super::{WireError, codec, returned};
 pub(crate) const MAGIC: [u8; 8] = *b"\0coproq\0";
 
 /// Bumped on every incompatible change of the layout below.
-pub(crate) const PROTOCOL_VERSION: u32 = 4;
+pub(crate) const PROTOCOL_VERSION: u32 = 5;
 
 /// The first message each side sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +87,31 @@ impl Drop for Body {
 }
 
 impl Body {
+    /// An event's body in a buffer of its own, with its name, shape and value copied in.
+    pub(super) fn event(name: &[u8], shape: &[u8], value: &[u8]) -> Message {
+        let mut own = Vec::with_capacity(name.len() + shape.len() + value.len());
+        own.extend_from_slice(name);
+        own.extend_from_slice(shape);
+        own.extend_from_slice(value);
+        let to = |len: usize| u32::try_from(len).unwrap_or(u32::MAX);
+        let (name_end, shape_end) = (to(name.len()), to(name.len() + shape.len()));
+        Message::Event {
+            body: Body {
+                frame: frame::FrameBuf::Heap(own),
+                pool: None,
+                start: shape_end,
+                name: Span {
+                    start: 0,
+                    end: name_end,
+                },
+                shape: Span {
+                    start: name_end,
+                    end: shape_end,
+                },
+            },
+        }
+    }
+
     /// The bincode bytes of the sender's value (of a payload that did not arrive split).
     #[cfg(test)]
     pub(crate) fn bytes(&self) -> &[u8] {
@@ -202,7 +227,7 @@ impl Request {
     /// is a call or an event; `None` for any other message, or a malformed one (the
     /// general path then reads it, and reports what is wrong).
     pub(crate) fn decode(payload: &[u8], at: usize) -> Option<Self> {
-        let head = header::decode_request(payload)?;
+        let head = header::decode_request(payload).filter(|head| !head.run)?;
         let origin = payload.as_ptr() as usize;
         let offset = |inside: usize| u32::try_from(at + inside).ok();
         let span = |part: &[u8]| -> Option<Span> {
@@ -223,6 +248,27 @@ impl Request {
                 start: offset(head.body)?,
                 end: offset(payload.len())?,
             },
+        })
+    }
+
+    /// An event whose name, shape and value lie at these ranges of a batch's bytes;
+    /// `None` past the 4 GiB that offsets reach.
+    pub(super) fn event_at(
+        name: std::ops::Range<usize>,
+        shape: std::ops::Range<usize>,
+        value: std::ops::Range<usize>,
+    ) -> Option<Self> {
+        let span = |range: std::ops::Range<usize>| -> Option<Span> {
+            Some(Span {
+                start: u32::try_from(range.start).ok()?,
+                end: u32::try_from(range.end).ok()?,
+            })
+        };
+        Some(Self {
+            call: None,
+            name: span(name)?,
+            shape: span(shape)?,
+            body: span(value)?,
         })
     }
 
@@ -313,7 +359,7 @@ pub(crate) enum EncodeError {
 /// Appends a frame's length prefix and `header` up to its shape; returns where the frame
 /// starts. The caller appends the shape and the body.
 #[inline]
-fn header_prefix(buf: &mut Vec<u8>, header: &Header<'_>) -> usize {
+pub(super) fn header_prefix(buf: &mut Vec<u8>, header: &Header<'_>) -> usize {
     let start = frame::begin(buf);
     header::encode_prefix(buf, header);
     start
@@ -327,7 +373,7 @@ fn whole_header(buf: &mut Vec<u8>, header: &Header<'_>) -> usize {
 }
 
 #[inline]
-fn seal(buf: &mut [u8], start: usize, max: u32) -> Result<(), EncodeError> {
+pub(super) fn seal(buf: &mut [u8], start: usize, max: u32) -> Result<(), EncodeError> {
     frame::end(buf, start, max).map_err(EncodeError::TooLarge)
 }
 
@@ -465,7 +511,9 @@ fn direct_head(buf: &mut Vec<u8>, start: usize, len: usize, max: u32) -> Result<
     Ok(())
 }
 
-/// Builds the frame of an event `name` with `args`.
+/// Builds the frame of an event `name` with `args`, on its own (a link's events go
+/// through `run::encode_event`).
+#[cfg(test)]
 pub(crate) fn encode_event<T: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     name: &str,

@@ -8,6 +8,7 @@
 //!   receiver at every depth, so that a `String` sent to a `u32` handler is an error
 //!   instead of a number.
 //! - [`returned`]: what a handler's return value means (a `Result` is the error channel).
+//! - [`run`]: runs of events, consecutive events of one name and shape in one frame.
 //! - [`error`]: `WireError`, how the wire fails.
 //! - [`direct`]: large byte strings written from the sender's memory and received in
 //!   place.
@@ -27,6 +28,7 @@ mod header;
 pub(crate) mod message;
 mod probe;
 mod returned;
+pub(crate) mod run;
 pub(crate) mod shape;
 
 pub(crate) use codec::decode_checked;
@@ -34,3 +36,17 @@ pub(crate) use error::WireError;
 
 pub(crate) use header::{Outcome, OutcomeKind};
 pub(crate) use message::{Args, Body, Entry, Hello, Message, Request};
+
+/// Whether two short byte strings (names, shapes) are the same: compared inline, where a
+/// call to `memcmp` would cost more than the comparison; long ones by `==`.
+#[inline]
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    const SHORT: usize = 16;
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() > SHORT {
+        return a == b;
+    }
+    a.iter().zip(b).fold(0, |differ, (x, y)| differ | (x ^ y)) == 0
+}

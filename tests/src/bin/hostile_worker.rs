@@ -13,7 +13,7 @@ use std::os::fd::FromRawFd;
 
 /// The protocol version coproq speaks (`coproq_tests::PROTOCOL_VERSION`; this binary must
 /// not link coproq, whose start-up hook would take the marker).
-const PROTOCOL_VERSION: u32 = 4;
+const PROTOCOL_VERSION: u32 = 5;
 
 fn hello(version: u32) -> Vec<u8> {
     let mut payload = b"\0coproq\0".to_vec();
