@@ -164,8 +164,8 @@ pub(crate) fn each_request(payload: &[u8], at: usize, mut each: impl FnMut(Reque
     };
     let moved = |range: std::ops::Range<usize>| at + range.start..at + range.end;
     let request = |item| Request::event_at(moved(name.clone()), moved(shape.clone()), moved(item));
-    // The last item ends furthest: if it fits the offsets, all do.
-    if items.clone().last().and_then(request).is_none() {
+    // Every part ends within the payload: if its end fits the offsets, all do.
+    if u32::try_from(at + payload.len()).is_err() {
         return false;
     }
     items.filter_map(request).for_each(&mut each);
