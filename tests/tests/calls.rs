@@ -79,6 +79,65 @@ fn pipelined_calls_all_complete_in_order() {
     }
 }
 
+/// Replies to pipelined calls share frames where their values have one shape; a reply of
+/// another shape, an error, or a call nobody waits for any more must not disturb which
+/// caller gets which reply.
+#[test]
+fn pipelined_replies_of_mixed_shapes_and_errors_reach_their_own_callers() {
+    enum Sent {
+        Echo(coproq::Pending<u32>),
+        Text(coproq::Pending<String>),
+        OddFails(coproq::Pending<u32>),
+        Dropped,
+    }
+    let w = coproq::fork(|parent| {
+        parent
+            .handle("echo", |x: u32| x)
+            .handle("text", |x: u32| format!("#{x}"))
+            .handle("odd_fails", |x: u32| {
+                if x % 2 == 1 {
+                    Err(format!("{x} is odd"))
+                } else {
+                    Ok(x)
+                }
+            });
+    })
+    .unwrap();
+    let sent: Vec<(u32, Sent)> = (0..6_000u32)
+        .map(|i| {
+            let sent = match i % 7 {
+                0..=2 => Sent::Echo(w.call_async("echo", i)),
+                3 | 4 => Sent::Text(w.call_async("text", i)),
+                5 => Sent::OddFails(w.call_async("odd_fails", i)),
+                _ => {
+                    drop(w.call_async::<u32>("echo", i));
+                    Sent::Dropped
+                }
+            };
+            (i, sent)
+        })
+        .collect();
+    for (i, sent) in sent {
+        match sent {
+            Sent::Echo(p) => assert_eq!(p.wait_timeout(CALL_LIMIT).unwrap(), i),
+            Sent::Text(p) => assert_eq!(p.wait_timeout(CALL_LIMIT).unwrap(), format!("#{i}")),
+            Sent::OddFails(p) => match p.wait_timeout(CALL_LIMIT) {
+                Ok(x) => assert!(x == i && i % 2 == 0, "{i} gave {x}"),
+                Err(coproq::Error::Remote(e)) => {
+                    assert!(
+                        i % 2 == 1 && e.to_string().contains(&format!("{i} is odd")),
+                        "{e}"
+                    );
+                }
+                Err(e) => panic!("{i}: {e}"),
+            },
+            Sent::Dropped => {}
+        }
+    }
+    // The link is still in step: a plain call after all of it.
+    assert_eq!(call::<u32>(&w, "echo", 77u32).unwrap(), 77);
+}
+
 #[test]
 fn eight_threads_share_one_link() {
     let w = worker();
