@@ -79,9 +79,9 @@ fn pipelined_calls_all_complete_in_order() {
     }
 }
 
-/// Replies to pipelined calls share frames where their values have one shape; a reply of
-/// another shape, an error, or a call nobody waits for any more must not disturb which
-/// caller gets which reply.
+/// Replies to pipelined calls come back to back, many to a write; replies of other types,
+/// errors, and calls nobody waits for any more among them must not disturb which caller
+/// gets which reply.
 #[test]
 fn pipelined_replies_of_mixed_shapes_and_errors_reach_their_own_callers() {
     enum Sent {

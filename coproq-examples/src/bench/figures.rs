@@ -146,6 +146,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         target: Target::AtLeast(8e6),
     },
     Figure {
+        key: "pipelined-issue",
+        title: "the caller's share of a pipelined call: `call_async` with no reply ever coming",
+        unit: Unit::PerSec,
+        impls: &["coproq"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::Report,
+    },
+    Figure {
         key: "events",
         title: "events delivered, confirmed by a call",
         unit: Unit::PerSec,
@@ -400,6 +410,7 @@ fn measure_value(figure: &Figure, imp: &str, n: &Sizes) -> Result<f64, String> {
             .map_err(|e| err(&e)),
         ("pipelined", "raw") => raw::pipelined(n.pipelined).map_err(|e| err(&e)),
         ("pipelined", "coproq") => link::pipelined(n.pipelined).map_err(|e| err(&e)),
+        ("pipelined-issue", "coproq") => link::pipelined_issue(n.pipelined).map_err(|e| err(&e)),
         ("events", "raw") => raw::events(n.events).map_err(|e| err(&e)),
         ("events", "coproq") => link::events(n.events).map_err(|e| err(&e)),
         ("bulk-16mib" | "bulk-16mib-typed" | "bulk-16mib-vec" | "bulk-16mib-result", "raw") => {

@@ -1,5 +1,6 @@
 //! The same figures through coproq: a fork worker with echo, bytes and event handlers.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,9 @@ impl Echo for Echoer {
 
 static EVENTS: AtomicU64 = AtomicU64::new(0);
 
+/// The worker's replies to `hold` calls, never sent.
+static HELD: Mutex<Vec<coproq::Reply<u64>>> = Mutex::new(Vec::new());
+
 fn worker() -> coproq::Result<Coprocess> {
     worker_spinning(None)
 }
@@ -60,6 +64,11 @@ fn worker_spinning(spin: Option<Duration>) -> coproq::Result<Coprocess> {
                 EVENTS.fetch_add(1, Ordering::Relaxed);
             })
             .handle("ticks", |(): ()| EVENTS.swap(0, Ordering::Relaxed))
+            .handle_deferred("hold", |_: u64, reply: coproq::Reply<u64>| {
+                HELD.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(reply);
+            })
             .listen(EchoServer::new(Echoer));
     })
 }
@@ -190,6 +199,29 @@ pub(crate) fn pipelined(n: u32) -> coproq::Result<f64> {
     }
     w.close();
     Ok(f64::from(n) / elapsed.as_secs_f64())
+}
+
+/// Calls per second that one thread issues with `call_async` when no reply ever comes
+/// (the worker holds them back): the caller's own cost per pipelined call, with nothing
+/// to read, deliver or wait for. Bursts of `n / 4` keep every call in flight within the
+/// range of ids the call table indexes directly, as in `pipelined`.
+pub(crate) fn pipelined_issue(n: u32) -> coproq::Result<f64> {
+    let w = worker()?;
+    let burst = u64::from(n / 4).max(1);
+    let mut pending = Vec::with_capacity(usize::try_from(burst).unwrap_or(0));
+    let mut elapsed = Duration::ZERO;
+    // The first burst warms memory up; the next four are measured.
+    for round in 0..5 {
+        let start = Instant::now();
+        pending.extend((0..burst).map(|i| w.call_async::<u64>("hold", i)));
+        if round > 0 {
+            elapsed += start.elapsed();
+        }
+        // Dropped unanswered (not timed): each tells the worker it was given up.
+        pending.clear();
+    }
+    w.close();
+    Ok((4 * burst) as f64 / elapsed.as_secs_f64())
 }
 
 /// Events per second, confirmed by a final call.
