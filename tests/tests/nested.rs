@@ -55,6 +55,9 @@ fn nested_calls_alternate_to_depth_16_without_deadlock() {
         Ok(w.call::<u32>("down", n - 1)? + 1)
     });
     assert_eq!(call::<u32>(&w, "down", 16u32).unwrap(), 16);
+    // Far deeper than a thread's stack holds on either side: the nested waits run on
+    // stack segments of their own.
+    assert_eq!(call::<u32>(&w, "down", 5_000u32).unwrap(), 5_000);
     // And from several threads at once.
     let threads: Vec<_> = (0..4)
         .map(|_| {
@@ -99,14 +102,15 @@ fn close_breaks_a_cycle_through_a_strong_handle() {
 
 /// Calls and events sent back to back reach the worker together and run as one batch;
 /// each call's handler calls the parent back, so later calls and events of the batch run
-/// while an earlier one waits. Every reply is right, and the worker ran everything in
-/// the order it was sent.
+/// while an earlier one waits, nesting as deep as the burst is long (far deeper than a
+/// thread's stack holds). Every reply is right, and the worker ran everything in the
+/// order it was sent.
 #[test]
 fn a_batch_of_calls_that_call_back_runs_in_order() {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    const N: u64 = 300;
+    const N: u64 = 20_000;
     let w = Coprocess::builder()
         .handle("double", |x: u64| x * 2)
         .fork(|parent| {

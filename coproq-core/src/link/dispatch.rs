@@ -320,6 +320,24 @@ fn dispatch(link: &Arc<Link>, work: &mut Work<'_>, flush: Flush, recent: &mut Re
     }
 }
 
+/// Below this much stack left, a handler run from inside another handler's wait runs on a
+/// new stack segment instead.
+const NESTED_RED_ZONE: usize = 256 * 1024;
+
+/// The size of each such segment.
+const NESTED_SEGMENT: usize = 4 * 1024 * 1024;
+
+/// Runs a call or event from inside a handler's wait for its own reply. Waits nest as
+/// deep as the work queued behind them (each waiting handler runs the next one, which may
+/// wait in turn: a burst of events whose listeners call the peer back nests once per
+/// event), so where the thread's stack runs short the rest runs on segments allocated
+/// for it, freed as the waits return, instead of overflowing.
+fn dispatch_nested(link: &Arc<Link>, work: &mut Work<'_>) {
+    stacker::maybe_grow(NESTED_RED_ZONE, NESTED_SEGMENT, || {
+        dispatch(link, work, Flush::Now, &mut Recent::default());
+    });
+}
+
 /// The caller stopped waiting at its deadline.
 pub(crate) struct TimedOut;
 
@@ -348,14 +366,14 @@ pub(crate) fn wait_reply(
             if let Some(batch) = current_batch() {
                 if let Some((next, _)) = batch.next() {
                     if let Some(mut work) = Work::batched(next, batch.bytes()) {
-                        dispatch(link, &mut work, Flush::Now, &mut Recent::default());
+                        dispatch_nested(link, &mut work);
                     }
                     continue;
                 }
             }
             if let Some(message) = link.next_queued() {
                 if let Some(mut work) = Work::of(message) {
-                    dispatch(link, &mut work, Flush::Now, &mut Recent::default());
+                    dispatch_nested(link, &mut work);
                 }
                 continue;
             }
@@ -426,7 +444,7 @@ fn read_for(
         Stop::ReplyRead(delivery) => return Read::Done(delivery),
         Stop::Run(message) => {
             if let Some(mut work) = Work::of(message) {
-                dispatch(link, &mut work, Flush::Now, &mut Recent::default());
+                dispatch_nested(link, &mut work);
             }
         }
         Stop::TimedOut if !slot.has_reply() => return Read::TimedOut,
