@@ -1,5 +1,5 @@
 //! Tests for symmetric, re-entrant calls: the worker calls the parent back, nested
-//! calls alternate direction to depth 16, and handlers hold weak handles.
+//! calls alternate direction to depth 16 and 5 000, and handlers hold weak handles.
 
 use std::process::Command;
 
