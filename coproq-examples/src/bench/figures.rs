@@ -365,8 +365,8 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// What one measurement found: the figure's value, and for latency figures the CPU time
-/// (µs, both processes) per operation.
+/// What one measurement found: the figure's value, and for latency, pipelined and event
+/// figures the CPU time (µs, both processes) per operation.
 pub(crate) type Measured = (f64, Option<f64>);
 
 /// Measures `figure` with implementation `imp` in this process.
@@ -382,6 +382,18 @@ pub(crate) fn measure(figure: &Figure, imp: &str, quick: bool) -> Result<Measure
                 .map(with_cpu)
                 .map_err(|e| e.to_string())
         }
+        ("pipelined", "raw") => raw::pipelined(n.pipelined)
+            .map(|(rate, cpu)| (rate, Some(cpu)))
+            .map_err(|e| e.to_string()),
+        ("pipelined", "coproq") => link::pipelined(n.pipelined)
+            .map(|(rate, cpu)| (rate, Some(cpu)))
+            .map_err(|e| e.to_string()),
+        ("events", "raw") => raw::events(n.events)
+            .map(|(rate, cpu)| (rate, Some(cpu)))
+            .map_err(|e| e.to_string()),
+        ("events", "coproq") => link::events(n.events)
+            .map(|(rate, cpu)| (rate, Some(cpu)))
+            .map_err(|e| e.to_string()),
         _ => measure_value(figure, imp, n).map(|value| (value, None)),
     }
 }
@@ -408,11 +420,7 @@ fn measure_value(figure: &Figure, imp: &str, n: &Sizes) -> Result<f64, String> {
         ("typed-vs-dynamic", "typed") => link::typed_latency(n.latency)
             .map(micros)
             .map_err(|e| err(&e)),
-        ("pipelined", "raw") => raw::pipelined(n.pipelined).map_err(|e| err(&e)),
-        ("pipelined", "coproq") => link::pipelined(n.pipelined).map_err(|e| err(&e)),
         ("pipelined-issue", "coproq") => link::pipelined_issue(n.pipelined).map_err(|e| err(&e)),
-        ("events", "raw") => raw::events(n.events).map_err(|e| err(&e)),
-        ("events", "coproq") => link::events(n.events).map_err(|e| err(&e)),
         ("bulk-16mib" | "bulk-16mib-typed" | "bulk-16mib-vec" | "bulk-16mib-result", "raw") => {
             raw::bulk(BULK, n.bulk).map_err(|e| err(&e))
         }

@@ -183,11 +183,13 @@ pub(crate) fn typed_latency(n: u32) -> coproq::Result<Duration> {
 }
 
 /// Calls per second with `n` `call_async` in flight from one thread.
-pub(crate) fn pipelined(n: u32) -> coproq::Result<f64> {
+pub(crate) fn pipelined(n: u32) -> coproq::Result<(f64, f64)> {
     let w = worker()?;
     // The first burst warms memory up; the second is measured (steady state).
     let mut elapsed = Duration::ZERO;
+    let mut used = 0;
     for _ in 0..2 {
+        let cpu = (sys::cpu_micros(), w.call::<u64>("cpu", ())?);
         let start = Instant::now();
         let pending: Vec<_> = (0..u64::from(n))
             .map(|i| w.call_async::<u64>("echo", i))
@@ -196,9 +198,13 @@ pub(crate) fn pipelined(n: u32) -> coproq::Result<f64> {
             p.wait()?;
         }
         elapsed = start.elapsed();
+        used = sys::cpu_micros() - cpu.0 + w.call::<u64>("cpu", ())? - cpu.1;
     }
     w.close();
-    Ok(f64::from(n) / elapsed.as_secs_f64())
+    Ok((
+        f64::from(n) / elapsed.as_secs_f64(),
+        used as f64 / f64::from(n),
+    ))
 }
 
 /// Calls per second that one thread issues with `call_async` when no reply ever comes
@@ -224,18 +230,24 @@ pub(crate) fn pipelined_issue(n: u32) -> coproq::Result<f64> {
     Ok((4 * burst) as f64 / elapsed.as_secs_f64())
 }
 
-/// Events per second, confirmed by a final call.
-pub(crate) fn events(n: u32) -> coproq::Result<f64> {
+/// Events per second, confirmed by a final call, and the CPU time (µs) both processes
+/// used per event.
+pub(crate) fn events(n: u32) -> coproq::Result<(f64, f64)> {
     let w = worker()?;
+    let cpu = (sys::cpu_micros(), w.call::<u64>("cpu", ())?);
     let start = Instant::now();
     for i in 0..u64::from(n) {
         w.emit("tick", i)?;
     }
     let seen: u64 = w.call("ticks", ())?;
     let elapsed = start.elapsed();
+    let used = sys::cpu_micros() - cpu.0 + w.call::<u64>("cpu", ())? - cpu.1;
     assert_eq!(seen, u64::from(n), "events were lost");
     w.close();
-    Ok(f64::from(n) / elapsed.as_secs_f64())
+    Ok((
+        f64::from(n) / elapsed.as_secs_f64(),
+        used as f64 / f64::from(n),
+    ))
 }
 
 /// How a bulk payload travels.

@@ -129,46 +129,51 @@ pub(crate) fn latency(n: u32) -> io::Result<(Duration, f64)> {
     Ok((elapsed / n, used as f64 / f64::from(n)))
 }
 
-/// Echoes per second with `n` sent by one thread while another reads the replies.
-pub(crate) fn pipelined(n: u32) -> io::Result<f64> {
-    let Raw {
-        child,
-        mut input,
-        mut output,
-        mut frame,
-    } = Raw::start()?;
+/// Echoes per second with `n` sent by one thread while another reads the replies, and
+/// the CPU time (µs) both processes used per echo.
+pub(crate) fn pipelined(n: u32) -> io::Result<(f64, f64)> {
+    let mut raw = Raw::start()?;
     // The first burst warms memory up; the second is measured (steady state).
     let mut elapsed = Duration::ZERO;
+    let mut used = 0;
     for _ in 0..2 {
+        let cpu = (sys::cpu_micros(), raw.worker_cpu()?);
         let start = Instant::now();
-        let writer = std::thread::spawn(move || -> io::Result<BufWriter<ChildStdin>> {
-            let mut payload = [0u8; 9];
-            for i in 0..n {
-                payload[1..].copy_from_slice(&u64::from(i).to_le_bytes());
-                write_frame(&mut output, &payload)?;
+        let Raw {
+            input,
+            output,
+            frame,
+            ..
+        } = &mut raw;
+        std::thread::scope(|scope| -> io::Result<()> {
+            let writer = scope.spawn(move || -> io::Result<()> {
+                let mut payload = [0u8; 9];
+                for i in 0..n {
+                    payload[1..].copy_from_slice(&u64::from(i).to_le_bytes());
+                    write_frame(output, &payload)?;
+                }
+                output.flush()
+            });
+            for _ in 0..n {
+                read_frame(input, frame)?;
             }
-            output.flush()?;
-            Ok(output)
-        });
-        for _ in 0..n {
-            read_frame(&mut input, &mut frame)?;
-        }
+            writer.join().expect("writer thread")
+        })?;
         elapsed = start.elapsed();
-        output = writer.join().expect("writer thread")?;
+        used = sys::cpu_micros() - cpu.0 + raw.worker_cpu()? - cpu.1;
     }
-    Raw {
-        child,
-        input,
-        output,
-        frame,
-    }
-    .close()?;
-    Ok(f64::from(n) / elapsed.as_secs_f64())
+    raw.close()?;
+    Ok((
+        f64::from(n) / elapsed.as_secs_f64(),
+        used as f64 / f64::from(n),
+    ))
 }
 
-/// One-way frames per second, confirmed by a final round trip.
-pub(crate) fn events(n: u32) -> io::Result<f64> {
+/// One-way frames per second, confirmed by a final round trip, and the CPU time (µs) both
+/// processes used per frame.
+pub(crate) fn events(n: u32) -> io::Result<(f64, f64)> {
     let mut raw = Raw::start()?;
+    let cpu = (sys::cpu_micros(), raw.worker_cpu()?);
     let start = Instant::now();
     let mut payload = [ONE_WAY, 0, 0, 0, 0, 0, 0, 0, 0];
     for i in 0..n {
@@ -182,8 +187,12 @@ pub(crate) fn events(n: u32) -> io::Result<f64> {
         u64::from(n).to_le_bytes(),
         "raw worker lost events"
     );
+    let used = sys::cpu_micros() - cpu.0 + raw.worker_cpu()? - cpu.1;
     raw.close()?;
-    Ok(f64::from(n) / elapsed.as_secs_f64())
+    Ok((
+        f64::from(n) / elapsed.as_secs_f64(),
+        used as f64 / f64::from(n),
+    ))
 }
 
 /// Bytes per second echoing a `size`-byte payload `n` times (counted one way).

@@ -57,13 +57,15 @@ impl FigureResult {
             .collect();
     }
 
-    /// ", CPU x µs/op" for implementation `i`, if measured.
+    /// ", CPU x µs/op" (or ns/op) for implementation `i`, if measured.
     fn cpu_text(&self, i: usize) -> String {
         self.cpu
             .get(i)
             .copied()
             .flatten()
-            .map_or(String::new(), |c| format!(", CPU {:.1} µs/op", c.median))
+            .map_or(String::new(), |c| {
+                format!(", CPU {}/op", cpu_time(c.median))
+            })
     }
 
     pub(crate) fn line(&self) -> String {
@@ -109,6 +111,16 @@ impl FigureResult {
             Some(false) => "**not met**",
             None => "",
         }
+    }
+}
+
+/// CPU time per operation, given in µs: in ns below a microsecond, where a tenth of a
+/// microsecond would hide the differences that matter.
+fn cpu_time(micros: f64) -> String {
+    if micros < 1.0 {
+        format!("{:.0} ns", micros * 1e3)
+    } else {
+        format!("{micros:.1} µs")
     }
 }
 
