@@ -372,30 +372,23 @@ pub(crate) type Measured = (f64, Option<f64>);
 /// Measures `figure` with implementation `imp` in this process.
 pub(crate) fn measure(figure: &Figure, imp: &str, quick: bool) -> Result<Measured, String> {
     let n = if quick { &QUICK } else { &FULL };
-    let with_cpu = |(latency, cpu): (Duration, f64)| (micros(latency), Some(cpu));
-    match (figure.key, imp) {
+    let in_micros = |(latency, cpu): (Duration, f64)| (micros(latency), cpu);
+    let with_cpu: Result<(f64, f64), String> = match (figure.key, imp) {
         ("latency-1cpu" | "latency-2cpu" | "latency-unpinned", "raw") => raw::latency(n.latency)
-            .map(with_cpu)
+            .map(in_micros)
             .map_err(|e| e.to_string()),
         ("latency-1cpu" | "latency-2cpu" | "latency-unpinned", "coproq") => {
             link::latency_and_cpu(n.latency)
-                .map(with_cpu)
+                .map(in_micros)
                 .map_err(|e| e.to_string())
         }
-        ("pipelined", "raw") => raw::pipelined(n.pipelined)
-            .map(|(rate, cpu)| (rate, Some(cpu)))
-            .map_err(|e| e.to_string()),
-        ("pipelined", "coproq") => link::pipelined(n.pipelined)
-            .map(|(rate, cpu)| (rate, Some(cpu)))
-            .map_err(|e| e.to_string()),
-        ("events", "raw") => raw::events(n.events)
-            .map(|(rate, cpu)| (rate, Some(cpu)))
-            .map_err(|e| e.to_string()),
-        ("events", "coproq") => link::events(n.events)
-            .map(|(rate, cpu)| (rate, Some(cpu)))
-            .map_err(|e| e.to_string()),
-        _ => measure_value(figure, imp, n).map(|value| (value, None)),
-    }
+        ("pipelined", "raw") => raw::pipelined(n.pipelined).map_err(|e| e.to_string()),
+        ("pipelined", "coproq") => link::pipelined(n.pipelined).map_err(|e| e.to_string()),
+        ("events", "raw") => raw::events(n.events).map_err(|e| e.to_string()),
+        ("events", "coproq") => link::events(n.events).map_err(|e| e.to_string()),
+        _ => return measure_value(figure, imp, n).map(|value| (value, None)),
+    };
+    with_cpu.map(|(value, cpu)| (value, Some(cpu)))
 }
 
 /// Measures a figure that is one value.
