@@ -140,10 +140,10 @@ pub(crate) fn pipelined(n: u32) -> io::Result<(f64, f64)> {
         let cpu = (sys::cpu_micros(), raw.worker_cpu()?);
         let start = Instant::now();
         let Raw {
+            child,
             input,
             output,
             frame,
-            ..
         } = &mut raw;
         std::thread::scope(|scope| -> io::Result<()> {
             let writer = scope.spawn(move || -> io::Result<()> {
@@ -154,10 +154,17 @@ pub(crate) fn pipelined(n: u32) -> io::Result<(f64, f64)> {
                 }
                 output.flush()
             });
-            for _ in 0..n {
-                read_frame(input, frame)?;
+            let read = (0..n).try_for_each(|_| {
+                read_frame(input, frame)?
+                    .then_some(())
+                    .ok_or_else(|| io::Error::other("the raw worker ended before its replies"))
+            });
+            if read.is_err() {
+                // The writer may be blocked on a full pipe: ending the worker ends its write.
+                let _ = child.kill();
             }
-            writer.join().expect("writer thread")
+            let written = writer.join().expect("writer thread");
+            read.and(written)
         })?;
         elapsed = start.elapsed();
         used = sys::cpu_micros() - cpu.0 + raw.worker_cpu()? - cpu.1;
