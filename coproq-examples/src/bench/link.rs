@@ -78,6 +78,11 @@ pub(crate) fn latency(n: u32) -> coproq::Result<Duration> {
     latency_and_cpu(n).map(|(latency, _)| latency)
 }
 
+/// The CPU time (µs) this process and the worker `w` have used so far, together.
+fn both_cpu(w: &Coprocess) -> coproq::Result<u64> {
+    Ok(sys::cpu_micros() + w.call::<u64>("cpu", ())?)
+}
+
 /// Mean round trip of `n` sequential dynamic calls, and the CPU time (µs) both processes
 /// used per call.
 pub(crate) fn latency_and_cpu(n: u32) -> coproq::Result<(Duration, f64)> {
@@ -85,14 +90,14 @@ pub(crate) fn latency_and_cpu(n: u32) -> coproq::Result<(Duration, f64)> {
     for i in 0..u64::from(n.min(1000)) {
         w.call::<u64>("echo", i)?;
     }
-    let cpu = (sys::cpu_micros(), w.call::<u64>("cpu", ())?);
+    let cpu = both_cpu(&w)?;
     let start = Instant::now();
     for i in 0..u64::from(n) {
         let back: u64 = w.call("echo", i)?;
         debug_assert_eq!(back, i);
     }
     let elapsed = start.elapsed();
-    let used = sys::cpu_micros() - cpu.0 + w.call::<u64>("cpu", ())? - cpu.1;
+    let used = both_cpu(&w)? - cpu;
     w.close();
     Ok((elapsed / n, used as f64 / f64::from(n)))
 }
@@ -139,9 +144,9 @@ pub(crate) fn idle_cpu(idle: Duration) -> coproq::Result<f64> {
         for i in 0..10_000u64 {
             w.call::<u64>("echo", i)?;
         }
-        let cpu = (sys::cpu_micros(), w.call::<u64>("cpu", ())?);
+        let cpu = both_cpu(&w)?;
         std::thread::sleep(idle);
-        let used = sys::cpu_micros() - cpu.0 + w.call::<u64>("cpu", ())? - cpu.1;
+        let used = both_cpu(&w)? - cpu;
         Ok(used as f64)
     };
     let boundaries = spent(Duration::ZERO)?;
@@ -189,7 +194,7 @@ pub(crate) fn pipelined(n: u32) -> coproq::Result<(f64, f64)> {
     let mut elapsed = Duration::ZERO;
     let mut used = 0;
     for _ in 0..2 {
-        let cpu = (sys::cpu_micros(), w.call::<u64>("cpu", ())?);
+        let cpu = both_cpu(&w)?;
         let start = Instant::now();
         let pending: Vec<_> = (0..u64::from(n))
             .map(|i| w.call_async::<u64>("echo", i))
@@ -198,7 +203,7 @@ pub(crate) fn pipelined(n: u32) -> coproq::Result<(f64, f64)> {
             p.wait()?;
         }
         elapsed = start.elapsed();
-        used = sys::cpu_micros() - cpu.0 + w.call::<u64>("cpu", ())? - cpu.1;
+        used = both_cpu(&w)? - cpu;
     }
     w.close();
     Ok((
@@ -234,14 +239,14 @@ pub(crate) fn pipelined_issue(n: u32) -> coproq::Result<f64> {
 /// used per event.
 pub(crate) fn events(n: u32) -> coproq::Result<(f64, f64)> {
     let w = worker()?;
-    let cpu = (sys::cpu_micros(), w.call::<u64>("cpu", ())?);
+    let cpu = both_cpu(&w)?;
     let start = Instant::now();
     for i in 0..u64::from(n) {
         w.emit("tick", i)?;
     }
     let seen: u64 = w.call("ticks", ())?;
     let elapsed = start.elapsed();
-    let used = sys::cpu_micros() - cpu.0 + w.call::<u64>("cpu", ())? - cpu.1;
+    let used = both_cpu(&w)? - cpu;
     assert_eq!(seen, u64::from(n), "events were lost");
     w.close();
     Ok((

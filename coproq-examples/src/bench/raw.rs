@@ -100,11 +100,12 @@ impl Raw {
         Ok(())
     }
 
-    /// The CPU time the worker has used so far, in µs.
-    fn worker_cpu(&mut self) -> io::Result<u64> {
+    /// The CPU time (µs) this process and the worker have used so far, together.
+    fn both_cpu(&mut self) -> io::Result<u64> {
+        let parent = sys::cpu_micros();
         self.round_trip(&[CPU])?;
         let bytes = self.frame.as_slice().try_into().map_err(io::Error::other)?;
-        Ok(u64::from_le_bytes(bytes))
+        Ok(parent + u64::from_le_bytes(bytes))
     }
 }
 
@@ -117,14 +118,14 @@ pub(crate) fn latency(n: u32) -> io::Result<(Duration, f64)> {
         payload[1..].copy_from_slice(&u64::from(i).to_le_bytes());
         raw.round_trip(&payload)?;
     }
-    let cpu = (sys::cpu_micros(), raw.worker_cpu()?);
+    let cpu = raw.both_cpu()?;
     let start = Instant::now();
     for i in 0..n {
         payload[1..].copy_from_slice(&u64::from(i).to_le_bytes());
         raw.round_trip(&payload)?;
     }
     let elapsed = start.elapsed();
-    let used = sys::cpu_micros() - cpu.0 + raw.worker_cpu()? - cpu.1;
+    let used = raw.both_cpu()? - cpu;
     raw.close()?;
     Ok((elapsed / n, used as f64 / f64::from(n)))
 }
@@ -137,7 +138,7 @@ pub(crate) fn pipelined(n: u32) -> io::Result<(f64, f64)> {
     let mut elapsed = Duration::ZERO;
     let mut used = 0;
     for _ in 0..2 {
-        let cpu = (sys::cpu_micros(), raw.worker_cpu()?);
+        let cpu = raw.both_cpu()?;
         let start = Instant::now();
         let Raw {
             child,
@@ -167,7 +168,7 @@ pub(crate) fn pipelined(n: u32) -> io::Result<(f64, f64)> {
             read.and(written)
         })?;
         elapsed = start.elapsed();
-        used = sys::cpu_micros() - cpu.0 + raw.worker_cpu()? - cpu.1;
+        used = raw.both_cpu()? - cpu;
     }
     raw.close()?;
     Ok((
@@ -180,7 +181,7 @@ pub(crate) fn pipelined(n: u32) -> io::Result<(f64, f64)> {
 /// processes used per frame.
 pub(crate) fn events(n: u32) -> io::Result<(f64, f64)> {
     let mut raw = Raw::start()?;
-    let cpu = (sys::cpu_micros(), raw.worker_cpu()?);
+    let cpu = raw.both_cpu()?;
     let start = Instant::now();
     let mut payload = [ONE_WAY, 0, 0, 0, 0, 0, 0, 0, 0];
     for i in 0..n {
@@ -194,7 +195,7 @@ pub(crate) fn events(n: u32) -> io::Result<(f64, f64)> {
         u64::from(n).to_le_bytes(),
         "raw worker lost events"
     );
-    let used = sys::cpu_micros() - cpu.0 + raw.worker_cpu()? - cpu.1;
+    let used = raw.both_cpu()? - cpu;
     raw.close()?;
     Ok((
         f64::from(n) / elapsed.as_secs_f64(),
