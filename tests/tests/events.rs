@@ -202,3 +202,34 @@ fn a_listener_that_calls_back_in_the_middle_of_a_run_loses_nothing() {
     echoed.sort_unstable();
     assert_eq!(echoed, (0..ASKED).collect::<Vec<_>>());
 }
+
+/// A listener that replaces itself in the middle of a run: the run's later events, which
+/// share its name, go to the new listener, none to the old one after the change.
+#[test]
+fn a_listener_replaced_in_the_middle_of_a_run_gets_the_rest_of_it() {
+    const SENT: u64 = 1_000;
+    const SWITCH_AT: u64 = 500;
+    static LOG: Mutex<Vec<(char, u64)>> = Mutex::new(Vec::new());
+    let w = coproq::fork(|parent| {
+        let p = parent.downgrade();
+        parent
+            .on("tick", move |n: u64| {
+                LOG.lock().unwrap().push(('a', n));
+                if n == SWITCH_AT {
+                    let p = p.upgrade().expect("the link");
+                    p.on("tick", |n: u64| LOG.lock().unwrap().push(('b', n)));
+                }
+            })
+            .handle("log", |(): ()| std::mem::take(&mut *LOG.lock().unwrap()));
+    })
+    .unwrap();
+    for n in 0..SENT {
+        w.emit("tick", n).unwrap();
+    }
+    let log: Vec<(char, u64)> = call(&w, "log", ()).unwrap();
+    assert_eq!(log.len(), SENT as usize, "events were lost or run twice");
+    for (n, &(listener, seen)) in (0..SENT).zip(&log) {
+        let expected = if n <= SWITCH_AT { 'a' } else { 'b' };
+        assert_eq!((listener, seen), (expected, n), "event {n}");
+    }
+}

@@ -64,6 +64,9 @@ fn current_batch() -> Option<Rc<Batch>> {
 /// of them meanwhile); returns whether it ran any.
 fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut Recent) -> bool {
     let mut ran = false;
+    // The event whose listener `recent` holds, while it is one of this batch's: the
+    // events of a run, which share its name, then skip comparing it.
+    let mut last_event: Option<Request> = None;
     while !link.abandoned() {
         let Some((next, last)) = batch.next() else {
             break;
@@ -73,9 +76,19 @@ fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut Recent) -> bool {
             // The stream's common case, straight to its listener: an event has no reply
             // to flush and no cancel to look for.
             Batched::InPlace(request) if request.call.is_none() => {
-                run_event(link, &mut request.args(batch.bytes()), recent);
+                let same_name = last_event.is_some_and(|last| last.name_at_same_place(request));
+                let mut args = request.args(batch.bytes());
+                let found = link
+                    .handlers
+                    .event_via(args.name_bytes(), same_name, recent);
+                if let Some(listener) = found {
+                    listener(&mut args);
+                }
+                last_event = Some(*request);
             }
             next => {
+                // It may look up another event's listener through `recent`.
+                last_event = None;
                 let flush = if last { Flush::Now } else { Flush::Soon };
                 if let Some(mut work) = Work::batched(next, batch.bytes()) {
                     dispatch_timed(link, &mut work, flush, recent);
@@ -90,7 +103,7 @@ fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut Recent) -> bool {
 #[inline]
 fn run_event(link: &Link, args: &mut Args<'_>, recent: &mut Recent) {
     // An event nobody listens to is discarded, as in the seed.
-    if let Some(listener) = link.handlers.event_via(args.name_bytes(), recent) {
+    if let Some(listener) = link.handlers.event_via(args.name_bytes(), false, recent) {
         listener(args);
     }
 }

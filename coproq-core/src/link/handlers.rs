@@ -89,16 +89,18 @@ struct Remembered<T: ?Sized> {
 }
 
 /// `slot`'s handler if it is for `name` and the table has not changed since, otherwise
-/// what `find` finds (remembered for next time).
+/// what `find` finds (remembered for next time). `known_same`: the caller knows that
+/// `name` is the one looked up last (so a handler remembered is for it).
 fn remembered<'a, T: ?Sized>(
     slot: &'a mut Option<Remembered<T>>,
     generation: u64,
     name: &[u8],
+    known_same: bool,
     find: impl FnOnce(&str) -> Option<Arc<T>>,
 ) -> Option<&'a Arc<T>> {
-    let fresh = slot
-        .as_ref()
-        .is_some_and(|r| r.generation == generation && same_bytes(r.name.as_bytes(), name));
+    let fresh = slot.as_ref().is_some_and(|r| {
+        r.generation == generation && (known_same || same_bytes(r.name.as_bytes(), name))
+    });
     if !fresh {
         // Names are checked as UTF-8 when read; one that is not finds nothing.
         let name = std::str::from_utf8(name).ok()?;
@@ -135,17 +137,23 @@ impl Handlers {
         recent: &'a mut Recent,
     ) -> Option<&'a Arc<CallHandler>> {
         let generation = self.generation.load(Ordering::Acquire);
-        remembered(&mut recent.call, generation, name, |name| self.call(name))
+        remembered(&mut recent.call, generation, name, false, |name| {
+            self.call(name)
+        })
     }
 
-    /// [`Handlers::event`] of the name `name` spells, through `recent`.
+    /// [`Handlers::event`] of the name `name` spells, through `recent`; `same_as_last`:
+    /// `name` is known to be the one looked up last through `recent`.
     pub(crate) fn event_via<'a>(
         &self,
         name: &[u8],
+        same_as_last: bool,
         recent: &'a mut Recent,
     ) -> Option<&'a Arc<EventHandler>> {
         let generation = self.generation.load(Ordering::Acquire);
-        remembered(&mut recent.event, generation, name, |name| self.event(name))
+        remembered(&mut recent.event, generation, name, same_as_last, |name| {
+            self.event(name)
+        })
     }
 
     /// The table changed: what any [`Recent`] holds is stale.
@@ -258,13 +266,21 @@ mod tests {
         let tick: Arc<EventHandler> = Arc::new(|_: &mut Args<'_>| {});
         handlers.set_event("tick".into(), Owner::Plain, Arc::clone(&tick));
         let mut recent = Recent::default();
-        let found = handlers.event_via(b"tick", &mut recent).map(Arc::clone);
+        let found = handlers
+            .event_via(b"tick", false, &mut recent)
+            .map(Arc::clone);
         assert!(found.is_some_and(|found| Arc::ptr_eq(&found, &tick)));
-        assert!(handlers.event_via(b"tock", &mut recent).is_none());
-        assert!(handlers.event_via(b"tick", &mut recent).is_some());
-        // The table changed: the remembered listener is not used.
+        assert!(handlers.event_via(b"tock", false, &mut recent).is_none());
+        assert!(handlers.event_via(b"tick", false, &mut recent).is_some());
+        // Known to be the same name: used without comparing.
+        assert!(handlers.event_via(b"tick", true, &mut recent).is_some());
+        // The table changed: the remembered listener is not used, even for the same name.
         assert!(handlers.remove_event("tick"));
-        assert!(handlers.event_via(b"tick", &mut recent).is_none());
-        assert!(handlers.event_via(&[0xff, 0xfe], &mut recent).is_none());
+        assert!(handlers.event_via(b"tick", true, &mut recent).is_none());
+        assert!(
+            handlers
+                .event_via(&[0xff, 0xfe], false, &mut recent)
+                .is_none()
+        );
     }
 }

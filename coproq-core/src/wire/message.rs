@@ -64,7 +64,7 @@ pub(crate) struct Body {
 
 /// Where a part of a frame lies (frames are at most 4 GiB: `u32` offsets keep a message
 /// small, and it is moved a few times on its way to its handler).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span {
     start: u32,
     end: u32,
@@ -273,6 +273,12 @@ impl Request {
     }
 
     /// The arguments, in `bytes` (the batch's bytes this request was decoded into).
+    /// Whether `other`, from the same batch's bytes, has its name at the same place (the
+    /// events of one run do): then the names are the same, without comparing them.
+    pub(crate) fn name_at_same_place(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+
     pub(crate) fn args(self, bytes: &[u8]) -> Args<'_> {
         let part = |span: Span| bytes.get(span.range()).unwrap_or_default();
         Args::InPlace {
