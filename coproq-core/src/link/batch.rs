@@ -116,9 +116,7 @@ impl Batch {
             let payload_at = base + at + HEADER_LEN;
             if let Some(request) = Request::decode(payload, payload_at) {
                 self.entries.push(Entry::InPlace(request));
-            } else if !run::each_request(payload, payload_at, |request| {
-                self.entries.push(Entry::InPlace(request));
-            }) {
+            } else if !run::push_requests(payload, payload_at, &mut self.entries, Entry::InPlace) {
                 break;
             }
             at += HEADER_LEN + payload.len();

@@ -21,7 +21,7 @@ pub(crate) fn decode_stream(bytes: &[u8], max: u32) -> usize {
         };
         let messages = if run::is_run(payload.as_slice()) {
             // Both ways a run is read: in place, and one message per event.
-            let _ = run::each_request(payload.as_slice(), 0, drop);
+            let _ = run::push_requests(payload.as_slice(), 0, &mut Vec::new(), drop);
             match run::decode(payload.as_slice()) {
                 Ok(events) => events,
                 Err(_) => continue,

@@ -155,21 +155,48 @@ fn start_run(
     })
 }
 
-/// Calls `each` with the request of every event of the run whose payload is `payload`,
-/// starting at `at` in a batch's bytes; false (having called it for none) if `payload`
-/// is not a well-formed run.
-pub(crate) fn each_request(payload: &[u8], at: usize, mut each: impl FnMut(Request)) -> bool {
-    let Some((name, shape, items)) = parts(payload) else {
+/// Appends to `out`, made by `wrap`, the request of every event of the run whose payload
+/// is `payload`, starting at `at` in a batch's bytes; false (leaving `out` as it was) if
+/// `payload` is not a well-formed run. One pass: the items are checked as they are taken.
+pub(crate) fn push_requests<T>(
+    payload: &[u8],
+    at: usize,
+    out: &mut Vec<T>,
+    wrap: impl Fn(Request) -> T,
+) -> bool {
+    let Some(head) = header::decode_request(payload).filter(|head| head.run) else {
         return false;
     };
-    let moved = |range: std::ops::Range<usize>| at + range.start..at + range.end;
-    let request = |item| Request::event_at(moved(name.clone()), moved(shape.clone()), moved(item));
     // Every part ends within the payload: if its end fits the offsets, all do.
     if u32::try_from(at + payload.len()).is_err() {
         return false;
     }
-    items.filter_map(request).for_each(&mut each);
-    true
+    let origin = payload.as_ptr() as usize;
+    let moved = |part: &[u8]| {
+        let start = at + (part.as_ptr() as usize - origin);
+        start..start + part.len()
+    };
+    let (name, shape) = (moved(head.name), moved(head.shape));
+    let before = out.len();
+    let mut items = RunItems {
+        payload,
+        at: head.body,
+    };
+    loop {
+        match items.step() {
+            Step::Item(item) if out.len() - before < MAX_RUN_EVENTS => {
+                let item = at + item.start..at + item.end;
+                match Request::event_at(name.clone(), shape.clone(), item) {
+                    Some(request) => out.push(wrap(request)),
+                    None => break,
+                }
+            }
+            Step::End if out.len() > before => return true,
+            Step::Item(_) | Step::End | Step::Malformed => break,
+        }
+    }
+    out.truncate(before);
+    false
 }
 
 /// The name, the shape and the items of a run: `None` unless it is well formed, with
@@ -287,10 +314,12 @@ mod tests {
         let mut bytes = vec![0; 3];
         bytes.extend_from_slice(payload);
         let mut in_place = Vec::new();
-        assert!(each_request(payload, 3, |request| {
+        let mut requests = Vec::new();
+        assert!(push_requests(payload, 3, &mut requests, |request| request));
+        for request in requests {
             let mut args = request.args(&bytes);
             in_place.push((args.name().to_owned(), args.decode::<T>().unwrap()));
-        }));
+        }
         let messages: Vec<_> = decode(payload)
             .unwrap()
             .into_iter()
@@ -435,9 +464,10 @@ mod tests {
         }
         let payload = frames(&buf)[0].to_vec();
         let refused = |payload: &[u8]| {
-            let mut called = 0;
-            let taken = each_request(payload, 0, |_| called += 1);
-            !taken && called == 0 && decode(payload).is_err()
+            // Whatever `out` held stays, and nothing is added.
+            let mut out = vec![None];
+            let taken = push_requests(payload, 0, &mut out, Some);
+            !taken && out.len() == 1 && decode(payload).is_err()
         };
         // Cut anywhere but at an item's end.
         let item_ends = [payload.len() - 24, payload.len() - 12, payload.len()];
