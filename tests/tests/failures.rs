@@ -284,6 +284,11 @@ mod hostile {
     }
 
     #[test]
+    fn malformed_reply_behind_replies_read_together() {
+        pending_call_fails_with_protocol("bad-reply", "malformed message");
+    }
+
+    #[test]
     fn frame_cut_in_half() {
         pending_call_fails_with_protocol("truncated", "inside a frame");
     }

@@ -4,6 +4,7 @@
 //! - [`calls`]: calls in flight and the slots their callers wait in.
 //! - [`writer`]: frames out, coalesced into few writes.
 //! - [`reader`]: frames in, read by whichever thread holds the read token.
+//! - [`replies`]: replies read together, delivered under one lock of the call table.
 //! - [`read_buffer`]: the buffer frames are read into, sized to the traffic.
 //! - [`dispatch`]: the serving loop, the background reader, and waiting for replies.
 //! - [`handlers`]: the handler table the dispatcher looks names up in.
@@ -30,6 +31,7 @@ mod handlers;
 mod heartbeat;
 mod read_buffer;
 mod reader;
+mod replies;
 mod responder;
 mod spin;
 #[cfg(test)]
@@ -173,6 +175,8 @@ pub(super) struct Stream {
     events: VecDeque<Message>,
     /// The peer said goodbye.
     bye: bool,
+    /// Replies read and not yet delivered (empty between reads; kept for its memory).
+    replies: replies::Replies,
 }
 
 /// The read token and its traffic: who reads, who waits to, what waits to be dispatched.
@@ -409,6 +413,7 @@ impl Link {
                 input,
                 events: VecDeque::new(),
                 bye: false,
+                replies: replies::Replies::default(),
             })),
             read_state: Mutex::new(ReadState::default()),
             counts: ReadCounts::default(),

@@ -14,12 +14,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::batch::Batch;
-use super::calls::{self, RawReply, Settled, Slot};
+use super::calls::{self, RawReply, Slot};
+use super::replies::Replies;
 use super::writer::{Flush, Shutdown};
 use super::{INBOX_CAPACITY, Link, Stream};
 use crate::error::Error;
 use crate::wire::frame::{self, FrameError};
-use crate::wire::{Message, WireError, message, run};
+use crate::wire::{self, Message, WireError, message, run};
 
 /// How long a reader on a link with heartbeats waits for input before it looks whether
 /// the heartbeat ended the link.
@@ -343,18 +344,12 @@ impl Link {
     ) -> Option<Stop> {
         match message {
             Message::Reply { id, outcome, body } => {
-                let slot = self.calls().complete(id);
-                let slot = slot.filter(|slot| slot.settle(Settled::Replied));
-                if mine.is_some_and(|(my_id, _)| my_id == id) && slot.is_some() {
-                    // Our own reply: straight to the caller, no slot round trip.
-                    return Some(Stop::ReplyRead(Ok(RawReply { outcome, body })));
-                }
-                let woke = slot.is_some_and(|slot| slot.deliver(Ok(RawReply { outcome, body })));
-                if woke && matches!(role, Role::Server | Role::Background) {
-                    // A caller is waiting: let it read for itself from now on.
-                    self.read_state().caller_activity += 1;
-                    return Some(Stop::StepBack);
-                }
+                let mut replies = std::mem::take(&mut stream.replies);
+                replies.push(id, RawReply { outcome, body });
+                self.take_following_replies(stream, &mut replies);
+                let stop = replies.deliver(self, role, mine);
+                stream.replies = replies;
+                return stop;
             }
             Message::Bye => stream.bye = true,
             Message::Cancel { id } => self.cancels.record(id),
@@ -372,6 +367,26 @@ impl Link {
             },
         }
         None
+    }
+
+    /// Takes the small replies that lie whole in the buffer right behind one just read,
+    /// to be delivered with it. Anything else (or a reply that does not decode) stays in
+    /// the buffer for the general path.
+    fn take_following_replies(&self, stream: &mut Stream, replies: &mut Replies) {
+        while replies.has_room() {
+            let buffered = stream.input.buffer();
+            let Some((frame, used)) = frame::small_frame(buffered, self.max_frame)
+                .filter(|(frame, _)| wire::is_reply(frame.as_slice()))
+            else {
+                return;
+            };
+            let Ok(Message::Reply { id, outcome, body }) = message::decode_pooled(frame, None)
+            else {
+                return;
+            };
+            stream.input.consume(used);
+            replies.push(id, RawReply { outcome, body });
+        }
     }
 
     /// Whether a reader in `role` should hand over before reading more (lock-free: it

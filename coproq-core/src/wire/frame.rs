@@ -166,6 +166,14 @@ pub(crate) fn cut_frame_len(buffered: &[u8], max: u32) -> Option<usize> {
 pub(crate) fn take_small_frame(reader: &mut impl BufRead, max: u32) -> Option<FrameBuf> {
     // `fill_buf` reads only when the buffer is empty, and then a reader wants to block.
     let buffered = reader.fill_buf().ok().filter(|b| !b.is_empty())?;
+    let (frame, used) = small_frame(buffered, max)?;
+    reader.consume(used);
+    Some(frame)
+}
+
+/// A copy of the small frame that `buffered` starts with, if it is whole there and at
+/// most `max`, and how many bytes it takes (prefix included).
+pub(crate) fn small_frame(buffered: &[u8], max: u32) -> Option<(FrameBuf, usize)> {
     let (header, rest) = buffered.split_first_chunk::<HEADER_LEN>()?;
     let len = u32::from_le_bytes(*header);
     if len > max || len as usize > INLINE {
@@ -178,8 +186,7 @@ pub(crate) fn take_small_frame(reader: &mut impl BufRead, max: u32) -> Option<Fr
         len: len as u8,
         bytes,
     };
-    reader.consume(HEADER_LEN + len as usize);
-    Some(frame)
+    Some((frame, HEADER_LEN + payload.len()))
 }
 
 /// Reads one frame's payload into `buf` (replacing its contents).

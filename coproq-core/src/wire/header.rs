@@ -238,6 +238,11 @@ pub(crate) fn is_run(payload: &[u8]) -> bool {
     payload.first_chunk::<4>() == Some(&EVENTS.to_le_bytes())
 }
 
+/// Whether `payload` claims to be a reply (it may still be malformed).
+pub(crate) fn is_reply(payload: &[u8]) -> bool {
+    payload.first_chunk::<4>() == Some(&REPLY.to_le_bytes())
+}
+
 /// The header of a call or an event, as [`decode_request`] finds it.
 pub(crate) struct RequestHead<'a> {
     /// A call's id and deadline (as in [`Header::Call`]); `None` for an event.

@@ -34,7 +34,7 @@ pub(crate) mod shape;
 pub(crate) use codec::decode_checked;
 pub(crate) use error::WireError;
 
-pub(crate) use header::{Outcome, OutcomeKind};
+pub(crate) use header::{Outcome, OutcomeKind, is_reply};
 pub(crate) use message::{Args, Body, Entry, Hello, Message, Request};
 
 /// Whether two short byte strings (names, shapes) are the same: compared inline, where a

@@ -6,6 +6,8 @@
 //! - `oversize`: a good hello; then, once the parent calls, a frame header of 4 GiB - 1.
 //! - `bad-message`: a good hello; then a frame whose payload is not a message.
 //! - `truncated`: a good hello; then half a frame, and exit.
+//! - `bad-reply`: a good hello; then, once the parent calls, three well-formed replies to
+//!   calls nobody made, and right behind them (in the same write) a reply cut short.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -23,6 +25,16 @@ fn hello(version: u32) -> Vec<u8> {
     payload.push(0); // parent: false
     payload.extend_from_slice(&0u32.to_le_bytes()); // heartbeat_ms: none
     payload.extend_from_slice(&0u32.to_le_bytes()); // spin_us: never
+    frame(&payload)
+}
+
+/// A reply to call `id` with an empty value (its header only: kind, id, outcome `Value`,
+/// an empty shape).
+fn stray_reply(id: u64) -> Vec<u8> {
+    let mut payload = 2u32.to_le_bytes().to_vec();
+    payload.extend_from_slice(&id.to_le_bytes());
+    payload.extend_from_slice(&0u32.to_le_bytes());
+    payload.extend_from_slice(&0u64.to_le_bytes());
     frame(&payload)
 }
 
@@ -60,7 +72,7 @@ fn main() {
             .write_all(b"\xde\xad\xbe\xef this is not a coproq frame")
             .unwrap(),
         "version" => output.write_all(&hello(99)).unwrap(),
-        "oversize" | "bad-message" | "truncated" => {
+        "oversize" | "bad-message" | "truncated" | "bad-reply" => {
             output.write_all(&hello(PROTOCOL_VERSION)).unwrap();
             read_frame(&mut input); // the parent's hello
             read_frame(&mut input); // the parent's first call
@@ -69,6 +81,12 @@ fn main() {
                 "bad-message" => output
                     .write_all(&frame(b"\xff\xff\xff\xff not a message"))
                     .unwrap(),
+                "bad-reply" => {
+                    let mut bytes: Vec<u8> =
+                        (1..=3).flat_map(|i| stray_reply(1 << 40 | i)).collect();
+                    bytes.extend_from_slice(&frame(&2u32.to_le_bytes()));
+                    output.write_all(&bytes).unwrap();
+                }
                 _ => output.write_all(&frame(&[0u8; 100])[..50]).unwrap(),
             }
             if mode == "truncated" {

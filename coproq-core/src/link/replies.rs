@@ -1,0 +1,81 @@
+//! Replies read together: a reader that finds several small replies one after another in
+//! its buffer (a pipelining caller's, typically) takes them all, looks their callers up
+//! under one lock of the call table, then hands each its reply.
+
+use std::sync::Arc;
+
+use super::Link;
+use super::calls::{RawReply, Settled, Slot};
+use super::reader::{Role, Stop};
+
+/// The most replies delivered together.
+pub(super) const MAX_REPLIES: usize = 64;
+
+/// One reply read, and (once looked up) the slot of the caller it is for.
+struct Read {
+    id: u64,
+    reply: RawReply,
+    slot: Option<Arc<Slot>>,
+}
+
+/// Replies read and not yet delivered; kept with the stream so that its memory is reused.
+#[derive(Default)]
+pub(super) struct Replies {
+    read: Vec<Read>,
+}
+
+impl Replies {
+    /// Adds a reply read just now.
+    pub(super) fn push(&mut self, id: u64, reply: RawReply) {
+        self.read.push(Read {
+            id,
+            reply,
+            slot: None,
+        });
+    }
+
+    /// Whether another reply may join before they are delivered.
+    pub(super) fn has_room(&self) -> bool {
+        self.read.len() < MAX_REPLIES
+    }
+
+    /// Hands every reply to its caller, in the order read: `mine` (the reader's own call)
+    /// comes back as `Stop::ReplyRead`; a reader in `role` that woke a sleeping caller
+    /// steps back (`Stop::StepBack`) so that callers read for themselves. Replies nobody
+    /// waits for (timed out, cancelled) are dropped.
+    pub(super) fn deliver(
+        &mut self,
+        link: &Link,
+        role: Role,
+        mine: Option<(u64, &Slot)>,
+    ) -> Option<Stop> {
+        {
+            let mut calls = link.calls();
+            for read in &mut self.read {
+                read.slot = calls.complete(read.id);
+            }
+        }
+        let mut own = None;
+        let mut woke = false;
+        for Read { id, reply, slot } in self.read.drain(..) {
+            let Some(slot) = slot.filter(|slot| slot.settle(Settled::Replied)) else {
+                continue;
+            };
+            if mine.is_some_and(|(my_id, _)| my_id == id) {
+                // Our own reply: straight to the caller, no slot round trip.
+                own = Some(reply);
+            } else {
+                woke |= slot.deliver(Ok(reply));
+            }
+        }
+        if let Some(reply) = own {
+            return Some(Stop::ReplyRead(Ok(reply)));
+        }
+        if woke && matches!(role, Role::Server | Role::Background) {
+            // A caller is waiting: let it read for itself from now on.
+            link.read_state().caller_activity += 1;
+            return Some(Stop::StepBack);
+        }
+        None
+    }
+}
