@@ -186,3 +186,55 @@ mod tests {
         assert!(status.success(), "{status}");
     }
 }
+
+/// A file path for one test, alone in a directory of its own under the system's temporary
+/// directory; the directory goes, with whatever was written there, when this is dropped.
+/// Derefs to the file's path.
+#[derive(Debug)]
+pub struct ScratchFile {
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl ScratchFile {
+    /// `name` in `coproq-{group}-{pid}-{name}/`, which starts empty.
+    ///
+    /// # Panics
+    ///
+    /// If the directory cannot be made.
+    #[must_use]
+    pub fn new(group: &str, name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("coproq-{group}-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        Self {
+            path: dir.join(name),
+            dir,
+        }
+    }
+
+    /// The path as text, to hand to a worker.
+    ///
+    /// # Panics
+    ///
+    /// If the temporary directory's path is not UTF-8.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        self.path.to_str().expect("a UTF-8 temporary directory")
+    }
+}
+
+impl std::ops::Deref for ScratchFile {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

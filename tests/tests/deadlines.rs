@@ -1,19 +1,14 @@
 //! Deadlines, cancellation, liveness and async back-pressure on single links.
 
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use coproq::{Coprocess, Error, Pending};
-use coproq_tests::{CALL_LIMIT, call, wait_until};
+use coproq_tests::{CALL_LIMIT, ScratchFile, call, wait_until};
 
-/// A file path of this test run, unique per name.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("coproq-deadlines-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    path
+/// A file path for one test, removed with its directory when dropped.
+fn scratch(name: &str) -> ScratchFile {
+    ScratchFile::new("deadlines", name)
 }
 
 /// A worker with: `sleep(ms)`, `touch(path)` (creates a file: a visible side effect),
@@ -128,13 +123,13 @@ fn a_cancelled_call_that_has_not_started_never_runs() {
         let path = scratch(&format!("never-{round}"));
         // The worker is busy for 300 ms; the next call waits in the pipe behind it.
         let busy = w.call_async::<()>("sleep", 300u64);
-        let mut touch = w.call_async::<bool>("touch", path.to_str().unwrap());
+        let mut touch = w.call_async::<bool>("touch", path.as_str());
         std::thread::sleep(Duration::from_millis(50));
         touch.cancel();
         assert!(matches!(touch.wait(), Err(Error::Cancelled { .. })));
         busy.wait_timeout(CALL_LIMIT).unwrap();
         // Whatever comes after runs, and the cancelled call did not.
-        assert!(call::<bool>(&w, "touch", scratch("after").to_str().unwrap()).unwrap());
+        assert!(call::<bool>(&w, "touch", scratch("after").as_str()).unwrap());
         assert!(!path.exists(), "round {round}: the cancelled call ran");
     }
 }
@@ -144,9 +139,9 @@ fn dropping_a_pending_cancels_it() {
     let w = worker(Coprocess::builder());
     let path = scratch("dropped");
     let busy = w.call_async::<()>("sleep", 300u64);
-    drop(w.call_async::<bool>("touch", path.to_str().unwrap()));
+    drop(w.call_async::<bool>("touch", path.as_str()));
     busy.wait_timeout(CALL_LIMIT).unwrap();
-    assert!(call::<bool>(&w, "touch", scratch("after-drop").to_str().unwrap()).unwrap());
+    assert!(call::<bool>(&w, "touch", scratch("after-drop").as_str()).unwrap());
     assert!(!path.exists(), "the dropped call ran");
 }
 

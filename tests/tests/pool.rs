@@ -2,19 +2,14 @@
 //! retries, recycling, and clean shutdown.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use coproq::{Coprocess, Error, Pool};
-use coproq_tests::{CALL_LIMIT, open_fds, process_gone, wait_until};
+use coproq_tests::{CALL_LIMIT, ScratchFile, open_fds, process_gone, wait_until};
 
-/// A file path of this test run, unique per name.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("coproq-pool-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    path
+/// A file path for one test, removed with its directory when dropped.
+fn scratch(name: &str) -> ScratchFile {
+    ScratchFile::new("pool", name)
 }
 
 /// Handlers every test worker has.
@@ -116,14 +111,12 @@ fn a_killed_workers_calls_fail_the_others_succeed_and_it_is_replaced() {
 fn retries_send_a_call_whose_worker_died_to_another() {
     let marker = scratch("die-once");
     let pool = pool(2).retries(1).fork(serve).unwrap();
-    let pid: u32 = pool.call("die_once", marker.to_str().unwrap()).unwrap();
+    let pid: u32 = pool.call("die_once", marker.as_str()).unwrap();
     assert!(pool.workers().iter().any(|w| w.pid() == Some(pid)));
     // At most once by default.
     let marker = scratch("die-once-no-retry");
     let pool = self::pool(2).fork(serve).unwrap();
-    let err = pool
-        .call::<u32>("die_once", marker.to_str().unwrap())
-        .unwrap_err();
+    let err = pool.call::<u32>("die_once", marker.as_str()).unwrap_err();
     assert!(matches!(err, Error::Disconnected { .. }), "{err}");
 }
 
@@ -305,7 +298,7 @@ fn a_cancelled_queued_call_never_runs() {
     let pool = pool(1).max_in_flight(1).fork(serve).unwrap();
     let path = scratch("queued");
     let busy = pool.call_async::<u32>("sleep_pid", 300u64);
-    let mut queued = pool.call_async::<bool>("touch", path.to_str().unwrap());
+    let mut queued = pool.call_async::<bool>("touch", path.as_str());
     assert_eq!(pool.stats().queued, 1);
     queued.cancel();
     assert!(matches!(queued.wait(), Err(Error::Cancelled { .. })));
@@ -314,10 +307,10 @@ fn a_cancelled_queued_call_never_runs() {
     // A dropped queued call is cancelled too.
     let dropped_path = scratch("dropped");
     let busy = pool.call_async::<u32>("sleep_pid", 100u64);
-    drop(pool.call_async::<bool>("touch", dropped_path.to_str().unwrap()));
+    drop(pool.call_async::<bool>("touch", dropped_path.as_str()));
     wait(busy).unwrap();
     assert!(
-        pool.call::<bool>("touch", scratch("after").to_str().unwrap())
+        pool.call::<bool>("touch", scratch("after").as_str())
             .unwrap()
     );
     assert!(
