@@ -77,13 +77,7 @@ fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut Recent) -> bool {
             // to flush and no cancel to look for.
             Batched::InPlace(request) if request.call.is_none() => {
                 let same_name = last_event.is_some_and(|last| last.name_at_same_place(request));
-                let mut args = request.args(batch.bytes());
-                let found = link
-                    .handlers
-                    .event_via(args.name_bytes(), same_name, recent);
-                if let Some(listener) = found {
-                    listener(&mut args);
-                }
+                run_event(link, &mut request.args(batch.bytes()), same_name, recent);
                 last_event = Some(*request);
             }
             next => {
@@ -99,11 +93,15 @@ fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut Recent) -> bool {
     ran
 }
 
-/// Runs the listener of an event, if there is one.
+/// Runs the listener of an event, if there is one; `same_name`: the event's name is the
+/// one `recent` looked up last.
 #[inline]
-fn run_event(link: &Link, args: &mut Args<'_>, recent: &mut Recent) {
+fn run_event(link: &Link, args: &mut Args<'_>, same_name: bool, recent: &mut Recent) {
     // An event nobody listens to is discarded, as in the seed.
-    if let Some(listener) = link.handlers.event_via(args.name_bytes(), false, recent) {
+    if let Some(listener) = link
+        .handlers
+        .event_via(args.name_bytes(), same_name, recent)
+    {
         listener(args);
     }
 }
@@ -329,7 +327,7 @@ fn dispatch(link: &Arc<Link>, work: &mut Work<'_>, flush: Flush, recent: &mut Re
                 responder.fail(OutcomeKind::MethodNotFound, message);
             }
         }
-        Work::Event(args) => run_event(link, args, recent),
+        Work::Event(args) => run_event(link, args, false, recent),
     }
 }
 

@@ -175,8 +175,6 @@ pub(super) struct Stream {
     events: VecDeque<Message>,
     /// The peer said goodbye.
     bye: bool,
-    /// Replies read and not yet delivered (empty between reads; kept for its memory).
-    replies: replies::Replies,
 }
 
 /// The read token and its traffic: who reads, who waits to, what waits to be dispatched.
@@ -413,7 +411,6 @@ impl Link {
                 input,
                 events: VecDeque::new(),
                 bye: false,
-                replies: replies::Replies::default(),
             })),
             read_state: Mutex::new(ReadState::default()),
             counts: ReadCounts::default(),

@@ -344,12 +344,9 @@ impl Link {
     ) -> Option<Stop> {
         match message {
             Message::Reply { id, outcome, body } => {
-                let mut replies = std::mem::take(&mut stream.replies);
-                replies.push(id, RawReply { outcome, body });
+                let mut replies = Replies::new(id, RawReply { outcome, body });
                 self.take_following_replies(stream, &mut replies);
-                let stop = replies.deliver(self, role, mine);
-                stream.replies = replies;
-                return stop;
+                return replies.deliver(self, role, mine);
             }
             Message::Bye => stream.bye = true,
             Message::Cancel { id } => self.cancels.record(id),

@@ -9,7 +9,7 @@ use super::calls::{RawReply, Settled, Slot};
 use super::reader::{Role, Stop};
 
 /// The most replies delivered together.
-pub(super) const MAX_REPLIES: usize = 64;
+const MAX_REPLIES: usize = 64;
 
 /// One reply read, and (once looked up) the slot of the caller it is for.
 struct Read {
@@ -18,25 +18,43 @@ struct Read {
     slot: Option<Arc<Slot>>,
 }
 
-/// Replies read and not yet delivered; kept with the stream so that its memory is reused.
-#[derive(Default)]
-pub(super) struct Replies {
-    read: Vec<Read>,
-}
-
-impl Replies {
-    /// Adds a reply read just now.
-    pub(super) fn push(&mut self, id: u64, reply: RawReply) {
-        self.read.push(Read {
+impl Read {
+    fn new(id: u64, reply: RawReply) -> Self {
+        Self {
             id,
             reply,
             slot: None,
-        });
+        }
+    }
+}
+
+/// Replies read and not yet delivered: the first, and those right behind it (held apart,
+/// so that a lone reply, a sequential call's, costs no allocation).
+pub(super) struct Replies {
+    first: Read,
+    more: Vec<Read>,
+}
+
+impl Replies {
+    /// The replies starting with the one just read.
+    pub(super) fn new(id: u64, reply: RawReply) -> Self {
+        Self {
+            first: Read::new(id, reply),
+            more: Vec::new(),
+        }
+    }
+
+    /// Adds the reply read right behind the last.
+    pub(super) fn push(&mut self, id: u64, reply: RawReply) {
+        if self.more.capacity() == 0 {
+            self.more.reserve_exact(MAX_REPLIES - 1);
+        }
+        self.more.push(Read::new(id, reply));
     }
 
     /// Whether another reply may join before they are delivered.
     pub(super) fn has_room(&self) -> bool {
-        self.read.len() < MAX_REPLIES
+        1 + self.more.len() < MAX_REPLIES
     }
 
     /// Hands every reply to its caller, in the order read: `mine` (the reader's own call)
@@ -44,20 +62,25 @@ impl Replies {
     /// steps back (`Stop::StepBack`) so that callers read for themselves. Replies nobody
     /// waits for (timed out, cancelled) are dropped.
     pub(super) fn deliver(
-        &mut self,
+        self,
         link: &Link,
         role: Role,
         mine: Option<(u64, &Slot)>,
     ) -> Option<Stop> {
+        let Self {
+            mut first,
+            mut more,
+        } = self;
         {
             let mut calls = link.calls();
-            for read in &mut self.read {
+            first.slot = calls.complete(first.id);
+            for read in &mut more {
                 read.slot = calls.complete(read.id);
             }
         }
         let mut own = None;
         let mut woke = false;
-        for Read { id, reply, slot } in self.read.drain(..) {
+        for Read { id, reply, slot } in std::iter::once(first).chain(more) {
             let Some(slot) = slot.filter(|slot| slot.settle(Settled::Replied)) else {
                 continue;
             };
