@@ -8,6 +8,8 @@
 //! batch entry each, or (a run that must be read on its own) one message each; either way
 //! every event is routed and run exactly as if it had come in a frame of its own.
 
+use std::ops::Range;
+
 use serde::Serialize;
 
 use super::header::{self, Header};
@@ -34,8 +36,8 @@ pub(crate) struct EventRun {
     start: usize,
     /// Where it ends (the buffer's length when the last event joined).
     end: usize,
-    name: std::ops::Range<usize>,
-    shape: std::ops::Range<usize>,
+    name: Range<usize>,
+    shape: Range<usize>,
     events: usize,
 }
 
@@ -122,7 +124,7 @@ fn join_run<T: Serialize + ?Sized>(
 }
 
 /// Where the shape and the body of a value encoded with its shape at `at` lie.
-fn shaped_parts(buf: &[u8], at: usize) -> Option<(std::ops::Range<usize>, usize)> {
+fn shaped_parts(buf: &[u8], at: usize) -> Option<(Range<usize>, usize)> {
     let len = u64::from_le_bytes(*buf.get(at..)?.first_chunk::<8>()?);
     let shape_end = (at + 8).checked_add(usize::try_from(len).ok()?)?;
     (shape_end <= buf.len()).then_some((at + 8..shape_end, shape_end))
@@ -130,12 +132,7 @@ fn shaped_parts(buf: &[u8], at: usize) -> Option<(std::ops::Range<usize>, usize)
 
 /// Turns the event frame at `start`, the last in `buf`, into a run of that one event;
 /// `None` (leaving the frame as it is) if the longer frame would exceed `max`.
-fn start_run(
-    buf: &mut Vec<u8>,
-    start: usize,
-    name: std::ops::Range<usize>,
-    max: u32,
-) -> Option<EventRun> {
+fn start_run(buf: &mut Vec<u8>, start: usize, name: Range<usize>, max: u32) -> Option<EventRun> {
     let (shape, body_at) = shaped_parts(buf, name.end)?;
     let body_len = u32::try_from(buf.len() - body_at).ok()?;
     let frame_len = u32::try_from(buf.len() + 4 - start - frame::HEADER_LEN)
@@ -157,84 +154,74 @@ fn start_run(
 
 /// Appends to `out`, made by `wrap`, the request of every event of the run whose payload
 /// is `payload`, starting at `at` in a batch's bytes; false (leaving `out` as it was) if
-/// `payload` is not a well-formed run. One pass: the items are checked as they are taken.
+/// `payload` is not a well-formed run.
 pub(crate) fn push_requests<T>(
     payload: &[u8],
     at: usize,
     out: &mut Vec<T>,
     wrap: impl Fn(Request) -> T,
 ) -> bool {
-    let Some(head) = header::decode_request(payload).filter(|head| head.run) else {
-        return false;
-    };
     // Every part ends within the payload: if its end fits the offsets, all do.
     if u32::try_from(at + payload.len()).is_err() {
         return false;
     }
-    let origin = payload.as_ptr() as usize;
-    let moved = |part: &[u8]| {
-        let start = at + (part.as_ptr() as usize - origin);
-        start..start + part.len()
-    };
-    let (name, shape) = (moved(head.name), moved(head.shape));
+    let moved = |range: Range<usize>| at + range.start..at + range.end;
     let before = out.len();
-    let mut items = RunItems {
-        payload,
-        at: head.body,
-    };
-    loop {
-        match items.step() {
-            Step::Item(item) if out.len() - before < MAX_RUN_EVENTS => {
-                let item = at + item.start..at + item.end;
-                match Request::event_at(name.clone(), shape.clone(), item) {
-                    Some(request) => out.push(wrap(request)),
-                    None => break,
-                }
-            }
-            Step::End if out.len() > before => return true,
-            Step::Item(_) | Step::End | Step::Malformed => break,
+    let mut fits = true;
+    let whole = each_event(payload, |name, shape, value| {
+        match Request::event_at(moved(name), moved(shape), moved(value)) {
+            Some(request) => out.push(wrap(request)),
+            None => fits = false,
         }
+    });
+    if !(whole && fits) {
+        out.truncate(before);
     }
-    out.truncate(before);
-    false
+    whole && fits
 }
 
-/// The name, the shape and the items of a run: `None` unless it is well formed, with
-/// one to [`MAX_RUN_EVENTS`] items that fill the payload exactly.
-fn parts(payload: &[u8]) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>, RunItems<'_>)> {
-    let head = header::decode_request(payload).filter(|head| head.run)?;
+/// Calls `each` with where the name, the shape and the value of every event of the run
+/// whose payload is `payload` lie in it, in one pass that checks the items as it goes;
+/// false if `payload` is not a well-formed run, with one to [`MAX_RUN_EVENTS`] items
+/// that fill it exactly (`each` may have been called for the items before the fault).
+fn each_event(
+    payload: &[u8],
+    mut each: impl FnMut(Range<usize>, Range<usize>, Range<usize>),
+) -> bool {
+    let Some(head) = header::decode_request(payload).filter(|head| head.run) else {
+        return false;
+    };
     let origin = payload.as_ptr() as usize;
     let range = |part: &[u8]| {
         let start = part.as_ptr() as usize - origin;
         start..start + part.len()
     };
-    let items = RunItems {
+    let (name, shape) = (range(head.name), range(head.shape));
+    let mut items = RunItems {
         payload,
         at: head.body,
     };
     let mut count = 0;
-    let mut check = items.clone();
     loop {
-        match check.step() {
-            Step::Item(_) => count += 1,
-            Step::End => break,
-            Step::Malformed => return None,
+        match items.step() {
+            Step::Item(value) if count < MAX_RUN_EVENTS => {
+                count += 1;
+                each(name.clone(), shape.clone(), value);
+            }
+            Step::End => return count > 0,
+            Step::Item(_) | Step::Malformed => return false,
         }
     }
-    (1..=MAX_RUN_EVENTS)
-        .contains(&count)
-        .then(|| (range(head.name), range(head.shape), items))
 }
 
 /// The items of a run, as ranges of its payload.
-#[derive(Clone)]
 struct RunItems<'a> {
     payload: &'a [u8],
     at: usize,
 }
 
 enum Step {
-    Item(std::ops::Range<usize>),
+    Item(Range<usize>),
     End,
     Malformed,
 }
@@ -261,17 +248,6 @@ impl RunItems<'_> {
     }
 }
 
-impl Iterator for RunItems<'_> {
-    type Item = std::ops::Range<usize>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        match self.step() {
-            Step::Item(item) => Some(item),
-            Step::End | Step::Malformed => None,
-        }
-    }
-}
-
 /// Whether `payload` is a run of events (which [`decode`] decodes, not
 /// `message::decode_pooled`).
 pub(crate) fn is_run(payload: &[u8]) -> bool {
@@ -280,13 +256,20 @@ pub(crate) fn is_run(payload: &[u8]) -> bool {
 
 /// The events of a run, one message each (for a reader that cannot run them in place).
 pub(crate) fn decode(payload: &[u8]) -> Result<Vec<Message>, WireError> {
-    let (name, shape, items) = parts(payload).ok_or_else(|| {
-        WireError::Malformed("malformed message: a malformed run of events".into())
-    })?;
-    let (name, shape) = (&payload[name], &payload[shape]);
-    Ok(items
-        .map(|item| Body::event(name, shape, &payload[item]))
-        .collect())
+    let mut events = Vec::new();
+    let whole = each_event(payload, |name, shape, value| {
+        events.push(Body::event(
+            &payload[name],
+            &payload[shape],
+            &payload[value],
+        ));
+    });
+    if !whole {
+        return Err(WireError::Malformed(
+            "malformed message: a malformed run of events".into(),
+        ));
+    }
+    Ok(events)
 }
 
 #[cfg(test)]
