@@ -171,22 +171,6 @@ pub fn cpu_time() -> Duration {
     time(usage.ru_utime) + time(usage.ru_stime)
 }
 
-#[cfg(test)]
-mod tests {
-    //! `fork` from a unit test of a library crate: the libtest binary is the worker.
-
-    #[test]
-    fn fork_works_inside_a_unit_test() {
-        let worker = coproq::fork(|parent| {
-            parent.handle("triple", |x: i64| x * 3);
-        })
-        .unwrap();
-        assert_eq!(super::call::<i64>(&worker, "triple", 14i64).unwrap(), 42);
-        let status = worker.close().expect("the worker was reaped");
-        assert!(status.success(), "{status}");
-    }
-}
-
 /// A file path for one test, alone in a directory of its own under the system's temporary
 /// directory; the directory goes, with whatever was written there, when this is dropped.
 /// Derefs to the file's path.
@@ -236,5 +220,21 @@ impl std::ops::Deref for ScratchFile {
 impl Drop for ScratchFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! `fork` from a unit test of a library crate: the libtest binary is the worker.
+
+    #[test]
+    fn fork_works_inside_a_unit_test() {
+        let worker = coproq::fork(|parent| {
+            parent.handle("triple", |x: i64| x * 3);
+        })
+        .unwrap();
+        assert_eq!(super::call::<i64>(&worker, "triple", 14i64).unwrap(), 42);
+        let status = worker.close().expect("the worker was reaped");
+        assert!(status.success(), "{status}");
     }
 }

@@ -272,13 +272,13 @@ impl Request {
         })
     }
 
-    /// The arguments, in `bytes` (the batch's bytes this request was decoded into).
     /// Whether `other`, from the same batch's bytes, has its name at the same place (the
     /// events of one run do): then the names are the same, without comparing them.
     pub(crate) fn name_at_same_place(&self, other: &Self) -> bool {
         self.name == other.name
     }
 
+    /// The arguments, in `bytes` (the batch's bytes this request was decoded into).
     pub(crate) fn args(self, bytes: &[u8]) -> Args<'_> {
         let part = |span: Span| bytes.get(span.range()).unwrap_or_default();
         Args::InPlace {
