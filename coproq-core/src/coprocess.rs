@@ -141,6 +141,7 @@ impl Coprocess {
     /// }
     /// # Ok(()) }
     /// ```
+    #[inline]
     pub fn call_async<R: DeserializeOwned>(
         &self,
         method: &str,
@@ -151,6 +152,7 @@ impl Coprocess {
 
     /// Sends a call; the reply becomes the caller's result through `decode`. `Flush::Now`
     /// for a caller about to wait, `Flush::Soon` to let pipelined calls share writes.
+    #[inline]
     pub(crate) fn send_call<R, A: Serialize + ?Sized>(
         &self,
         method: &str,
@@ -230,6 +232,7 @@ impl Coprocess {
     /// worker.emit("log", ("info", "started"))?;
     /// # Ok(()) }
     /// ```
+    #[inline]
     pub fn emit(&self, name: &str, args: impl Serialize) -> Result<()> {
         self.inner.link.emit(name, &args)
     }

@@ -185,6 +185,7 @@ pub trait Service: Sized {
     }
 }
 
+#[inline]
 fn decode_args<A: DeserializeOwned>(args: &mut Args<'_>) -> Result<A, String> {
     args.decode()
         .map_err(|e| format!("{}: invalid arguments: {e}", args.name()))

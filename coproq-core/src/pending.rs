@@ -50,6 +50,7 @@ enum MethodName {
 const INLINE_NAME: usize = 22;
 
 impl MethodName {
+    #[inline]
     fn new(name: &str) -> Self {
         match u8::try_from(name.len()) {
             Ok(len) if name.len() <= INLINE_NAME => {
@@ -61,6 +62,7 @@ impl MethodName {
         }
     }
 
+    #[inline]
     fn as_str(&self) -> &str {
         match self {
             // A copy of a `str`'s bytes: the check always passes.
@@ -83,6 +85,7 @@ pub(crate) struct Deadline {
 impl Deadline {
     /// The earlier of a default timeout from now and a deadline inherited from the call
     /// being handled on this thread.
+    #[inline]
     pub(crate) fn for_new_call(timeout: Option<Duration>) -> Option<Self> {
         let inherited = context::inherited_deadline();
         if timeout.is_none() && inherited.is_none() {
@@ -155,6 +158,7 @@ impl<R> fmt::Debug for Pending<R> {
 }
 
 impl<R> Pending<R> {
+    #[inline]
     pub(crate) fn new(
         link: &Arc<Link>,
         method: &str,
@@ -214,6 +218,7 @@ impl<R> Pending<R> {
     /// assert_eq!(a.wait()? + b.wait()?, 2_178_309);
     /// # Ok(()) }
     /// ```
+    #[inline]
     pub fn wait(self) -> Result<R> {
         let deadline = self.deadline;
         self.wait_until(deadline)
@@ -249,6 +254,7 @@ impl<R> Pending<R> {
         }
     }
 
+    #[inline]
     fn wait_until(mut self, deadline: Option<Deadline>) -> Result<R> {
         match std::mem::replace(&mut self.state, Progress::Done) {
             Progress::InFlight { link, id, slot } => {
@@ -279,6 +285,7 @@ impl<R> Pending<R> {
 }
 
 /// Turns a delivered reply into the caller's value or error.
+#[inline]
 pub(crate) fn decode_reply<R: DeserializeOwned>(method: &str, delivery: Delivery) -> Result<R> {
     let RawReply { outcome, mut body } = delivery?;
     match outcome {

@@ -72,6 +72,7 @@ impl Batch {
     }
 
     /// Forgets what has run, letting large bytes go: the batch is ready to be filled.
+    #[inline]
     fn reset_if_done(&mut self) {
         if self.is_empty() && !self.entries.is_empty() {
             self.entries.clear();

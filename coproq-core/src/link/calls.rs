@@ -101,12 +101,14 @@ impl Slot {
         self.watch.as_ref().is_none_or(|watch| watch.settled(how))
     }
 
+    #[inline]
     fn lock(&self) -> MutexGuard<'_, SlotState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Puts the reply in and wakes the waiter; returns whether a thread was blocked
     /// waiting (rather than a future, or nobody yet).
+    #[inline]
     pub(crate) fn deliver(&self, delivery: Delivery) -> bool {
         let (waiting, waker) = {
             let mut state = self.lock();
@@ -151,6 +153,7 @@ impl Slot {
     }
 
     /// Takes the reply, if it is in.
+    #[inline]
     pub(crate) fn take_reply(&self) -> Option<Delivery> {
         self.lock().reply.take()
     }
@@ -234,6 +237,7 @@ pub(crate) struct Calls {
 
 impl Calls {
     /// Registers a caller's slot; fails if the link has ended.
+    #[inline]
     pub(crate) fn insert(&mut self, id: u64, slot: Arc<Slot>) -> Result<(), Arc<Slot>> {
         if self.closed {
             return Err(slot);
@@ -273,6 +277,7 @@ impl Calls {
         }
     }
 
+    #[inline]
     fn take(&mut self, id: u64) -> Option<Arc<Slot>> {
         let taken = match id
             .checked_sub(self.base)
@@ -287,6 +292,7 @@ impl Calls {
 
     /// Delivers a reply; returns the slot, or `None` if no caller waits for `id` (timed
     /// out, or a stray reply), in which case the reply is dropped.
+    #[inline]
     pub(crate) fn complete(&mut self, id: u64) -> Option<Arc<Slot>> {
         self.take(id)
     }

@@ -41,6 +41,7 @@ impl Cancels {
     }
 
     /// Whether the peer cancelled call `id`.
+    #[inline]
     pub(crate) fn contains(&self, id: u64) -> bool {
         self.any.load(Ordering::Acquire)
             && self
@@ -52,6 +53,7 @@ impl Cancels {
     }
 
     /// Forgets `id` once its call is answered or skipped (ids are never reused).
+    #[inline]
     pub(crate) fn settle(&self, id: u64) {
         if self.any.load(Ordering::Acquire) {
             // Its place in `order` goes when it is evicted.

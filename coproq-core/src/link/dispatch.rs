@@ -146,6 +146,7 @@ pub(crate) fn serving_link_cancelled(id: u64) -> bool {
 const SLOW_HANDLER: Duration = Duration::from_nanos(1);
 
 /// Whether this thread serves `link`.
+#[inline]
 pub(crate) fn is_serving(link: &Arc<Link>) -> bool {
     SERVING.with_borrow(|serving| serving.as_ref().is_some_and(|s| Arc::ptr_eq(&s.link, link)))
 }
@@ -272,6 +273,7 @@ impl<'a> Work<'a> {
     }
 
     /// The work of a call or event in a batch whose bytes are `bytes`.
+    #[inline]
     fn batched(next: Batched<'_>, bytes: &'a [u8]) -> Option<Self> {
         match next {
             Batched::Message(message) => Self::of(*message),
@@ -279,6 +281,7 @@ impl<'a> Work<'a> {
         }
     }
 
+    #[inline]
     fn in_place(request: Request, bytes: &'a [u8]) -> Self {
         let args = request.args(bytes);
         match request.call {
@@ -291,6 +294,7 @@ impl<'a> Work<'a> {
 /// [`dispatch`], then, after a slow handler, reads what arrived meanwhile. The clock is
 /// the coarse one (a few nanoseconds to read, where `Instant` costs tens on every call):
 /// a handler is slow when a tick passed while it ran.
+#[inline]
 fn dispatch_timed(link: &Arc<Link>, work: &mut Work<'_>, flush: Flush, recent: &mut Recent) {
     if matches!(work, Work::Event(_)) {
         // Events cannot be cancelled; the next call's own check is enough.

@@ -91,6 +91,7 @@ struct Remembered<T: ?Sized> {
 /// `slot`'s handler if it is for `name` and the table has not changed since, otherwise
 /// what `find` finds (remembered for next time). `known_same`: the caller knows that
 /// `name` is the one looked up last (so a handler remembered is for it).
+#[inline]
 fn remembered<'a, T: ?Sized>(
     slot: &'a mut Option<Remembered<T>>,
     generation: u64,
@@ -131,6 +132,7 @@ impl Handlers {
     }
 
     /// [`Handlers::call`] of the name `name` spells, through `recent`.
+    #[inline]
     pub(crate) fn call_via<'a>(
         &self,
         name: &[u8],
@@ -144,6 +146,7 @@ impl Handlers {
 
     /// [`Handlers::event`] of the name `name` spells, through `recent`; `same_as_last`:
     /// `name` is known to be the one looked up last through `recent`.
+    #[inline]
     pub(crate) fn event_via<'a>(
         &self,
         name: &[u8],

@@ -430,6 +430,7 @@ impl Link {
         Ok((link, peer))
     }
 
+    #[inline]
     fn calls(&self) -> MutexGuard<'_, Calls> {
         self.calls.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -447,6 +448,7 @@ impl Link {
     /// Sends a call and registers its slot. `Flush::Now` when the caller will wait at
     /// once; `Flush::Soon` lets pipelined calls share writes. The peer learns what remains
     /// of `deadline`.
+    #[inline]
     pub(crate) fn start_call<A: Serialize + ?Sized>(
         &self,
         name: &str,
@@ -619,6 +621,7 @@ impl Link {
     }
 
     /// Sends a one-way event.
+    #[inline]
     pub(crate) fn emit<A: Serialize + ?Sized>(&self, name: &str, args: &A) -> Result<()> {
         match self.writer.send_in_run(Flush::Soon, |buf, run, max| {
             run::encode_event(buf, run, name, args, max)
@@ -630,6 +633,7 @@ impl Link {
     }
 
     /// Sends a frame built by `build` (a reply); a closed link drops it.
+    #[inline]
     pub(crate) fn send_with(&self, flush: Flush, build: impl FnOnce(&mut Vec<u8>, u32)) {
         let _ = self.writer.send(flush, |buf, max| {
             build(buf, max);
@@ -638,6 +642,7 @@ impl Link {
     }
 
     /// Writes what is buffered now (before the caller blocks on something else).
+    #[inline]
     pub(crate) fn flush(&self) {
         self.writer.flush();
     }

@@ -37,6 +37,7 @@ pub(super) struct Replies {
 
 impl Replies {
     /// The replies starting with the one just read.
+    #[inline]
     pub(super) fn new(id: u64, reply: RawReply) -> Self {
         Self {
             first: Read::new(id, reply),
@@ -45,6 +46,7 @@ impl Replies {
     }
 
     /// Adds the reply read right behind the last.
+    #[inline]
     pub(super) fn push(&mut self, id: u64, reply: RawReply) {
         if self.more.capacity() == 0 {
             self.more.reserve_exact(MAX_REPLIES - 1);
@@ -53,6 +55,7 @@ impl Replies {
     }
 
     /// Whether another reply may join before they are delivered.
+    #[inline]
     pub(super) fn has_room(&self) -> bool {
         1 + self.more.len() < MAX_REPLIES
     }

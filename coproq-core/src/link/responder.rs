@@ -16,6 +16,7 @@ pub(crate) struct Responder {
 }
 
 impl Responder {
+    #[inline]
     pub(crate) fn new(link: Arc<Link>, id: u64, flush: Flush) -> Self {
         Self { link, id, flush }
     }
@@ -30,6 +31,7 @@ impl Responder {
     }
 
     /// Replies with what a handler returned (a `Result` is unwrapped).
+    #[inline]
     pub(crate) fn send<T: Serialize + ?Sized>(self, value: &T) {
         self.link.cancels.settle(self.id);
         if self.link.send_direct_reply(self.id, value) {
@@ -44,6 +46,7 @@ impl Responder {
     }
 
     /// Sends the reply that `encode` builds, or a failure saying why it could not.
+    #[inline]
     fn send_encoded(
         self,
         encode: impl FnOnce(&mut Vec<u8>, u64, u32) -> Result<(), message::EncodeError>,

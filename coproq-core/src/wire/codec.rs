@@ -100,6 +100,7 @@ pub(crate) fn put_shape(
 }
 
 /// Appends the encoding of `value` to `buf`.
+#[inline]
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     buf: &mut Vec<u8>,
@@ -121,6 +122,7 @@ pub(crate) fn decode_prefix<'de, T: Deserialize<'de>>(
 
 /// Decodes a `T` that must use all of `bytes`, checking it against the sender's `shape`
 /// at every depth (see `shape`). Errors name the path to the first difference.
+#[inline]
 pub(crate) fn decode_checked<'de, T: Deserialize<'de>>(
     shape: &[u8],
     bytes: &'de [u8],

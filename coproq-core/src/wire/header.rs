@@ -214,6 +214,7 @@ impl<'a> Cursor<'a> {
         ))
     }
 
+    #[inline]
     fn bytes(&mut self) -> Result<&'a [u8], String> {
         let len = usize::try_from(self.u64()?).map_err(|_| "length overflows".to_owned())?;
         self.take(len)

@@ -121,6 +121,7 @@ impl Body {
     /// Decodes the value, checked against its shape at every depth: a large byte string
     /// is handed over in the frame's own buffer (see `direct`), anything else is decoded
     /// from the bytes.
+    #[inline]
     pub(crate) fn decode<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, WireError> {
         if super::byte_vec::is_byte_vec::<T>() && shape::is_byte_string(self.shape()) {
             // A `Vec<u8>` asks for a sequence, element by element: take the byte string
@@ -168,6 +169,7 @@ impl Body {
     }
 
     /// The shape of the sender's value (empty once the frame's buffer was handed over).
+    #[inline]
     pub(crate) fn shape(&self) -> &[u8] {
         self.frame
             .as_slice()
@@ -319,6 +321,7 @@ impl Args<'_> {
     }
 
     /// Decodes the value, checked against its shape (see [`Body::decode`]).
+    #[inline]
     pub(crate) fn decode<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, WireError> {
         match self {
             Self::Body(body) => body.decode(),
@@ -412,6 +415,7 @@ pub(crate) fn decode_hello(payload: &[u8]) -> Result<Hello, WireError> {
 }
 
 /// Builds the frame of a call of `name` with `args`.
+#[inline]
 pub(crate) fn encode_call<T: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     call: CallHead<'_>,
@@ -455,6 +459,7 @@ pub(crate) struct CallHead<'a> {
 }
 
 impl<'a> CallHead<'a> {
+    #[inline]
     fn header(self, shape: &'a [u8]) -> Header<'a> {
         // Rounded up, so that a deadline about to pass is not sent as none.
         let deadline = self.deadline.map_or(0, |left| {
@@ -542,6 +547,7 @@ fn encode_with_args<T: Serialize + ?Sized>(
 }
 /// Builds the frame of a reply carrying what a handler returned. A returned `Result`
 /// is unwrapped: `Ok(v)` replies `v`, `Err(e)` replies an error with `e`'s text and value.
+#[inline]
 pub(crate) fn encode_reply<T: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     id: u64,

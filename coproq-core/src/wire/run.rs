@@ -44,6 +44,7 @@ pub(crate) struct EventRun {
 /// Appends the event `name` with `args` to `buf`: joined to `run` if that is the last
 /// frame in `buf` and its events have the same name and shape, otherwise as a frame of its
 /// own, which (if small) starts a new run.
+#[inline]
 pub(crate) fn encode_event<T: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     run: &mut Option<EventRun>,
