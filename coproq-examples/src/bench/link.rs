@@ -188,22 +188,54 @@ pub(crate) fn typed_latency(n: u32) -> coproq::Result<Duration> {
 }
 
 /// Calls per second with `n` `call_async` in flight from one thread.
+///
+/// With `COPROQ_BENCH_SPLIT` set (Linux), also says on stderr where the measured burst's
+/// CPU time went, per call: the calling thread while it issues the calls and while it
+/// waits for them, the parent's other threads (its reader and flusher), and the worker.
 pub(crate) fn pipelined(n: u32) -> coproq::Result<(f64, f64)> {
     let w = worker()?;
     // The first burst warms memory up; the second is measured (steady state).
     let mut elapsed = Duration::ZERO;
     let mut used = 0;
+    let mut split = None;
     for _ in 0..2 {
-        let cpu = both_cpu(&w)?;
+        let (parent, worker) = (sys::cpu_micros(), w.call::<u64>("cpu", ())?);
+        let caller = sys::thread_cpu_micros();
         let start = Instant::now();
         let pending: Vec<_> = (0..u64::from(n))
             .map(|i| w.call_async::<u64>("echo", i))
             .collect();
+        let issued = sys::thread_cpu_micros();
         for p in pending {
             p.wait()?;
         }
         elapsed = start.elapsed();
-        used = both_cpu(&w)? - cpu;
+        let waited = sys::thread_cpu_micros();
+        let (parent, worker) = (
+            sys::cpu_micros() - parent,
+            w.call::<u64>("cpu", ())? - worker,
+        );
+        used = parent + worker;
+        split = caller
+            .zip(issued)
+            .zip(waited)
+            .map(|((start, issued), waited)| {
+                let per_call = |micros: u64| micros as f64 * 1000.0 / f64::from(n);
+                [
+                    per_call(issued - start),
+                    per_call(waited - issued),
+                    per_call(parent.saturating_sub(waited - start)),
+                    per_call(worker),
+                ]
+            });
+    }
+    if let Some([issuing, waiting, others, worker]) =
+        split.filter(|_| std::env::var_os("COPROQ_BENCH_SPLIT").is_some())
+    {
+        eprintln!(
+            "CPU per call: caller issuing {issuing:.0} ns, caller waiting {waiting:.0} ns, \
+             the parent's other threads {others:.0} ns, the worker {worker:.0} ns"
+        );
     }
     w.close();
     Ok((

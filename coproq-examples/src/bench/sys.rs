@@ -57,10 +57,30 @@ pub(crate) fn rss_kib(pid: u32) -> u64 {
 
 /// CPU time (user + system) this process has used so far, in µs, from `getrusage`.
 pub(crate) fn cpu_micros() -> u64 {
+    rusage_micros(libc::RUSAGE_SELF)
+}
+
+/// CPU time (user + system) the calling thread has used so far, in µs, where the system
+/// says (Linux).
+#[cfg_attr(
+    target_os = "linux",
+    allow(
+        clippy::unnecessary_wraps,
+        reason = "`None` where the system does not count per thread"
+    )
+)]
+pub(crate) fn thread_cpu_micros() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    return Some(rusage_micros(libc::RUSAGE_THREAD));
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+fn rusage_micros(who: libc::c_int) -> u64 {
     // SAFETY: getrusage writes into the zeroed struct it is given.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &raw mut usage);
+        libc::getrusage(who, &raw mut usage);
         usage
     };
     let micros = |t: libc::timeval| {
