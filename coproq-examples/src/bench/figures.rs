@@ -156,6 +156,17 @@ pub(crate) const FIGURES: &[Figure] = &[
         target: Target::Report,
     },
     Figure {
+        key: "pipelined-items",
+        title: "small items sent 1 000 to a call (`Vec<u64>` in and out), calls pipelined from \
+                one thread: items per second",
+        unit: Unit::PerSec,
+        impls: &["coproq"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::Report,
+    },
+    Figure {
         key: "events",
         title: "events delivered, confirmed by a call",
         unit: Unit::PerSec,
@@ -384,6 +395,9 @@ pub(crate) fn measure(figure: &Figure, imp: &str, quick: bool) -> Result<Measure
         }
         ("pipelined", "raw") => raw::pipelined(n.pipelined).map_err(|e| e.to_string()),
         ("pipelined", "coproq") => link::pipelined(n.pipelined).map_err(|e| e.to_string()),
+        ("pipelined-items", "coproq") => {
+            link::pipelined_items(10 * n.pipelined).map_err(|e| e.to_string())
+        }
         ("events", "raw") => raw::events(n.events).map_err(|e| e.to_string()),
         ("events", "coproq") => link::events(n.events).map_err(|e| e.to_string()),
         _ => return measure_value(figure, imp, n).map(|value| (value, None)),

@@ -58,6 +58,7 @@ fn worker_spinning(spin: Option<Duration>) -> coproq::Result<Coprocess> {
             .handle("sleep_ms", |ms: u64| {
                 std::thread::sleep(Duration::from_millis(ms));
             })
+            .handle("echo_many", |xs: Vec<u64>| xs)
             .handle("bytes", |b: ByteBuf| b)
             .handle("vec_bytes", |b: Vec<u8>| b)
             .on("tick", |_: u64| {
@@ -237,6 +238,40 @@ pub(crate) fn pipelined(n: u32) -> coproq::Result<(f64, f64)> {
              the parent's other threads {others:.0} ns, the worker {worker:.0} ns"
         );
     }
+    w.close();
+    Ok((
+        f64::from(n) / elapsed.as_secs_f64(),
+        used as f64 / f64::from(n),
+    ))
+}
+
+/// How many small items one call carries in `pipelined_items`.
+pub(crate) const ITEMS_PER_CALL: usize = 1000;
+
+/// Small items per second when one thread sends `n` of them [`ITEMS_PER_CALL`] to a call
+/// (a handler that takes and returns a `Vec<u64>`), the calls pipelined with
+/// `call_async`, and the CPU time (µs) both processes used per item: what a program that
+/// has many small items to process moves by batching them itself.
+pub(crate) fn pipelined_items(n: u32) -> coproq::Result<(f64, f64)> {
+    let w = worker()?;
+    let items: Vec<u64> = (0..u64::from(n)).collect();
+    let round = || -> coproq::Result<()> {
+        let pending: Vec<_> = items
+            .chunks(ITEMS_PER_CALL)
+            .map(|chunk| w.call_async::<Vec<u64>>("echo_many", chunk))
+            .collect();
+        for (p, chunk) in pending.into_iter().zip(items.chunks(ITEMS_PER_CALL)) {
+            assert_eq!(p.wait()?, chunk, "items came back changed");
+        }
+        Ok(())
+    };
+    // The first round warms memory up; the second is measured.
+    round()?;
+    let cpu = both_cpu(&w)?;
+    let start = Instant::now();
+    round()?;
+    let elapsed = start.elapsed();
+    let used = both_cpu(&w)? - cpu;
     w.close();
     Ok((
         f64::from(n) / elapsed.as_secs_f64(),
