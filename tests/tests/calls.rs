@@ -28,6 +28,17 @@ fn worker() -> Coprocess {
                 label: p.label,
             })
             .handle("bytes", |b: serde_bytes::ByteBuf| b)
+            .handle("sum_u64", |xs: Vec<u64>| xs.iter().sum::<u64>())
+            .handle("reverse_u64", |mut xs: Vec<u64>| {
+                xs.reverse();
+                xs
+            })
+            .handle("negate_i16", |xs: Vec<i16>| {
+                xs.into_iter().map(i16::wrapping_neg).collect::<Vec<_>>()
+            })
+            .handle("halve_f32", |xs: Vec<f32>| {
+                xs.into_iter().map(|x| x / 2.0).collect::<Vec<_>>()
+            })
             .handle("len", |b: serde_bytes::ByteBuf| b.len() as u64)
             .handle("sleep_then", |(ms, x): (u64, u32)| {
                 std::thread::sleep(Duration::from_millis(ms));
@@ -66,6 +77,68 @@ fn structs_round_trip() {
             label: "p".into()
         }
     );
+}
+
+#[test]
+fn vectors_of_numbers_round_trip_in_every_form_a_caller_holds_them() {
+    let w = worker();
+    let xs: Vec<u64> = (0..10_000).map(|i| i * 0x9e37_79b9).collect();
+    let reversed: Vec<u64> = xs.iter().rev().copied().collect();
+    assert_eq!(call::<Vec<u64>>(&w, "reverse_u64", &xs).unwrap(), reversed);
+    assert_eq!(
+        call::<Vec<u64>>(&w, "reverse_u64", xs.as_slice()).unwrap(),
+        reversed
+    );
+    assert_eq!(
+        call::<Vec<u64>>(&w, "reverse_u64", xs.clone().into_boxed_slice()).unwrap(),
+        reversed
+    );
+    assert_eq!(
+        call::<u64>(&w, "sum_u64", &xs).unwrap(),
+        xs.iter().sum::<u64>()
+    );
+    assert_eq!(
+        call::<Vec<u64>>(&w, "reverse_u64", Vec::<u64>::new()).unwrap(),
+        []
+    );
+    assert_eq!(
+        call::<Vec<i16>>(&w, "negate_i16", vec![1i16, -2, i16::MIN]).unwrap(),
+        [-1, 2, i16::MIN]
+    );
+    let halves = call::<Vec<f32>>(&w, "halve_f32", vec![1.0f32, -3.0, f32::INFINITY]).unwrap();
+    assert_eq!(halves, [0.5, -1.5, f32::INFINITY]);
+}
+
+#[test]
+fn vectors_of_other_number_types_are_converted_or_refused_as_single_numbers_are() {
+    let w = worker();
+    // Narrower integers that fit are accepted, as a single `u32` is by a `u64`.
+    assert_eq!(call::<u64>(&w, "sum_u64", vec![1u32, 2, 3]).unwrap(), 6);
+    assert_eq!(call::<u64>(&w, "sum_u64", vec![4i8, 5]).unwrap(), 9);
+    // Reading the reply as a wider type works the same way.
+    assert_eq!(
+        call::<Vec<i64>>(&w, "negate_i16", vec![7i16]).unwrap(),
+        [-7]
+    );
+    // A number that does not fit, a float, or a vector of another kind is refused by
+    // name, and the link stays up.
+    for (err, expected) in [
+        (
+            call::<u64>(&w, "sum_u64", vec![1i64, -1]).unwrap_err(),
+            "element 1",
+        ),
+        (call::<u64>(&w, "sum_u64", vec![1.0f64]).unwrap_err(), "f64"),
+        (call::<u64>(&w, "sum_u64", vec!["1"]).unwrap_err(), "string"),
+        (
+            call::<Vec<f32>>(&w, "halve_f32", vec![1.0f64]).unwrap_err(),
+            "f64",
+        ),
+    ] {
+        let text = err.to_string();
+        assert!(text.contains("invalid arguments"), "{text}");
+        assert!(text.contains(expected), "{text}");
+    }
+    assert_eq!(call::<u64>(&w, "sum_u64", vec![2u64, 3]).unwrap(), 5);
 }
 
 #[test]

@@ -52,6 +52,9 @@ pub(crate) fn record_shape<T: Serialize + ?Sized>(
     value: &T,
     buf: &mut Vec<u8>,
 ) -> Result<(), WireError> {
+    if super::number_vec::record_shape(value, buf) {
+        return Ok(());
+    }
     match super::byte_vec::as_bytes(value) {
         Some(bytes) => super::shape::record(&crate::bytes::Bytes(bytes), buf),
         None => super::shape::record(value, buf),
@@ -64,6 +67,9 @@ pub(crate) fn encode_value<T: Serialize + ?Sized>(
     value: &T,
     buf: &mut Vec<u8>,
 ) -> Result<(), WireError> {
+    if super::number_vec::encode_value(value, buf) {
+        return Ok(());
+    }
     match super::byte_vec::as_bytes(value) {
         // One copy as a byte string instead of a walk of its elements (same layout).
         Some(bytes) => encode_into(&crate::bytes::Bytes(bytes), buf),
@@ -128,6 +134,9 @@ pub(crate) fn decode_checked<'de, T: Deserialize<'de>>(
     bytes: &'de [u8],
 ) -> Result<T, WireError> {
     if let Some(value) = super::shape::scalar::decode(shape, bytes) {
+        return Ok(value);
+    }
+    if let Some(value) = super::number_vec::decode(shape, bytes) {
         return Ok(value);
     }
     let cursor = Cursor::new(shape);

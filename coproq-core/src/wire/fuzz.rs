@@ -58,6 +58,7 @@ fn decode_as_a_few_types(mut body: message::Body) {
     // split frame and the buffer hand-over below; hostile lengths come in small frames.
     if body.contiguous().len() <= 1 << 16 {
         let _ = body.decode::<Vec<u64>>();
+        let _ = body.decode::<Vec<f32>>();
         let _ = body.decode::<(i32, String, Option<bool>)>();
     }
     let _ = body.decode::<ByteBuf>();

@@ -14,6 +14,8 @@
 //!   place.
 //! - [`byte_vec`]: `Vec<u8>` and `&[u8]` recognised among generic values, to travel as
 //!   byte strings.
+//! - [`number_vec`]: vectors of one number type (`Vec<u64>`, `&[f32]`, ...) written and
+//!   read in one pass instead of element by element.
 //! - [`probe`]: the serializer that refuses everything, which the one-call probes build on.
 //! - `fuzz`: the decoder's stable fuzz test and the `cargo fuzz` entry point.
 
@@ -26,6 +28,7 @@ pub(crate) mod frame;
 pub(crate) mod fuzz;
 mod header;
 pub(crate) mod message;
+mod number_vec;
 mod probe;
 mod returned;
 pub(crate) mod run;
