@@ -16,6 +16,8 @@
 //!   byte strings.
 //! - [`number_vec`]: vectors of one number type (`Vec<u64>`, `&[f32]`, ...) written and
 //!   read in one pass instead of element by element.
+//! - [`typed_vec`]: vectors and slices recognised by their element type, which the two
+//!   above build on.
 //! - [`probe`]: the serializer that refuses everything, which the one-call probes build on.
 //! - `fuzz`: the decoder's stable fuzz test and the `cargo fuzz` entry point.
 
@@ -33,6 +35,7 @@ mod probe;
 mod returned;
 pub(crate) mod run;
 pub(crate) mod shape;
+mod typed_vec;
 
 pub(crate) use codec::decode_checked;
 pub(crate) use error::WireError;

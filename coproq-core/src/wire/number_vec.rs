@@ -6,7 +6,7 @@
 //! where the numbers themselves are a few bytes to copy. Their layout is simple: bincode
 //! writes a `u64` count and each number's fixed-width little-endian bytes, and the shape
 //! is a sequence whose elements all have that number's tag. So a vector or slice of one
-//! number type is recognised by its type (through `typeid`, as in `byte_vec`) and its
+//! number type is recognised by its type (see `typed_vec`, as in `byte_vec`) and its
 //! shape and bytes written in one pass; on the receiving side a `Vec` of one number type
 //! whose shape names exactly that type is read in one pass.
 //!
@@ -17,10 +17,8 @@
 //! and refuse alike. A claimed count must match the bytes present exactly, so nothing is
 //! allocated beyond what arrived.
 
-use std::mem::ManuallyDrop;
-use std::ptr;
-
 use super::shape::{mode, tag};
+use super::typed_vec::{into_vec_of, is_vec_of, slice_of};
 
 /// A number type with a fixed-width little-endian encoding and a shape tag of its own.
 trait Number: Copy + 'static {
@@ -75,31 +73,6 @@ macro_rules! for_each_number {
     };
 }
 
-/// The numbers of `value` if it is a `Vec<N>`, `&Vec<N>`, `&[N]` or `Box<[N]>`.
-#[inline]
-fn view<T: ?Sized, N: Number>(value: &T) -> Option<&[N]> {
-    let id = typeid::of::<T>();
-    let at = ptr::from_ref(value);
-    // SAFETY: in each branch the type ids are equal, so `T` is that very type (up to
-    // lifetimes, which `typeid` reads as `'static`; the slice returned borrows `value`,
-    // no longer).
-    unsafe {
-        if id == typeid::of::<Vec<N>>() {
-            return Some(&*at.cast::<Vec<N>>());
-        }
-        if id == typeid::of::<&[N]>() {
-            return Some(*at.cast::<&[N]>());
-        }
-        if id == typeid::of::<&Vec<N>>() {
-            return Some(*at.cast::<&Vec<N>>());
-        }
-        if id == typeid::of::<Box<[N]>>() {
-            return Some(&*at.cast::<Box<[N]>>());
-        }
-    }
-    None
-}
-
 /// The shape the recorder gives a sequence of `len` numbers of type `N`.
 #[inline]
 fn put_shape<N: Number>(len: usize, out: &mut Vec<u8>) {
@@ -116,7 +89,7 @@ fn put_shape<N: Number>(len: usize, out: &mut Vec<u8>) {
 pub(crate) fn record_shape<T: ?Sized>(value: &T, out: &mut Vec<u8>) -> bool {
     macro_rules! try_type {
         ($ty:ty) => {
-            if let Some(numbers) = view::<T, $ty>(value) {
+            if let Some(numbers) = slice_of::<T, $ty>(value) {
                 put_shape::<$ty>(numbers.len(), out);
                 return true;
             }
@@ -132,7 +105,7 @@ pub(crate) fn record_shape<T: ?Sized>(value: &T, out: &mut Vec<u8>) -> bool {
 pub(crate) fn encode_value<T: ?Sized>(value: &T, out: &mut Vec<u8>) -> bool {
     macro_rules! try_type {
         ($ty:ty) => {
-            if let Some(numbers) = view::<T, $ty>(value) {
+            if let Some(numbers) = slice_of::<T, $ty>(value) {
                 put_numbers(numbers, out);
                 return true;
             }
@@ -160,8 +133,8 @@ fn put_numbers<N: Number>(numbers: &[N], out: &mut Vec<u8>) {
 pub(crate) fn decode<T>(shape: &[u8], bytes: &[u8]) -> Option<T> {
     macro_rules! try_type {
         ($ty:ty) => {
-            if typeid::of::<T>() == typeid::of::<Vec<$ty>>() {
-                return read_numbers::<$ty>(shape, bytes).and_then(into::<T, $ty>);
+            if is_vec_of::<T, $ty>() {
+                return read_numbers::<$ty>(shape, bytes).and_then(into_vec_of::<T, $ty>);
             }
         };
     }
@@ -184,17 +157,6 @@ fn read_numbers<N: Number>(shape: &[u8], bytes: &[u8]) -> Option<Vec<N>> {
         return None;
     }
     Some(rest.chunks_exact(N::SIZE).map(N::read).collect())
-}
-
-/// `numbers` as a `T` that is `Vec<N>`; `None` (dropping them) for any other `T`.
-fn into<T, N: Number>(numbers: Vec<N>) -> Option<T> {
-    if typeid::of::<T>() != typeid::of::<Vec<N>>() {
-        return None;
-    }
-    let numbers = ManuallyDrop::new(numbers);
-    // SAFETY: `T` is `Vec<N>` (checked above); the value is moved, not duplicated: the
-    // original is never dropped.
-    Some(unsafe { ptr::read(ptr::from_ref(&*numbers).cast::<T>()) })
 }
 
 #[cfg(test)]
