@@ -167,6 +167,17 @@ pub(crate) const FIGURES: &[Figure] = &[
         target: Target::Report,
     },
     Figure {
+        key: "pipelined-pairs",
+        title: "the same with pairs (`Vec<(u64, u64)>`), which are checked element by element: \
+                items per second",
+        unit: Unit::PerSec,
+        impls: &["coproq"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::Report,
+    },
+    Figure {
         key: "events",
         title: "events delivered, confirmed by a call",
         unit: Unit::PerSec,
@@ -396,7 +407,10 @@ pub(crate) fn measure(figure: &Figure, imp: &str, quick: bool) -> Result<Measure
         ("pipelined", "raw") => raw::pipelined(n.pipelined).map_err(|e| e.to_string()),
         ("pipelined", "coproq") => link::pipelined(n.pipelined).map_err(|e| e.to_string()),
         ("pipelined-items", "coproq") => {
-            link::pipelined_items(10 * n.pipelined).map_err(|e| e.to_string())
+            link::pipelined_items::<u64>(10 * n.pipelined).map_err(|e| e.to_string())
+        }
+        ("pipelined-pairs", "coproq") => {
+            link::pipelined_items::<(u64, u64)>(10 * n.pipelined).map_err(|e| e.to_string())
         }
         ("events", "raw") => raw::events(n.events).map_err(|e| e.to_string()),
         ("events", "coproq") => link::events(n.events).map_err(|e| e.to_string()),

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use coproq::Coprocess;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_bytes::{ByteBuf, Bytes};
 
 use crate::sys;
@@ -59,6 +61,7 @@ fn worker_spinning(spin: Option<Duration>) -> coproq::Result<Coprocess> {
                 std::thread::sleep(Duration::from_millis(ms));
             })
             .handle("echo_many", |xs: Vec<u64>| xs)
+            .handle("echo_pairs", |xs: Vec<(u64, u64)>| xs)
             .handle("bytes", |b: ByteBuf| b)
             .handle("vec_bytes", |b: Vec<u8>| b)
             .on("tick", |_: u64| {
@@ -248,17 +251,39 @@ pub(crate) fn pipelined(n: u32) -> coproq::Result<(f64, f64)> {
 /// How many small items one call carries in `pipelined_items`.
 pub(crate) const ITEMS_PER_CALL: usize = 1000;
 
+/// A small item, as `pipelined_items` sends it.
+pub(crate) trait Item: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug {
+    /// The worker's handler that echoes a `Vec` of them.
+    const ECHO: &'static str;
+    /// The `i`th item.
+    fn nth(i: u64) -> Self;
+}
+
+impl Item for u64 {
+    const ECHO: &'static str = "echo_many";
+    fn nth(i: u64) -> Self {
+        i
+    }
+}
+
+impl Item for (u64, u64) {
+    const ECHO: &'static str = "echo_pairs";
+    fn nth(i: u64) -> Self {
+        (i, !i)
+    }
+}
+
 /// Small items per second when one thread sends `n` of them [`ITEMS_PER_CALL`] to a call
-/// (a handler that takes and returns a `Vec<u64>`), the calls pipelined with
-/// `call_async`, and the CPU time (µs) both processes used per item: what a program that
-/// has many small items to process moves by batching them itself.
-pub(crate) fn pipelined_items(n: u32) -> coproq::Result<(f64, f64)> {
+/// (a handler that takes and returns a `Vec<T>`), the calls pipelined with `call_async`,
+/// and the CPU time (µs) both processes used per item: what a program that has many small
+/// items to process moves by batching them itself.
+pub(crate) fn pipelined_items<T: Item>(n: u32) -> coproq::Result<(f64, f64)> {
     let w = worker()?;
-    let items: Vec<u64> = (0..u64::from(n)).collect();
+    let items: Vec<T> = (0..u64::from(n)).map(T::nth).collect();
     let round = || -> coproq::Result<()> {
         let pending: Vec<_> = items
             .chunks(ITEMS_PER_CALL)
-            .map(|chunk| w.call_async::<Vec<u64>>("echo_many", chunk))
+            .map(|chunk| w.call_async::<Vec<T>>(T::ECHO, chunk))
             .collect();
         for (p, chunk) in pending.into_iter().zip(items.chunks(ITEMS_PER_CALL)) {
             assert_eq!(p.wait()?, chunk, "items came back changed");
