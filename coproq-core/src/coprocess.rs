@@ -162,7 +162,7 @@ impl Coprocess {
     ) -> Pending<R> {
         let link = &self.inner.link;
         let deadline = Deadline::for_new_call(self.inner.options.call_timeout);
-        let started = link.start_call(method, args, flush, deadline.map(|d| d.at));
+        let started = link.start_call(method, args, flush, deadline);
         Pending::new(link, method, started, deadline, decode)
     }
 
@@ -477,8 +477,7 @@ impl Inner {
             self.link.drain_to_end(Duration::from_secs(1), status);
             status
         } else {
-            self.link
-                .end(|| crate::Error::Disconnected { status: None });
+            self.link.end(crate::Error::stream_ended);
             None
         };
         // Handlers may hold handles of this link: dropping them breaks such cycles.

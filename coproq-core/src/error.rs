@@ -51,11 +51,18 @@ pub enum Error {
     /// coproq parent started (or whose link was taken already).
     #[error("this process was not started as a coproq worker")]
     NotAWorker,
-    /// The peer went away after the call was sent and before it replied.
-    #[error("{}", disconnected_text(*.status))]
+    /// The peer went away after the call was sent and before it replied: it exited,
+    /// crashed or was killed (also in the middle of a frame), the command carrying the
+    /// link ended, or it fell silent while heartbeats were on.
+    #[error("{}", disconnected_text(*.status, cause))]
+    #[non_exhaustive]
     Disconnected {
-        /// The worker's exit status, where the parent could reap it in time.
+        /// The exit status of the process that ended (the worker's, or for a worker over
+        /// a command such as `ssh`, that command's), where the parent could reap it in
+        /// time.
         status: Option<ExitStatus>,
+        /// How the link ended, as far as this end can tell.
+        cause: DisconnectCause,
     },
     /// The peer has no handler of that name.
     #[error("{0}: method not found")]
@@ -120,10 +127,59 @@ pub enum Error {
     Protocol(String),
 }
 
-fn disconnected_text(status: Option<ExitStatus>) -> String {
-    match status {
-        Some(status) => format!("peer disconnected (worker {status})"),
-        None => "peer disconnected".to_owned(),
+/// How a link ended without a goodbye, as far as this end can tell: what
+/// [`Error::Disconnected`] carries beside the exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectCause {
+    /// The peer's stream ended: the worker exited, crashed or was killed (the exit status
+    /// says which, where known), or the peer closed the link.
+    Ended,
+    /// The command that carries the link (`ssh`, a container's `exec`) ended, with the
+    /// exit status beside this; the worker on the far side may still be running, and
+    /// exits once it sees the link gone.
+    TransportEnded {
+        /// The command.
+        program: String,
+    },
+    /// Heartbeats were on, and nothing came from the peer for this long (three
+    /// intervals): a half-open connection, a stopped relay or a stopped peer.
+    Silent {
+        /// How long nothing came.
+        after: Duration,
+    },
+}
+
+impl Error {
+    /// `Disconnected` with an exit status and a cause.
+    pub(crate) fn disconnected(status: Option<ExitStatus>, cause: DisconnectCause) -> Self {
+        Self::Disconnected { status, cause }
+    }
+
+    /// `Disconnected`: the peer's stream ended, its exit status unknown.
+    pub(crate) fn stream_ended() -> Self {
+        Self::Disconnected {
+            status: None,
+            cause: DisconnectCause::Ended,
+        }
+    }
+}
+
+fn disconnected_text(status: Option<ExitStatus>, cause: &DisconnectCause) -> String {
+    match (cause, status) {
+        (DisconnectCause::Ended, Some(status)) => format!("peer disconnected (worker {status})"),
+        (DisconnectCause::Ended, None) => "peer disconnected".to_owned(),
+        (DisconnectCause::TransportEnded { program }, status) => {
+            let status = status.map_or_else(String::new, |s| format!(" ({s})"));
+            format!(
+                "peer disconnected: the transport `{program}` ended{status}; the worker on the \
+                 far side may still be running, and exits once it sees the link gone"
+            )
+        }
+        (DisconnectCause::Silent { after }, _) => format!(
+            "peer disconnected: nothing came from the peer for {after:?} (three heartbeat \
+             intervals)"
+        ),
     }
 }
 

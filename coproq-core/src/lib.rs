@@ -33,7 +33,7 @@ mod wire;
 
 pub use crate::builder::{Builder, fork, fork_with};
 pub use crate::coprocess::{Coprocess, WeakCoprocess};
-pub use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
+pub use crate::error::{DisconnectCause, Error, RemoteError, RemoteErrorKind, Result};
 pub use crate::handler::{Registry, Reply, Service};
 pub use crate::link::context::{cancelled, deadline};
 pub use crate::pending::Pending;

@@ -12,7 +12,6 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, RemoteError, RemoteErrorKind, Result, TypedPayload};
 use crate::link::Link;
 use crate::link::calls::{Delivery, RawReply, Slot};
-use crate::link::context;
 use crate::link::dispatch::{self, TimedOut};
 use crate::wire::{Outcome, OutcomeKind};
 
@@ -74,44 +73,7 @@ impl MethodName {
     }
 }
 
-/// When a call's caller stops waiting.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Deadline {
-    pub(crate) at: Instant,
-    /// The time from the call's start to `at`, for [`Error::Timeout`].
-    pub(crate) after: Duration,
-}
-
-impl Deadline {
-    /// The earlier of a default timeout from now and a deadline inherited from the call
-    /// being handled on this thread.
-    #[inline]
-    pub(crate) fn for_new_call(timeout: Option<Duration>) -> Option<Self> {
-        let inherited = context::inherited_deadline();
-        if timeout.is_none() && inherited.is_none() {
-            // The common case reads no clock.
-            return None;
-        }
-        let now = Instant::now();
-        let own = timeout.and_then(|t| now.checked_add(t));
-        let at = match (own, inherited) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
-        Some(Self {
-            at,
-            after: at.saturating_duration_since(now),
-        })
-    }
-
-    /// The earlier of two deadlines.
-    fn min(a: Option<Self>, b: Option<Self>) -> Option<Self> {
-        match (a, b) {
-            (Some(a), Some(b)) => Some(if a.at <= b.at { a } else { b }),
-            (a, b) => a.or(b),
-        }
-    }
-}
+pub(crate) use crate::link::context::Deadline;
 
 /// A call that lives above a single link (a pool's, which may move between workers).
 pub(crate) trait Ticket: Send + Sync {
@@ -247,33 +209,44 @@ impl<R> Pending<R> {
         }
     }
 
-    fn timeout(&self, deadline: Deadline) -> Error {
-        Error::Timeout {
-            method: self.method.as_str().to_owned(),
-            after: deadline.after,
-        }
-    }
-
     #[inline]
     fn wait_until(mut self, deadline: Option<Deadline>) -> Result<R> {
         match std::mem::replace(&mut self.state, Progress::Done) {
             Progress::InFlight { link, id, slot } => {
-                // A pipelined call may still sit in the write buffer.
-                link.flush();
                 let at = deadline.map(|d| d.at);
+                // A pipelined call may still sit in the write buffer.
+                link.flush(at);
                 let Ok(delivery) = dispatch::wait_reply(&link, id, &slot, at) else {
                     link.cancel_call(id);
-                    return Err(self.timeout(deadline.expect("only a deadline times out")));
+                    return Err(self.timed_out(deadline));
                 };
-                (self.decode)(self.method.as_str(), delivery)
+                self.finish(delivery, deadline)
             }
             Progress::Pooled(ticket) => match ticket.wait(deadline.map(|d| d.at)) {
-                Ok(delivery) => (self.decode)(self.method.as_str(), delivery),
-                Err(TimedOut) => Err(self.timeout(deadline.expect("only a deadline times out"))),
+                Ok(delivery) => self.finish(delivery, deadline),
+                Err(TimedOut) => Err(self.timed_out(deadline)),
             },
             Progress::Failed(e) => Err(*e),
             Progress::Cancelled => Err(self.cancelled()),
             Progress::Done => Err(Error::NotConnected),
+        }
+    }
+
+    /// The caller's value from its reply; a call its peer skipped because its deadline
+    /// passed is the caller's `Timeout`.
+    #[inline]
+    fn finish(&self, delivery: Delivery, deadline: Option<Deadline>) -> Result<R> {
+        if is_expired(&delivery) {
+            return Err(self.timed_out(deadline));
+        }
+        (self.decode)(self.method.as_str(), delivery)
+    }
+
+    /// `Timeout` at `deadline` (a call without one that the peer says expired: no time).
+    fn timed_out(&self, deadline: Option<Deadline>) -> Error {
+        Error::Timeout {
+            method: self.method.as_str().to_owned(),
+            after: deadline.map_or(Duration::ZERO, |d| d.after),
         }
     }
 
@@ -282,6 +255,21 @@ impl<R> Pending<R> {
             method: self.method.as_str().to_owned(),
         }
     }
+}
+
+/// Whether the peer skipped the call because its deadline had passed.
+#[inline]
+fn is_expired(delivery: &Delivery) -> bool {
+    matches!(
+        delivery,
+        Ok(RawReply {
+            outcome: Outcome::Error {
+                kind: OutcomeKind::Expired,
+                ..
+            },
+            ..
+        })
+    )
 }
 
 /// Turns a delivered reply into the caller's value or error.
@@ -301,6 +289,13 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(method: &str, delivery: Delivery
             let kind = match kind {
                 OutcomeKind::MethodNotFound => {
                     return Err(Error::MethodNotFound(method.to_owned()));
+                }
+                // Skipped by the peer: the caller gave up on it (or, expired, its deadline
+                // passed, which a `Pending` reports as its `Timeout`).
+                OutcomeKind::Cancelled | OutcomeKind::Expired => {
+                    return Err(Error::Cancelled {
+                        method: method.to_owned(),
+                    });
                 }
                 OutcomeKind::Failed => RemoteErrorKind::Failed,
                 OutcomeKind::Panicked => RemoteErrorKind::Panicked,
@@ -346,11 +341,11 @@ impl<R> Future for Pending<R> {
         };
         if let Some(delivery) = polled {
             this.state = Progress::Done;
-            return Poll::Ready((this.decode)(this.method.as_str(), delivery));
+            return Poll::Ready(this.finish(delivery, this.deadline));
         }
         match this.deadline {
             Some(deadline) if Instant::now() >= deadline.at => {
-                let error = this.timeout(deadline);
+                let error = this.timed_out(Some(deadline));
                 this.cancel();
                 this.state = Progress::Done;
                 Poll::Ready(Err(error))

@@ -41,6 +41,7 @@ fn worker_exits_with_calls_in_flight() {
         match pending {
             Err(Error::Disconnected {
                 status: Some(status),
+                ..
             }) => {
                 assert_eq!(status.code(), Some(7));
             }
@@ -233,11 +234,13 @@ mod hostile {
     use super::*;
 
     fn hostile(mode: &str) -> coproq::Result<Coprocess> {
+        hostile_with(mode, Coprocess::builder())
+    }
+
+    fn hostile_with(mode: &str, builder: coproq::Builder) -> coproq::Result<Coprocess> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostile_worker"));
         cmd.arg(mode);
-        Coprocess::builder()
-            .close_grace(Duration::from_millis(100))
-            .spawn(cmd)
+        builder.close_grace(Duration::from_millis(100)).spawn(cmd)
     }
 
     #[test]
@@ -289,8 +292,29 @@ mod hostile {
     }
 
     #[test]
-    fn frame_cut_in_half() {
-        pending_call_fails_with_protocol("truncated", "inside a frame");
+    fn a_worker_that_dies_in_the_middle_of_a_frame_is_disconnected_with_its_status() {
+        let w = hostile("truncated").unwrap();
+        let err = call::<u32>(&w, "echo", 1u32).unwrap_err();
+        assert!(
+            matches!(&err, Error::Disconnected { status: Some(s), .. } if s.code() == Some(3)),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_worker_that_stops_in_the_middle_of_a_frame_breaks_the_protocol() {
+        // Alive and silent half-way through a frame: two heartbeat intervals end it (ten
+        // seconds without heartbeats), before the third would end it as silent, and what
+        // it sent is let go.
+        let builder = Coprocess::builder().heartbeat(Duration::from_millis(300));
+        let w = hostile_with("stalled", builder).unwrap();
+        let started = std::time::Instant::now();
+        let err = call::<u32>(&w, "echo", 1u32).unwrap_err();
+        assert!(
+            matches!(&err, Error::Protocol(m) if m.contains("stopped sending in the middle of a frame")),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < CALL_LIMIT, "{:?}", started.elapsed());
     }
 
     #[test]

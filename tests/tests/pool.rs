@@ -89,7 +89,7 @@ fn a_killed_workers_calls_fail_the_others_succeed_and_it_is_replaced() {
                 assert_ne!(pid, victim);
                 ok += 1;
             }
-            Err(Error::Disconnected { status }) => {
+            Err(Error::Disconnected { status, .. }) => {
                 assert!(status.is_none_or(|s| !s.success()), "{status:?}");
                 disconnected += 1;
             }

@@ -24,10 +24,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::coprocess::Coprocess;
+use crate::error::DisconnectCause;
 use crate::error::{Error, Result};
 use crate::link::Handlers;
 use crate::link::{
-    Connect, EofHook, HandshakeError, Input, Link, LinkOptions, PipeInput, WORKER_HELLO_MAX,
+    Connect, EofHook, HandshakeError, Input, Link, LinkOptions, Output, PeerGone, PipeInput,
+    PipeOutput, WORKER_HELLO_MAX,
 };
 use crate::options::Options;
 use crate::process::WorkerProcess;
@@ -109,9 +111,31 @@ fn on_start() {
     };
     // SAFETY: the start-up hook runs before `main`, while the process has one thread.
     unsafe { std::env::remove_var(MARKER) };
+    if sys::secure_execution() {
+        // Started setuid, setgid or with file capabilities: the environment is whoever
+        // ran us, not a coproq parent of the same user. The marker is ignored (and gone,
+        // so that it reaches no child either), and `main` runs as usual.
+        return;
+    }
     match value.to_str().and_then(Marker::parse) {
         Some(marker) => {
+            if marker.mode == Mode::Spawn {
+                // Until `main` adopts them, the link's descriptors must not leak into
+                // processes the worker starts (whose holding them would hide the
+                // worker's death from the parent).
+                for fd in [marker.read, marker.write] {
+                    let _ = sys::close_on_exec(fd);
+                }
+            }
             if marker.mode != Mode::Remote {
+                let parent = sys::parent_pid();
+                if parent != marker.parent {
+                    worker_exit_with(&format!(
+                        "its marker names parent {}, and its parent is {parent} (the parent \
+                         is gone, or the marker was not set by coproq)",
+                        marker.parent
+                    ));
+                }
                 sys::die_with_parent(marker.parent);
             }
             match marker.mode {
@@ -206,20 +230,17 @@ pub(crate) fn spawn_worker(
     drop((child_read, child_write));
 
     let process = Arc::new(WorkerProcess::new(pid, stdio));
-    let on_eof: EofHook = {
-        let process = Arc::clone(&process);
-        Box::new(move || process.wait_timeout(EXIT_STATUS_WAIT))
-    };
+    let on_eof = exit_report(&process, DisconnectCause::Ended);
     let connect = Connect {
         options: options.link,
         entry,
         parent: true,
         heartbeat: options.heartbeat,
+        offer_clock: true,
         peer_hello_max: WORKER_HELLO_MAX,
         timeout: options.startup_timeout,
     };
-    // Both pipes were made here: no other process shares our read end.
-    let (input, output) = (PipeInput::boxed(parent_read), Box::new(parent_write));
+    let (input, output) = parent_streams(parent_read, parent_write, pid, options);
     match Link::connect(input, output, connect, handlers, Some(on_eof)) {
         Ok((link, _hello)) => Ok((link, process)),
         Err(e) => {
@@ -228,6 +249,34 @@ pub(crate) fn spawn_worker(
             Err(handshake_failed(e, status, spawn_error, &program))
         }
     }
+}
+
+/// The parent's ends of a link to process `pid`, both made here (no other process shares
+/// them): reads bounded inside frames, and both ends watching the process's exit, so
+/// that its death is seen whatever its own children hold open.
+pub(super) fn parent_streams(
+    read: std::fs::File,
+    write: std::fs::File,
+    pid: u32,
+    options: &Options,
+) -> (Input, Output) {
+    // Without a watch (none could be made), the end of the pipe still tells.
+    let exit = sys::watch_exit(pid).ok().map(Arc::new);
+    let stall = LinkOptions::frame_stall(options.heartbeat);
+    (
+        PipeInput::boxed_with_stall(read, exit.clone(), stall),
+        PipeOutput::boxed(write, exit),
+    )
+}
+
+/// What the reader of a worker's end of stream learns: its exit status (waiting briefly
+/// for it), and `cause`.
+pub(super) fn exit_report(process: &Arc<WorkerProcess>, cause: DisconnectCause) -> EofHook {
+    let process = Arc::clone(process);
+    Box::new(move || PeerGone {
+        status: process.wait_timeout(EXIT_STATUS_WAIT),
+        cause,
+    })
 }
 
 /// Starts the worker's process with the marker that tells it its link; returns its pid,
@@ -300,14 +349,18 @@ fn connect_to_parent(
     let (input, output) = sys::take_link_fds(read, write).map_err(|e| {
         Error::Protocol(format!("the link descriptors {read} and {write} are not usable ({e}); not started by a coproq parent?"))
     })?;
-    // The parent made this pipe for this worker alone.
-    connect_streams(PipeInput::boxed(input), output, options, handlers)
+    // The parent made these pipes for this worker alone.
+    let (input, output) = (
+        PipeInput::boxed(input, None),
+        PipeOutput::boxed(output, None),
+    );
+    connect_streams(input, output, options, handlers)
 }
 
 /// Worker side: completes the handshake with the parent over two streams.
 fn connect_streams(
     input: Input,
-    output: std::fs::File,
+    output: Output,
     options: &Options,
     handlers: Arc<Handlers>,
 ) -> Result<(Coprocess, Hello)> {
@@ -320,11 +373,12 @@ fn connect_streams(
         entry: None,
         parent: false,
         heartbeat: None,
+        offer_clock: true,
         // The parent's hello carries a fork entry's data, bounded by the frame limit.
         peer_hello_max: options.link.max_frame,
         timeout: options.startup_timeout,
     };
-    let (link, hello) = Link::connect(input, Box::new(output), connect, handlers, None)
+    let (link, hello) = Link::connect(input, output, connect, handlers, None)
         .map_err(|e| Error::Protocol(e.to_string()))?;
     // The parent says how often both ends ping; a silent parent ends this worker.
     let interval = options.heartbeat.or_else(|| {

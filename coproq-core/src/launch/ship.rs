@@ -1,16 +1,19 @@
 //! Fork workers anywhere: `Builder::via(prefix).fork(entry)` runs this executable through
 //! a command prefix that runs its last argument as a shell command (`ssh host`, `sh -c`).
 //!
-//! The far side needs only a POSIX `sh` (and `head -c`, `cksum`, `uname`). A short script
-//! checks the OS and CPU architecture, looks for this executable in its cache
-//! (`${XDG_CACHE_HOME:-$HOME/.cache}/coproq/<hash>-<size>`, checked by `cksum`), and says
-//! on its stdout whether it has it (`C`) or needs it (`S`). The parent then sends the
-//! executable over the prefix's stdin, which the script writes to a temporary name,
-//! checks and renames into place (readable and writable by the user alone); then it
-//! execs it in fork mode, and the link runs over the same stdin and stdout.
+//! The far side needs a POSIX `sh` with `head -c` and `uname`, and `sha256sum` or
+//! `shasum` to cache. A short script (`ship.sh`) checks the OS and CPU architecture,
+//! looks for this executable in its cache
+//! (`${XDG_CACHE_HOME:-$HOME/.cache}/coproq/<sha-256>`), and says on its stdout whether
+//! it has it (`C`) or needs it (`S`). A cached copy counts only if it is the user's own
+//! regular file, in a directory chain that nobody else can write, with the SHA-256 its
+//! name says. The parent then sends the executable over the prefix's stdin, which the
+//! script writes to a file it creates exclusively, checks and renames into place
+//! (readable and writable by the user alone); then it starts it in fork mode, with the
+//! user's own umask, and the link runs over the same stdin and stdout.
 
 use std::ffi::OsString;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
@@ -19,7 +22,7 @@ use std::time::Instant;
 use super::stdio::{Handshake, Started, connect_piped, start_failed, start_piped};
 use super::{EXIT_STATUS_WAIT, MARKER, Marker, Mode};
 use crate::error::{Error, Result};
-use crate::link::{Handlers, HandshakeError, Link};
+use crate::link::{Handlers, HandshakeError, Link, PipeOutput};
 use crate::options::Options;
 use crate::process::WorkerProcess;
 use crate::sys;
@@ -64,13 +67,11 @@ impl Prefix {
     }
 }
 
-/// This executable, read once, with what names and checks it on the far side.
+/// This executable, read once, with the digest that names and checks it on the far side.
 struct Executable {
     bytes: Vec<u8>,
-    /// `cksum`'s output for it: CRC and size.
-    cksum: String,
-    /// The cache file's name.
-    name: String,
+    /// Its SHA-256, in lowercase hex, as `sha256sum` prints it.
+    digest: String,
 }
 
 fn executable() -> io::Result<&'static Executable> {
@@ -78,51 +79,22 @@ fn executable() -> io::Result<&'static Executable> {
     EXE.get_or_init(|| {
         let bytes = std::fs::read(sys::self_exe().map_err(|e| e.to_string())?)
             .map_err(|e| format!("cannot read this executable: {e}"))?;
-        let cksum = format!("{} {}", posix_cksum(&bytes), bytes.len());
-        let name = format!("{:016x}-{}", fnv1a(&bytes), bytes.len());
-        Ok(Executable { bytes, cksum, name })
+        let digest = sha256_hex(&bytes);
+        Ok(Executable { bytes, digest })
     })
     .as_ref()
     .map_err(|e| io::Error::other(e.clone()))
 }
 
-/// The CRC that POSIX `cksum` prints: CRC-32 (polynomial 0x04C11DB7, MSB first) over the
-/// bytes and then their length, complemented.
-fn posix_cksum(bytes: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut crc = (i as u32) << 24;
-            let mut bit = 0;
-            while bit < 8 {
-                crc = if crc & 0x8000_0000 != 0 {
-                    (crc << 1) ^ 0x04C1_1DB7
-                } else {
-                    crc << 1
-                };
-                bit += 1;
-            }
-            table[i] = crc;
-            i += 1;
-        }
-        table
-    };
-    let update = |crc: u32, byte: u8| (crc << 8) ^ TABLE[((crc >> 24) ^ u32::from(byte)) as usize];
-    let mut crc = bytes.iter().fold(0u32, |crc, &b| update(crc, b));
-    let mut len = bytes.len();
-    while len > 0 {
-        crc = update(crc, (len & 0xff) as u8);
-        len >>= 8;
+/// The SHA-256 of `bytes` in lowercase hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    use std::fmt::Write;
+    let mut hex = String::with_capacity(64);
+    for byte in sha2::Sha256::digest(bytes) {
+        let _ = write!(hex, "{byte:02x}");
     }
-    !crc
-}
-
-/// A 64-bit FNV-1a hash, for the cache file's name (the content is checked by `cksum`).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    hex
 }
 
 /// What `uname -s` and `uname -m` print where this executable runs.
@@ -145,26 +117,30 @@ fn platform() -> (&'static str, &'static [&'static str]) {
 /// The exit status by which the script says the far side's platform differs.
 const OTHER_PLATFORM: i32 = 121;
 
+/// The bootstrap, with `@NAME@` places for what differs per executable and start.
+const SCRIPT: &str = include_str!("ship.sh");
+
+/// What a far side that does not start the worker is asked.
+const VIA_HINT: &str = "does the prefix run its last argument as a shell command (as `ssh host` \
+    and `sh -c` do), and can this executable run on the far side?";
+
 /// The script the prefix runs on the far side.
 fn script(exe: &Executable, marker: &str) -> String {
     let (os, arches) = platform();
     let arch_check = if arches.is_empty() {
         String::new()
     } else {
-        format!("case \"$m\" in {}) ;; *) bad=1 ;; esac; ", arches.join("|"))
+        format!("case \"$m\" in {}) ;; *) bad=1 ;; esac", arches.join("|"))
     };
-    format!(
-        r#"s=$(uname -s); m=$(uname -m); bad=; [ "$s" = "{os}" ] || bad=1; {arch_check}if [ -n "$bad" ]; then echo "coproq: the far side runs $s $m" >&2; exit {OTHER_PLATFORM}; fi
-umask 077; d="${{XDG_CACHE_HOME:-$HOME/.cache}}/coproq"; f="$d/{name}"
-if [ -f "$f" ] && [ -x "$f" ] && [ "$(cksum < "$f")" = "{cksum}" ]; then printf C; else
-printf S; mkdir -p "$d" && chmod 700 "$d" || exit 1; t="$f.$$.tmp"; head -c {size} > "$t" || exit 1
-if [ "$(cksum < "$t")" != "{cksum}" ]; then rm -f "$t"; echo "coproq: the executable arrived damaged" >&2; exit 1; fi
-chmod 700 "$t" && mv -f "$t" "$f" || exit 1; fi
-{MARKER}='{marker}' exec "$f""#,
-        name = exe.name,
-        cksum = exe.cksum,
-        size = exe.bytes.len(),
-    )
+    SCRIPT
+        .replace("@OS@", os)
+        .replace("@ARCH_CHECK@", &arch_check)
+        .replace("@OTHER_PLATFORM@", &OTHER_PLATFORM.to_string())
+        .replace("@NAME@", &exe.digest)
+        .replace("@DIGEST@", &exe.digest)
+        .replace("@SIZE@", &exe.bytes.len().to_string())
+        .replace("@MARKER_VALUE@", marker)
+        .replace("@MARKER@", MARKER)
 }
 
 /// Parent side of `via(prefix).fork(entry)`: starts the worker on the far side, sending
@@ -189,7 +165,7 @@ pub(crate) fn spawn_worker(
         max_frame: options.link.max_frame,
     };
     let cmd = prefix.command(script(exe, &marker.to_string()));
-    let (mut input, mut output, process, tail) = start_piped(cmd, options, &spawn_error)?;
+    let (mut input, output, process, tail) = start_piped(cmd, options, &spawn_error)?;
     let fail = |why: HandshakeError, reason: &str| -> Error {
         let status = process
             .wait_timeout(EXIT_STATUS_WAIT)
@@ -202,7 +178,7 @@ pub(crate) fn spawn_worker(
             )));
         }
         let stderr = format!("{reason}{stderr}");
-        start_failed(&why, status, &stderr, &spawn_error)
+        start_failed(&why, status, &stderr, &spawn_error, VIA_HINT)
     };
     // The far side says whether it has the executable.
     let deadline = Instant::now().checked_add(options.startup_timeout);
@@ -213,15 +189,24 @@ pub(crate) fn spawn_worker(
     match input.read(&mut answer) {
         Ok(1) if answer[0] == b'C' => {}
         Ok(1) if answer[0] == b'S' => {
-            if output
-                .write_all(&exe.bytes)
-                .and_then(|()| output.flush())
-                .is_err()
-            {
-                return Err(fail(
-                    HandshakeError::Closed,
-                    " (sending the executable failed)",
-                ));
+            // Sent within the start-up timeout, however slowly the far side reads.
+            let sent = output.try_clone().and_then(|to_far_side| {
+                PipeOutput::boxed(to_far_side, None).write_until(&exe.bytes, deadline)
+            });
+            match sent {
+                Ok(n) if n == exe.bytes.len() => {}
+                Ok(_) => {
+                    return Err(fail(
+                        HandshakeError::Silent(options.startup_timeout),
+                        " (the far side did not take the executable in time)",
+                    ));
+                }
+                Err(_) => {
+                    return Err(fail(
+                        HandshakeError::Closed,
+                        " (sending the executable failed)",
+                    ));
+                }
             }
         }
         _ => return Err(fail(HandshakeError::Closed, "")),
@@ -236,6 +221,8 @@ pub(crate) fn spawn_worker(
         process: &process,
         tail: &tail,
         spawn_error: &spawn_error,
+        program: &program,
+        hint: VIA_HINT,
     };
     connect_piped(input, output, &started, handshake, options, handlers)
 }
@@ -245,9 +232,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cksum_matches_posix_cksum() {
-        // `printf '' | cksum` and `printf 'hello\n' | cksum`.
-        assert_eq!(posix_cksum(b""), 4_294_967_295);
-        assert_eq!(posix_cksum(b"hello\n"), 3_015_617_425);
+    fn sha256_matches_sha256sum() {
+        // `printf '' | sha256sum` and `printf 'abc' | sha256sum`.
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn the_script_has_every_place_filled() {
+        let exe = Executable {
+            bytes: vec![1, 2, 3],
+            digest: sha256_hex(&[1, 2, 3]),
+        };
+        let script = script(&exe, "remote:0:1:0:1024");
+        for place in [
+            "@OS@",
+            "@ARCH_CHECK@",
+            "@NAME@",
+            "@DIGEST@",
+            "@SIZE@",
+            "@MARKER",
+        ] {
+            assert!(!script.contains(place), "{place} left in {script}");
+        }
+        assert!(script.contains("head -c 3"));
     }
 }

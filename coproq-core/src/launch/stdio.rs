@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::{EXIT_STATUS_WAIT, connect_streams};
+use super::{EXIT_STATUS_WAIT, connect_streams, exit_report, parent_streams};
 use crate::coprocess::Coprocess;
+use crate::error::DisconnectCause;
 use crate::error::{Error, Result};
-use crate::link::{Connect, EofHook, Handlers, HandshakeError, Link, PipeInput, WORKER_HELLO_MAX};
+use crate::link::{Connect, Handlers, HandshakeError, Link, PipeOutput, WORKER_HELLO_MAX};
 use crate::options::Options;
 use crate::process::WorkerProcess;
 use crate::sys;
@@ -98,6 +99,8 @@ pub(crate) fn spawn_worker(
         process: &process,
         tail: &tail,
         spawn_error: &spawn_error,
+        program: &program,
+        hint: STDIO_HINT,
     };
     connect_piped(input, output, &started, handshake, options, handlers)
 }
@@ -135,7 +138,15 @@ pub(super) struct Started<'a> {
     pub(super) process: &'a Arc<WorkerProcess>,
     pub(super) tail: &'a StderrTail,
     pub(super) spawn_error: &'a dyn Fn(io::Error) -> Error,
+    /// The command, as errors name it.
+    pub(super) program: &'a str,
+    /// What a command that does not answer is asked.
+    pub(super) hint: &'static str,
 }
+
+/// What a `spawn_stdio` command that does not answer is asked.
+pub(super) const STDIO_HINT: &str =
+    "does the command end in a coproq worker whose `main` calls `Coprocess::stdio()`?";
 
 /// Parent side: the handshake over a command's piped stdio.
 pub(super) fn connect_piped(
@@ -150,33 +161,35 @@ pub(super) fn connect_piped(
         process,
         tail,
         spawn_error,
+        program,
+        hint,
     } = started;
-    let on_eof: EofHook = {
-        let process = Arc::clone(process);
-        Box::new(move || process.wait_timeout(EXIT_STATUS_WAIT))
-    };
+    // The process is the command that carries the link, not the worker itself.
+    let on_eof = exit_report(
+        process,
+        DisconnectCause::TransportEnded {
+            program: (*program).to_owned(),
+        },
+    );
     let connect = Connect {
         options: options.link,
         entry: handshake.entry,
         parent: true,
         heartbeat: options.heartbeat,
+        // The worker may run on another machine, whose clock is not ours.
+        offer_clock: false,
         peer_hello_max: WORKER_HELLO_MAX,
         timeout: handshake.timeout,
     };
-    // Our end of the command's stdout pipe, which nothing else holds.
-    match Link::connect(
-        PipeInput::boxed(input),
-        Box::new(output),
-        connect,
-        handlers,
-        Some(on_eof),
-    ) {
+    // Our ends of the command's stdin and stdout pipes, which nothing else holds.
+    let (input, output) = parent_streams(input, output, process.pid(), options);
+    match Link::connect(input, output, connect, handlers, Some(on_eof)) {
         Ok((link, _hello)) => Ok((link, Arc::clone(process))),
         Err(e) => {
             let status = process
                 .wait_timeout(EXIT_STATUS_WAIT)
                 .or_else(|| process.kill());
-            Err(start_failed(&e, status, &tail.quote(), spawn_error))
+            Err(start_failed(&e, status, &tail.quote(), spawn_error, hint))
         }
     }
 }
@@ -187,6 +200,7 @@ pub(super) fn start_failed(
     status: Option<ExitStatus>,
     stderr: &str,
     spawn_error: &dyn Fn(io::Error) -> Error,
+    hint: &str,
 ) -> Error {
     if let HandshakeError::Refused(reason) = e {
         return Error::Protocol(format!("{reason}{stderr}"));
@@ -198,12 +212,10 @@ pub(super) fn start_failed(
         Some(127) => "the command was not found on the far side (exit status 127)".to_owned(),
         Some(126) => "the command could not be run on the far side (exit status 126)".to_owned(),
         _ => match (e, status) {
-            (HandshakeError::Silent(timeout), _) => format!(
-                "it sent nothing within {timeout:?}: does the command end in a coproq worker whose `main` calls `Coprocess::stdio()`?"
-            ),
-            (_, Some(status)) => format!(
-                "it exited before the handshake ({status}): does the command end in a coproq worker whose `main` calls `Coprocess::stdio()`?"
-            ),
+            (HandshakeError::Silent(timeout), _) => {
+                format!("it sent nothing within {timeout:?}: {hint}")
+            }
+            (_, Some(status)) => format!("it exited before the handshake ({status}): {hint}"),
             (_, None) => "it closed its stdout before the handshake".to_owned(),
         },
     };
@@ -231,8 +243,14 @@ pub(crate) fn connect_with_hello(
     let (input, output) = sys::take_stdio()
         .map_err(|e| Error::Protocol(format!("cannot take stdin and stdout as a link: {e}")))?;
     watch_for_hangup(&input);
-    // Stdin may be shared with whoever started us (a shell): its reads stay blocking.
-    connect_streams(Box::new(input), output, options, handlers)
+    // Stdin and stdout may be shared with whoever started us (a shell): they stay
+    // blocking.
+    connect_streams(
+        Box::new(input),
+        PipeOutput::boxed_blocking(output),
+        options,
+        handlers,
+    )
 }
 
 /// Exits the process `ORPHAN_GRACE` after the parent's end of the input hangs up, even

@@ -329,7 +329,7 @@ mod tests {
         let (a, b) = (Arc::new(Slot::default()), Arc::new(Slot::default()));
         calls.insert(1, Arc::clone(&a)).unwrap();
         calls.insert(2, Arc::clone(&b)).unwrap();
-        fail_slots(calls.close(), || Error::Disconnected { status: None });
+        fail_slots(calls.close(), Error::stream_ended);
         assert!(matches!(
             a.take_reply(),
             Some(Err(Error::Disconnected { .. }))

@@ -1,11 +1,22 @@
-//! What a handler knows about the call it is running: its deadline, and whether the
-//! caller cancelled it. Calls a handler makes while running inherit what remains of its
-//! deadline.
+//! What a thread does on a link: the link it serves (and the batch it read), and the
+//! call it is handling (its deadline, whether its caller cancelled it). Calls a handler
+//! makes while running inherit what remains of its deadline.
 
-use std::cell::Cell;
-use std::time::Instant;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::dispatch;
+use super::Link;
+use super::batch::Batch;
+
+/// What a serving thread holds: its link, and the calls and events it read in one batch
+/// and has yet to run (older than anything in the link's inbox). The batch is shared with
+/// whoever runs its entries: the serving loop, and a handler's wait.
+struct Serving {
+    link: Arc<Link>,
+    batch: Rc<Batch>,
+}
 
 /// The call being handled on this thread.
 #[derive(Debug, Clone, Copy)]
@@ -17,7 +28,49 @@ pub(crate) struct Current {
 }
 
 thread_local! {
+    /// The link whose calls this thread runs, if any.
+    static SERVING: RefCell<Option<Serving>> = const { RefCell::new(None) };
     static CURRENT: Cell<Option<Current>> = const { Cell::new(None) };
+}
+
+/// Runs `body` as the thread serving `link`.
+pub(crate) fn as_server<T>(link: &Arc<Link>, body: impl FnOnce() -> T) -> T {
+    let serving = Serving {
+        link: Arc::clone(link),
+        batch: Rc::default(),
+    };
+    let previous = SERVING.replace(Some(serving));
+    let result = body();
+    SERVING.set(previous);
+    result
+}
+
+/// This serving thread's batch.
+pub(crate) fn current_batch() -> Option<Rc<Batch>> {
+    SERVING.with_borrow(|serving| serving.as_ref().map(|s| Rc::clone(&s.batch)))
+}
+
+/// Takes this serving thread's batch out (to fill it: nothing reached meanwhile may find
+/// it borrowed); an empty one if this thread serves nothing.
+pub(crate) fn take_batch() -> Rc<Batch> {
+    SERVING
+        .with_borrow_mut(|serving| serving.as_mut().map(|s| std::mem::take(&mut s.batch)))
+        .unwrap_or_default()
+}
+
+/// Puts this serving thread's batch back.
+pub(crate) fn put_batch(batch: Rc<Batch>) {
+    SERVING.with_borrow_mut(|serving| {
+        if let Some(serving) = serving.as_mut() {
+            serving.batch = batch;
+        }
+    });
+}
+
+/// Whether this thread serves `link`.
+#[inline]
+pub(crate) fn is_serving(link: &Arc<Link>) -> bool {
+    SERVING.with_borrow(|serving| serving.as_ref().is_some_and(|s| Arc::ptr_eq(&s.link, link)))
 }
 
 /// Runs `body` as the handling of `current` (nested handlings restore the outer one).
@@ -37,12 +90,54 @@ pub(crate) fn inherited_deadline() -> Option<Instant> {
     CURRENT.get().and_then(|current| current.deadline)
 }
 
+/// When a call's caller stops waiting.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    pub(crate) at: Instant,
+    /// The time from the call's start to `at`, for [`Error::Timeout`](crate::Error::Timeout).
+    pub(crate) after: Duration,
+}
+
+impl Deadline {
+    /// The earlier of a default timeout from now and a deadline inherited from the call
+    /// being handled on this thread.
+    #[inline]
+    pub(crate) fn for_new_call(timeout: Option<Duration>) -> Option<Self> {
+        let inherited = inherited_deadline();
+        if timeout.is_none() && inherited.is_none() {
+            // The common case reads no clock.
+            return None;
+        }
+        let now = Instant::now();
+        let own = timeout.and_then(|t| now.checked_add(t));
+        let at = match (own, inherited) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(Self {
+            at,
+            after: at.saturating_duration_since(now),
+        })
+    }
+
+    /// The earlier of two deadlines.
+    pub(crate) fn min(a: Option<Self>, b: Option<Self>) -> Option<Self> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if a.at <= b.at { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// The deadline of the call this thread is handling: when its caller stops waiting (its
-/// `wait_timeout`, or the `call_timeout` of its link or pool, or one it inherited).
+/// `wait_timeout`, or the `call_timeout` of its link or pool, or one it inherited),
+/// however long the call waited before it started.
 ///
-/// `None` outside a handler, or when the caller waits without a deadline. Calls the
-/// handler makes to the peer on this thread inherit what remains of it, so a nested call
-/// never outlives the call it serves.
+/// `None` outside a handler, or when the caller waits without a deadline. For a worker on
+/// this machine it is exactly the caller's deadline; for one on another machine (over
+/// ssh) it is counted from when the call arrived. Calls the handler makes to the peer on
+/// this thread inherit what remains of it, so a nested call never outlives the call it
+/// serves. A call whose deadline passed before it could start never runs.
 ///
 /// # Examples
 ///
@@ -62,13 +157,19 @@ pub fn deadline() -> Option<Instant> {
 /// Whether the caller of the call this thread is handling has cancelled it (by
 /// [`Pending::cancel`](crate::Pending::cancel), by dropping its `Pending`, or because its
 /// deadline passed). A long handler may check this now and then and give up early: its
-/// answer is discarded anyway.
+/// answer is discarded anyway. The check reads what has arrived first, so a cancel is
+/// seen however many calls wait behind the running one.
 ///
 /// `false` outside a handler. A deferred handler's [`Reply::is_cancelled`](crate::Reply::is_cancelled)
 /// answers the same from any thread.
 #[must_use]
 pub fn cancelled() -> bool {
-    CURRENT
-        .get()
-        .is_some_and(|current| dispatch::serving_link_cancelled(current.id))
+    let Some(current) = CURRENT.get() else {
+        return false;
+    };
+    let link = SERVING.with_borrow(|serving| serving.as_ref().map(|s| Arc::clone(&s.link)));
+    link.is_some_and(|link| {
+        link.read_ahead();
+        link.cancels.contains(current.id)
+    })
 }

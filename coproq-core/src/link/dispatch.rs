@@ -1,40 +1,31 @@
-//! Running handlers and waiting for replies.
+//! Running handlers, and waiting for the peer.
 //!
 //! One thread serves a link: the fork worker's main thread, whoever calls `serve`, or the
 //! parent's dispatcher thread. It runs received calls and events one at a time, in arrival
 //! order. On a worker it also reads: a call is read and answered on the same thread. When
-//! a handler on that thread calls the peer and waits, the wait keeps running the link's
-//! calls and events: the peer may call back before it replies, to any depth, in both
-//! directions, without deadlock.
+//! a handler on that thread waits for the peer (for a reply, or for room in the peer's
+//! window), the wait keeps running the link's calls and events: the peer may call back
+//! before it replies, to any depth, in both directions, without deadlock; and two ends
+//! that flood each other keep granting each other room.
+//!
+//! A call cancelled before it starts, or whose deadline passed first, never runs: it is
+//! answered at once with what became of it, so that whoever counts the call (a pool)
+//! learns that it ended.
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Link;
 use super::batch::{Batch, Batched};
 use super::calls::{Delivery, Slot, Wake};
-use super::context;
-use super::reader::{Role, ServeStep, Stop};
+use super::clock;
+use super::context::{self, as_server, current_batch, is_serving};
+use super::token::{Goal, Queued, Role, ServeStep, Stop};
 use super::writer::Flush;
 use super::{METHODS_METHOD, Recent, Responder};
 use crate::error::Error;
 use crate::sys;
 use crate::wire::{Args, Message, OutcomeKind, Request};
-
-/// What a serving thread holds: its link, and the calls and events it read in one batch
-/// and has yet to run (older than anything in the link's inbox). The batch is shared with
-/// whoever runs its entries: the serving loop, and a handler's wait for a reply.
-struct Serving {
-    link: Arc<Link>,
-    batch: Rc<Batch>,
-}
-
-thread_local! {
-    /// The link whose calls this thread runs, if any.
-    static SERVING: RefCell<Option<Serving>> = const { RefCell::new(None) };
-}
 
 /// How long background readers leave the token to callers after they last used it.
 const TICK: Duration = Duration::from_millis(1);
@@ -42,31 +33,28 @@ const TICK: Duration = Duration::from_millis(1);
 /// The longest a background reader sleeps between looks while it is not needed.
 const MAX_TICK: Duration = Duration::from_millis(50);
 
-/// Runs `body` as the thread serving `link`.
-fn as_server<T>(link: &Arc<Link>, body: impl FnOnce() -> T) -> T {
-    let serving = Serving {
-        link: Arc::clone(link),
-        batch: Rc::default(),
-    };
-    let previous = SERVING.replace(Some(serving));
-    let result = body();
-    SERVING.set(previous);
-    result
-}
-
-/// This serving thread's batch.
-fn current_batch() -> Option<Rc<Batch>> {
-    SERVING.with_borrow(|serving| serving.as_ref().map(|s| Rc::clone(&s.batch)))
+impl Link {
+    /// Calls or events costing `cost` started (or were skipped): the peer gets the room
+    /// back when a grant is due.
+    #[inline]
+    fn release(&self, cost: u64) {
+        if let Some(bytes) = self.inflow.release(cost) {
+            self.send_credit(bytes);
+        }
+    }
 }
 
 /// Runs what is left of `batch`, one entry after another, the last one's reply written
-/// at once and the others' sharing a write (a handler that waits for a reply runs some
+/// at once and the others' sharing a write (a handler that waits for the peer runs some
 /// of them meanwhile); returns whether it ran any.
 fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut Recent) -> bool {
     let mut ran = false;
     // The event whose listener `recent` holds, while it is one of this batch's: the
     // events of a run, which share its name, then skip comparing it.
     let mut last_event: Option<Request> = None;
+    // Events give their room back together, before the next call (which may wait) and
+    // at the end.
+    let mut started = 0;
     while !link.abandoned() {
         let Some((next, last)) = batch.next() else {
             break;
@@ -75,7 +63,8 @@ fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut Recent) -> bool {
         match next {
             // The stream's common case, straight to its listener: an event has no reply
             // to flush and no cancel to look for.
-            Batched::InPlace(request) if request.call.is_none() => {
+            Batched::InPlace { request, cost } if request.call.is_none() => {
+                started += cost;
                 let same_name = last_event.is_some_and(|last| last.name_at_same_place(request));
                 run_event(link, &mut request.args(batch.bytes()), same_name, recent);
                 last_event = Some(*request);
@@ -83,13 +72,15 @@ fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut Recent) -> bool {
             next => {
                 // It may look up another event's listener through `recent`.
                 last_event = None;
+                link.release(std::mem::take(&mut started));
                 let flush = if last { Flush::Now } else { Flush::Soon };
-                if let Some(mut work) = Work::batched(next, batch.bytes()) {
-                    dispatch_timed(link, &mut work, flush, recent);
+                if let Some((mut work, cost)) = Work::batched(next, batch) {
+                    dispatch_timed(link, &mut work, cost, flush, recent);
                 }
             }
         }
     }
+    link.release(started);
     ran
 }
 
@@ -107,37 +98,21 @@ fn run_event(link: &Link, args: &mut Args<'_>, same_name: bool, recent: &mut Rec
 }
 
 /// Reads the next batch of calls and events into this serving thread's batch, once all
-/// of it has run. The batch is taken out of the thread-local while reading, so that
+/// of it has run. The batch is taken out of the thread's context while reading, so that
 /// nothing reached from the read (an end-of-link hook) can find it borrowed.
 fn read_batch(link: &Arc<Link>) -> Stop {
-    let mut batch = SERVING
-        .with_borrow_mut(|serving| serving.as_mut().map(|s| std::mem::take(&mut s.batch)))
-        .unwrap_or_default();
+    let mut batch = context::take_batch();
     // Nothing else holds a batch that has run; were one held, a fresh batch takes over.
-    let stop = if let Some(filling) = Rc::get_mut(&mut batch) {
+    let stop = if let Some(filling) = std::rc::Rc::get_mut(&mut batch) {
         link.read_batch(filling)
     } else {
         let mut fresh = Batch::default();
         let stop = link.read_batch(&mut fresh);
-        batch = Rc::new(fresh);
+        batch = std::rc::Rc::new(fresh);
         stop
     };
-    SERVING.with_borrow_mut(|serving| {
-        if let Some(serving) = serving.as_mut() {
-            serving.batch = batch;
-        }
-    });
+    context::put_batch(batch);
     stop
-}
-
-/// Whether the peer cancelled call `id` of the link this thread serves (reading what
-/// has arrived first, so that a cancel waiting in the pipe is seen).
-pub(crate) fn serving_link_cancelled(id: u64) -> bool {
-    let link = SERVING.with_borrow(|serving| serving.as_ref().map(|s| Arc::clone(&s.link)));
-    link.is_some_and(|link| {
-        link.read_ahead();
-        link.cancels.contains(id)
-    })
 }
 
 /// A handler that ran this long (by the coarse clock: at least one tick) may have let
@@ -145,27 +120,22 @@ pub(crate) fn serving_link_cancelled(id: u64) -> bool {
 /// it runs the next call, so that a call cancelled meanwhile is skipped.
 const SLOW_HANDLER: Duration = Duration::from_nanos(1);
 
-/// Whether this thread serves `link`.
-#[inline]
-pub(crate) fn is_serving(link: &Arc<Link>) -> bool {
-    SERVING.with_borrow(|serving| serving.as_ref().is_some_and(|s| Arc::ptr_eq(&s.link, link)))
-}
-
 /// Serves `link` on this thread, reading and running calls, until the peer is gone.
 pub(crate) fn serve(link: &Arc<Link>) {
     as_server(link, || {
         let idle = Arc::new(Slot::default());
         let mut recent = Recent::default();
-        let mut seen = link.caller_activity();
+        let mut seen = link.token.caller_activity();
         let mut tick = TICK;
         while !link.abandoned() {
             if current_batch().is_some_and(|batch| run_batch(link, &batch, &mut recent)) {
                 continue;
             }
-            match link.serve_step(seen) {
-                ServeStep::Run(message, flush) => {
-                    if let Some(mut work) = Work::of(message) {
-                        dispatch_timed(link, &mut work, flush, &mut recent);
+            match link.token.serve_step(seen) {
+                ServeStep::Run { queued, last } => {
+                    let flush = if last { Flush::Now } else { Flush::Soon };
+                    if let Some((mut work, cost)) = Work::of(queued) {
+                        dispatch_timed(link, &mut work, cost, flush, &mut recent);
                     }
                 }
                 ServeStep::Read => {
@@ -183,10 +153,10 @@ pub(crate) fn serve(link: &Arc<Link>) {
                         TICK
                     };
                     seen = activity;
-                    if !link.set_dispatcher(Some(Arc::clone(&idle))) {
+                    if !link.token.set_dispatcher(Some(Arc::clone(&idle))) {
                         idle.wait(Some(Instant::now() + tick));
                     }
-                    link.set_dispatcher(None);
+                    link.token.set_dispatcher(None);
                 }
                 ServeStep::Ended => break,
             }
@@ -200,9 +170,9 @@ pub(crate) fn run_queued(link: &Arc<Link>) {
         let idle = Arc::new(Slot::default());
         let mut recent = Recent::default();
         loop {
-            if let Some(message) = link.next_queued() {
-                if let Some(mut work) = Work::of(message) {
-                    dispatch(link, &mut work, Flush::Now, &mut recent);
+            if let Some(queued) = link.token.next_queued() {
+                if let Some((mut work, cost)) = Work::of(queued) {
+                    dispatch(link, &mut work, cost, Flush::Now, &mut recent);
                 }
                 continue;
             }
@@ -210,28 +180,28 @@ pub(crate) fn run_queued(link: &Arc<Link>) {
                 break;
             }
             recent = Recent::default();
-            if !link.set_dispatcher(Some(Arc::clone(&idle))) {
+            if !link.token.set_dispatcher(Some(Arc::clone(&idle))) {
                 idle.wait(None);
             }
-            link.set_dispatcher(None);
+            link.token.set_dispatcher(None);
         }
     });
 }
 
 /// The parent's reader thread: reads whenever callers leave the pipe alone for a tick,
-/// so replies to futures and pipelined calls, the worker's calls and events, and the
-/// end of the stream are always noticed.
+/// so replies to futures and pipelined calls, the worker's calls and events, grants and
+/// the end of the stream are always noticed.
 pub(crate) fn read_in_background(link: &Arc<Link>) {
-    let mut seen = link.caller_activity();
+    let mut seen = link.token.caller_activity();
     let mut tick = TICK;
     loop {
         if link.is_ended() {
             break;
         }
-        let (took, activity) = link.try_take_token_quiet(seen);
+        let (took, activity) = link.token.try_take_quiet(seen);
         if took {
             tick = TICK;
-            if let Stop::Ended = link.read_as(Role::Background, None, None) {
+            if let Stop::Ended = link.read_as(Role::Background, Goal::None, None) {
                 break;
             }
             continue;
@@ -250,43 +220,56 @@ pub(crate) fn read_in_background(link: &Arc<Link>) {
 enum Work<'a> {
     Call {
         id: u64,
-        /// What remained of the caller's deadline when it sent the call.
-        deadline: Option<Duration>,
+        /// When its caller stops waiting.
+        deadline: Option<Instant>,
         args: Args<'a>,
     },
     Event(Args<'a>),
 }
 
 impl<'a> Work<'a> {
-    /// The work of a message decoded on its own (`None` for anything but a call or
-    /// an event).
-    fn of(message: Message) -> Option<Self> {
-        match message {
-            Message::Call { id, deadline, body } => Some(Work::Call {
+    /// The work of a call or event decoded on its own, and its cost (`None` for anything
+    /// else).
+    fn of(queued: Queued) -> Option<(Self, u64)> {
+        let Queued {
+            message,
+            cost,
+            deadline,
+        } = queued;
+        let work = match message {
+            Message::Call { id, body, .. } => Work::Call {
                 id,
                 deadline,
                 args: Args::Body(body),
-            }),
-            Message::Event { body } => Some(Work::Event(Args::Body(body))),
-            Message::Reply { .. } | Message::Bye | Message::Cancel { .. } | Message::Ping => None,
-        }
+            },
+            Message::Event { body } => Work::Event(Args::Body(body)),
+            Message::Reply { .. }
+            | Message::Bye
+            | Message::Cancel { .. }
+            | Message::Ping
+            | Message::Credit { .. }
+            | Message::CreditWanted => return None,
+        };
+        Some((work, cost))
     }
 
-    /// The work of a call or event in a batch whose bytes are `bytes`.
+    /// The work of a call or event in `batch`, and its cost.
     #[inline]
-    fn batched(next: Batched<'_>, bytes: &'a [u8]) -> Option<Self> {
+    fn batched(next: Batched<'_>, batch: &'a Batch) -> Option<(Self, u64)> {
         match next {
-            Batched::Message(message) => Self::of(*message),
-            Batched::InPlace(request) => Some(Self::in_place(*request, bytes)),
-        }
-    }
-
-    #[inline]
-    fn in_place(request: Request, bytes: &'a [u8]) -> Self {
-        let args = request.args(bytes);
-        match request.call {
-            Some((id, deadline)) => Work::Call { id, deadline, args },
-            None => Work::Event(args),
+            Batched::Queued(queued) => Self::of(*queued),
+            Batched::InPlace { request, cost } => {
+                let args = request.args(batch.bytes());
+                let work = match request.call {
+                    Some((id, deadline)) => Work::Call {
+                        id,
+                        deadline: clock::from_wire(deadline, || batch.arrived()),
+                        args,
+                    },
+                    None => Work::Event(args),
+                };
+                Some((work, cost))
+            }
         }
     }
 }
@@ -295,34 +278,44 @@ impl<'a> Work<'a> {
 /// the coarse one (a few nanoseconds to read, where `Instant` costs tens on every call):
 /// a handler is slow when a tick passed while it ran.
 #[inline]
-fn dispatch_timed(link: &Arc<Link>, work: &mut Work<'_>, flush: Flush, recent: &mut Recent) {
+fn dispatch_timed(
+    link: &Arc<Link>,
+    work: &mut Work<'_>,
+    cost: u64,
+    flush: Flush,
+    recent: &mut Recent,
+) {
     if matches!(work, Work::Event(_)) {
         // Events cannot be cancelled; the next call's own check is enough.
-        return dispatch(link, work, flush, recent);
+        return dispatch(link, work, cost, flush, recent);
     }
     let started = sys::coarse_now();
-    dispatch(link, work, flush, recent);
+    dispatch(link, work, cost, flush, recent);
     if sys::coarse_now().saturating_sub(started) >= SLOW_HANDLER {
         link.read_ahead();
     }
 }
 
-/// Runs the handler of one received call or event.
-fn dispatch(link: &Arc<Link>, work: &mut Work<'_>, flush: Flush, recent: &mut Recent) {
+/// Runs the handler of one received call or event (giving its room back first); a call
+/// cancelled or past its deadline is answered so instead.
+fn dispatch(link: &Arc<Link>, work: &mut Work<'_>, cost: u64, flush: Flush, recent: &mut Recent) {
+    link.release(cost);
     match work {
         Work::Call { id, deadline, args } => {
             let (id, deadline) = (*id, *deadline);
+            let responder = Responder::new(Arc::clone(link), id, flush);
             if link.cancels.contains(id) {
-                // Cancelled before it started: it never runs, and nobody waits for it.
-                link.cancels.settle(id);
+                // Nobody waits for it; whoever counts it learns that it ended.
+                responder.fail(OutcomeKind::Cancelled, "cancelled before it started".into());
                 return;
             }
-            let responder = Responder::new(Arc::clone(link), id, flush);
+            if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+                let message = format!("{}: its deadline passed before it started", args.name());
+                responder.fail(OutcomeKind::Expired, message);
+                return;
+            }
             if let Some(handler) = link.handlers.call_via(args.name_bytes(), recent) {
-                let current = context::Current {
-                    id,
-                    deadline: deadline.and_then(|left| Instant::now().checked_add(left)),
-                };
+                let current = context::Current { id, deadline };
                 context::handling(current, || handler(args, responder));
             } else if args.name() == METHODS_METHOD {
                 responder.send(&link.handlers.names());
@@ -342,19 +335,49 @@ const NESTED_RED_ZONE: usize = 256 * 1024;
 /// The size of each such segment.
 const NESTED_SEGMENT: usize = 4 * 1024 * 1024;
 
-/// Runs a call or event from inside a handler's wait for its own reply. Waits nest as
-/// deep as the work queued behind them (each waiting handler runs the next one, which may
-/// wait in turn: a burst of events whose listeners call the peer back nests once per
-/// event), so where the thread's stack runs short the rest runs on segments allocated
-/// for it, freed as the waits return, instead of overflowing.
-fn dispatch_nested(link: &Arc<Link>, work: &mut Work<'_>) {
+/// Runs a call or event from inside a handler's wait. Waits nest as deep as the work
+/// queued behind them (each waiting handler runs the next one, which may wait in turn: a
+/// burst of events whose listeners call the peer back nests once per event), so where
+/// the thread's stack runs short the rest runs on segments allocated for it, freed as the
+/// waits return, instead of overflowing.
+fn dispatch_nested(link: &Arc<Link>, work: &mut Work<'_>, cost: u64) {
     stacker::maybe_grow(NESTED_RED_ZONE, NESTED_SEGMENT, || {
-        dispatch(link, work, Flush::Now, &mut Recent::default());
+        dispatch(link, work, cost, Flush::Now, &mut Recent::default());
     });
 }
 
 /// The caller stopped waiting at its deadline.
 pub(crate) struct TimedOut;
+
+/// What a thread waits for.
+#[derive(Clone, Copy)]
+enum Awaited<'a> {
+    /// The reply to call `id`, in `slot`.
+    Reply { id: u64, slot: &'a Arc<Slot> },
+    /// Room in the peer's window for a frame of `cost`; `slot` is poked by grants.
+    Room { cost: u64, slot: &'a Arc<Slot> },
+}
+
+impl<'a> Awaited<'a> {
+    fn slot(self) -> &'a Arc<Slot> {
+        match self {
+            Self::Reply { slot, .. } | Self::Room { slot, .. } => slot,
+        }
+    }
+
+    fn goal(self) -> Goal<'a> {
+        match self {
+            Self::Reply { id, slot } => Goal::Reply { id, slot },
+            Self::Room { cost, .. } => Goal::Room { cost },
+        }
+    }
+}
+
+/// What a wait came to.
+enum Waited {
+    Reply(Delivery),
+    Room,
+}
 
 /// Waits for the reply to call `id` in `slot`: reads it (and whatever else arrives) if
 /// nobody else is reading, otherwise sleeps until it lands or the token is handed over.
@@ -365,53 +388,68 @@ pub(crate) fn wait_reply(
     slot: &Arc<Slot>,
     deadline: Option<Instant>,
 ) -> Result<Delivery, TimedOut> {
+    match wait(link, Awaited::Reply { id, slot }, deadline)? {
+        Waited::Reply(delivery) => Ok(delivery),
+        Waited::Room => Err(TimedOut),
+    }
+}
+
+/// Waits until the peer's window has room for a frame of `cost` (or the link ends), in
+/// the same way: reading the grant itself if nobody else reads.
+pub(crate) fn wait_for_room(
+    link: &Arc<Link>,
+    cost: u64,
+    deadline: Option<Instant>,
+) -> Result<(), TimedOut> {
+    let slot = Arc::new(Slot::default());
+    let waited = wait(link, Awaited::Room { cost, slot: &slot }, deadline);
+    link.unregister_room_waiter(&slot);
+    waited.map(drop)
+}
+
+/// The wait behind [`wait_reply`] and [`wait_for_room`].
+fn wait(
+    link: &Arc<Link>,
+    awaited: Awaited<'_>,
+    deadline: Option<Instant>,
+) -> Result<Waited, TimedOut> {
     let serving = is_serving(link);
     let role = if serving {
         Role::NestedServer
     } else {
         Role::Caller
     };
+    let slot = awaited.slot();
     loop {
         // 1. Done already, or (on the serving thread) work to run first.
-        if let Some(delivery) = slot.take_reply() {
-            return Ok(delivery);
+        if let Some(done) = arrived(link, awaited) {
+            return Ok(done);
         }
-        if serving {
-            // What the serving loop read before this handler ran comes first.
-            if let Some(batch) = current_batch() {
-                if let Some((next, _)) = batch.next() {
-                    if let Some(mut work) = Work::batched(next, batch.bytes()) {
-                        dispatch_nested(link, &mut work);
-                    }
-                    continue;
-                }
-            }
-            if let Some(message) = link.next_queued() {
-                if let Some(mut work) = Work::of(message) {
-                    dispatch_nested(link, &mut work);
-                }
-                continue;
-            }
+        if serving && run_one_queued(link) {
+            continue;
         }
         if link.is_ended() {
-            return Ok(slot
-                .take_reply()
-                .unwrap_or(Err(Error::Disconnected { status: None })));
+            return Ok(match awaited {
+                Awaited::Reply { slot, .. } => {
+                    Waited::Reply(slot.take_reply().unwrap_or(Err(Error::stream_ended())))
+                }
+                Awaited::Room { .. } => Waited::Room,
+            });
         }
         // 2. The token is free: read for ourselves.
-        if link.try_take_token(role) {
-            match read_for(link, role, id, slot, deadline) {
-                Read::Done(delivery) => return Ok(delivery),
+        if link.token.try_take(role) {
+            match read_for(link, role, awaited, deadline) {
+                Read::Done(done) => return Ok(done),
                 Read::TimedOut => return Err(TimedOut),
                 Read::Again => continue,
             }
         }
-        // 3. Someone else reads: queue for the token and sleep until the reply lands,
-        //    the token is handed to us, or (serving) work arrives.
-        if !link.queue_for_token(slot) {
+        // 3. Someone else reads: queue for the token and sleep until what we wait for
+        //    comes, the token is handed to us, or (serving) work arrives.
+        if !link.token.queue(slot) {
             continue; // the token came free meanwhile
         }
-        let has_work = serving && link.set_dispatcher(Some(Arc::clone(slot)));
+        let has_work = serving && link.token.set_dispatcher(Some(Arc::clone(slot)));
         let wake = if has_work {
             Wake::Poked
         } else {
@@ -419,56 +457,90 @@ pub(crate) fn wait_reply(
             slot.wait(deadline)
         };
         if serving {
-            link.set_dispatcher(None);
+            link.token.set_dispatcher(None);
         }
         // 4. Handed the token: read.
-        let promoted = wake == Wake::Promoted || link.leave_queue(slot);
+        let promoted = wake == Wake::Promoted || link.token.leave_queue(slot);
         if promoted {
             slot.take_promotion();
-            match read_for(link, role, id, slot, deadline) {
-                Read::Done(delivery) => return Ok(delivery),
+            match read_for(link, role, awaited, deadline) {
+                Read::Done(done) => return Ok(done),
                 Read::TimedOut => return Err(TimedOut),
                 Read::Again => continue,
             }
         }
         if wake == Wake::TimedOut {
-            return match slot.take_reply() {
-                Some(delivery) => Ok(delivery),
-                None => Err(TimedOut),
-            };
+            return arrived(link, awaited).ok_or(TimedOut);
         }
     }
 }
 
-/// What reading for a waiting caller came to.
+/// Whether what `awaited` waits for is there (registering a room waiter for grants if
+/// not).
+fn arrived(link: &Link, awaited: Awaited<'_>) -> Option<Waited> {
+    match awaited {
+        Awaited::Reply { slot, .. } => slot.take_reply().map(Waited::Reply),
+        Awaited::Room { cost, slot } => link.room_or_register(cost, slot).then_some(Waited::Room),
+    }
+}
+
+/// On the serving thread inside a wait: runs the next call or event read before (what
+/// the serving loop read before the handler ran comes first); whether there was one.
+fn run_one_queued(link: &Arc<Link>) -> bool {
+    if let Some(batch) = current_batch() {
+        if let Some((next, _)) = batch.next() {
+            if let Some((mut work, cost)) = Work::batched(next, &batch) {
+                dispatch_nested(link, &mut work, cost);
+            }
+            return true;
+        }
+    }
+    if let Some(queued) = link.token.next_queued() {
+        if let Some((mut work, cost)) = Work::of(queued) {
+            dispatch_nested(link, &mut work, cost);
+        }
+        return true;
+    }
+    false
+}
+
+/// What reading for a waiting thread came to.
 enum Read {
-    Done(Delivery),
+    Done(Waited),
     TimedOut,
     Again,
 }
 
 /// Reads while holding the token; runs what a nested server is handed.
-fn read_for(
-    link: &Arc<Link>,
-    role: Role,
-    id: u64,
-    slot: &Arc<Slot>,
-    deadline: Option<Instant>,
-) -> Read {
-    match link.read_as(role, Some((id, slot)), deadline) {
-        Stop::ReplyRead(delivery) => return Read::Done(delivery),
-        Stop::Run(message) => {
-            if let Some(mut work) = Work::of(message) {
-                dispatch_nested(link, &mut work);
+fn read_for(link: &Arc<Link>, role: Role, awaited: Awaited<'_>, deadline: Option<Instant>) -> Read {
+    match link.read_as(role, awaited.goal(), deadline) {
+        Stop::ReplyRead(delivery) => return Read::Done(Waited::Reply(delivery)),
+        Stop::Run(queued) => {
+            if let Some((mut work, cost)) = Work::of(queued) {
+                dispatch_nested(link, &mut work, cost);
             }
         }
-        Stop::TimedOut if !slot.has_reply() => return Read::TimedOut,
-        Stop::TimedOut | Stop::ReplyInSlot | Stop::Batch | Stop::StepBack | Stop::Ended => {}
+        Stop::TimedOut => {
+            return match arrived(link, awaited) {
+                Some(done) => Read::Done(done),
+                None => Read::TimedOut,
+            };
+        }
+        Stop::Reached | Stop::Batch | Stop::StepBack | Stop::Ended => {}
     }
     Read::Again
 }
 
 impl Link {
+    /// Before a caller sleeps in `slot` until another thread hands it its reply or the
+    /// token: spins briefly, so that a quick hand-over does not need a wake-up.
+    fn spin_for_handoff(&self, slot: &Slot) {
+        if !slot.rearm() {
+            self.spin
+                .until(&self.spin_sites.handoffs, || slot.signalled());
+        }
+    }
+
     /// After the worker is gone: reads what it still sent, up to the end of its stream,
     /// for at most `timeout`; then ends the link if nobody saw the end.
     pub(crate) fn drain_to_end(
@@ -478,14 +550,15 @@ impl Link {
     ) {
         let deadline = Instant::now() + timeout;
         while !self.is_ended() && Instant::now() < deadline {
-            if self.try_take_token(Role::Background) {
-                self.read_as(Role::Background, None, Some(deadline));
+            if self.token.try_take(Role::Background) {
+                self.read_as(Role::Background, Goal::None, Some(deadline));
             } else {
                 self.wait_ended(Duration::from_millis(5));
             }
         }
         if !self.is_ended() {
-            self.end(|| Error::Disconnected { status });
+            let gone = self.peer_gone_after_close(status);
+            self.end(|| gone.error());
         }
     }
 }

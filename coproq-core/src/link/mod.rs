@@ -1,16 +1,24 @@
 //! One connection between two ends, independent of how its two byte streams were made.
 //!
-//! - [`batch`]: the calls and events the serving loop read in one go.
-//! - [`calls`]: calls in flight and the slots their callers wait in.
-//! - [`writer`]: frames out, coalesced into few writes.
+//! - [`io`]: the two streams, as the reader and the writer see them.
+//! - [`token`]: the read token: who reads, who waits to, what waits to run.
 //! - [`reader`]: frames in, read by whichever thread holds the read token.
 //! - [`replies`]: replies read together, delivered under one lock of the call table.
 //! - [`read_buffer`]: the buffer frames are read into, sized to the traffic.
+//! - [`batch`]: the calls and events the serving loop read in one go.
+//! - [`writer`]: frames out, coalesced into few writes, by the sender or the link's own
+//!   flusher.
+//! - [`send`]: calls, events and cancels on their way out, waiting for room in the
+//!   peer's window where they must.
+//! - [`credit`]: flow control: the window each side grants the other.
+//! - [`calls`]: calls in flight and the slots their callers wait in.
 //! - [`dispatch`]: the serving loop, the background reader, and waiting for replies.
 //! - [`handlers`]: the handler table the dispatcher looks names up in.
 //! - [`responder`]: sending the one reply of one call.
 //! - [`cancels`]: the calls the peer cancelled.
-//! - [`context`]: the deadline and cancel of the call a thread is handling.
+//! - [`context`]: what this thread serves and handles: the link, the call's deadline and
+//!   cancel.
+//! - [`clock`]: deadlines on the wire.
 //! - [`heartbeat`]: pings, and ending a link whose peer fell silent.
 //! - [`spin`]: polling briefly before sleeping until the peer answers.
 //!
@@ -20,138 +28,73 @@
 //! thread reads calls and answers them on the spot. The token passes to the next queued
 //! waiter when its holder stops. Background readers (the serving loop, and the parent's
 //! reader thread) take it only after callers have been quiet for a tick, so a busy caller
-//! keeps reading for itself.
+//! keeps reading for itself. No reader ever stops for lack of room: the peer never sends
+//! more calls and events than this end's window holds (see [`credit`]).
 
 mod batch;
 pub(crate) mod calls;
 mod cancels;
+mod clock;
 pub(crate) mod context;
+mod credit;
 pub(crate) mod dispatch;
 mod handlers;
 mod heartbeat;
+mod io;
 mod read_buffer;
 mod reader;
 mod replies;
 mod responder;
+mod send;
 mod spin;
 #[cfg(test)]
 mod tests;
+mod token;
 mod writer;
 
 use std::collections::VecDeque;
-use std::io::Read;
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-use crate::error::{Error, Result};
-use crate::wire::message::{self, CallHead, EncodeError, EncodedArgs};
-use crate::wire::{Entry, Hello, Message, direct, frame, run};
-use calls::{Calls, Settled, Slot};
+use crate::error::{DisconnectCause, Error};
+use crate::wire::message::{self, EncodeError};
+use crate::wire::{Entry, Hello, frame};
+use calls::Calls;
 use cancels::Cancels;
+use credit::Inflow;
 pub(crate) use handlers::{Handlers, METHODS_METHOD, Owner, Recent};
+use heartbeat::{Heard, Heartbeat};
+pub(crate) use io::{Input, Output, PipeInput, PipeOutput};
 use read_buffer::ReadBuffer;
 pub(crate) use responder::Responder;
 pub(crate) use spin::DEFAULT_SPIN;
 use spin::{Site, Spin};
-use writer::{Closed, Shutdown, Writer};
-pub(crate) use writer::{Flush, Output};
+use token::{Queued, Token};
+pub(crate) use writer::Flush;
+use writer::{Lane, Shutdown, Writer};
 
-/// A byte stream from the peer that can say whether a read would block.
-pub(crate) trait InputStream: Read + Send {
-    /// Waits until a read would not block, at most `timeout`; whether it would not.
-    fn wait_readable(&self, timeout: Duration) -> bool;
+/// How a peer that vanished ended, as the parent learns it from the worker's process.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerGone {
+    pub(crate) status: Option<ExitStatus>,
+    pub(crate) cause: DisconnectCause,
+}
 
-    /// While `polling`, a read that finds nothing fails with `WouldBlock` at once instead
-    /// of waiting; false if this stream cannot (a spinning reader then polls it with
-    /// [`InputStream::wait_readable`] instead).
-    fn set_polling(&mut self, polling: bool) -> bool {
-        let _ = polling;
-        false
+impl PeerGone {
+    fn error(&self) -> Error {
+        Error::disconnected(self.status, self.cause.clone())
     }
 }
 
-impl InputStream for std::fs::File {
-    fn wait_readable(&self, timeout: Duration) -> bool {
-        use std::os::fd::AsFd;
-        crate::sys::wait_readable(self.as_fd(), timeout)
-    }
-}
+/// Called by whoever reads the end of the peer's stream, to learn how the peer ended.
+pub(crate) type EofHook = Box<dyn FnOnce() -> PeerGone + Send>;
 
-/// The read end of a pipe of our own (no other process shares it), whose reads can be
-/// tried without waiting: a spinning reader's attempt reads what has arrived in the same
-/// system call that finds out whether anything has, where a look first would take two.
-/// The descriptor turns non-blocking when a spin first needs it, and back when a read
-/// would have to wait, so a reader that never spins (one CPU) reads as on any pipe.
-pub(crate) struct PipeInput {
-    file: std::fs::File,
-    /// The descriptor is non-blocking now.
-    nonblocking: bool,
-    /// A spinning reader is trying: a read that finds nothing fails.
-    polling: bool,
-}
-
-impl PipeInput {
-    pub(crate) fn boxed(file: std::fs::File) -> Input {
-        Box::new(Self {
-            file,
-            nonblocking: false,
-            polling: false,
-        })
-    }
-
-    fn set_nonblocking(&mut self, nonblocking: bool) -> bool {
-        use std::os::fd::AsFd;
-        let done = crate::sys::set_nonblocking(self.file.as_fd(), nonblocking).is_ok();
-        if done {
-            self.nonblocking = nonblocking;
-        }
-        done
-    }
-}
-
-impl Read for PipeInput {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            match self.file.read(buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && !self.polling => {
-                    // About to wait: blocking reads sleep in the kernel in one call.
-                    if !self.set_nonblocking(false) {
-                        self.file.wait_readable(Duration::MAX);
-                    }
-                }
-                read => return read,
-            }
-        }
-    }
-}
-
-impl InputStream for PipeInput {
-    fn wait_readable(&self, timeout: Duration) -> bool {
-        self.file.wait_readable(timeout)
-    }
-
-    fn set_polling(&mut self, polling: bool) -> bool {
-        if polling && !self.nonblocking && !self.set_nonblocking(true) {
-            return false;
-        }
-        self.polling = polling;
-        true
-    }
-}
-
-/// A boxed input stream.
-pub(crate) type Input = Box<dyn InputStream>;
-
-/// Called by whoever reads the end of the peer's stream, to learn the worker's status.
-pub(crate) type EofHook = Box<dyn FnOnce() -> Option<ExitStatus> + Send>;
-
-/// How many received calls and events may wait for dispatch before readers stop reading:
-/// beyond this, a fast sender blocks on the full pipe (back-pressure).
-const INBOX_CAPACITY: usize = 1024;
+/// A frame in progress must keep arriving: a peer that sends nothing for this long in the
+/// middle of one breaks the protocol, and what it sent is let go (see
+/// [`LinkOptions::frame_stall`] for links with heartbeats).
+pub(crate) const FRAME_STALL: Duration = Duration::from_secs(10);
 
 /// Settings of one link.
 #[derive(Debug, Clone, Copy)]
@@ -166,73 +109,24 @@ pub(crate) struct LinkOptions {
     pub(crate) spin: Option<Duration>,
 }
 
+impl LinkOptions {
+    /// How long a frame in progress may pause: [`FRAME_STALL`], or two heartbeat
+    /// intervals where heartbeats are on (a peer half-way through a frame cannot ping,
+    /// and a stall is a more precise error than silence, which ends the link after
+    /// three).
+    pub(crate) fn frame_stall(heartbeat: Option<Duration>) -> Duration {
+        heartbeat.map_or(FRAME_STALL, |interval| interval * 2)
+    }
+}
+
 /// The read side: only the token holder touches it.
 pub(super) struct Stream {
     input: ReadBuffer<Input>,
-    /// The events of a run that was read whole but could not run in place, one message
-    /// each, to be routed one at a time as if read one by one (at most
-    /// `run::MAX_RUN_EVENTS`).
-    events: VecDeque<Message>,
+    /// The events of a run that was read whole but could not run in place, one each, to
+    /// be routed one at a time as if read one by one (at most `run::MAX_RUN_EVENTS`).
+    events: VecDeque<Queued>,
     /// The peer said goodbye.
     bye: bool,
-}
-
-/// The read token and its traffic: who reads, who waits to, what waits to be dispatched.
-#[derive(Default)]
-struct ReadState {
-    /// The read token is taken.
-    reading: bool,
-    /// Callers waiting for the token, first come first served.
-    queue: VecDeque<Arc<Slot>>,
-    /// Received calls and events not yet dispatched, in arrival order.
-    inbox: VecDeque<Message>,
-    /// The serving thread's slot while it waits: poked when work arrives.
-    dispatcher: Option<Arc<Slot>>,
-    /// The stream has ended.
-    ended: bool,
-    /// Bumped whenever a caller reads or is handed its reply: background readers stay
-    /// away while it moves.
-    caller_activity: u64,
-}
-
-/// Lock-free copies of the `ReadState` counts that readers check before every frame,
-/// written whenever its lock is released.
-#[derive(Default)]
-struct ReadCounts {
-    queued: AtomicUsize,
-    inboxed: AtomicUsize,
-    ended: AtomicBool,
-}
-
-/// The `read_state` lock; updates the `ReadCounts` when released.
-struct ReadStateGuard<'a> {
-    guard: MutexGuard<'a, ReadState>,
-    counts: &'a ReadCounts,
-}
-
-impl std::ops::Deref for ReadStateGuard<'_> {
-    type Target = ReadState;
-    fn deref(&self) -> &ReadState {
-        &self.guard
-    }
-}
-
-impl std::ops::DerefMut for ReadStateGuard<'_> {
-    fn deref_mut(&mut self) -> &mut ReadState {
-        &mut self.guard
-    }
-}
-
-impl Drop for ReadStateGuard<'_> {
-    fn drop(&mut self) {
-        self.counts
-            .queued
-            .store(self.guard.queue.len(), Ordering::Relaxed);
-        self.counts
-            .inboxed
-            .store(self.guard.inbox.len(), Ordering::Relaxed);
-        self.counts.ended.store(self.guard.ended, Ordering::Release);
-    }
 }
 
 /// Both ends share this; handles, the serving thread and readers each hold it.
@@ -241,23 +135,24 @@ impl Drop for ReadStateGuard<'_> {
 ///
 /// 1. `stream`: held by the reader (the read-token holder) for as long as it reads.
 /// 2. `calls`: taken briefly, also under `stream` (to complete a reply).
-/// 3. `read_state`: taken briefly, also under `stream` and after `calls` (`end` takes
-///    `calls`, releases it, then takes `read_state`).
+/// 3. the token's lock: taken briefly, also under `stream` and after `calls` (`end`
+///    takes `calls`, releases it, then takes the token's).
 ///
 /// The writer's lock and each slot's lock are leaves: nothing else is taken while one is
-/// held. `end` only *tries* `stream` (the reader may hold it), so it never waits for it
-/// while holding another lock.
+/// held, except that the writer pokes slots waiting for room after releasing its own.
+/// `end` only *tries* `stream` (the reader may hold it), so it never waits for it while
+/// holding another lock.
 pub(crate) struct Link {
     writer: Arc<Writer>,
     calls: Mutex<Calls>,
     next_id: AtomicU64,
     pub(crate) handlers: Arc<Handlers>,
     stream: Mutex<Option<Stream>>,
-    read_state: Mutex<ReadState>,
-    /// Copies of `read_state` for readers' per-frame checks, which then take no lock.
-    counts: ReadCounts,
-    /// Signalled (with `read_state`) when the stream ends.
-    ended: Condvar,
+    token: Token,
+    /// The calls and events this end received and has not yet run, against its window.
+    inflow: Inflow,
+    /// Both ends read the same monotonic clock: deadlines travel as its time.
+    shared_clock: bool,
     max_frame: u32,
     report_protocol_errors: bool,
     /// Large frame buffers for reuse.
@@ -270,8 +165,10 @@ pub(crate) struct Link {
     pub(crate) cancels: Cancels,
     /// Runs once when the link ends (the parent learns that its worker is gone).
     on_end: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// Runs whenever the peer grants room (a pool sends the calls it held back).
+    on_room: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
     /// When the peer was last heard from.
-    pub(crate) heartbeat: heartbeat::Heartbeat,
+    heartbeat: Arc<Heartbeat>,
     /// How long waiting threads spin before they sleep.
     spin: Spin,
     /// Whether spinning pays: for replies read from the pipe, for calls and events read
@@ -299,18 +196,6 @@ impl std::fmt::Debug for Link {
 /// numbered from 1).
 pub(crate) const ENTRY_ID: u64 = 0;
 
-/// What became of a frame written straight from the sender's memory.
-#[derive(Debug)]
-enum Direct {
-    Sent,
-    /// The value did not serialize as one byte string this time: nothing was written.
-    NotBytes,
-    /// The frame exceeds the peer's limit: nothing was written.
-    TooLarge(EncodeError),
-    /// The link is closed.
-    Closed,
-}
-
 /// A worker's `Hello` is a few dozen bytes; anything much longer is not one.
 pub(crate) const WORKER_HELLO_MAX: u32 = 4096;
 
@@ -324,6 +209,8 @@ pub(crate) struct Connect {
     pub(crate) parent: bool,
     /// Parent: the heartbeat interval the worker is asked to keep.
     pub(crate) heartbeat: Option<Duration>,
+    /// The peer may share this machine's clock (a parent: the worker runs here).
+    pub(crate) offer_clock: bool,
     /// The largest `Hello` accepted from the peer.
     pub(crate) peer_hello_max: u32,
     /// How long to wait for the peer's `Hello`.
@@ -352,7 +239,8 @@ impl std::fmt::Display for HandshakeError {
 }
 
 impl Link {
-    /// Starts a link on two streams: sends our `Hello` and waits for the peer's.
+    /// Starts a link on two streams: sends our `Hello` and waits for the peer's, all
+    /// within the timeout.
     pub(crate) fn connect(
         input: Input,
         output: Output,
@@ -365,9 +253,11 @@ impl Link {
             entry,
             parent,
             heartbeat,
+            offer_clock,
             peer_hello_max,
             timeout,
         } = connect;
+        let deadline = Instant::now().checked_add(timeout);
         let writer = Writer::new(output);
         let our_spin = options.spin.unwrap_or(DEFAULT_SPIN);
         let hello = Hello {
@@ -378,8 +268,10 @@ impl Link {
                 u32::try_from(h.as_millis()).unwrap_or(u32::MAX).max(1)
             }),
             spin_us: u32::try_from(our_spin.as_micros()).unwrap_or(u32::MAX),
+            window: credit::RECEIVE_WINDOW,
+            clock_us: if offer_clock { clock::offer() } else { 0 },
         };
-        let sent = writer.send(Flush::Now, |buf, _| {
+        let sent = writer.send(Lane::Control, Flush::Now, deadline, |buf, _, _| {
             message::encode_hello(buf, &hello);
             Ok::<(), ()>(())
         });
@@ -388,20 +280,32 @@ impl Link {
         }
         // The buffer starts at 16 KiB, which holds hundreds of small frames per read
         // (larger frames are read past it), and grows only while the peer streams.
-        let mut input = ReadBuffer::new(input);
-        let peer = handshake(&mut input, peer_hello_max, timeout)?;
+        let heartbeat_state = Arc::new(Heartbeat::default());
+        let mut input = ReadBuffer::new(Heard::boxed(input, Arc::clone(&heartbeat_state)));
+        input.get_mut().set_deadline(deadline);
+        let peer = handshake(&mut input, peer_hello_max, timeout);
+        input.get_mut().set_deadline(None);
+        let peer = peer?;
         if peer.parent == parent {
             let role = if parent { "parent" } else { "worker" };
             return Err(HandshakeError::Refused(format!(
                 "the peer is a coproq {role} too (a command that echoes its input back?)"
             )));
         }
-        writer.set_peer_max(peer.max_frame);
+        if peer.window < credit::MIN_WINDOW {
+            return Err(HandshakeError::Refused(format!(
+                "the peer grants a window of {} bytes, below the least of {}",
+                peer.window,
+                credit::MIN_WINDOW
+            )));
+        }
+        writer.set_peer(peer.max_frame, peer.window);
         // A worker spins as its parent does, unless it chose for itself.
         let spin = match options.spin {
             None if !parent => Duration::from_micros(u64::from(peer.spin_us)),
             _ => our_spin,
         };
+        let shared_clock = (offer_clock || !parent) && clock::is_shared(peer.clock_us);
         let link = Arc::new(Self {
             writer,
             calls: Mutex::new(Calls::default()),
@@ -412,9 +316,9 @@ impl Link {
                 events: VecDeque::new(),
                 bye: false,
             })),
-            read_state: Mutex::new(ReadState::default()),
-            counts: ReadCounts::default(),
-            ended: Condvar::new(),
+            token: Token::default(),
+            inflow: Inflow::new(credit::RECEIVE_WINDOW),
+            shared_clock,
             max_frame: options.max_frame,
             report_protocol_errors: options.report_protocol_errors,
             pool: Arc::default(),
@@ -423,7 +327,8 @@ impl Link {
             abandoned: AtomicBool::new(false),
             cancels: Cancels::default(),
             on_end: Mutex::new(None),
-            heartbeat: heartbeat::Heartbeat::default(),
+            on_room: Mutex::new(None),
+            heartbeat: heartbeat_state,
             spin: Spin::new(spin),
             spin_sites: SpinSites::default(),
         });
@@ -433,176 +338,6 @@ impl Link {
     #[inline]
     fn calls(&self) -> MutexGuard<'_, Calls> {
         self.calls.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn read_state(&self) -> ReadStateGuard<'_> {
-        ReadStateGuard {
-            guard: self
-                .read_state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-            counts: &self.counts,
-        }
-    }
-
-    /// Sends a call and registers its slot. `Flush::Now` when the caller will wait at
-    /// once; `Flush::Soon` lets pipelined calls share writes. The peer learns what remains
-    /// of `deadline`.
-    #[inline]
-    pub(crate) fn start_call<A: Serialize + ?Sized>(
-        &self,
-        name: &str,
-        args: &A,
-        flush: Flush,
-        deadline: Option<Instant>,
-    ) -> Result<(u64, Arc<Slot>)> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(Slot::default());
-        if self.calls().insert(id, Arc::clone(&slot)).is_err() {
-            return Err(Error::NotConnected);
-        }
-        let head = CallHead {
-            id,
-            name,
-            deadline: deadline.map(|d| d.saturating_duration_since(Instant::now())),
-        };
-        if let Some(len) = direct::large_bytes(args) {
-            let sent = self.send_direct(args, |buf, max| {
-                message::encode_call_head(buf, head, len, max)
-            });
-            let failure = match sent {
-                Direct::Sent => return Ok((id, slot)),
-                Direct::TooLarge(e) => encode_error(name, e),
-                Direct::Closed => Error::NotConnected,
-                Direct::NotBytes => Error::Encode {
-                    method: name.to_owned(),
-                    reason: "the arguments serialized differently twice".into(),
-                },
-            };
-            self.calls().remove(id);
-            return Err(failure);
-        }
-        let sent = self
-            .writer
-            .send(flush, |buf, max| message::encode_call(buf, head, args, max));
-        match sent {
-            Ok(Ok(())) => Ok((id, slot)),
-            failed => {
-                self.calls().remove(id);
-                Err(match failed {
-                    Ok(Err(e)) => encode_error(name, e),
-                    _ => Error::NotConnected,
-                })
-            }
-        }
-    }
-
-    /// Sends a call whose arguments were encoded before, its reply to land in `slot` (a
-    /// pool's call, whose slot outlives one worker). Fails without settling `slot`.
-    pub(crate) fn start_encoded_call(
-        &self,
-        name: &str,
-        args: &EncodedArgs,
-        deadline: Option<Instant>,
-        slot: &Arc<Slot>,
-        flush: Flush,
-    ) -> Result<u64> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        if self.calls().insert(id, Arc::clone(slot)).is_err() {
-            return Err(Error::NotConnected);
-        }
-        let head = CallHead {
-            id,
-            name,
-            deadline: deadline.map(|d| d.saturating_duration_since(Instant::now())),
-        };
-        let sent = self.writer.send(flush, |buf, max| {
-            message::encode_call_encoded(buf, head, args, max)
-        });
-        match sent {
-            Ok(Ok(())) => Ok(id),
-            failed => {
-                self.calls().remove(id);
-                Err(match failed {
-                    Ok(Err(e)) => encode_error(name, e),
-                    _ => Error::NotConnected,
-                })
-            }
-        }
-    }
-
-    /// Writes a frame whose body is `value`, one large byte string, straight from the
-    /// caller's memory after the head that `head` builds.
-    fn send_direct<A: Serialize + ?Sized>(
-        &self,
-        value: &A,
-        head: impl FnOnce(&mut Vec<u8>, u32) -> std::result::Result<(), EncodeError>,
-    ) -> Direct {
-        let mut buf = Vec::new();
-        if let Err(e) = head(&mut buf, self.writer.peer_max()) {
-            return Direct::TooLarge(e);
-        }
-        let mut whole = true;
-        let sent = self.writer.send_exclusive(|out| {
-            whole = direct::write(out, &buf, value)?;
-            Ok(())
-        });
-        match sent {
-            Ok(()) if whole => Direct::Sent,
-            Ok(()) => Direct::NotBytes,
-            Err(Closed) => Direct::Closed,
-        }
-    }
-
-    /// Sends a reply whose value is one large byte string straight from the handler's
-    /// memory; false if `value` is not one (the caller then sends it the usual way).
-    pub(crate) fn send_direct_reply<T: Serialize + ?Sized>(&self, id: u64, value: &T) -> bool {
-        let Some(len) = direct::large_bytes(value) else {
-            return false;
-        };
-        let sent = self.send_direct(value, |head, max| {
-            message::encode_reply_head(head, id, len, max)
-        });
-        match sent {
-            // A closed link drops the reply, as for any other.
-            Direct::Sent | Direct::Closed => true,
-            // Too large for the peer: the usual way reports it.
-            Direct::TooLarge(_) | Direct::NotBytes => false,
-        }
-    }
-
-    /// Registers a slot for the reply to [`ENTRY_ID`], which no call uses: a fork
-    /// worker's report that its entry returned. Call before anyone reads.
-    pub(crate) fn expect_entry_report(&self) -> Result<Arc<Slot>> {
-        let slot = Arc::new(Slot::default());
-        self.calls()
-            .insert(ENTRY_ID, Arc::clone(&slot))
-            .map_err(|_| Error::NotConnected)?;
-        Ok(slot)
-    }
-
-    /// Forgets a call whose caller stopped waiting; a late reply is then dropped.
-    pub(crate) fn forget_call(&self, id: u64) {
-        let slot = self.calls().remove(id);
-        if let Some(slot) = slot {
-            slot.settle(Settled::Forgotten);
-        }
-    }
-
-    /// Forgets a call and tells the peer: if it has not started the call, it never will.
-    pub(crate) fn cancel_call(&self, id: u64) {
-        self.forget_call(id);
-        self.send_cancel(id);
-    }
-
-    /// Tells the peer that nobody waits for call `id` any more (the call stays in the
-    /// table, for a pool to count it until the worker answers).
-    pub(crate) fn send_cancel(&self, id: u64) {
-        // `Soon`: the flusher writes it moments later, and many dropped calls share a write.
-        let _ = self.writer.send(Flush::Soon, |buf, _| {
-            message::encode_cancel(buf, id);
-            Ok::<(), ()>(())
-        });
     }
 
     /// Runs `on_end` once when the link ends (at once if it has ended).
@@ -620,35 +355,39 @@ impl Link {
         }
     }
 
-    /// Sends a one-way event.
-    #[inline]
-    pub(crate) fn emit<A: Serialize + ?Sized>(&self, name: &str, args: &A) -> Result<()> {
-        match self.writer.send_in_run(Flush::Soon, |buf, run, max| {
-            run::encode_event(buf, run, name, args, max)
-        }) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(encode_error(name, e)),
-            Err(_) => Err(Error::NotConnected),
+    /// Runs `on_room` whenever the peer grants room in its window.
+    pub(crate) fn set_on_room(&self, on_room: Arc<dyn Fn() + Send + Sync>) {
+        *self.on_room.lock().unwrap_or_else(PoisonError::into_inner) = Some(on_room);
+    }
+
+    /// The peer granted `bytes`: senders waiting for room go ahead.
+    fn room_granted(&self, bytes: u64) {
+        self.writer.grant(bytes);
+        let on_room = self
+            .on_room
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(on_room) = on_room {
+            on_room();
         }
     }
 
-    /// Sends a frame built by `build` (a reply); a closed link drops it.
+    /// Writes what is buffered now (before the caller blocks on something else), at most
+    /// until `deadline`.
     #[inline]
-    pub(crate) fn send_with(&self, flush: Flush, build: impl FnOnce(&mut Vec<u8>, u32)) {
-        let _ = self.writer.send(flush, |buf, max| {
-            build(buf, max);
-            Ok::<(), ()>(())
-        });
+    pub(crate) fn flush(&self, deadline: Option<Instant>) {
+        self.writer.flush(deadline);
     }
 
-    /// Writes what is buffered now (before the caller blocks on something else).
-    #[inline]
-    pub(crate) fn flush(&self) {
-        self.writer.flush();
+    /// Has the link's flusher write what is buffered, without waiting here.
+    pub(crate) fn flush_later(&self) {
+        self.writer.flush_later();
     }
 
-    /// Says `Bye` (if the stream is free) and closes our sending half: the peer sees the
-    /// end of its input and winds down. New calls fail with `NotConnected`.
+    /// Says `Bye` and closes our sending half once what is buffered is written (by the
+    /// flusher: this never waits for the pipe): the peer sees the end of its input and
+    /// winds down. New calls fail with `NotConnected`.
     pub(crate) fn shutdown(&self) {
         let mut bye = Vec::new();
         message::encode_bye(&mut bye);
@@ -663,30 +402,13 @@ impl Link {
 
     /// Waits until the stream has ended, at most `timeout`; whether it has.
     pub(crate) fn wait_ended(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now().checked_add(timeout);
-        let mut state = self
-            .read_state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        while !state.ended {
-            state = match deadline {
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return false;
-                    }
-                    self.ended
-                        .wait_timeout(state, deadline - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-                None => self
-                    .ended
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner),
-            };
-        }
-        true
+        self.token.wait_ended(timeout)
+    }
+
+    /// Whether the stream has ended.
+    #[inline]
+    pub(crate) fn is_ended(&self) -> bool {
+        self.token.is_ended()
     }
 
     /// Whether the peer vanished without a `Bye`.
@@ -707,24 +429,66 @@ impl crate::ready::Room for Link {
     }
 }
 
-/// Reads the peer's `Hello`, with errors that say what the peer is.
+/// Reads the peer's `Hello` (at most `timeout`, which the input's deadline also bounds
+/// while the frame arrives), with errors that say what the peer is.
 fn handshake(
     input: &mut ReadBuffer<Input>,
     max: u32,
     timeout: Duration,
 ) -> std::result::Result<Hello, HandshakeError> {
+    use std::io::BufRead;
     if input.buffer().is_empty() && !input.get_ref().wait_readable(timeout) {
         return Err(HandshakeError::Silent(timeout));
     }
     let mut buf = Vec::new();
-    match frame::read_frame(input, max, &mut buf) {
-        Ok(true) => message::decode_hello(&buf).map_err(|e| HandshakeError::Refused(e.to_string())),
+    let read = frame::read_frame(input, max, &mut buf);
+    // What the peer sent, for an error that quotes it.
+    let seen = |input: &mut ReadBuffer<Input>, first: &[u8]| {
+        let mut bytes = first.to_vec();
+        bytes.extend_from_slice(input.fill_buf().unwrap_or_default());
+        bytes
+    };
+    match read {
+        Ok(true) => message::decode_hello(&buf).map_err(|e| {
+            HandshakeError::Refused(describe_stranger(&buf).unwrap_or_else(|| e.to_string()))
+        }),
         Ok(false) => Err(HandshakeError::Closed),
-        Err(frame::FrameError::TooLarge { len, .. }) => Err(HandshakeError::Refused(format!(
-            "the peer is not a coproq endpoint (its first frame claims {len} bytes)"
-        ))),
+        Err(frame::FrameError::TooLarge { len, .. }) => {
+            let first = seen(input, &(len as u32).to_le_bytes());
+            Err(HandshakeError::Refused(
+                describe_stranger(&first).unwrap_or_else(|| {
+                    format!(
+                        "the peer is not a coproq endpoint (its first frame claims {len} bytes)"
+                    )
+                }),
+            ))
+        }
+        Err(frame::FrameError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+            Err(HandshakeError::Silent(timeout))
+        }
         Err(e) => Err(HandshakeError::Refused(format!("handshake failed: {e}"))),
     }
+}
+
+/// What a peer that does not speak the protocol sent instead, if it reads as text: a
+/// program that prints, where a worker was expected.
+fn describe_stranger(first: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(first.get(..first.len().min(80))?)
+        .ok()
+        .or_else(|| {
+            // Cut in the middle of a character: up to where it is whole.
+            let cut = first.get(..first.len().min(80))?;
+            let valid = std::str::from_utf8(cut).err()?.valid_up_to();
+            std::str::from_utf8(&cut[..valid]).ok()
+        })?;
+    let printable = |c: char| !c.is_control() || c.is_whitespace();
+    if text.chars().count() < 4 || !text.chars().all(printable) {
+        return None;
+    }
+    Some(format!(
+        "the peer is not a coproq endpoint: it printed text instead of speaking the protocol: {:?}",
+        text.trim_end()
+    ))
 }
 
 pub(crate) fn encode_error(name: &str, e: EncodeError) -> Error {

@@ -1,26 +1,32 @@
 //! Reading: what the holder of the read token does.
 //!
-//! Policy: the token holder owns the stream until it releases the token, which passes it
-//! to the first queued waiter (or frees it). Replies go straight to their slots; calls and
-//! events go to the inbox in arrival order, or are handed back to the serving thread to
-//! run at once. Whoever reads the end of the stream, or a malformed frame, ends the link:
-//! every waiting caller is failed and the call table closed, so no `call` can block
-//! forever (`Disconnected` at the end of the stream, with the worker's exit status via the
-//! EOF hook; `Protocol` for a malformed frame, after which our sending half closes too).
+//! The holder owns the stream until it releases the token (see `token`). It reads frame
+//! after frame, each in a few named steps, until its role or its goal says stop: wait for
+//! input (spinning first, flushing what we have to say), take what lies whole in the
+//! buffer (the serving loop, into its batch), or read one frame and route it: replies to
+//! their slots, calls and events to the inbox in arrival order (or back to a serving
+//! thread to run at once), cancels, pings and grants to where they count.
+//!
+//! Whoever reads the end of the stream, or a malformed frame, ends the link: every
+//! waiting caller is failed and the call table closed, so no `call` can block forever
+//! (`Disconnected` at the end of the stream, and when the peer died in the middle of a
+//! frame, with its exit status via the EOF hook; `Protocol` for a peer that is alive and
+//! wrong, after which our sending half closes too).
 
 use std::io::BufRead;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::batch::Batch;
-use super::calls::{self, RawReply, Slot};
+use super::calls::{self, RawReply};
+use super::credit;
 use super::replies::Replies;
-use super::writer::{Flush, Shutdown};
-use super::{INBOX_CAPACITY, Link, Stream};
+use super::token::{Goal, Queued, Role, Stop};
+use super::writer::Shutdown;
+use super::{Link, Stream, clock};
 use crate::error::Error;
 use crate::wire::frame::{self, FrameError};
-use crate::wire::{self, Message, WireError, message, run};
+use crate::wire::{self, Message, message, run};
 
 /// How long a reader on a link with heartbeats waits for input before it looks whether
 /// the heartbeat ended the link.
@@ -29,108 +35,39 @@ const HEARTBEAT_SLICE: Duration = Duration::from_millis(50);
 /// The most calls and events the serving loop reads before it runs them.
 const MAX_BATCH: usize = 256;
 
-/// Who is reading, which decides when to stop and what to do with calls and events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
-    /// A thread waiting for its own reply; reads for everyone meanwhile.
-    Caller,
-    /// The serving thread waiting for its own reply inside a handler: like a caller, but
-    /// it runs the calls and events it reads.
-    NestedServer,
-    /// The serving loop: reads calls and events to run them.
-    Server,
-    /// The parent's reader thread: reads when nobody else does.
-    Background,
-    /// Reads what has arrived, without waiting, to queue it (and see cancels) while the
-    /// serving thread is busy.
-    Ahead,
+/// What one read step came to.
+enum Read {
+    /// A message to route, and what it costs the peer's window (calls and events).
+    Message(Message, u64),
+    /// Something was taken into the stream's events or the batch: look again.
+    Again,
+    /// The serving loop's batch is full.
+    BatchFull,
+    /// The stream ended between frames.
+    End,
+    /// The stream ended or broke inside a frame.
+    Cut(String),
+    /// The peer broke the protocol.
+    Broken(String),
 }
 
-/// What the serving loop does next.
-pub(crate) enum ServeStep {
-    /// Run this queued call or event.
-    Run(Message, Flush),
-    /// Read: the token was taken.
-    Read,
-    /// Wait; callers' activity count is this.
-    Wait(u64),
-    /// The link has ended.
-    Ended,
-}
-
-/// Why a reader stopped (having released the token).
-#[derive(Debug)]
-pub(crate) enum Stop {
-    /// The reader's own reply is in its slot (someone else read it).
-    ReplyInSlot,
-    /// The reader's own reply, read just now by the reader itself.
-    ReplyRead(super::calls::Delivery),
-    /// A call or event for a nested server (the serving thread inside a handler, waiting
-    /// for its own reply) to run now.
-    Run(Message),
-    /// The serving loop read a batch of calls and events (everything that had arrived,
-    /// up to `MAX_BATCH`) into the batch it passed.
-    Batch,
-    /// Someone else should read now (queued callers, inbox work, a full inbox).
-    StepBack,
-    /// The caller's deadline passed.
-    TimedOut,
-    /// The stream has ended.
-    Ended,
+/// How the stream ended.
+enum Ending {
+    Stream { bye: bool },
+    Cut(String),
+    Broken(String),
 }
 
 impl Link {
-    /// Takes the read token if it is free. Callers and nested servers count as caller
-    /// activity, which keeps background readers away.
-    pub(crate) fn try_take_token(&self, role: Role) -> bool {
-        let mut state = self.read_state();
-        if state.reading || state.ended {
-            return false;
-        }
-        if matches!(role, Role::Caller) && state.inbox.len() >= INBOX_CAPACITY {
-            return false;
-        }
-        state.reading = true;
-        if matches!(role, Role::Caller | Role::NestedServer) {
-            state.caller_activity += 1;
-        }
-        true
-    }
-
-    /// Takes the token for a background reader if it is free and callers have not
-    /// touched it since `seen`; returns the current activity count either way.
-    pub(crate) fn try_take_token_quiet(&self, seen: u64) -> (bool, u64) {
-        let mut state = self.read_state();
-        let activity = state.caller_activity;
-        if state.reading || state.ended || activity != seen || !state.queue.is_empty() {
-            return (false, activity);
-        }
-        state.reading = true;
-        (true, activity)
-    }
-
-    /// Releases the token: to the first queued waiter, or free.
-    pub(crate) fn release_token(&self) {
-        let mut state = self.read_state();
-        match state.queue.pop_front() {
-            Some(next) => next.promote(),
-            None => state.reading = false,
-        }
-    }
-
-    /// Reads frames while holding the token, until `role` should stop; releases the token
-    /// before returning.
+    /// Reads frames while holding the token, until `role` should stop or `goal` is
+    /// reached; releases the token before returning.
     pub(crate) fn read_as(
         self: &Arc<Self>,
         role: Role,
-        mine: Option<(u64, &Slot)>,
+        goal: Goal<'_>,
         deadline: Option<Instant>,
     ) -> Stop {
-        let stop = self.read_until_stop(role, mine, deadline, None);
-        if !matches!(stop, Stop::Ended) {
-            self.release_token();
-        }
-        stop
+        self.read_then_release(role, goal, deadline, None)
     }
 
     /// The serving loop's read, holding the token: waits for input, then reads into
@@ -138,19 +75,29 @@ impl Link {
     /// run one after another without the token changing hands in between; releases the
     /// token before returning.
     pub(crate) fn read_batch(self: &Arc<Self>, batch: &mut Batch) -> Stop {
-        let stop = self.read_until_stop(Role::Server, None, None, Some(batch));
+        self.read_then_release(Role::Server, Goal::None, None, Some(batch))
+    }
+
+    fn read_then_release(
+        self: &Arc<Self>,
+        role: Role,
+        goal: Goal<'_>,
+        deadline: Option<Instant>,
+        batch: Option<&mut Batch>,
+    ) -> Stop {
+        let stop = self.read_until_stop(role, goal, deadline, batch);
         if !matches!(stop, Stop::Ended) {
-            self.release_token();
+            self.token.release();
         }
         stop
     }
 
-    /// The reading loop: stop if we should, wait for input (flushing first), read one
-    /// frame, route it; until a stop.
+    /// The reading loop: stop if we should; otherwise route the rest of a run, or wait
+    /// for input and read; route what was read.
     fn read_until_stop(
         self: &Arc<Self>,
         role: Role,
-        mine: Option<(u64, &Slot)>,
+        goal: Goal<'_>,
         deadline: Option<Instant>,
         mut batch: Option<&mut Batch>,
     ) -> Stop {
@@ -159,11 +106,7 @@ impl Link {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         loop {
-            // Stop before reading more: our reply is in, or another should read now.
-            if mine.is_some_and(|(_, slot)| slot.has_reply()) {
-                return Stop::ReplyInSlot;
-            }
-            if let Some(stop) = self.should_stop(role) {
+            if let Some(stop) = self.stop_before_reading(role, goal) {
                 return stop;
             }
             let Some(stream) = guard.as_mut() else {
@@ -171,113 +114,88 @@ impl Link {
             };
             // The rest of a run of events read whole comes before anything read later.
             if let Some(event) = stream.events.pop_front() {
-                if let Some(stop) = self.route(event, role, mine, stream, batch.as_deref_mut()) {
-                    return stop;
+                match self.route_request(event, role, batch.as_deref_mut()) {
+                    Some(stop) => return stop,
+                    None => continue,
                 }
-                continue;
             }
-            // A batch runs before the serving loop waits for more (a cancel or a reply
-            // after its last call may have drained the buffer, or left part of a frame).
+            // A batch runs before the serving loop waits for more.
             if batch.as_ref().is_some_and(|b| !b.is_empty())
                 && !frame::whole_frame_buffered(stream.input.buffer())
             {
                 return Stop::Batch;
             }
-            if !self.input_ready(stream, role, deadline) {
+            if !self.wait_for_input(stream, role, deadline) {
                 return Stop::TimedOut;
             }
-            // Calls and events that lie whole in the buffer join the batch in place.
-            if let Some(batch) = batch.as_deref_mut() {
-                let used = match stream.input.fill_buf() {
-                    Ok(buffered) => batch.take_in_place(buffered, self.max_frame, MAX_BATCH),
-                    Err(_) => 0,
-                };
-                if used > 0 {
-                    stream.input.consume(used);
-                    self.heartbeat.heard();
-                    if batch.len() >= MAX_BATCH {
-                        return Stop::Batch;
-                    }
-                    continue;
-                }
-                // A frame cut off at the end of the buffer: its rest is read into the
-                // buffer, to be taken in place (a run of events, in particular, would
-                // otherwise become one message per event).
-                if let Some(need) = frame::cut_frame_len(stream.input.buffer(), self.max_frame)
-                    && stream.input.fill_to(need)
-                {
-                    continue;
-                }
-            }
-            // One frame in, decoded.
-            let read = frame::next_frame(
-                &mut stream.input,
-                self.max_frame,
-                Some(&self.pool),
-                message::byte_string_at,
-            );
-            let message = match read {
-                Ok(Some(frame)) if run::is_run(frame.as_slice()) => {
-                    // Its events are routed one by one, from the top of the loop.
-                    self.heartbeat.heard();
-                    match run::decode(frame.as_slice()) {
-                        Ok(events) => {
-                            stream.events.extend(events);
-                            continue;
-                        }
-                        Err(reason) => Err(reason),
-                    }
-                }
-                Ok(Some(frame)) => {
-                    self.heartbeat.heard();
-                    message::decode_pooled(frame, Some(&self.pool))
-                }
-                Ok(None) => {
-                    let bye = stream.bye;
-                    *guard = None;
-                    drop(guard);
-                    self.end_of_stream(bye);
-                    return Stop::Ended;
-                }
-                Err(FrameError::Io(e)) => Err(WireError::Malformed(format!("read failed: {e}"))),
-                Err(e) => Err(WireError::Malformed(e.to_string())),
+            // Calls and events that lie whole in the buffer join the batch in place;
+            // anything else is read as a frame of its own.
+            let read = match batch.as_deref_mut() {
+                Some(batch) => self.take_in_place(stream, batch),
+                None => None,
             };
-            // Routed where it belongs.
-            match message {
-                Ok(message) => {
-                    if let Some(stop) =
-                        self.route(message, role, mine, stream, batch.as_deref_mut())
-                    {
-                        return stop;
+            let read = read.unwrap_or_else(|| self.read_frame(stream));
+            let ending = match read {
+                Read::Message(message, cost) => {
+                    match self.route(message, cost, role, goal, stream, batch.as_deref_mut()) {
+                        Some(stop) => return stop,
+                        None => continue,
                     }
                 }
-                Err(reason) => {
-                    *guard = None;
-                    drop(guard);
-                    self.broken(&reason.to_string());
-                    return Stop::Ended;
-                }
+                Read::Again => continue,
+                Read::BatchFull => return Stop::Batch,
+                Read::End => Ending::Stream { bye: stream.bye },
+                Read::Cut(reason) => Ending::Cut(reason),
+                Read::Broken(reason) => Ending::Broken(reason),
+            };
+            // Nobody reads this stream again: it goes before the link ends.
+            *guard = None;
+            drop(guard);
+            match ending {
+                Ending::Stream { bye } => self.end_of_stream(bye),
+                Ending::Cut(reason) => self.ended_inside_a_frame(&reason),
+                Ending::Broken(reason) => self.broken(&reason),
             }
+            return Stop::Ended;
         }
+    }
+
+    /// Whether to stop before reading another frame: the goal is reached, or the role
+    /// says someone else should read now.
+    #[inline]
+    fn stop_before_reading(&self, role: Role, goal: Goal<'_>) -> Option<Stop> {
+        let reached = match goal {
+            Goal::None => false,
+            Goal::Reply { slot, .. } => slot.has_reply(),
+            Goal::Room { cost } => self.has_room(cost),
+        };
+        if reached {
+            return Some(Stop::Reached);
+        }
+        self.token.should_stop(role)
     }
 
     /// Before a read that would block: what we buffered must not wait for our next send,
     /// and a reader with a deadline waits only until then (one reading ahead does not
     /// wait at all). False if nothing arrived in time.
-    fn input_ready(&self, stream: &mut Stream, role: Role, deadline: Option<Instant>) -> bool {
-        if !stream.input.buffer().is_empty() {
+    fn wait_for_input(&self, stream: &mut Stream, role: Role, deadline: Option<Instant>) -> bool {
+        let buffered = !stream.input.buffer().is_empty();
+        // Between frames the next read may wait as long as the peer is idle; in the
+        // middle of one, the input bounds the wait.
+        stream.input.get_mut().set_mid_frame(buffered);
+        if buffered {
             return true;
         }
         if self.writer.has_pending() {
             self.writer.flush_later();
         }
-        if role == Role::Ahead {
+        if role == Role::ReadAhead {
             return stream.input.get_ref().wait_readable(Duration::ZERO);
         }
         // An answer that comes quickly is taken without sleeping.
         let site = match role {
             Role::Caller | Role::NestedServer => &self.spin_sites.replies,
-            Role::Server | Role::Background | Role::Ahead => &self.spin_sites.requests,
+            Role::Server | Role::Background | Role::ReadAhead => &self.spin_sites.requests,
         };
         if self.spin_for_input(stream, site) {
             return true;
@@ -331,14 +249,107 @@ impl Link {
         arrived
     }
 
-    /// Routes one message: a reply to its caller's slot (or back to the reader that waits
-    /// for it), a call or event to the serving thread (at once, if that is the reader) or
-    /// the inbox. `Some` if the reader should stop here.
+    /// The serving loop's step: takes the calls and events that lie whole in the buffer
+    /// into the batch, in place. `None` when there were none (the general path reads the
+    /// next frame).
+    fn take_in_place(&self, stream: &mut Stream, batch: &mut Batch) -> Option<Read> {
+        let taken = match stream.input.fill_buf() {
+            Ok(buffered) => batch.take_in_place(buffered, self.max_frame, MAX_BATCH),
+            Err(_) => super::batch::Taken::default(),
+        };
+        if taken.used > 0 {
+            stream.input.consume(taken.used);
+            if let Err(overflow) = self.inflow.receive(taken.cost, false) {
+                return Some(Read::Broken(overflow.to_string()));
+            }
+            return Some(if batch.len() >= MAX_BATCH {
+                Read::BatchFull
+            } else {
+                Read::Again
+            });
+        }
+        // A frame cut off at the end of the buffer: its rest is read into the buffer, to
+        // be taken in place (a run of events, in particular, would otherwise become one
+        // message per event).
+        if let Some(need) = frame::cut_frame_len(stream.input.buffer(), self.max_frame)
+            && stream.input.fill_to(need)
+        {
+            return Some(Read::Again);
+        }
+        None
+    }
+
+    /// Reads and decodes one frame. A run of events goes to the stream's events, one
+    /// each, to be routed from the top of the loop.
+    fn read_frame(&self, stream: &mut Stream) -> Read {
+        let read = frame::next_frame(
+            &mut stream.input,
+            self.max_frame,
+            Some(&self.pool),
+            message::byte_string_at,
+        );
+        let frame = match read {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Read::End,
+            Err(e @ FrameError::Truncated { .. }) => return Read::Cut(e.to_string()),
+            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Read::Broken(e.to_string());
+            }
+            Err(FrameError::Io(e)) => return Read::Cut(format!("read failed: {e}")),
+            Err(e @ FrameError::TooLarge { .. }) => return Read::Broken(e.to_string()),
+        };
+        // All of it: a large frame's bytes may lie in a buffer of their own.
+        let len = frame.len();
+        if run::is_run(frame.as_slice()) {
+            let events = match run::decode(frame.as_slice()) {
+                Ok(events) => events,
+                Err(reason) => return Read::Broken(reason.to_string()),
+            };
+            let cost = credit::cost(len, events.len());
+            if let Err(overflow) = self.inflow.receive(cost, true) {
+                return Read::Broken(overflow.to_string());
+            }
+            let (share, n) = (cost / events.len() as u64, events.len());
+            stream
+                .events
+                .extend(events.into_iter().enumerate().map(|(i, message)| {
+                    // The last event carries what the division left.
+                    let cost = if i + 1 == n {
+                        cost - share * (n as u64 - 1)
+                    } else {
+                        share
+                    };
+                    Queued {
+                        message,
+                        cost,
+                        deadline: None,
+                    }
+                }));
+            return Read::Again;
+        }
+        match message::decode_pooled(frame, Some(&self.pool)) {
+            Ok(message @ (Message::Call { .. } | Message::Event { .. })) => {
+                let cost = credit::cost(len, 1);
+                match self.inflow.receive(cost, true) {
+                    Ok(()) => Read::Message(message, cost),
+                    Err(overflow) => Read::Broken(overflow.to_string()),
+                }
+            }
+            Ok(message) => Read::Message(message, 0),
+            Err(reason) => Read::Broken(reason.to_string()),
+        }
+    }
+
+    /// Routes one message: a reply to its caller's slot (or back to the reader that
+    /// waits for it), a call or event to the serving thread (at once, if that is the
+    /// reader) or the inbox, a cancel, ping or grant to where it counts. `Some` if the
+    /// reader should stop here.
     fn route(
         &self,
         message: Message,
+        cost: u64,
         role: Role,
-        mine: Option<(u64, &Slot)>,
+        goal: Goal<'_>,
         stream: &mut Stream,
         batch: Option<&mut Batch>,
     ) -> Option<Stop> {
@@ -346,24 +357,55 @@ impl Link {
             Message::Reply { id, outcome, body } => {
                 let mut replies = Replies::new(id, RawReply { outcome, body });
                 self.take_following_replies(stream, &mut replies);
-                return replies.deliver(self, role, mine);
+                return replies.deliver(self, role, goal.reply_id());
             }
             Message::Bye => stream.bye = true,
             Message::Cancel { id } => self.cancels.record(id),
-            // Heard: `read_until_stop` noted the time.
+            // Heard: the input noted the time.
             Message::Ping => {}
-            message => match (role, batch) {
-                (Role::Server, Some(batch)) => {
-                    // Keep reading what has arrived (the loop stops where more input
-                    // would mean waiting for it).
-                    batch.push(message);
-                    return (batch.len() >= MAX_BATCH).then_some(Stop::Batch);
+            Message::Credit { bytes } => self.room_granted(bytes),
+            Message::CreditWanted => {
+                if let Some(bytes) = self.inflow.peer_waits() {
+                    self.send_credit(bytes);
                 }
-                (Role::Server | Role::NestedServer, _) => return Some(Stop::Run(message)),
-                (Role::Caller | Role::Background | Role::Ahead, _) => self.enqueue(message),
-            },
+            }
+            Message::Call { id, deadline, body } => {
+                let queued = Queued {
+                    message: Message::Call { id, deadline, body },
+                    cost,
+                    // Counted from now where it came as what remained of it.
+                    deadline: clock::from_wire(deadline, Instant::now),
+                };
+                return self.route_request(queued, role, batch);
+            }
+            message @ Message::Event { .. } => {
+                let queued = Queued {
+                    message,
+                    cost,
+                    deadline: None,
+                };
+                return self.route_request(queued, role, batch);
+            }
         }
         None
+    }
+
+    /// Routes a call or event: into the serving loop's batch, back to a serving thread to
+    /// run now, or into the inbox.
+    fn route_request(&self, queued: Queued, role: Role, batch: Option<&mut Batch>) -> Option<Stop> {
+        match (role, batch) {
+            (Role::Server, Some(batch)) => {
+                // Keep reading what has arrived (the loop stops where more input would
+                // mean waiting for it).
+                batch.push(queued);
+                (batch.len() >= MAX_BATCH).then_some(Stop::Batch)
+            }
+            (Role::Server | Role::NestedServer, _) => Some(Stop::Run(queued)),
+            (Role::Caller | Role::Background | Role::ReadAhead, _) => {
+                self.token.enqueue(queued);
+                None
+            }
+        }
     }
 
     /// Takes the small replies that lie whole in the buffer right behind one just read,
@@ -386,120 +428,14 @@ impl Link {
         }
     }
 
-    /// Whether a reader in `role` should hand over before reading more (lock-free: it
-    /// runs before every frame).
-    fn should_stop(&self, role: Role) -> Option<Stop> {
-        let counts = &self.counts;
-        if counts.ended.load(Ordering::Acquire) {
-            return Some(Stop::Ended);
-        }
-        let (queued, inboxed) = (
-            counts.queued.load(Ordering::Relaxed),
-            counts.inboxed.load(Ordering::Relaxed),
-        );
-        let stop = match role {
-            // A caller stops when the inbox is full: that is the back-pressure. So does a
-            // read-ahead.
-            Role::Caller | Role::Ahead => inboxed >= INBOX_CAPACITY,
-            // The serving thread runs what is queued before reading anything newer.
-            Role::NestedServer => inboxed > 0,
-            // Callers waiting for the token come before background reading.
-            Role::Server => queued > 0 || inboxed > 0,
-            Role::Background => queued > 0,
-        };
-        stop.then_some(Stop::StepBack)
-    }
-
-    /// One step of the serving loop, under one lock: run the next queued call or event,
-    /// read (the token is then taken), wait, or stop.
-    pub(crate) fn serve_step(&self, seen: u64) -> ServeStep {
-        let mut state = self.read_state();
-        if let Some(message) = state.inbox.pop_front() {
-            let flush = if state.inbox.is_empty() {
-                Flush::Now
-            } else {
-                Flush::Soon
-            };
-            return ServeStep::Run(message, flush);
-        }
-        if state.ended {
-            return ServeStep::Ended;
-        }
-        if !state.reading && state.caller_activity == seen && state.queue.is_empty() {
-            state.reading = true;
-            return ServeStep::Read;
-        }
-        ServeStep::Wait(state.caller_activity)
-    }
-
-    /// Queues a received call or event for the serving thread.
-    fn enqueue(&self, message: Message) {
-        let mut state = self.read_state();
-        state.inbox.push_back(message);
-        if let Some(dispatcher) = &state.dispatcher {
-            dispatcher.poke();
-        }
-    }
-
     /// Reads, without waiting, whatever has arrived, if nobody else is reading: calls and
-    /// events go to the inbox, replies to their callers, cancels are noted.
+    /// events go to the inbox, replies to their callers, cancels are noted. Everything
+    /// the peer sends fits this end's window, so a cancel is seen however many calls
+    /// arrived before it.
     pub(crate) fn read_ahead(self: &Arc<Self>) {
-        if self.try_take_token(Role::Ahead) {
-            self.read_as(Role::Ahead, None, None);
+        if self.token.try_take(Role::ReadAhead) {
+            self.read_as(Role::ReadAhead, Goal::None, None);
         }
-    }
-
-    /// Before a caller sleeps in `slot` until another thread hands it its reply or the
-    /// token: spins briefly, so that a quick hand-over does not need a wake-up.
-    pub(crate) fn spin_for_handoff(&self, slot: &Slot) {
-        if !slot.rearm() {
-            self.spin
-                .until(&self.spin_sites.handoffs, || slot.signalled());
-        }
-    }
-
-    /// How often callers have used the token (for background readers' patience).
-    pub(crate) fn caller_activity(&self) -> u64 {
-        self.read_state().caller_activity
-    }
-
-    /// Takes the next queued call or event.
-    pub(crate) fn next_queued(&self) -> Option<Message> {
-        self.read_state().inbox.pop_front()
-    }
-
-    /// Registers (or clears) the serving thread's slot to poke when work arrives.
-    pub(crate) fn set_dispatcher(&self, slot: Option<Arc<Slot>>) -> bool {
-        let mut state = self.read_state();
-        let has_work = !state.inbox.is_empty() || state.ended;
-        state.dispatcher = slot;
-        has_work
-    }
-
-    /// Queues `slot` for the token; false if the token is free (take it instead).
-    pub(crate) fn queue_for_token(&self, slot: &Arc<Slot>) -> bool {
-        let mut state = self.read_state();
-        if !state.reading || state.ended {
-            return false;
-        }
-        if !state.queue.iter().any(|s| Arc::ptr_eq(s, slot)) {
-            state.queue.push_back(Arc::clone(slot));
-        }
-        true
-    }
-
-    /// Leaves the queue; returns true if the token was handed over meanwhile (then the
-    /// caller holds it and must release it).
-    pub(crate) fn leave_queue(&self, slot: &Arc<Slot>) -> bool {
-        let mut state = self.read_state();
-        state.queue.retain(|s| !Arc::ptr_eq(s, slot));
-        drop(state);
-        slot.take_promotion()
-    }
-
-    /// Whether the stream has ended.
-    pub(crate) fn is_ended(&self) -> bool {
-        self.counts.ended.load(Ordering::Acquire)
     }
 
     /// The peer's stream ended between frames.
@@ -507,21 +443,63 @@ impl Link {
         if !bye {
             // The peer died: nothing it asked for can be answered any more.
             self.writer.shutdown(Shutdown::Discard);
-            self.abandoned.store(true, Ordering::Release);
+            self.abandoned
+                .store(true, std::sync::atomic::Ordering::Release);
         }
+        let gone = self.peer_gone();
+        self.end(|| {
+            gone.as_ref()
+                .map_or_else(Error::stream_ended, super::PeerGone::error)
+        });
+    }
+
+    /// The stream ended or broke in the middle of a frame: a peer that died doing so is
+    /// `Disconnected` (its exit status says how), one still alive broke the protocol.
+    fn ended_inside_a_frame(&self, reason: &str) {
+        match self.peer_gone() {
+            Some(gone) if gone.status.is_some() => {
+                self.writer.shutdown(Shutdown::Discard);
+                self.abandoned
+                    .store(true, std::sync::atomic::Ordering::Release);
+                self.end(|| gone.error());
+            }
+            _ => self.broken(reason),
+        }
+    }
+
+    /// How the peer ended, once (from the EOF hook, which waits briefly for its exit).
+    fn peer_gone(&self) -> Option<super::PeerGone> {
         let hook = self
             .on_eof
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        let status = hook.and_then(|hook| hook());
-        self.end(|| Error::Disconnected { status });
+        hook.map(|hook| hook())
+    }
+
+    /// How the peer ended, for a link that ends after `close` took the worker's status:
+    /// what the EOF hook says, with that status where it knows none.
+    pub(crate) fn peer_gone_after_close(
+        &self,
+        status: Option<std::process::ExitStatus>,
+    ) -> super::PeerGone {
+        match self.peer_gone() {
+            Some(gone) => super::PeerGone {
+                status: gone.status.or(status),
+                cause: gone.cause,
+            },
+            None => super::PeerGone {
+                status,
+                cause: crate::error::DisconnectCause::Ended,
+            },
+        }
     }
 
     /// The stream broke or carried a malformed frame: the link is over.
     fn broken(&self, reason: &str) {
         self.writer.shutdown(Shutdown::Discard);
-        self.abandoned.store(true, Ordering::Release);
+        self.abandoned
+            .store(true, std::sync::atomic::Ordering::Release);
         if self.report_protocol_errors {
             crate::error::say(format_args!(
                 "coproq worker: protocol error on the link to the parent: {reason}; stopping"
@@ -534,17 +512,9 @@ impl Link {
     pub(crate) fn end(&self, error: impl Fn() -> Error) {
         let slots = self.calls().close();
         calls::fail_slots(slots, error);
-        let mut state = self.read_state();
-        state.ended = true;
-        state.reading = false;
-        for slot in state.queue.drain(..) {
-            slot.poke();
-        }
-        if let Some(dispatcher) = &state.dispatcher {
-            dispatcher.poke();
-        }
-        drop(state);
-        self.ended.notify_all();
+        self.token.end();
+        // Senders waiting for room learn that there will be none.
+        self.writer.wake_room_waiters();
         // Nobody reads any more: drop the stream (closing our end of the pipe) if it is
         // still here.
         if let Ok(mut stream) = self.stream.try_lock() {

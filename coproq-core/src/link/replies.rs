@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::Link;
 use super::calls::{RawReply, Settled, Slot};
-use super::reader::{Role, Stop};
+use super::token::{Role, Stop};
 
 /// The most replies delivered together.
 const MAX_REPLIES: usize = 64;
@@ -64,12 +64,7 @@ impl Replies {
     /// comes back as `Stop::ReplyRead`; a reader in `role` that woke a sleeping caller
     /// steps back (`Stop::StepBack`) so that callers read for themselves. Replies nobody
     /// waits for (timed out, cancelled) are dropped.
-    pub(super) fn deliver(
-        self,
-        link: &Link,
-        role: Role,
-        mine: Option<(u64, &Slot)>,
-    ) -> Option<Stop> {
+    pub(super) fn deliver(self, link: &Link, role: Role, mine: Option<u64>) -> Option<Stop> {
         let Self {
             mut first,
             mut more,
@@ -87,7 +82,7 @@ impl Replies {
             let Some(slot) = slot.filter(|slot| slot.settle(Settled::Replied)) else {
                 continue;
             };
-            if mine.is_some_and(|(my_id, _)| my_id == id) {
+            if mine == Some(id) {
                 // Our own reply: straight to the caller, no slot round trip.
                 own = Some(reply);
             } else {
@@ -99,7 +94,7 @@ impl Replies {
         }
         if woke && matches!(role, Role::Server | Role::Background) {
             // A caller is waiting: let it read for itself from now on.
-            link.read_state().caller_activity += 1;
+            link.token.note_caller_activity();
             return Some(Stop::StepBack);
         }
         None

@@ -53,7 +53,7 @@ impl Responder {
     ) {
         let id = self.id;
         self.link.cancels.settle(id);
-        self.link.send_with(self.flush, |buf, max| {
+        self.link.send_reply(self.flush, |buf, max| {
             let start = buf.len();
             if let Err(e) = encode(buf, id, max) {
                 buf.truncate(start);
@@ -82,7 +82,7 @@ impl Responder {
     pub(crate) fn fail(self, kind: OutcomeKind, message: String) {
         let id = self.id;
         self.link.cancels.settle(id);
-        self.link.send_with(self.flush, |buf, _| {
+        self.link.send_reply(self.flush, |buf, _| {
             message::encode_failure(buf, id, kind, message);
         });
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Connect, Flush, Handlers, Link, LinkOptions, dispatch};
+use super::{Connect, Flush, Handlers, Link, LinkOptions, PipeInput, PipeOutput, dispatch};
 use crate::error::{Error, RemoteErrorKind, Result};
 use crate::handler::Registry;
 use crate::pending::{self, Pending};
@@ -29,6 +29,7 @@ fn options(parent: bool) -> Connect {
         entry: None,
         parent,
         heartbeat: None,
+        offer_clock: true,
         peer_hello_max: 1 << 20,
         timeout: LIMIT,
     }
@@ -42,8 +43,8 @@ fn pair(a_handlers: Handlers, b_handlers: Handlers) -> (Arc<Link>, Arc<Link>) {
     let b = thread::spawn(move || {
         let (input, output) = (file(b_in.into()), file(b_out.into()));
         Link::connect(
-            Box::new(input),
-            Box::new(output),
+            PipeInput::boxed(input, None),
+            PipeOutput::boxed(output, None),
             options(false),
             Arc::new(b_handlers),
             None,
@@ -51,8 +52,8 @@ fn pair(a_handlers: Handlers, b_handlers: Handlers) -> (Arc<Link>, Arc<Link>) {
     });
     let (input, output) = (file(a_in.into()), file(a_out.into()));
     let (a, _) = Link::connect(
-        Box::new(input),
-        Box::new(output),
+        PipeInput::boxed(input, None),
+        PipeOutput::boxed(output, None),
         options(true),
         Arc::new(a_handlers),
         None,

@@ -3,25 +3,34 @@
 //! A sender that needs its frame on the wire now (a call about to be waited for, a reply)
 //! writes the whole buffer itself, unless a write is already under way, which then takes
 //! its frame along. A sender that does not (`call_async`, `emit`) only appends, and the
-//! process-wide flusher thread writes the batch moments later; past `HIGH_WATER` bytes
-//! the sender writes (and blocks) itself: that is the back-pressure. One write at a time,
+//! link's own flusher thread writes the batch moments later; past `HIGH_WATER` bytes the
+//! sender writes (and waits) itself: that is the back-pressure. One write at a time,
 //! outside the lock, so appending never waits for the pipe.
 //!
+//! Each link has its flusher, started on first need: a link's writes never wait on
+//! another link's pipe, however stopped that link's peer is. A write made by a sender
+//! ends at the sender's deadline; what it could not write stays at the front of the
+//! buffer, and the flusher finishes it. Frames go in three lanes: calls and events are
+//! charged to the peer's window (see `credit`) and refused while it is full; replies are
+//! back-pressured like them but not charged; control frames (cancels, pings, grants,
+//! goodbyes) are small, and are appended at once whatever the state of the pipe.
+//!
 //! Shutting down never waits for a write blocked on a full pipe (the peer may be stopped):
-//! it marks the writer closed, and the write under way finishes what is buffered (or, when
-//! the link is abandoned, discards it) and drops the stream when it returns.
+//! it marks the writer closed and leaves the rest to the write under way or the flusher,
+//! which finishes what is buffered (or, when the link is abandoned, discards it) and
+//! drops the stream when it is done.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::Waker;
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
-use crate::wire::run::EventRun;
-
-/// A byte stream towards the peer.
-pub(crate) type Output = Box<dyn Write + Send>;
+use super::calls::Slot;
+use super::credit::{PER_MESSAGE, Window};
+use super::io::Output;
+use crate::wire::run::{EventRun, Mark};
 
 /// Above this many buffered bytes, a sender writes itself instead of leaving it to the
 /// flusher.
@@ -38,15 +47,32 @@ const KEEP_CAPACITY: usize = 1 << 20;
 /// When a frame must be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flush {
-    /// Before `send` returns, or by the write under way.
+    /// Before `send` returns (or its deadline passes), or by the write under way.
     Now,
     /// Soon, by the flusher thread (or by the next `Now`).
     Soon,
 }
 
-/// The link is closed for sending.
-#[derive(Debug)]
-pub(crate) struct Closed;
+/// What kind of frame a sender appends, which decides what it may wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// A call or an event: charged to the peer's window, refused while it is full.
+    Work,
+    /// A reply: back-pressured like work, not charged (it answers the peer's own call).
+    Reply,
+    /// A cancel, a ping, a grant, a goodbye: appended at once, never waiting.
+    Control,
+}
+
+/// Why a frame was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The link is closed.
+    Closed,
+    /// The peer's window has no room for this frame, which would cost this much; nothing
+    /// was appended.
+    NoRoom(u64),
+}
 
 /// How a writer shuts down.
 #[derive(Debug, Clone, Copy)]
@@ -67,11 +93,17 @@ struct Outbox {
     /// Senders sleeping until a write finishes (std's condvar would make a system call
     /// per notify even with nobody to wake).
     sleepers: usize,
-    /// Futures waiting for room in the buffer.
+    /// Futures waiting for room in the buffer or the window.
     wakers: Vec<Waker>,
+    /// Threads waiting for room in the window, poked by a grant.
+    room_waiters: Vec<Arc<Slot>>,
     /// The run of events that ends `buf`, which the next event may join; forgotten
     /// whenever `buf` is taken or cleared.
     run: Option<EventRun>,
+    /// The peer's window for calls and events.
+    window: Window,
+    /// Wakes this writer's flusher thread, once it runs.
+    flusher: Option<Sender<()>>,
 }
 
 impl Outbox {
@@ -86,8 +118,19 @@ impl Outbox {
             self.out = Some(out);
         }
     }
+
+    /// Puts bytes a write could not finish back at the front of the buffer.
+    fn put_front(&mut self, mut unwritten: Vec<u8>) {
+        if !self.buf.is_empty() {
+            unwritten.extend_from_slice(&self.buf);
+        }
+        self.buf = unwritten;
+        // The run's place in the buffer moved.
+        self.run = None;
+    }
 }
 
+/// The sending half of one link.
 pub(crate) struct Writer {
     state: Mutex<Outbox>,
     written: Condvar,
@@ -106,6 +149,8 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
+    /// A writer over `out`; the peer's window is not known yet (see
+    /// [`Writer::set_peer`]), and everything goes until it is.
     pub(crate) fn new(out: Output) -> Arc<Self> {
         Arc::new_cyclic(|this| Self {
             state: Mutex::new(Outbox {
@@ -117,7 +162,10 @@ impl Writer {
                 closed: false,
                 sleepers: 0,
                 wakers: Vec::new(),
+                room_waiters: Vec::new(),
                 run: None,
+                window: Window::new(u32::MAX),
+                flusher: None,
             }),
             written: Condvar::new(),
             pending: AtomicBool::new(false),
@@ -137,107 +185,99 @@ impl Writer {
         self.peer_max.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn set_peer_max(&self, max: u32) {
-        self.peer_max.store(max, Ordering::Relaxed);
+    /// What the peer's `Hello` said: its largest frame and its window.
+    pub(crate) fn set_peer(&self, max_frame: u32, window: u32) {
+        self.peer_max.store(max_frame, Ordering::Relaxed);
+        self.lock().window = Window::new(window);
     }
 
-    /// Appends a frame built by `build` (which gets the buffer and the peer's limit and
-    /// may fail, leaving nothing behind), then writes as `flush` says.
+    /// Appends a frame built by `build` (which gets the buffer, the run of events that
+    /// ends it, and the peer's limit, and may fail, leaving nothing behind), then writes
+    /// as `flush` says, waiting at most until `deadline` (the rest is written later).
+    /// Work is charged to the peer's window, and refused if it has no room.
+    #[inline]
     pub(crate) fn send<E>(
         &self,
+        lane: Lane,
         flush: Flush,
-        build: impl FnOnce(&mut Vec<u8>, u32) -> Result<(), E>,
-    ) -> Result<Result<(), E>, Closed> {
-        self.send_in_run(flush, |buf, _, max| build(buf, max))
-    }
-
-    /// [`Writer::send`], where `build` also gets the run of events that ends the buffer
-    /// (for an event, which may join it).
-    #[inline]
-    pub(crate) fn send_in_run<E>(
-        &self,
-        flush: Flush,
+        deadline: Option<Instant>,
         build: impl FnOnce(&mut Vec<u8>, &mut Option<EventRun>, u32) -> Result<(), E>,
-    ) -> Result<Result<(), E>, Closed> {
+    ) -> Result<Result<(), E>, Refused> {
         let mut state = self.lock();
         if state.closed || state.out.is_none() && !state.writing {
-            return Err(Closed);
+            return Err(Refused::Closed);
         }
-        let start = state.buf.len();
         let outbox = &mut *state;
+        let mark = Mark::new(&outbox.buf, outbox.run.as_ref());
+        let start = outbox.buf.len();
         if let Err(e) = build(&mut outbox.buf, &mut outbox.run, self.peer_max()) {
-            state.buf.truncate(start);
+            outbox.buf.truncate(start);
             return Ok(Err(e));
         }
+        if lane == Lane::Work {
+            let cost = (outbox.buf.len() - start) as u64 + PER_MESSAGE;
+            if !outbox.window.fits(cost) {
+                mark.undo(&mut outbox.buf, &mut outbox.run);
+                return Err(Refused::NoRoom(cost));
+            }
+            outbox.window.charge(cost);
+        }
         self.pending.store(true, Ordering::Release);
-        match flush {
-            Flush::Now => {
+        match (lane, flush) {
+            (_, Flush::Now) => {
                 if !state.writing {
-                    self.write_out(state);
+                    self.write_out(state, deadline);
                 }
             }
-            Flush::Soon if state.buf.len() >= HIGH_WATER => {
+            (Lane::Work | Lane::Reply, Flush::Soon) if state.buf.len() >= HIGH_WATER => {
                 // Back-pressure: wait for the write under way, then write ourselves.
-                state = self.sleep_while(state, |s| s.writing && s.buf.len() >= HIGH_WATER);
+                let (state, _) =
+                    self.sleep_while(state, deadline, |s| s.writing && s.buf.len() >= HIGH_WATER);
                 if !state.writing {
-                    self.write_out(state);
+                    self.write_out(state, deadline);
                 }
             }
-            Flush::Soon => {
-                if !state.writing && !state.scheduled {
-                    state.scheduled = true;
-                    drop(state);
-                    flusher().send(self.this.clone()).ok();
-                }
-            }
+            (_, Flush::Soon) => self.schedule(state),
         }
         Ok(Ok(()))
     }
 
-    /// Whether a `Flush::Soon` frame of moderate size would be taken now without blocking
-    /// (the buffer is well below `HIGH_WATER`, or the writer is closed, so that sending
-    /// fails at once); if not, `waker` is woken when that changes.
-    pub(crate) fn poll_writable(&self, waker: &Waker) -> bool {
-        let mut state = self.lock();
-        if state.closed || state.buf.len() < ROOM {
-            return true;
-        }
-        if !state.wakers.iter().any(|w| w.will_wake(waker)) {
-            state.wakers.push(waker.clone());
-        }
-        false
-    }
-
-    /// Sleeps until a write ends and `cond` no longer holds.
-    fn sleep_while<'a>(
-        &'a self,
-        mut state: MutexGuard<'a, Outbox>,
-        cond: impl Fn(&Outbox) -> bool,
-    ) -> MutexGuard<'a, Outbox> {
-        while cond(&state) {
-            state.sleepers += 1;
-            state = self
-                .written
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
-            state.sleepers -= 1;
-        }
-        state
-    }
-
-    /// Runs `write` with the stream to itself, after the frames already buffered (for a
-    /// frame written straight from the caller's memory). Waits for a write under way.
-    pub(crate) fn send_exclusive(
+    /// Writes a frame whose head is `head` and whose last bytes are `bytes`, the latter
+    /// straight from the sender's memory, after the frames already buffered: for a large
+    /// byte string, which is not copied. Waits for a write under way, and writes at most
+    /// until `deadline`; what is left then is copied into the buffer for the flusher.
+    pub(crate) fn send_direct(
         &self,
-        write: impl FnOnce(&mut Output) -> std::io::Result<()>,
-    ) -> Result<(), Closed> {
-        let mut state = self.sleep_while(self.lock(), |s| s.writing);
+        lane: Lane,
+        head: &[u8],
+        bytes: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), Refused> {
+        let (mut state, timed_out) = self.sleep_while(self.lock(), deadline, |s| s.writing);
         if state.closed {
-            return Err(Closed);
+            return Err(Refused::Closed);
         }
-        let Some(mut out) = state.out.take() else {
-            return Err(Closed);
+        if lane == Lane::Work {
+            let cost = (head.len() + bytes.len()) as u64 + PER_MESSAGE;
+            if !state.window.fits(cost) {
+                return Err(Refused::NoRoom(cost));
+            }
+            state.window.charge(cost);
+        }
+        let out = match state.out.take() {
+            Some(out) if !timed_out => out,
+            out => {
+                // Still writing at the deadline: queued behind the write under way.
+                state.out = out;
+                state.buf.extend_from_slice(head);
+                state.buf.extend_from_slice(bytes);
+                state.run = None;
+                self.pending.store(true, Ordering::Release);
+                self.schedule(state);
+                return Ok(());
+            }
         };
+        let mut out = out;
         state.writing = true;
         state.scheduled = false;
         let mut queued = std::mem::take(&mut state.buf);
@@ -246,48 +286,194 @@ impl Writer {
         let wakers = std::mem::take(&mut state.wakers);
         drop(state);
         wakers.into_iter().for_each(Waker::wake);
-        let ok = out
-            .write_all(&queued)
-            .and_then(|()| write(&mut out))
-            .and_then(|()| out.flush())
-            .is_ok();
+        // The three parts in turn, each from where the last left off.
+        let parts = [queued.as_slice(), head, bytes];
+        let mut unwritten: Option<Vec<u8>> = None;
+        let mut ok = true;
+        for (i, part) in parts.iter().enumerate() {
+            match out.write_until(part, deadline) {
+                Ok(n) if n == part.len() => {}
+                Ok(n) => {
+                    let mut rest = part[n..].to_vec();
+                    for later in &parts[i + 1..] {
+                        rest.extend_from_slice(later);
+                    }
+                    unwritten = Some(rest);
+                    break;
+                }
+                Err(_) => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
         queued.clear();
         let mut state = self.lock();
         if state.spare.capacity() < queued.capacity() {
             state.spare = queued;
         }
         state.put_back(out, ok);
-        if !state.buf.is_empty() && state.out.is_some() {
+        let closed = !ok;
+        if let Some(rest) = unwritten.filter(|_| ok) {
+            state.put_front(rest);
+            self.pending.store(true, Ordering::Release);
+            state.writing = false;
+            self.notify_sleepers(&state);
+            self.schedule(state);
+        } else if !state.buf.is_empty() && state.out.is_some() {
             // Frames appended meanwhile: write them before letting go.
-            self.write_out(state);
+            self.write_out(state, deadline);
         } else {
             state.writing = false;
-            if state.sleepers > 0 {
-                self.written.notify_all();
-            }
+            self.notify_sleepers(&state);
         }
-        if ok { Ok(()) } else { Err(Closed) }
+        if closed { Err(Refused::Closed) } else { Ok(()) }
     }
 
-    /// Writes whatever is buffered, unless a write is already under way.
-    pub(crate) fn flush(&self) {
+    /// Whether a frame of moderate size would be taken now without blocking the sender
+    /// (the buffer is well below `HIGH_WATER` and the peer's window has room, or the
+    /// writer is closed, so that sending fails at once); if not, `waker` is woken when
+    /// that may have changed.
+    pub(crate) fn poll_writable(&self, waker: &Waker) -> bool {
+        let mut state = self.lock();
+        if state.closed || state.buf.len() < ROOM && state.window.fits(ROOM as u64) {
+            return true;
+        }
+        if !state.wakers.iter().any(|w| w.will_wake(waker)) {
+            state.wakers.push(waker.clone());
+        }
+        false
+    }
+
+    /// Whether the peer's window has room for a frame of `cost` (or the writer is
+    /// closed); if not, `slot` is poked when a grant comes, and the second value says
+    /// whether the peer must be told that we wait.
+    pub(crate) fn room_or_register(&self, cost: u64, slot: &Arc<Slot>) -> (bool, bool) {
+        let mut state = self.lock();
+        if state.closed || state.window.fits(cost) {
+            return (true, false);
+        }
+        if !state.room_waiters.iter().any(|s| Arc::ptr_eq(s, slot)) {
+            state.room_waiters.push(Arc::clone(slot));
+        }
+        let tell = state.window.want();
+        (false, tell)
+    }
+
+    /// Forgets a thread that stopped waiting for room.
+    pub(crate) fn unregister(&self, slot: &Arc<Slot>) {
+        self.lock().room_waiters.retain(|s| !Arc::ptr_eq(s, slot));
+    }
+
+    /// Notes that a sender found no room without waiting for it; whether the peer must be
+    /// told that we wait (once per wait for a grant).
+    pub(crate) fn note_no_room(&self) -> bool {
+        self.lock().window.want()
+    }
+
+    /// Whether the peer's window has room for a frame of `cost` now.
+    pub(crate) fn has_room(&self, cost: u64) -> bool {
+        let state = self.lock();
+        state.closed || state.window.fits(cost)
+    }
+
+    /// The peer granted `bytes` back: waiting senders go ahead.
+    pub(crate) fn grant(&self, bytes: u64) {
+        let mut state = self.lock();
+        state.window.grant(bytes);
+        let waiters = std::mem::take(&mut state.room_waiters);
+        let wakers = std::mem::take(&mut state.wakers);
+        drop(state);
+        for slot in &waiters {
+            slot.poke();
+        }
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Wakes the threads waiting for room: the link ended, and they give up.
+    pub(crate) fn wake_room_waiters(&self) {
+        let waiters = std::mem::take(&mut self.lock().room_waiters);
+        for slot in &waiters {
+            slot.poke();
+        }
+    }
+
+    /// Sleeps until a write ends and `cond` no longer holds, or `deadline` passes;
+    /// whether it passed with `cond` still holding.
+    fn sleep_while<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, Outbox>,
+        deadline: Option<Instant>,
+        cond: impl Fn(&Outbox) -> bool,
+    ) -> (MutexGuard<'a, Outbox>, bool) {
+        while cond(&state) {
+            state.sleepers += 1;
+            state = match deadline {
+                None => self
+                    .written
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        state.sleepers -= 1;
+                        return (state, true);
+                    }
+                    self.written
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+            state.sleepers -= 1;
+        }
+        (state, false)
+    }
+
+    fn notify_sleepers(&self, state: &Outbox) {
+        if state.sleepers > 0 {
+            self.written.notify_all();
+        }
+    }
+
+    /// Writes whatever is buffered, unless a write is already under way, at most until
+    /// `deadline` (the flusher writes the rest).
+    pub(crate) fn flush(&self, deadline: Option<Instant>) {
         if !self.has_pending() {
             return;
         }
         let state = self.lock();
         if !state.writing && !state.buf.is_empty() {
-            self.write_out(state);
+            self.write_out(state, deadline);
         }
     }
 
-    /// Has the flusher thread write what is buffered (for a reader about to block, which
-    /// must never block on a write itself: the peer may be waiting for us to read).
+    /// Has the flusher write what is buffered (for a thread that must never block on a
+    /// write itself: a reader about to block, whose peer may wait for it to read).
     pub(crate) fn flush_later(&self) {
-        let mut state = self.lock();
-        if !state.writing && !state.scheduled && !state.buf.is_empty() {
-            state.scheduled = true;
-            drop(state);
-            flusher().send(self.this.clone()).ok();
+        let state = self.lock();
+        if !state.buf.is_empty() {
+            self.schedule(state);
+        }
+    }
+
+    /// Hands the buffer to the flusher, unless a write is under way or one is scheduled
+    /// already. Without a flusher thread (none could be started), writes now instead.
+    fn schedule(&self, mut state: MutexGuard<'_, Outbox>) {
+        if state.writing || state.scheduled {
+            return;
+        }
+        if state.flusher.is_none() {
+            state.flusher = start_flusher(self.this.clone());
+        }
+        match state.flusher.clone() {
+            Some(flusher) => {
+                state.scheduled = true;
+                drop(state);
+                // Full: a wake-up is already pending, which will see this frame.
+                let _ = flusher.try_send(());
+            }
+            None => self.write_out(state, None),
         }
     }
 
@@ -296,8 +482,9 @@ impl Writer {
         self.pending.load(Ordering::Acquire)
     }
 
-    /// Writes batches until the buffer is empty; the caller saw `writing == false`.
-    fn write_out<'a>(&'a self, mut state: MutexGuard<'a, Outbox>) {
+    /// Writes batches until the buffer is empty, or `deadline` passes (then the flusher
+    /// writes the rest); the caller saw `writing == false`.
+    fn write_out<'a>(&'a self, mut state: MutexGuard<'a, Outbox>, deadline: Option<Instant>) {
         state.writing = true;
         state.scheduled = false;
         while !state.buf.is_empty() {
@@ -312,29 +499,45 @@ impl Writer {
             drop(state);
             // The buffer is empty now: futures waiting for room go ahead.
             wakers.into_iter().for_each(Waker::wake);
-            let ok = out.write_all(&batch).and_then(|()| out.flush()).is_ok();
+            let written = out.write_until(&batch, deadline);
             state = self.lock();
-            // Keep a big buffer while big batches keep coming (bulk transfers then write
-            // from warm memory); give it back once batches shrink.
-            if batch.len() * 4 < batch.capacity() && batch.capacity() > KEEP_CAPACITY {
-                batch = Vec::new();
+            match written {
+                Ok(n) if n < batch.len() => {
+                    // The deadline passed: the rest goes first, by the flusher.
+                    batch.drain(..n);
+                    state.put_front(batch);
+                    state.put_back(out, true);
+                    self.pending.store(true, Ordering::Release);
+                    state.writing = false;
+                    self.notify_sleepers(&state);
+                    self.schedule(state);
+                    return;
+                }
+                written => {
+                    // Keep a big buffer while big batches keep coming (bulk transfers then
+                    // write from warm memory); give it back once batches shrink.
+                    if batch.len() * 4 < batch.capacity() && batch.capacity() > KEEP_CAPACITY {
+                        batch = Vec::new();
+                    }
+                    batch.clear();
+                    state.spare = batch;
+                    state.put_back(out, written.is_ok());
+                }
             }
-            batch.clear();
-            state.spare = batch;
-            state.put_back(out, ok);
-            if state.sleepers > 0 {
-                self.written.notify_all();
-            }
+            self.notify_sleepers(&state);
         }
         self.pending.store(!state.buf.is_empty(), Ordering::Release);
         state.writing = false;
-        if state.sleepers > 0 {
-            self.written.notify_all();
+        self.notify_sleepers(&state);
+        if state.closed && state.buf.is_empty() {
+            // Nothing more will come: the flusher may go.
+            state.flusher = None;
         }
     }
 
-    /// Closes the writer: new frames are refused from now on. Never blocks on a write
-    /// under way, which then finishes (or discards) the buffer and closes the stream.
+    /// Closes the writer: new frames are refused from now on. Never blocks on the pipe:
+    /// what is left to write goes to the write under way or the flusher, which closes the
+    /// stream when it is done.
     pub(crate) fn shutdown(&self, how: Shutdown<'_>) {
         let mut state = self.lock();
         if state.closed {
@@ -344,19 +547,25 @@ impl Writer {
         std::mem::take(&mut state.wakers)
             .into_iter()
             .for_each(Waker::wake);
+        let waiters = std::mem::take(&mut state.room_waiters);
         state.run = None;
         match how {
             Shutdown::Graceful(last) => state.buf.extend_from_slice(last),
             Shutdown::Discard => state.buf.clear(),
         }
-        if state.writing {
-            return;
+        if state.buf.is_empty() {
+            // Nothing to finish: close the stream now, unless a write is under way
+            // (which drops it when it returns).
+            state.out = None;
+            state.flusher = None;
+            self.pending.store(false, Ordering::Release);
+        } else {
+            self.pending.store(true, Ordering::Release);
+            self.schedule(state);
         }
-        if let Some(mut out) = state.out.take() {
-            let _ = out.write_all(&state.buf).and_then(|()| out.flush());
+        for slot in &waiters {
+            slot.poke();
         }
-        state.buf.clear();
-        self.pending.store(false, Ordering::Release);
     }
 
     /// Waits until everything buffered so far is written (or the stream broke): for an end
@@ -364,11 +573,11 @@ impl Writer {
     pub(crate) fn drain(&self) {
         let mut state = self.lock();
         loop {
-            state = self.sleep_while(state, |s| s.writing);
+            state = self.sleep_while(state, None, |s| s.writing).0;
             if state.buf.is_empty() || state.out.is_none() {
                 return;
             }
-            self.write_out(state);
+            self.write_out(state, None);
             state = self.lock();
         }
     }
@@ -378,51 +587,64 @@ impl Writer {
     }
 }
 
-/// The process-wide thread that writes `Flush::Soon` batches.
-fn flusher() -> &'static Sender<Weak<Writer>> {
-    static FLUSHER: OnceLock<Sender<Weak<Writer>>> = OnceLock::new();
-    FLUSHER.get_or_init(|| {
-        let (tx, rx) = crossbeam_channel::unbounded::<Weak<Writer>>();
-        let spawned = std::thread::Builder::new()
-            .name("coproq-flusher".into())
-            .spawn(move || {
-                for writer in rx {
-                    if let Some(writer) = writer.upgrade() {
-                        writer.flush();
-                    }
+/// Starts the thread that writes `Flush::Soon` batches of one writer; its wake-up, or
+/// `None` if no thread could be started. The thread ends with its writer.
+fn start_flusher(writer: Weak<Writer>) -> Option<Sender<()>> {
+    let (tx, rx) = crossbeam_channel::bounded::<()>(1);
+    let spawned = std::thread::Builder::new()
+        .name("coproq-flusher".into())
+        .spawn(move || {
+            while rx.recv().is_ok() {
+                let Some(writer) = writer.upgrade() else {
+                    return;
+                };
+                let state = writer.lock();
+                if !state.writing && !state.buf.is_empty() {
+                    writer.write_out(state, None);
+                } else {
+                    drop(state);
                 }
-            });
-        if spawned.is_err() {
-            // No thread: `Soon` degrades to the next `Now` or reader flush.
-            crate::error::say(format_args!(
-                "coproq: cannot start the flusher thread; batched frames wait for the next call"
-            ));
-        }
-        tx
-    })
+            }
+        });
+    if spawned.is_err() {
+        crate::error::say(format_args!(
+            "coproq: cannot start a flusher thread; batched frames are written at once"
+        ));
+        return None;
+    }
+    Some(tx)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::link::io::OutputStream;
+    use std::time::Duration;
 
     #[derive(Clone, Default)]
     struct Sink(Arc<Mutex<Vec<Vec<u8>>>>);
 
-    impl Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+    impl OutputStream for Sink {
+        fn write_until(&mut self, buf: &[u8], _: Option<Instant>) -> std::io::Result<usize> {
             self.0.lock().unwrap().push(buf.to_vec());
             Ok(buf.len())
         }
-        fn flush(&mut self) -> std::io::Result<()> {
+    }
+
+    fn append(
+        bytes: &'static [u8],
+    ) -> impl FnOnce(&mut Vec<u8>, &mut Option<EventRun>, u32) -> Result<(), ()> {
+        move |buf, _, _| {
+            buf.extend_from_slice(bytes);
             Ok(())
         }
     }
 
-    fn append(bytes: &'static [u8]) -> impl FnOnce(&mut Vec<u8>, u32) -> Result<(), ()> {
-        move |buf, _| {
-            buf.extend_from_slice(bytes);
-            Ok(())
+    fn wait_for(sink: &Sink, bytes: &[u8]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sink.0.lock().unwrap().concat() != bytes {
+            assert!(Instant::now() < deadline, "the flusher never wrote");
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
@@ -434,9 +656,10 @@ mod tests {
             // Keep the flusher from racing: mark a write as scheduled.
             writer.lock().scheduled = true;
         }
-        writer.send(Flush::Soon, append(b"a")).unwrap().unwrap();
-        writer.send(Flush::Soon, append(b"b")).unwrap().unwrap();
-        writer.send(Flush::Now, append(b"c")).unwrap().unwrap();
+        let send = |flush, bytes| writer.send(Lane::Reply, flush, None, append(bytes));
+        send(Flush::Soon, b"a").unwrap().unwrap();
+        send(Flush::Soon, b"b").unwrap().unwrap();
+        send(Flush::Now, b"c").unwrap().unwrap();
         assert_eq!(*sink.0.lock().unwrap(), vec![b"abc".to_vec()]);
         assert!(!writer.has_pending());
     }
@@ -445,29 +668,105 @@ mod tests {
     fn soon_is_written_by_the_flusher() {
         let sink = Sink::default();
         let writer = Writer::new(Box::new(sink.clone()));
-        writer.send(Flush::Soon, append(b"x")).unwrap().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while sink.0.lock().unwrap().is_empty() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the flusher never wrote"
-            );
-            std::thread::yield_now();
-        }
-        assert_eq!(sink.0.lock().unwrap().concat(), b"x");
+        writer
+            .send(Lane::Control, Flush::Soon, None, append(b"x"))
+            .unwrap()
+            .unwrap();
+        wait_for(&sink, b"x");
     }
 
     #[test]
     fn a_failed_build_leaves_nothing_and_shutdown_closes() {
         let sink = Sink::default();
         let writer = Writer::new(Box::new(sink.clone()));
-        let failed = writer.send(Flush::Now, |buf: &mut Vec<u8>, _| {
+        let failed = writer.send(Lane::Reply, Flush::Now, None, |buf, _, _| {
             buf.extend_from_slice(b"partial");
             Err("no")
         });
         assert!(matches!(failed, Ok(Err("no"))));
         writer.shutdown(Shutdown::Graceful(b"bye"));
-        assert_eq!(sink.0.lock().unwrap().concat(), b"bye");
-        assert!(writer.send(Flush::Now, append(b"late")).is_err());
+        wait_for(&sink, b"bye");
+        assert_eq!(
+            writer.send(Lane::Reply, Flush::Now, None, append(b"late")),
+            Err(Refused::Closed)
+        );
+    }
+
+    #[test]
+    fn work_waits_for_the_window_and_control_does_not() {
+        let sink = Sink::default();
+        let writer = Writer::new(Box::new(sink.clone()));
+        writer.set_peer(u32::MAX, 1000);
+        let work = |bytes| writer.send(Lane::Work, Flush::Now, None, append(bytes));
+        work(&[1; 500]).unwrap().unwrap();
+        // 500 + 128 in flight: another 500 does not fit, and leaves nothing behind.
+        assert!(matches!(work(&[2; 500]), Err(Refused::NoRoom(628))));
+        let slot = Arc::new(Slot::default());
+        assert_eq!(writer.room_or_register(628, &slot), (false, true));
+        assert_eq!(
+            writer.room_or_register(628, &slot),
+            (false, false),
+            "told once"
+        );
+        writer
+            .send(Lane::Control, Flush::Now, None, append(b"c"))
+            .unwrap()
+            .unwrap();
+        writer.grant(628);
+        assert!(slot.rearm(), "the grant pokes the waiter");
+        work(&[2; 500]).unwrap().unwrap();
+        let written = sink.0.lock().unwrap().concat();
+        assert_eq!(written.len(), 1001);
+        assert_eq!(written[500], b'c');
+    }
+
+    /// An output that takes `room` bytes and then blocks until the deadline, like a pipe
+    /// whose reader stopped.
+    struct Stopped {
+        room: usize,
+        took: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl OutputStream for Stopped {
+        fn write_until(&mut self, buf: &[u8], deadline: Option<Instant>) -> std::io::Result<usize> {
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            self.took.lock().unwrap().extend_from_slice(&buf[..n]);
+            if n < buf.len() {
+                let deadline =
+                    deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+            }
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_write_to_a_stopped_peer_returns_at_the_deadline_and_keeps_the_rest() {
+        let took = Arc::new(Mutex::new(Vec::new()));
+        let writer = Writer::new(Box::new(Stopped {
+            room: 10,
+            took: Arc::clone(&took),
+        }));
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(50);
+        writer
+            .send(
+                Lane::Reply,
+                Flush::Now,
+                Some(deadline),
+                append(b"0123456789abcdef"),
+            )
+            .unwrap()
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(*took.lock().unwrap(), b"0123456789");
+        // The rest waits, in front of anything sent later.
+        assert!(writer.has_pending());
+        let direct = writer.send_direct(Lane::Reply, b"HEAD", b"bytes", Some(Instant::now()));
+        assert_eq!(direct, Ok(()));
+        let state = writer.lock();
+        assert!(state.buf.starts_with(b"abcdef") || state.writing);
     }
 }

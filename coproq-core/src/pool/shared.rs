@@ -92,6 +92,9 @@ pub(super) struct Worker {
     pub(super) answered: u64,
     /// It has had its `max_calls_per_worker`: it takes no more and is replaced once idle.
     pub(super) retiring: bool,
+    /// Its window has no room for the last call sent to it: it takes no more until it
+    /// grants room.
+    pub(super) full: bool,
 }
 
 /// Where a call went.
@@ -158,6 +161,7 @@ impl Shared {
             started_calls: 0,
             answered: 0,
             retiring: false,
+            full: false,
         });
         drop(state);
         // The queue may have waited for this worker.
@@ -190,7 +194,8 @@ impl Shared {
                     if wake_supervisor {
                         self.work.notify_all();
                     }
-                    self.send(&job, assigned, flush);
+                    // On the caller's thread: writing may wait, until the call's deadline.
+                    self.send(&job, assigned, (flush, job.deadline.map(|d| d.at)));
                     return Ok(());
                 }
             }
@@ -223,9 +228,16 @@ impl Shared {
         }
     }
 
-    /// Writes `job` to the worker it was assigned to. A worker that went away first gets
-    /// it back into the queue (it was never written); an unsendable call fails.
-    pub(super) fn send(self: &Arc<Self>, job: &Arc<Job>, assigned: Assigned, flush: Flush) {
+    /// Writes `job` to the worker it was assigned to, waiting for the pipe at most until
+    /// `write_until` and never for room in the worker's window. A worker that went away
+    /// first, or has no room, gets it back into the queue (it was never written); an
+    /// unsendable call fails.
+    pub(super) fn send(
+        self: &Arc<Self>,
+        job: &Arc<Job>,
+        assigned: Assigned,
+        write: (Flush, Option<Instant>),
+    ) {
         let Assigned { generation, link } = assigned;
         if !job.mark_sent(generation, &link) {
             // Cancelled while it waited to be sent.
@@ -233,11 +245,21 @@ impl Shared {
             return;
         }
         let deadline = job.deadline.map(|d| d.at);
-        match link.start_encoded_call(&job.method, &job.args, deadline, &job.slot, flush) {
-            Ok(id) => {
+        match link.try_start_encoded_call(&job.method, &job.args, deadline, &job.slot, write) {
+            Ok(Some(id)) => {
                 job.mark_written(id);
                 // A caller sleeping on the queued job now reads the reply itself.
                 job.slot.poke();
+            }
+            Ok(None) => {
+                // The worker's window is full: it takes no more until it grants room.
+                self.forget(generation, job);
+                if let Some(worker) = self.lock().worker_mut(generation) {
+                    worker.full = true;
+                }
+                if job.unsend() {
+                    self.requeue(Arc::clone(job));
+                }
             }
             Err(Error::NotConnected) => {
                 self.forget(generation, job);
@@ -310,6 +332,18 @@ impl Shared {
         let mut state = self.lock();
         state.queue.retain(|j| !Arc::ptr_eq(j, job));
         self.wake_room(&mut state);
+    }
+
+    /// Worker `generation` granted room in its window: it takes calls again.
+    pub(super) fn room_granted(&self, generation: u64) {
+        let mut state = self.lock();
+        let was_full = state
+            .worker_mut(generation)
+            .is_some_and(|worker| std::mem::take(&mut worker.full));
+        drop(state);
+        if was_full {
+            self.work.notify_all();
+        }
     }
 
     /// Kills worker `generation` (it holds a call past its deadline).
@@ -386,7 +420,8 @@ impl State {
             let i = (self.rotate + k) % n;
             if let Seat::Live(w) = &self.seats[i] {
                 let load = w.jobs.len();
-                if !w.retiring && load < config.in_flight && best.is_none_or(|(_, b)| load < b) {
+                let open = !w.retiring && !w.full && load < config.in_flight;
+                if open && best.is_none_or(|(_, b)| load < b) {
                     best = Some((i, load));
                 }
             }

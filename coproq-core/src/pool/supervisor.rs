@@ -214,16 +214,17 @@ fn do_chores(shared: &Arc<Shared>, chores: Chores) {
         }
         // Workers still running serve calls already sent; they go with the pool.
     }
-    // Queued calls go out in one write per worker.
+    // Queued calls go out in one write per worker, by each worker's own flusher: the
+    // supervisor never waits on a worker's pipe (nor for room in its window).
     let mut links: Vec<Arc<crate::link::Link>> = Vec::new();
     for (job, assigned) in send {
         if !links.iter().any(|l| Arc::ptr_eq(l, &assigned.link)) {
             links.push(Arc::clone(&assigned.link));
         }
-        shared.send(&job, assigned, Flush::Soon);
+        shared.send(&job, assigned, (Flush::Soon, Some(Instant::now())));
     }
     for link in links {
-        link.flush();
+        link.flush_later();
     }
     for job in expired {
         let error = job.timeout_error();
@@ -255,6 +256,12 @@ pub(super) fn start_worker(shared: &Arc<Shared>, index: usize) -> Result<()> {
     let coproc = launch(shared, index)?;
     let link = Arc::clone(coproc.link());
     let generation = shared.seat(index, coproc);
+    let weak = Arc::downgrade(shared);
+    link.set_on_room(Arc::new(move || {
+        if let Some(shared) = weak.upgrade() {
+            shared.room_granted(generation);
+        }
+    }));
     let weak = Arc::downgrade(shared);
     link.set_on_end(Box::new(move || {
         if let Some(shared) = weak.upgrade() {

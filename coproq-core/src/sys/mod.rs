@@ -1,8 +1,9 @@
 //! Operating-system code, one backend per platform family, each exporting the same names.
 //!
 //! - `unix`: pipes handed to the child on their own descriptors (or its stdio), waiting
-//!   for input or a hang-up, the start-up hook that recognises a worker before `main`,
-//!   starting, reaping and killing processes, parent-death signal, signal dispositions.
+//!   for input, room or a hang-up with a limit and beside a watch on a process's exit,
+//!   the start-up hook that recognises a worker before `main`, starting, reaping and
+//!   killing processes, parent-death signal, signal dispositions, secure execution.
 //!
 //! It knows nothing of coproq's own types: links and launchers above it call in.
 
@@ -18,7 +19,9 @@ compile_error!(
 );
 
 pub(crate) use imp::{
-    ChildStdio, LinkFds, Reaped, before_main, coarse_now, die_with_parent, ignore_sigpipe, kill,
-    link_fds, parent_death_signalled, parent_pid, reap, self_exe, set_nonblocking, spawn_command,
-    spawn_piped, spawn_self, take_link_fds, take_stdio, wait_exit, wait_hangup, wait_readable,
+    ChildStdio, Direction, LinkFds, Reaped, Waited, before_main, close_on_exec, coarse_now,
+    die_with_parent, ignore_sigpipe, kill, link_fds, monotonic_micros, parent_death_signalled,
+    parent_pid, reap, secure_execution, self_exe, set_nonblocking, spawn_command, spawn_piped,
+    spawn_self, take_link_fds, take_stdio, wait_exit, wait_fd, wait_hangup, wait_readable,
+    watch_exit,
 };

@@ -3,12 +3,10 @@
 //!
 //! A value that serializes as one byte string of at least [`DIRECT_MIN`] bytes (a
 //! `serde_bytes` buffer, the byte arguments of typed services) is written as the frame's
-//! head followed by the caller's own bytes, from inside `serialize_bytes` while the slice
-//! is borrowed. On the way in, a body that is exactly one such byte string is handed to
+//! head followed by the caller's own bytes, lent from inside `serialize_bytes` while the
+//! slice is borrowed. On the way in, a body that is exactly one such byte string is handed to
 //! a `visit_byte_buf` visitor as the frame's buffer, shifted in place, instead of copied
 //! into a new allocation.
-
-use std::io::{self, Write};
 
 use serde::Serialize;
 use serde::de::{Deserialize, Deserializer, Visitor};
@@ -27,22 +25,16 @@ pub(crate) fn large_bytes<T: Serialize + ?Sized>(value: &T) -> Option<usize> {
     len.filter(|&len| len >= DIRECT_MIN)
 }
 
-/// Writes `head` and then `value`'s bytes to `out`; `Ok(false)` (nothing written) if
-/// `value` did not serialize as a byte string this time.
-pub(crate) fn write<T: Serialize + ?Sized>(
-    out: &mut dyn Write,
-    head: &[u8],
+/// Runs `f` with `value`'s bytes while they are borrowed, if `value` serializes as one
+/// byte string; `None` (without calling `f`) if it did not this time.
+pub(crate) fn with_bytes<T: Serialize + ?Sized, R>(
     value: &T,
-) -> io::Result<bool> {
-    let direct = Direct { out, head };
-    let written = match super::byte_vec::as_bytes(value) {
-        Some(bytes) => direct.bytes(bytes),
-        None => value.serialize(Probe(direct)),
-    };
-    match written {
-        Ok(()) => Ok(true),
-        Err(ProbeError::Io(e)) => Err(e),
-        Err(ProbeError::NotMatched | ProbeError::Failed(_)) => Ok(false),
+    f: impl FnOnce(&[u8]) -> R,
+) -> Option<R> {
+    let lend = Lend(f);
+    match super::byte_vec::as_bytes(value) {
+        Some(bytes) => lend.bytes(bytes).ok(),
+        None => value.serialize(Probe(lend)).ok(),
     }
 }
 
@@ -60,22 +52,16 @@ impl Visit for Length {
     }
 }
 
-/// Writes the head and then a top-level byte string, while it is borrowed.
-struct Direct<'a> {
-    out: &'a mut dyn Write,
-    head: &'a [u8],
-}
+/// Lends a top-level byte string to a function, while it is borrowed.
+struct Lend<F>(F);
 
-impl Visit for Direct<'_> {
-    type Ok = ();
+impl<R, F: FnOnce(&[u8]) -> R> Visit for Lend<F> {
+    type Ok = R;
 
-    fn bytes(self, bytes: &[u8]) -> Result<(), ProbeError> {
-        self.out
-            .write_all(self.head)
-            .and_then(|()| self.out.write_all(bytes))
-            .map_err(ProbeError::Io)
+    fn bytes(self, bytes: &[u8]) -> Result<R, ProbeError> {
+        Ok((self.0)(bytes))
     }
-    fn newtype_struct<T: Serialize + ?Sized>(self, value: &T) -> Result<(), ProbeError> {
+    fn newtype_struct<T: Serialize + ?Sized>(self, value: &T) -> Result<R, ProbeError> {
         value.serialize(Probe(self))
     }
 }
@@ -159,13 +145,13 @@ mod tests {
     }
 
     #[test]
-    fn direct_writes_head_then_bytes() {
-        let mut out = Vec::new();
-        assert!(write(&mut out, b"head", &Bytes(b"tail")).unwrap());
-        assert_eq!(out, b"headtail");
-        let mut out = Vec::new();
-        assert!(!write(&mut out, b"head", &5u32).unwrap());
-        assert!(out.is_empty());
+    fn byte_strings_are_lent_and_other_values_are_not() {
+        assert_eq!(
+            with_bytes(&Bytes(b"tail"), <[u8]>::to_vec),
+            Some(b"tail".to_vec())
+        );
+        assert_eq!(with_bytes(&b"vec".to_vec(), <[u8]>::len), Some(3));
+        assert_eq!(with_bytes(&5u32, |_| panic!("not bytes")), None::<()>);
     }
 
     #[test]

@@ -127,6 +127,14 @@ impl FrameBuf {
         }
     }
 
+    /// The payload's whole length, a split one's tail included.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Split { head, tail } => head.len() + tail.len(),
+            other => other.as_slice().len(),
+        }
+    }
+
     /// Joins a split payload into one buffer (a copy: only for the rare reader that
     /// wants the bytes as something other than a byte buffer).
     pub(crate) fn contiguous(&mut self) -> &[u8] {

@@ -46,7 +46,11 @@ fn body_of(message: Message) -> Option<message::Body> {
         Message::Call { body, .. } | Message::Event { body } | Message::Reply { body, .. } => {
             Some(body)
         }
-        Message::Bye | Message::Cancel { .. } | Message::Ping => None,
+        Message::Bye
+        | Message::Cancel { .. }
+        | Message::Ping
+        | Message::Credit { .. }
+        | Message::CreditWanted => None,
     }
 }
 
@@ -99,13 +103,15 @@ fn seeds() -> Vec<Vec<u8>> {
             parent: true,
             heartbeat_ms: 0,
             spin_us: 0,
+            window: 1 << 22,
+            clock_us: 5,
         },
     );
     seeds.push(std::mem::take(&mut buf));
     let head = |id, name| message::CallHead {
         id,
         name,
-        deadline: Some(std::time::Duration::from_secs(3)),
+        deadline: 3_000_000,
     };
     message::encode_call(
         &mut buf,
@@ -133,6 +139,10 @@ fn seeds() -> Vec<Vec<u8>> {
     message::encode_cancel(&mut buf, 7);
     seeds.push(std::mem::take(&mut buf));
     message::encode_ping(&mut buf);
+    seeds.push(std::mem::take(&mut buf));
+    message::encode_credit(&mut buf, 1 << 20);
+    seeds.push(std::mem::take(&mut buf));
+    message::encode_credit_wanted(&mut buf);
     seeds.push(std::mem::take(&mut buf));
     message::encode_call(
         &mut buf,

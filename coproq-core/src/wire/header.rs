@@ -37,6 +37,10 @@ pub(crate) enum OutcomeKind {
     InvalidArguments,
     /// A deferred handler dropped its `Reply` without answering.
     Unanswered,
+    /// The caller cancelled the call before it started: it never ran.
+    Cancelled,
+    /// The call's deadline passed before it started: it never ran.
+    Expired,
 }
 
 impl Outcome {
@@ -56,7 +60,7 @@ impl Outcome {
 pub(crate) enum Header<'a> {
     Call {
         id: u64,
-        /// What remains of the caller's deadline, in microseconds; 0: none.
+        /// The caller's deadline, in microseconds (see `link::clock`); 0: none.
         deadline: u64,
         name: &'a str,
         shape: &'a [u8],
@@ -77,16 +81,34 @@ pub(crate) enum Header<'a> {
     },
     /// A heartbeat: "still here".
     Ping,
+    /// A run of events: an event's header, whose body is the items of one or more events
+    /// of that name and shape (see `run`).
+    Run {
+        name: &'a str,
+        shape: &'a [u8],
+    },
+    /// The receiver grants the sender `bytes` more of calls and events (see
+    /// `link::credit`).
+    Credit {
+        bytes: u64,
+    },
+    /// The sender waits for a grant.
+    CreditWanted,
 }
 
 impl<'a> Header<'a> {
     /// The shape of the body's value (empty for a `Bye`, or an error reply without one).
     pub(crate) fn shape(&self) -> &'a [u8] {
         match self {
-            Self::Call { shape, .. } | Self::Event { shape, .. } | Self::Reply { shape, .. } => {
-                shape
-            }
-            Self::Bye | Self::Cancel { .. } | Self::Ping => &[],
+            Self::Call { shape, .. }
+            | Self::Event { shape, .. }
+            | Self::Reply { shape, .. }
+            | Self::Run { shape, .. } => shape,
+            Self::Bye
+            | Self::Cancel { .. }
+            | Self::Ping
+            | Self::Credit { .. }
+            | Self::CreditWanted => &[],
         }
     }
 }
@@ -98,18 +120,22 @@ const BYE: u32 = 3;
 const CANCEL: u32 = 4;
 const PING: u32 = 5;
 /// A run of events: an event's header, then the bodies of one or more events that share
-/// its name and shape, each a `u32` length and its bytes (see `message::EventRun`).
+/// its name and shape, each a `u32` length and its bytes (see `run::EventRun`).
 const EVENTS: u32 = 6;
+const CREDIT: u32 = 7;
+const CREDIT_WANTED: u32 = 8;
 const VALUE: u32 = 0;
 const ERROR: u32 = 1;
 
 /// Every outcome kind, in declaration order: index = wire number.
-const OUTCOME_KINDS: [OutcomeKind; 5] = [
+const OUTCOME_KINDS: [OutcomeKind; 7] = [
     OutcomeKind::Failed,
     OutcomeKind::Panicked,
     OutcomeKind::MethodNotFound,
     OutcomeKind::InvalidArguments,
     OutcomeKind::Unanswered,
+    OutcomeKind::Cancelled,
+    OutcomeKind::Expired,
 ];
 
 #[inline]
@@ -131,7 +157,14 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
 /// Appends `header`'s encoding, its shape included.
 pub(crate) fn encode(buf: &mut Vec<u8>, header: &Header<'_>) {
     encode_prefix(buf, header);
-    if !matches!(header, Header::Bye | Header::Cancel { .. } | Header::Ping) {
+    if !matches!(
+        header,
+        Header::Bye
+            | Header::Cancel { .. }
+            | Header::Ping
+            | Header::Credit { .. }
+            | Header::CreditWanted
+    ) {
         put_u64(buf, header.shape().len() as u64);
         buf.extend_from_slice(header.shape());
     }
@@ -177,6 +210,15 @@ pub(crate) fn encode_prefix(buf: &mut Vec<u8>, header: &Header<'_>) {
             put_u64(buf, *id);
         }
         Header::Ping => put_u32(buf, PING),
+        Header::Run { name, .. } => {
+            put_u32(buf, EVENTS);
+            put_str(buf, name);
+        }
+        Header::Credit { bytes } => {
+            put_u32(buf, CREDIT);
+            put_u64(buf, *bytes);
+        }
+        Header::CreditWanted => put_u32(buf, CREDIT_WANTED),
     }
 }
 
@@ -346,6 +388,12 @@ fn decode_fields(payload: &[u8]) -> Result<(Header<'_>, usize), String> {
         BYE => Header::Bye,
         CANCEL => Header::Cancel { id: cur.u64()? },
         PING => Header::Ping,
+        EVENTS => Header::Run {
+            name: cur.str()?,
+            shape: cur.bytes()?,
+        },
+        CREDIT => Header::Credit { bytes: cur.u64()? },
+        CREDIT_WANTED => Header::CreditWanted,
         other => return Err(format!("unknown message kind {other}")),
     };
     Ok((header, cur.at))
@@ -401,6 +449,30 @@ mod tests {
             Header::Bye,
             Header::Cancel { id: 12 },
             Header::Ping,
+            Header::Run {
+                name: "tick",
+                shape,
+            },
+            Header::Credit { bytes: 1 << 20 },
+            Header::CreditWanted,
+            Header::Reply {
+                id: 5,
+                outcome: Outcome::Error {
+                    kind: OutcomeKind::Expired,
+                    message: "expired".into(),
+                    typed: false,
+                },
+                shape: &[],
+            },
+            Header::Reply {
+                id: 4,
+                outcome: Outcome::Error {
+                    kind: OutcomeKind::Cancelled,
+                    message: "cancelled".into(),
+                    typed: false,
+                },
+                shape: &[],
+            },
         ]
     }
 
@@ -449,9 +521,10 @@ mod tests {
                     assert_eq!((fast.name, fast.shape), (name.as_bytes(), shape));
                     assert_eq!(fast.body, body);
                 }
-                Header::Event { name, shape } => {
+                Header::Event { name, shape } | Header::Run { name, shape } => {
                     let fast = fast.unwrap();
                     assert_eq!(fast.call, None);
+                    assert_eq!(fast.run, matches!(header, Header::Run { .. }));
                     assert_eq!(
                         (fast.name, fast.shape, fast.body),
                         (name.as_bytes(), shape, body)

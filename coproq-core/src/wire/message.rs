@@ -17,7 +17,7 @@ use super::{WireError, codec, returned};
 pub(crate) const MAGIC: [u8; 8] = *b"\0coproq\0";
 
 /// Bumped on every incompatible change of the layout below.
-pub(crate) const PROTOCOL_VERSION: u32 = 5;
+pub(crate) const PROTOCOL_VERSION: u32 = 6;
 
 /// The first message each side sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +34,12 @@ pub(crate) struct Hello {
     /// Parent → worker: how long a thread waiting for the peer spins before it sleeps,
     /// in microseconds (0: never), unless the worker chose for itself.
     pub(crate) spin_us: u32,
+    /// How many bytes of calls and events this side holds before they run: the peer's
+    /// window (see `link::credit`).
+    pub(crate) window: u32,
+    /// This side's monotonic clock when it sent the `Hello`, in microseconds, offered for
+    /// the peer to tell whether both share it (0: not offered; see `link::clock`).
+    pub(crate) clock_us: u64,
 }
 
 /// A fork worker's entry: functions as offsets from an anchor function in the (shared)
@@ -217,8 +223,9 @@ fn decode_in_place<T: serde::de::DeserializeOwned>(
 /// until it runs: where its parts lie in those bytes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Request {
-    /// A call's id and what remained of its caller's deadline; `None` for an event.
-    pub(crate) call: Option<(u64, Option<std::time::Duration>)>,
+    /// A call's id and its caller's deadline, as the wire has it (see `link::clock`);
+    /// `None` for an event.
+    pub(crate) call: Option<(u64, u64)>,
     name: Span,
     shape: Span,
     body: Span,
@@ -240,10 +247,7 @@ impl Request {
             })
         };
         Some(Self {
-            call: head.call.map(|(id, deadline)| {
-                let left = (deadline > 0).then(|| std::time::Duration::from_micros(deadline));
-                (id, left)
-            }),
+            call: head.call,
             name: span(head.name)?,
             shape: span(head.shape)?,
             body: Span {
@@ -335,8 +339,8 @@ impl Args<'_> {
 pub(crate) enum Message {
     Call {
         id: u64,
-        /// What remained of the caller's deadline when it sent the call.
-        deadline: Option<std::time::Duration>,
+        /// The caller's deadline, as the wire has it (see `link::clock`).
+        deadline: u64,
         body: Body,
     },
     Event {
@@ -354,6 +358,12 @@ pub(crate) enum Message {
     },
     /// A heartbeat.
     Ping,
+    /// The peer grants `bytes` more of calls and events.
+    Credit {
+        bytes: u64,
+    },
+    /// The peer waits for a grant.
+    CreditWanted,
 }
 
 /// Why a message could not be encoded.
@@ -454,20 +464,16 @@ pub(crate) fn encode_args<T: Serialize + ?Sized>(args: &T) -> Result<EncodedArgs
 pub(crate) struct CallHead<'a> {
     pub(crate) id: u64,
     pub(crate) name: &'a str,
-    /// What remains of the caller's deadline.
-    pub(crate) deadline: Option<std::time::Duration>,
+    /// The caller's deadline, as the wire has it (see `link::clock`); 0: none.
+    pub(crate) deadline: u64,
 }
 
 impl<'a> CallHead<'a> {
     #[inline]
     fn header(self, shape: &'a [u8]) -> Header<'a> {
-        // Rounded up, so that a deadline about to pass is not sent as none.
-        let deadline = self.deadline.map_or(0, |left| {
-            u64::try_from(left.as_micros()).unwrap_or(u64::MAX).max(1)
-        });
         Header::Call {
             id: self.id,
-            deadline,
+            deadline: self.deadline,
             name: self.name,
             shape,
         }
@@ -629,6 +635,18 @@ pub(crate) fn encode_ping(buf: &mut Vec<u8>) {
     frame::end(buf, start, u32::MAX).expect("ping is small");
 }
 
+/// Builds the frame of a grant of `bytes` more calls and events.
+pub(crate) fn encode_credit(buf: &mut Vec<u8>, bytes: u64) {
+    let start = whole_header(buf, &Header::Credit { bytes });
+    frame::end(buf, start, u32::MAX).expect("a grant is small");
+}
+
+/// Builds the frame that says this side waits for a grant.
+pub(crate) fn encode_credit_wanted(buf: &mut Vec<u8>) {
+    let start = whole_header(buf, &Header::CreditWanted);
+    frame::end(buf, start, u32::MAX).expect("a wish is small");
+}
+
 /// Builds the frame of a `Cancel` of call `id`.
 pub(crate) fn encode_cancel(buf: &mut Vec<u8>, id: u64) {
     let start = whole_header(buf, &Header::Cancel { id });
@@ -689,7 +707,7 @@ pub(crate) fn decode_pooled(
             id, deadline, name, ..
         } => Message::Call {
             id,
-            deadline: (deadline > 0).then(|| std::time::Duration::from_micros(deadline)),
+            deadline,
             body: body(span(name.as_bytes()), shape, payload),
         },
         Header::Event { name, .. } => Message::Event {
@@ -716,6 +734,16 @@ pub(crate) fn decode_pooled(
         }
         Header::Ping if no_body => Message::Ping,
         Header::Ping => return Err(WireError::Malformed("trailing bytes after ping".into())),
+        Header::Credit { bytes } if no_body => Message::Credit { bytes },
+        Header::CreditWanted if no_body => Message::CreditWanted,
+        Header::Credit { .. } | Header::CreditWanted => {
+            return Err(WireError::Malformed("trailing bytes after a grant".into()));
+        }
+        Header::Run { .. } => {
+            return Err(WireError::Malformed(
+                "malformed message: a run of events where a message was expected".into(),
+            ));
+        }
     };
     Ok(message)
 }
@@ -741,6 +769,8 @@ mod tests {
             parent: true,
             heartbeat_ms: 250,
             spin_us: 20,
+            window: 1 << 22,
+            clock_us: 123_456_789,
         };
         encode_hello(&mut buf, &hello);
         assert_eq!(decode_hello(&payload(&buf)).unwrap(), hello);
@@ -763,14 +793,14 @@ mod tests {
         let head = CallHead {
             id: 9,
             name: "add",
-            deadline: Some(std::time::Duration::from_millis(1500)),
+            deadline: 1_500_000,
         };
         encode_call(&mut buf, head, &(1i32, 2i32), 1024).unwrap();
         let Message::Call { id, deadline, body } = decode(payload(&buf)).unwrap() else {
             panic!()
         };
         assert_eq!((id, body.name()), (9, "add"));
-        assert_eq!(deadline, Some(std::time::Duration::from_millis(1500)));
+        assert_eq!(deadline, 1_500_000);
         assert_eq!(
             codec::decode_checked::<(i32, i32)>(body.shape(), body.bytes()).unwrap(),
             (1, 2)
@@ -818,7 +848,7 @@ mod tests {
         let head = CallHead {
             id: 1,
             name: "bytes",
-            deadline: None,
+            deadline: 0,
         };
         encode_call(&mut buf, head, &crate::bytes::Bytes(&big), u32::MAX).unwrap();
         let Message::Call { mut body, .. } = decode(payload(&buf)).unwrap() else {

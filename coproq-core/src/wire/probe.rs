@@ -6,7 +6,6 @@
 //! of the one deserializer probe (`direct::Owned`).
 
 use std::fmt::{self, Display};
-use std::io;
 
 use serde::Serialize;
 use serde::ser::{self, Impossible, Serializer};
@@ -18,8 +17,6 @@ pub(crate) enum ProbeError {
     NotMatched,
     /// What the probe did with the value failed (its inner serialization).
     Failed(String),
-    /// Writing the value failed.
-    Io(io::Error),
 }
 
 impl Display for ProbeError {
@@ -27,7 +24,6 @@ impl Display for ProbeError {
         match self {
             Self::NotMatched => f.write_str("not the kind of value looked for"),
             Self::Failed(reason) => f.write_str(reason),
-            Self::Io(e) => write!(f, "{e}"),
         }
     }
 }

@@ -37,7 +37,7 @@ pub(crate) fn encode_inner<T: Serialize + ?Sized>(
         .serialize(Probe(InnerEncoder { buf }))
         .map_err(|e| match e {
             ProbeError::NotMatched => WireError::Unserializable("not a `Result`".into()),
-            e => WireError::Unserializable(e.to_string()),
+            e @ ProbeError::Failed(_) => WireError::Unserializable(e.to_string()),
         })
 }
 

@@ -41,6 +41,43 @@ pub(crate) struct EventRun {
     events: usize,
 }
 
+/// Where a buffer stood before a frame was appended to it: enough to take the frame back
+/// ([`Mark::undo`]), joined to a run or not, as a sender does when the peer has no room
+/// for it after all.
+#[derive(Debug)]
+pub(crate) struct Mark {
+    len: usize,
+    run: Option<EventRun>,
+    /// The length prefix of the run's frame, which joining an event rewrites.
+    prefix: [u8; frame::HEADER_LEN],
+}
+
+impl Mark {
+    /// Marks `buf`, whose last frame may be the run `run`.
+    #[inline]
+    pub(crate) fn new(buf: &[u8], run: Option<&EventRun>) -> Self {
+        let prefix = run
+            .and_then(|run| buf.get(run.start..)?.first_chunk().copied())
+            .unwrap_or_default();
+        Self {
+            len: buf.len(),
+            run: run.cloned(),
+            prefix,
+        }
+    }
+
+    /// Takes back what was appended since the mark.
+    pub(crate) fn undo(self, buf: &mut Vec<u8>, run: &mut Option<EventRun>) {
+        buf.truncate(self.len);
+        if let Some(open) = &self.run {
+            if let Some(prefix) = buf.get_mut(open.start..open.start + frame::HEADER_LEN) {
+                prefix.copy_from_slice(&self.prefix);
+            }
+        }
+        *run = self.run;
+    }
+}
+
 /// Appends the event `name` with `args` to `buf`: joined to `run` if that is the last
 /// frame in `buf` and its events have the same name and shape, otherwise as a frame of its
 /// own, which (if small) starts a new run.
@@ -316,6 +353,30 @@ mod tests {
             .collect();
         assert_eq!(in_place, messages);
         in_place
+    }
+
+    #[test]
+    fn an_event_taken_back_leaves_the_run_as_it_was() {
+        let mut buf = Vec::new();
+        let mut open = None;
+        for i in 0..3u64 {
+            encode_event(&mut buf, &mut open, "tick", &i, u32::MAX).unwrap();
+        }
+        let (before, run_before) = (buf.clone(), open.clone().map(|r| (r.start, r.end)));
+        for other in ["tick", "tock"] {
+            let mark = Mark::new(&buf, open.as_ref());
+            encode_event(&mut buf, &mut open, other, &9u64, u32::MAX).unwrap();
+            assert_ne!(buf, before);
+            mark.undo(&mut buf, &mut open);
+            assert_eq!(buf, before, "{other}");
+            assert_eq!(open.clone().map(|r| (r.start, r.end)), run_before);
+        }
+        // The run goes on as if nothing had been taken back.
+        encode_event(&mut buf, &mut open, "tick", &3u64, u32::MAX).unwrap();
+        let frames = frames(&buf);
+        assert_eq!(frames.len(), 1);
+        let values: Vec<u64> = events(frames[0]).into_iter().map(|(_, v)| v).collect();
+        assert_eq!(values, [0, 1, 2, 3]);
     }
 
     #[test]

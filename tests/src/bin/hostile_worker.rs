@@ -5,7 +5,8 @@
 //! - `version`: a well-formed hello of protocol version 99.
 //! - `oversize`: a good hello; then, once the parent calls, a frame header of 4 GiB - 1.
 //! - `bad-message`: a good hello; then a frame whose payload is not a message.
-//! - `truncated`: a good hello; then half a frame, and exit.
+//! - `truncated`: a good hello; then half a frame, and exit with status 3.
+//! - `stalled`: a good hello; then half a frame, and stay alive sending nothing more.
 //! - `bad-reply`: a good hello; then, once the parent calls, three well-formed replies to
 //!   calls nobody made, and right behind them (in the same write) a reply cut short.
 
@@ -15,7 +16,7 @@ use std::os::fd::FromRawFd;
 
 /// The protocol version coproq speaks (`coproq_tests::PROTOCOL_VERSION`; this binary must
 /// not link coproq, whose start-up hook would take the marker).
-const PROTOCOL_VERSION: u32 = 5;
+const PROTOCOL_VERSION: u32 = 6;
 
 fn hello(version: u32) -> Vec<u8> {
     let mut payload = b"\0coproq\0".to_vec();
@@ -25,6 +26,8 @@ fn hello(version: u32) -> Vec<u8> {
     payload.push(0); // parent: false
     payload.extend_from_slice(&0u32.to_le_bytes()); // heartbeat_ms: none
     payload.extend_from_slice(&0u32.to_le_bytes()); // spin_us: never
+    payload.extend_from_slice(&(4u32 << 20).to_le_bytes()); // window
+    payload.extend_from_slice(&0u64.to_le_bytes()); // clock_us: not offered
     frame(&payload)
 }
 
@@ -72,7 +75,7 @@ fn main() {
             .write_all(b"\xde\xad\xbe\xef this is not a coproq frame")
             .unwrap(),
         "version" => output.write_all(&hello(99)).unwrap(),
-        "oversize" | "bad-message" | "truncated" | "bad-reply" => {
+        "oversize" | "bad-message" | "truncated" | "stalled" | "bad-reply" => {
             output.write_all(&hello(PROTOCOL_VERSION)).unwrap();
             read_frame(&mut input); // the parent's hello
             read_frame(&mut input); // the parent's first call
@@ -90,7 +93,7 @@ fn main() {
                 _ => output.write_all(&frame(&[0u8; 100])[..50]).unwrap(),
             }
             if mode == "truncated" {
-                std::process::exit(0);
+                std::process::exit(3);
             }
         }
         other => panic!("unknown mode {other:?}"),

@@ -1,5 +1,6 @@
-//! The two calls rustix does not wrap: `posix_spawn` (fork workers start through it: no
-//! copy of the parent's page tables) and setting a signal disposition.
+//! The calls rustix does not wrap: `posix_spawn` (fork workers start through it: no copy
+//! of the parent's page tables), setting a signal disposition, and the secure-execution
+//! flag.
 
 use std::ffi::CString;
 use std::io;
@@ -104,5 +105,21 @@ unsafe fn keep_open(actions: *mut libc::posix_spawn_file_actions_t, fd: RawFd) -
         Ok(())
     } else {
         Err(io::Error::from_raw_os_error(code))
+    }
+}
+
+/// Whether this process runs in secure-execution mode: started setuid or setgid, or with
+/// file capabilities, so that its environment is its caller's and must not be trusted.
+pub(crate) fn secure_execution() -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: `getauxval` reads the auxiliary vector the kernel handed this process;
+        // it has no preconditions.
+        unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        // SAFETY: `issetugid` has no preconditions.
+        unsafe { libc::issetugid() != 0 }
     }
 }

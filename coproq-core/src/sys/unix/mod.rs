@@ -2,12 +2,16 @@
 //! its link. System calls go through rustix's safe wrappers.
 //!
 //! - `process`: spawning, parent death, reaping and killing.
-//! - `libc`: the two calls rustix does not wrap (`posix_spawn`, a signal disposition).
+//! - `wait`: waiting on a descriptor with a limit, beside a watch on a process's exit.
+//! - `libc`: the calls rustix does not wrap (`posix_spawn`, a signal disposition, the
+//!   secure-execution flag).
 
 mod libc;
 mod process;
+mod wait;
 
-pub(crate) use self::libc::ignore_sigpipe;
+pub(crate) use self::libc::{ignore_sigpipe, secure_execution};
+pub(crate) use wait::{Direction, Waited, wait_fd, watch_exit};
 
 pub(crate) use process::{
     ChildStdio, Reaped, die_with_parent, kill, parent_death_signalled, parent_pid, reap, self_exe,
@@ -87,6 +91,16 @@ pub(crate) fn take_link_fds(read: RawFd, write: RawFd) -> io::Result<(File, File
     Ok(unsafe { (File::from_raw_fd(read), File::from_raw_fd(write)) })
 }
 
+/// Makes `raw` close-on-exec, if it is open: a worker's link descriptors must not leak
+/// into processes it starts, even before its `main` adopts them.
+pub(crate) fn close_on_exec(raw: RawFd) -> io::Result<()> {
+    // SAFETY: only borrowed for one fcntl, which fails cleanly (EBADF) if `raw` is not
+    // open.
+    let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+    fcntl_setfd(fd, FdFlags::CLOEXEC)?;
+    Ok(())
+}
+
 /// Takes this process's stdin and stdout as a link's two streams (on new descriptors),
 /// then points descriptor 1 at stderr, so that printing cannot corrupt the link, and
 /// descriptor 0 at `/dev/null`, so that reading stdin cannot steal its bytes.
@@ -135,8 +149,6 @@ pub(crate) fn wait_hangup(fd: BorrowedFd<'_>) {
     }
 }
 
-/// Waits until `fd` is readable (or at its end, or in error: the read reports those), at
-/// most `timeout`; whether it is.
 /// A monotonic clock that is cheap to read but advances only every few milliseconds (a
 /// scheduler tick on Linux), for telling slow handlers from fast ones on the hot path.
 pub(crate) fn coarse_now() -> std::time::Duration {
@@ -151,6 +163,16 @@ pub(crate) fn coarse_now() -> std::time::Duration {
     )
 }
 
+/// The machine's monotonic clock (`CLOCK_MONOTONIC`), which every process on it shares
+/// (within one time namespace), in microseconds.
+pub(crate) fn monotonic_micros() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000
+        + u64::try_from(now.tv_nsec).unwrap_or(0) / 1_000
+}
+
+/// Waits until `fd` is readable (or at its end, or in error: the read reports those), at
+/// most `timeout`; whether it is.
 pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
     let timeout = Timespec::try_from(timeout).ok();
     let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];

@@ -146,8 +146,8 @@ static PARENT_DEATH_SIGNALLED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
 /// In a worker, first thing: die with the parent whose pid the marker gave. On Linux the
-/// kernel sends SIGKILL when it goes; everywhere, a worker whose parent is already gone
-/// (it died before this ran) exits now.
+/// kernel sends SIGKILL when it goes; everywhere, a worker whose parent died while this
+/// armed it (after the caller checked) exits now.
 pub(crate) fn die_with_parent(parent: u32) {
     #[cfg(target_os = "linux")]
     if rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).is_ok() {
