@@ -226,7 +226,9 @@ pub(crate) fn spawn_worker(
         child_read,
         child_write,
     } = fds;
-    // The child holds its ends now: ours must go, or we would never see its end of stream.
+    // The child holds its ends now: ours must go, or we would never see its end of
+    // stream; a copy of its write end stays, through which its exit wakes our reads.
+    let wake = child_write.try_clone().ok().map(std::fs::File::from);
     drop((child_read, child_write));
 
     let process = Arc::new(WorkerProcess::new(pid, stdio));
@@ -240,7 +242,7 @@ pub(crate) fn spawn_worker(
         peer_hello_max: WORKER_HELLO_MAX,
         timeout: options.startup_timeout,
     };
-    let (input, output) = parent_streams(parent_read, parent_write, pid, options);
+    let (input, output) = parent_streams(parent_read, parent_write, wake, pid, options);
     match Link::connect(input, output, connect, handlers, Some(on_eof)) {
         Ok((link, _hello)) => Ok((link, process)),
         Err(e) => {
@@ -253,20 +255,27 @@ pub(crate) fn spawn_worker(
 
 /// The parent's ends of a link to process `pid`, both made here (no other process shares
 /// them): reads bounded inside frames, and both ends watching the process's exit, so
-/// that its death is seen whatever its own children hold open.
+/// that its death is seen whatever its own children hold open. `wake`, a copy of the
+/// pipe's write end, lets the exit end a read blocked between frames (otherwise reads
+/// poll beside the watch).
 pub(super) fn parent_streams(
     read: std::fs::File,
     write: std::fs::File,
+    wake: Option<std::fs::File>,
     pid: u32,
     options: &Options,
 ) -> (Input, Output) {
-    // Without a watch (none could be made), the end of the pipe still tells.
-    let exit = sys::watch_exit(pid).ok().map(Arc::new);
     let stall = LinkOptions::frame_stall(options.heartbeat);
-    (
-        PipeInput::boxed_with_stall(read, exit.clone(), stall),
-        PipeOutput::boxed(write, exit),
-    )
+    let Ok(exit) = sys::watch_exit(pid).map(Arc::new) else {
+        // Without a watch, the end of the pipe still tells (the copy must go for that).
+        drop(wake);
+        return (PipeInput::boxed(read), PipeOutput::boxed(write, None));
+    };
+    let input = match wake {
+        Some(wake) => PipeInput::woken_on_exit(read, Arc::clone(&exit), wake, stall),
+        None => PipeInput::watched(read, Arc::clone(&exit), stall),
+    };
+    (input, PipeOutput::boxed(write, Some(exit)))
 }
 
 /// What the reader of a worker's end of stream learns: its exit status (waiting briefly
@@ -350,10 +359,7 @@ fn connect_to_parent(
         Error::Protocol(format!("the link descriptors {read} and {write} are not usable ({e}); not started by a coproq parent?"))
     })?;
     // The parent made these pipes for this worker alone.
-    let (input, output) = (
-        PipeInput::boxed(input, None),
-        PipeOutput::boxed(output, None),
-    );
+    let (input, output) = (PipeInput::boxed(input), PipeOutput::boxed(output, None));
     connect_streams(input, output, options, handlers)
 }
 

@@ -182,7 +182,7 @@ pub(super) fn connect_piped(
         timeout: handshake.timeout,
     };
     // Our ends of the command's stdin and stdout pipes, which nothing else holds.
-    let (input, output) = parent_streams(input, output, process.pid(), options);
+    let (input, output) = parent_streams(input, output, None, process.pid(), options);
     match Link::connect(input, output, connect, handlers, Some(on_eof)) {
         Ok((link, _hello)) => Ok((link, Arc::clone(process))),
         Err(e) => {

@@ -60,6 +60,8 @@ pub(crate) struct Taken {
     pub(crate) used: usize,
     /// What the calls and events cost the peer's window.
     pub(crate) cost: u64,
+    /// What the last frame of them cost.
+    pub(crate) last: u64,
 }
 
 /// Calls and events read together, run one after another in arrival order.
@@ -121,6 +123,7 @@ impl Batch {
         let base = self.bytes.len();
         let mut at = 0;
         let mut cost = 0;
+        let mut last = 0;
         let mut deadlines = false;
         while self.len() < limit {
             let Some((len, rest)) = buffered
@@ -149,16 +152,22 @@ impl Batch {
             let frame_cost = credit::cost(payload.len(), self.entries.len() - before);
             share_cost(&mut self.entries[before..], frame_cost);
             cost += frame_cost;
+            last = frame_cost;
             at += HEADER_LEN + payload.len();
         }
         self.bytes.extend_from_slice(&buffered[..at]);
         if deadlines && self.arrived.is_none() {
             self.arrived = Some(Instant::now());
         }
-        Taken { used: at, cost }
+        Taken {
+            used: at,
+            cost,
+            last,
+        }
     }
 
     /// The next call or event (moving the cursor past it), and whether it was the last.
+    #[inline]
     pub(crate) fn next(&self) -> Option<(Batched<'_>, bool)> {
         let at = self.next.get();
         let entry = self.entries.get(at)?;

@@ -33,6 +33,7 @@ pub(crate) fn is_shared(peer_offer: u64) -> bool {
 
 /// A deadline in the wire's form (0: none): the shared clock's time where `shared`,
 /// otherwise what remains of it.
+#[inline]
 pub(crate) fn to_wire(deadline: Option<Instant>, shared: bool) -> u64 {
     let Some(deadline) = deadline else {
         return 0;
@@ -49,6 +50,7 @@ pub(crate) fn to_wire(deadline: Option<Instant>, shared: bool) -> u64 {
 
 /// The deadline a call's wire form gives (0: none); `arrived` tells when the call
 /// arrived, for a deadline sent as what remained of it.
+#[inline]
 pub(crate) fn from_wire(raw: u64, arrived: impl FnOnce() -> Instant) -> Option<Instant> {
     if raw == 0 {
         return None;

@@ -31,6 +31,21 @@ thread_local! {
     /// The link whose calls this thread runs, if any.
     static SERVING: RefCell<Option<Serving>> = const { RefCell::new(None) };
     static CURRENT: Cell<Option<Current>> = const { Cell::new(None) };
+    /// What the events this serving thread ran cost the peer's window, not yet given
+    /// back (events give their room back together, not one by one).
+    static RAN: Cell<u64> = const { Cell::new(0) };
+}
+
+/// An event that costs `cost` ran on this serving thread.
+#[inline]
+pub(crate) fn ran_event(cost: u64) {
+    RAN.set(RAN.get() + cost);
+}
+
+/// What the events that ran on this thread cost, to give back now.
+#[inline]
+pub(crate) fn take_ran() -> u64 {
+    RAN.replace(0)
 }
 
 /// Runs `body` as the thread serving `link`.
@@ -46,6 +61,7 @@ pub(crate) fn as_server<T>(link: &Arc<Link>, body: impl FnOnce() -> T) -> T {
 }
 
 /// This serving thread's batch.
+#[inline]
 pub(crate) fn current_batch() -> Option<Rc<Batch>> {
     SERVING.with_borrow(|serving| serving.as_ref().map(|s| Rc::clone(&s.batch)))
 }
@@ -74,6 +90,7 @@ pub(crate) fn is_serving(link: &Arc<Link>) -> bool {
 }
 
 /// Runs `body` as the handling of `current` (nested handlings restore the outer one).
+#[inline]
 pub(crate) fn handling<T>(current: Current, body: impl FnOnce() -> T) -> T {
     struct Restore(Option<Current>);
     impl Drop for Restore {

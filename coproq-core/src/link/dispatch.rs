@@ -52,9 +52,8 @@ fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut Recent) -> bool {
     // The event whose listener `recent` holds, while it is one of this batch's: the
     // events of a run, which share its name, then skip comparing it.
     let mut last_event: Option<Request> = None;
-    // Events give their room back together, before the next call (which may wait) and
-    // at the end.
-    let mut started = 0;
+    // Events give their room back together (see `context::ran_event`): before the next
+    // call, at the end, and in any wait a listener makes.
     while !link.abandoned() {
         let Some((next, last)) = batch.next() else {
             break;
@@ -64,7 +63,7 @@ fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut Recent) -> bool {
             // The stream's common case, straight to its listener: an event has no reply
             // to flush and no cancel to look for.
             Batched::InPlace { request, cost } if request.call.is_none() => {
-                started += cost;
+                context::ran_event(cost);
                 let same_name = last_event.is_some_and(|last| last.name_at_same_place(request));
                 run_event(link, &mut request.args(batch.bytes()), same_name, recent);
                 last_event = Some(*request);
@@ -72,7 +71,7 @@ fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut Recent) -> bool {
             next => {
                 // It may look up another event's listener through `recent`.
                 last_event = None;
-                link.release(std::mem::take(&mut started));
+                link.release(context::take_ran());
                 let flush = if last { Flush::Now } else { Flush::Soon };
                 if let Some((mut work, cost)) = Work::batched(next, batch) {
                     dispatch_timed(link, &mut work, cost, flush, recent);
@@ -80,7 +79,7 @@ fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut Recent) -> bool {
             }
         }
     }
-    link.release(started);
+    link.release(context::take_ran());
     ran
 }
 
@@ -225,11 +224,14 @@ enum Work<'a> {
         args: Args<'a>,
     },
     Event(Args<'a>),
+    /// The events of a run, kept whole in their frame, run one after another.
+    Run(crate::wire::Body),
 }
 
 impl<'a> Work<'a> {
     /// The work of a call or event decoded on its own, and its cost (`None` for anything
     /// else).
+    #[inline]
     fn of(queued: Queued) -> Option<(Self, u64)> {
         let Queued {
             message,
@@ -243,12 +245,12 @@ impl<'a> Work<'a> {
                 args: Args::Body(body),
             },
             Message::Event { body } => Work::Event(Args::Body(body)),
+            Message::Run { body, .. } => Work::Run(body),
             Message::Reply { .. }
             | Message::Bye
             | Message::Cancel { .. }
             | Message::Ping
-            | Message::Credit { .. }
-            | Message::CreditWanted => return None,
+            | Message::Credit { .. } => return None,
         };
         Some((work, cost))
     }
@@ -285,7 +287,7 @@ fn dispatch_timed(
     flush: Flush,
     recent: &mut Recent,
 ) {
-    if matches!(work, Work::Event(_)) {
+    if matches!(work, Work::Event(_) | Work::Run(_)) {
         // Events cannot be cancelled; the next call's own check is enough.
         return dispatch(link, work, cost, flush, recent);
     }
@@ -298,6 +300,7 @@ fn dispatch_timed(
 
 /// Runs the handler of one received call or event (giving its room back first); a call
 /// cancelled or past its deadline is answered so instead.
+#[inline]
 fn dispatch(link: &Arc<Link>, work: &mut Work<'_>, cost: u64, flush: Flush, recent: &mut Recent) {
     link.release(cost);
     match work {
@@ -325,6 +328,12 @@ fn dispatch(link: &Arc<Link>, work: &mut Work<'_>, cost: u64, flush: Flush, rece
             }
         }
         Work::Event(args) => run_event(link, args, false, recent),
+        Work::Run(body) => {
+            // Every event of a run has the run's name: looked up once.
+            for (i, mut args) in body.run_events().enumerate() {
+                run_event(link, &mut args, i > 0, recent);
+            }
+        }
     }
 }
 
@@ -354,8 +363,8 @@ pub(crate) struct TimedOut;
 enum Awaited<'a> {
     /// The reply to call `id`, in `slot`.
     Reply { id: u64, slot: &'a Arc<Slot> },
-    /// Room in the peer's window for a frame of `cost`; `slot` is poked by grants.
-    Room { cost: u64, slot: &'a Arc<Slot> },
+    /// Room in the peer's window; `slot` is poked by grants.
+    Room { slot: &'a Arc<Slot> },
 }
 
 impl<'a> Awaited<'a> {
@@ -368,7 +377,7 @@ impl<'a> Awaited<'a> {
     fn goal(self) -> Goal<'a> {
         match self {
             Self::Reply { id, slot } => Goal::Reply { id, slot },
-            Self::Room { cost, .. } => Goal::Room { cost },
+            Self::Room { .. } => Goal::Room,
         }
     }
 }
@@ -394,15 +403,11 @@ pub(crate) fn wait_reply(
     }
 }
 
-/// Waits until the peer's window has room for a frame of `cost` (or the link ends), in
-/// the same way: reading the grant itself if nobody else reads.
-pub(crate) fn wait_for_room(
-    link: &Arc<Link>,
-    cost: u64,
-    deadline: Option<Instant>,
-) -> Result<(), TimedOut> {
+/// Waits until the peer's window has room (or the link ends), in the same way: reading
+/// the grant itself if nobody else reads.
+pub(crate) fn wait_for_room(link: &Arc<Link>, deadline: Option<Instant>) -> Result<(), TimedOut> {
     let slot = Arc::new(Slot::default());
-    let waited = wait(link, Awaited::Room { cost, slot: &slot }, deadline);
+    let waited = wait(link, Awaited::Room { slot: &slot }, deadline);
     link.unregister_room_waiter(&slot);
     waited.map(drop)
 }
@@ -420,6 +425,10 @@ fn wait(
         Role::Caller
     };
     let slot = awaited.slot();
+    if serving {
+        // The events this thread ran before it waits give their room back.
+        link.release(context::take_ran());
+    }
     loop {
         // 1. Done already, or (on the serving thread) work to run first.
         if let Some(done) = arrived(link, awaited) {
@@ -480,7 +489,7 @@ fn wait(
 fn arrived(link: &Link, awaited: Awaited<'_>) -> Option<Waited> {
     match awaited {
         Awaited::Reply { slot, .. } => slot.take_reply().map(Waited::Reply),
-        Awaited::Room { cost, slot } => link.room_or_register(cost, slot).then_some(Waited::Room),
+        Awaited::Room { slot } => link.room_or_register(slot).then_some(Waited::Room),
     }
 }
 

@@ -125,7 +125,6 @@ impl Link {
         match self.stream.try_lock() {
             Ok(guard) => guard.as_ref().is_some_and(|stream| {
                 stream.input.buffer().is_empty()
-                    && stream.events.is_empty()
                     && !stream.input.get_ref().wait_readable(Duration::ZERO)
             }),
             Err(_) => true,

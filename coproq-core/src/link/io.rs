@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::sys::{self, Direction, Waited};
@@ -54,14 +55,19 @@ pub(crate) type Input = Box<dyn InputStream>;
 /// tried without waiting: a spinning reader's attempt reads what has arrived in the same
 /// system call that finds out whether anything has, where a look first would take two.
 ///
-/// Without an exit watch or a stall limit, the descriptor turns non-blocking when a spin
-/// first needs it, and back when a read would have to wait, so a reader that never spins
-/// (one CPU) reads as on any pipe. With either, it stays non-blocking, and a read that
-/// must wait polls the pipe beside the watch, bounded by the stall limit inside a frame.
+/// Between frames, a read that must wait is a plain blocking read (the descriptor turns
+/// non-blocking when a spin needs it, and back when a read would have to wait, so a
+/// reader that never spins, on one CPU, reads as on any pipe). Where the worker's exit is
+/// watched, it must still end such a read: either the exit wakes it (see
+/// [`PipeInput::woken_on_exit`]), or every wait polls the pipe beside the watch. Inside a
+/// frame, and under a start's deadline, waits poll, bounded by the stall limit.
 pub(crate) struct PipeInput {
     file: File,
     /// The worker's exit: once it has exited and what it wrote is read, the stream ends.
     exit: Option<Arc<OwnedFd>>,
+    /// Set when the watched worker has exited (its exit also wakes a blocked read): from
+    /// then on, waits poll. `None` with an exit watch: waits always poll.
+    woken: Option<Arc<AtomicBool>>,
     /// The longest a read inside a frame waits for the next bytes.
     stall: Option<Duration>,
     /// No wait for input lasts past this.
@@ -75,40 +81,67 @@ pub(crate) struct PipeInput {
 }
 
 impl PipeInput {
-    /// `file`, read as a pipe end of our own; `exit` watches the process that writes it.
-    pub(crate) fn boxed(file: File, exit: Option<Arc<OwnedFd>>) -> Input {
-        let mut input = Self {
+    fn new(file: File) -> Self {
+        Self {
             file,
-            exit,
+            exit: None,
+            woken: None,
             stall: None,
             deadline: None,
             nonblocking: false,
             polling: false,
             mid_frame: false,
-        };
-        if input.exit.is_some() {
-            input.set_nonblocking(true);
         }
-        Box::new(input)
     }
 
-    /// `file` with a stall limit inside frames as well.
-    pub(crate) fn boxed_with_stall(
+    /// `file`, read as a pipe end of our own (a worker's: its parent's death ends it).
+    pub(crate) fn boxed(file: File) -> Input {
+        Box::new(Self::new(file))
+    }
+
+    /// `file`, whose writer `exit` watches: every wait polls beside the watch, and one
+    /// inside a frame lasts at most `stall` (for pipes whose write end only the worker's
+    /// side holds: a command's stdout).
+    pub(crate) fn watched(file: File, exit: Arc<OwnedFd>, stall: Duration) -> Input {
+        Box::new(Self {
+            exit: Some(exit),
+            stall: Some(stall),
+            ..Self::new(file)
+        })
+    }
+
+    /// `file`, whose writer `exit` watches, with `wake` a copy of the pipe's write end:
+    /// when the worker exits, a ping written through `wake` ends a read blocked between
+    /// frames, so that such reads need not poll. Falls back to
+    /// [`PipeInput::watched`] where the exit cannot be waited for.
+    pub(crate) fn woken_on_exit(
         file: File,
-        exit: Option<Arc<OwnedFd>>,
+        exit: Arc<OwnedFd>,
+        wake: File,
         stall: Duration,
     ) -> Input {
-        let mut input = Self {
-            file,
-            exit,
-            stall: Some(stall),
-            deadline: None,
-            nonblocking: false,
-            polling: false,
-            mid_frame: false,
+        let woken = Arc::new(AtomicBool::new(false));
+        let on_exit = {
+            let woken = Arc::clone(&woken);
+            Box::new(move || {
+                woken.store(true, Ordering::Release);
+                let mut ping = Vec::new();
+                crate::wire::message::encode_ping(&mut ping);
+                // Without waiting: a full pipe has data for the reader, which then polls.
+                if sys::set_nonblocking(wake.as_fd(), true).is_ok() {
+                    let _ = (&wake).write(&ping);
+                }
+            })
         };
-        input.set_nonblocking(true);
-        Box::new(input)
+        if !sys::on_exit(Arc::clone(&exit), on_exit) {
+            return Self::watched(file, exit, stall);
+        }
+        Box::new(Self {
+            exit: Some(exit),
+            woken: Some(woken),
+            stall: Some(stall),
+            ..Self::new(file)
+        })
     }
 
     fn set_nonblocking(&mut self, nonblocking: bool) -> bool {
@@ -119,10 +152,18 @@ impl PipeInput {
         done
     }
 
-    /// Whether a read that must wait polls (and so stays non-blocking): for the exit
-    /// watch, or for the stall limit inside a frame.
-    fn polls(&self) -> bool {
-        self.exit.is_some() || self.stall.is_some() || self.deadline.is_some()
+    /// Whether a read that finds nothing may block in the kernel (or must poll: inside a
+    /// frame, under a deadline, or where the worker's exit would not end the read).
+    #[inline]
+    fn may_block(&self) -> bool {
+        if self.deadline.is_some() || self.mid_frame && self.stall.is_some() {
+            return false;
+        }
+        match (&self.exit, &self.woken) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(_), Some(woken)) => !woken.load(Ordering::Acquire),
+        }
     }
 
     /// Waits for the next bytes after a read found none: true to read again, `Ok(false)`
@@ -157,7 +198,7 @@ impl PipeInput {
 
 impl Read for PipeInput {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.polls() && !self.nonblocking {
+        if !self.nonblocking && !self.may_block() {
             self.set_nonblocking(true);
         }
         let mut writer_gone = false;
@@ -176,14 +217,14 @@ impl Read for PipeInput {
                 // The worker has exited and nothing is left of what it wrote: the end,
                 // whoever else holds the pipe open.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && writer_gone => return Ok(0),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.polls() => {
-                    writer_gone = !self.wait_for_bytes()?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.may_block() => {
                     // About to wait: blocking reads sleep in the kernel in one call.
                     if !self.set_nonblocking(false) {
                         self.file.wait_readable(Duration::MAX);
                     }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    writer_gone = !self.wait_for_bytes()?;
                 }
                 Err(e) => return Err(e),
             }
@@ -304,6 +345,14 @@ impl OutputStream for PipeOutput {
 mod tests {
     use super::*;
 
+    /// A watch on a process that outlives the test (this one's parent... is not a child:
+    /// a pipe nobody writes to serves).
+    fn never_exits() -> Arc<OwnedFd> {
+        let (reader, writer) = io::pipe().unwrap();
+        std::mem::forget(writer);
+        Arc::new(OwnedFd::from(reader))
+    }
+
     fn pipe() -> (File, File) {
         let (r, w) = io::pipe().unwrap();
         (File::from(OwnedFd::from(r)), File::from(OwnedFd::from(w)))
@@ -324,7 +373,7 @@ mod tests {
     #[test]
     fn a_read_inside_a_frame_stalls_out_and_one_between_frames_does_not() {
         let (reader, mut writer) = pipe();
-        let mut input = PipeInput::boxed_with_stall(reader, None, Duration::from_millis(40));
+        let mut input = PipeInput::watched(reader, never_exits(), Duration::from_millis(40));
         writer.write_all(b"abc").unwrap();
         let mut buf = [0u8; 16];
         input.set_mid_frame(false);
@@ -349,7 +398,7 @@ mod tests {
         let (reader, mut writer) = pipe();
         let child = std::process::Command::new("true").spawn().unwrap();
         let watch = Arc::new(sys::watch_exit(child.id()).unwrap());
-        let mut input = PipeInput::boxed(reader, Some(Arc::clone(&watch)));
+        let mut input = PipeInput::watched(reader, Arc::clone(&watch), Duration::from_secs(10));
         writer.write_all(b"last words").unwrap();
         let mut buf = [0u8; 64];
         assert_eq!(input.read(&mut buf).unwrap(), 10);
@@ -360,6 +409,31 @@ mod tests {
         let err = out.write_until(&vec![0u8; 8 << 20], None).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
         let mut child = child;
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn an_exit_wakes_a_read_blocked_between_frames() {
+        let (reader, writer) = pipe();
+        let wake = writer.try_clone().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.2")
+            .spawn()
+            .unwrap();
+        let watch = Arc::new(sys::watch_exit(child.id()).unwrap());
+        let mut input = PipeInput::woken_on_exit(reader, watch, wake, Duration::from_secs(10));
+        // `writer` stays open here, as a grandchild would hold it: only the exit can end
+        // this read, which blocks in the kernel until the ping.
+        let started = Instant::now();
+        let mut buf = [0u8; 64];
+        let mut ping = Vec::new();
+        crate::wire::message::encode_ping(&mut ping);
+        assert_eq!(input.read(&mut buf).unwrap(), ping.len());
+        assert_eq!(&buf[..ping.len()], &ping[..]);
+        input.set_mid_frame(false);
+        assert_eq!(input.read(&mut buf).unwrap(), 0, "then the end");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        drop(writer);
         let _ = child.wait();
     }
 }

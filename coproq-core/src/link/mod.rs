@@ -52,7 +52,6 @@ mod tests;
 mod token;
 mod writer;
 
-use std::collections::VecDeque;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -71,7 +70,7 @@ use read_buffer::ReadBuffer;
 pub(crate) use responder::Responder;
 pub(crate) use spin::DEFAULT_SPIN;
 use spin::{Site, Spin};
-use token::{Queued, Token};
+use token::Token;
 pub(crate) use writer::Flush;
 use writer::{Lane, Shutdown, Writer};
 
@@ -122,11 +121,6 @@ impl LinkOptions {
 /// The read side: only the token holder touches it.
 pub(super) struct Stream {
     input: ReadBuffer<Input>,
-    /// The events of a run that was read whole but could not run in place, one each, to
-    /// be routed one at a time as if read one by one (at most `run::MAX_RUN_EVENTS`).
-    events: VecDeque<Queued>,
-    /// The peer said goodbye.
-    bye: bool,
 }
 
 /// Both ends share this; handles, the serving thread and readers each hold it.
@@ -311,11 +305,7 @@ impl Link {
             calls: Mutex::new(Calls::default()),
             next_id: AtomicU64::new(ENTRY_ID + 1),
             handlers,
-            stream: Mutex::new(Some(Stream {
-                input,
-                events: VecDeque::new(),
-                bye: false,
-            })),
+            stream: Mutex::new(Some(Stream { input })),
             token: Token::default(),
             inflow: Inflow::new(credit::RECEIVE_WINDOW),
             shared_clock,

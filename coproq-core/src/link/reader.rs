@@ -112,13 +112,6 @@ impl Link {
             let Some(stream) = guard.as_mut() else {
                 return Stop::Ended;
             };
-            // The rest of a run of events read whole comes before anything read later.
-            if let Some(event) = stream.events.pop_front() {
-                match self.route_request(event, role, batch.as_deref_mut()) {
-                    Some(stop) => return stop,
-                    None => continue,
-                }
-            }
             // A batch runs before the serving loop waits for more.
             if batch.as_ref().is_some_and(|b| !b.is_empty())
                 && !frame::whole_frame_buffered(stream.input.buffer())
@@ -136,6 +129,8 @@ impl Link {
             };
             let read = read.unwrap_or_else(|| self.read_frame(stream));
             let ending = match read {
+                // Nothing follows a goodbye.
+                Read::Message(Message::Bye, _) => Ending::Stream { bye: true },
                 Read::Message(message, cost) => {
                     match self.route(message, cost, role, goal, stream, batch.as_deref_mut()) {
                         Some(stop) => return stop,
@@ -144,7 +139,7 @@ impl Link {
                 }
                 Read::Again => continue,
                 Read::BatchFull => return Stop::Batch,
-                Read::End => Ending::Stream { bye: stream.bye },
+                Read::End => Ending::Stream { bye: false },
                 Read::Cut(reason) => Ending::Cut(reason),
                 Read::Broken(reason) => Ending::Broken(reason),
             };
@@ -160,16 +155,14 @@ impl Link {
         }
     }
 
-    /// Whether to stop before reading another frame: the goal is reached, or the role
-    /// says someone else should read now.
+    /// Whether to stop before reading another frame: the reply waited for is in (room
+    /// comes only with a grant, which `route` looks at), or the role says someone else
+    /// should read now.
     #[inline]
     fn stop_before_reading(&self, role: Role, goal: Goal<'_>) -> Option<Stop> {
-        let reached = match goal {
-            Goal::None => false,
-            Goal::Reply { slot, .. } => slot.has_reply(),
-            Goal::Room { cost } => self.has_room(cost),
-        };
-        if reached {
+        if let Goal::Reply { slot, .. } = goal
+            && slot.has_reply()
+        {
             return Some(Stop::Reached);
         }
         self.token.should_stop(role)
@@ -259,7 +252,7 @@ impl Link {
         };
         if taken.used > 0 {
             stream.input.consume(taken.used);
-            if let Err(overflow) = self.inflow.receive(taken.cost, false) {
+            if let Err(overflow) = self.inflow.receive(taken.cost, taken.last) {
                 return Some(Read::Broken(overflow.to_string()));
             }
             return Some(if batch.len() >= MAX_BATCH {
@@ -279,8 +272,7 @@ impl Link {
         None
     }
 
-    /// Reads and decodes one frame. A run of events goes to the stream's events, one
-    /// each, to be routed from the top of the loop.
+    /// Reads and decodes one frame (a run of events as one message).
     fn read_frame(&self, stream: &mut Stream) -> Read {
         let read = frame::next_frame(
             &mut stream.input,
@@ -300,43 +292,28 @@ impl Link {
         };
         // All of it: a large frame's bytes may lie in a buffer of their own.
         let len = frame.len();
-        if run::is_run(frame.as_slice()) {
-            let events = match run::decode(frame.as_slice()) {
-                Ok(events) => events,
-                Err(reason) => return Read::Broken(reason.to_string()),
-            };
-            let cost = credit::cost(len, events.len());
-            if let Err(overflow) = self.inflow.receive(cost, true) {
-                return Read::Broken(overflow.to_string());
-            }
-            let (share, n) = (cost / events.len() as u64, events.len());
-            stream
-                .events
-                .extend(events.into_iter().enumerate().map(|(i, message)| {
-                    // The last event carries what the division left.
-                    let cost = if i + 1 == n {
-                        cost - share * (n as u64 - 1)
-                    } else {
-                        share
-                    };
-                    Queued {
-                        message,
-                        cost,
-                        deadline: None,
-                    }
-                }));
-            return Read::Again;
+        // A run of events stays whole, one message, until it runs.
+        let decoded = if run::is_run(frame.as_slice()) {
+            run::decode(frame, Some(&self.pool))
+        } else {
+            message::decode_pooled(frame, Some(&self.pool))
+        };
+        let message = match decoded {
+            Ok(message) => message,
+            Err(reason) => return Read::Broken(reason.to_string()),
+        };
+        let events = match &message {
+            Message::Call { .. } | Message::Event { .. } => 1,
+            Message::Run { events, .. } => *events as usize,
+            _ => 0,
+        };
+        if events == 0 {
+            return Read::Message(message, 0);
         }
-        match message::decode_pooled(frame, Some(&self.pool)) {
-            Ok(message @ (Message::Call { .. } | Message::Event { .. })) => {
-                let cost = credit::cost(len, 1);
-                match self.inflow.receive(cost, true) {
-                    Ok(()) => Read::Message(message, cost),
-                    Err(overflow) => Read::Broken(overflow.to_string()),
-                }
-            }
-            Ok(message) => Read::Message(message, 0),
-            Err(reason) => Read::Broken(reason.to_string()),
+        let cost = credit::cost(len, events);
+        match self.inflow.receive(cost, cost) {
+            Ok(()) => Read::Message(message, cost),
+            Err(overflow) => Read::Broken(overflow.to_string()),
         }
     }
 
@@ -359,14 +336,16 @@ impl Link {
                 self.take_following_replies(stream, &mut replies);
                 return replies.deliver(self, role, goal.reply_id());
             }
-            Message::Bye => stream.bye = true,
             Message::Cancel { id } => self.cancels.record(id),
-            // Heard: the input noted the time.
-            Message::Ping => {}
-            Message::Credit { bytes } => self.room_granted(bytes),
-            Message::CreditWanted => {
-                if let Some(bytes) = self.inflow.peer_waits() {
-                    self.send_credit(bytes);
+            // A Bye is taken where it is read (it ends the stream); a Ping was heard
+            // when the input noted the time.
+            Message::Bye | Message::Ping => {}
+            Message::Credit { bytes } => {
+                self.room_granted(bytes);
+                if let Goal::Room = goal
+                    && self.has_room()
+                {
+                    return Some(Stop::Reached);
                 }
             }
             Message::Call { id, deadline, body } => {
@@ -378,7 +357,7 @@ impl Link {
                 };
                 return self.route_request(queued, role, batch);
             }
-            message @ Message::Event { .. } => {
+            message @ (Message::Event { .. } | Message::Run { .. }) => {
                 let queued = Queued {
                     message,
                     cost,

@@ -104,11 +104,8 @@ impl Link {
             Ok(Ok(())) => return Ok(Some(id)),
             Ok(Err(e)) => encode_error(name, e),
             Err(Refused::Closed) => Error::NotConnected,
-            Err(Refused::NoRoom(_)) => {
+            Err(Refused::NoRoom) => {
                 self.calls().remove(id);
-                if self.writer.note_no_room() {
-                    self.send_credit_wanted();
-                }
                 return Ok(None);
             }
         };
@@ -139,13 +136,20 @@ impl Link {
         self: &Arc<Self>,
         flush: Flush,
         deadline: Option<Instant>,
-        mut build: impl FnMut(&mut Vec<u8>, &mut Option<run::EventRun>, u32) -> Result<(), E>,
+        build: impl FnOnce(&mut Vec<u8>, &mut Option<run::EventRun>, u32) -> Result<(), E>,
     ) -> std::result::Result<std::result::Result<(), E>, NotSent> {
+        let mut build = build;
         loop {
-            match self.writer.send(Lane::Work, flush, deadline, &mut build) {
+            match self
+                .writer
+                .send_or_return(Lane::Work, flush, deadline, build)
+            {
                 Ok(appended) => return Ok(appended),
-                Err(Refused::Closed) => return Err(NotSent::Closed),
-                Err(Refused::NoRoom(cost)) => self.wait_for_room(cost, deadline)?,
+                Err((Refused::Closed, _)) => return Err(NotSent::Closed),
+                Err((Refused::NoRoom, unused)) => {
+                    build = unused;
+                    self.wait_for_room(deadline)?;
+                }
             }
         }
     }
@@ -170,7 +174,7 @@ impl Link {
             match sent {
                 Some(Ok(())) => return Ok(Ok(())),
                 Some(Err(Refused::Closed)) => return Err(NotSent::Closed),
-                Some(Err(Refused::NoRoom(cost))) => self.wait_for_room(cost, deadline)?,
+                Some(Err(Refused::NoRoom)) => self.wait_for_room(deadline)?,
                 None => {
                     return Ok(Err(EncodeError::Value(crate::wire::WireError::Mismatch(
                         format!("{name}: the arguments serialized differently twice"),
@@ -180,27 +184,22 @@ impl Link {
         }
     }
 
-    /// Waits until the peer's window has room for `cost`, at most until `deadline`.
+    /// Waits until the peer's window has room, at most until `deadline`.
     fn wait_for_room(
         self: &Arc<Self>,
-        cost: u64,
         deadline: Option<Instant>,
     ) -> std::result::Result<(), NotSent> {
-        match dispatch::wait_for_room(self, cost, deadline) {
+        match dispatch::wait_for_room(self, deadline) {
             Ok(()) if self.writer.is_closed() => Err(NotSent::Closed),
             Ok(()) => Ok(()),
             Err(dispatch::TimedOut) => Err(NotSent::TimedOut),
         }
     }
 
-    /// Registers `slot` for a grant if the peer's window has no room for `cost`; whether
-    /// it has room. Tells the peer, once per wait, that we wait.
-    pub(super) fn room_or_register(&self, cost: u64, slot: &Arc<Slot>) -> bool {
-        let (room, tell) = self.writer.room_or_register(cost, slot);
-        if tell {
-            self.send_credit_wanted();
-        }
-        room
+    /// Registers `slot` for a grant if the peer's window has no room; whether it has
+    /// room.
+    pub(super) fn room_or_register(&self, slot: &Arc<Slot>) -> bool {
+        self.writer.room_or_register(slot)
     }
 
     /// Forgets a thread that stopped waiting for room.
@@ -208,9 +207,9 @@ impl Link {
         self.writer.unregister(slot);
     }
 
-    /// Whether the peer's window has room for `cost` now.
-    pub(super) fn has_room(&self, cost: u64) -> bool {
-        self.writer.has_room(cost)
+    /// Whether the peer's window has room now.
+    pub(super) fn has_room(&self) -> bool {
+        self.writer.has_room()
     }
 
     /// Sends a reply whose value is one large byte string straight from the handler's
@@ -254,11 +253,6 @@ impl Link {
     /// Grants the peer `bytes` more of calls and events.
     pub(super) fn send_credit(&self, bytes: u64) {
         self.send_control(|buf| message::encode_credit(buf, bytes));
-    }
-
-    /// Tells the peer that we wait for a grant.
-    fn send_credit_wanted(&self) {
-        self.send_control(message::encode_credit_wanted);
     }
 
     /// Tells the peer that nobody waits for call `id` any more (the call stays in the

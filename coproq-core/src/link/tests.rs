@@ -43,7 +43,7 @@ fn pair(a_handlers: Handlers, b_handlers: Handlers) -> (Arc<Link>, Arc<Link>) {
     let b = thread::spawn(move || {
         let (input, output) = (file(b_in.into()), file(b_out.into()));
         Link::connect(
-            PipeInput::boxed(input, None),
+            PipeInput::boxed(input),
             PipeOutput::boxed(output, None),
             options(false),
             Arc::new(b_handlers),
@@ -52,7 +52,7 @@ fn pair(a_handlers: Handlers, b_handlers: Handlers) -> (Arc<Link>, Arc<Link>) {
     });
     let (input, output) = (file(a_in.into()), file(a_out.into()));
     let (a, _) = Link::connect(
-        PipeInput::boxed(input, None),
+        PipeInput::boxed(input),
         PipeOutput::boxed(output, None),
         options(true),
         Arc::new(a_handlers),

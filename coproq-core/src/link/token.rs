@@ -43,8 +43,8 @@ pub(crate) enum Goal<'a> {
     None,
     /// The reply to call `id`, which lands in `slot`.
     Reply { id: u64, slot: &'a Slot },
-    /// Room in the peer's window for a frame that costs this much.
-    Room { cost: u64 },
+    /// Room in the peer's window.
+    Room,
 }
 
 impl Goal<'_> {
@@ -52,7 +52,7 @@ impl Goal<'_> {
     pub(crate) fn reply_id(self) -> Option<u64> {
         match self {
             Self::Reply { id, .. } => Some(id),
-            Self::None | Self::Room { .. } => None,
+            Self::None | Self::Room => None,
         }
     }
 }

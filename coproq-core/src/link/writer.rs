@@ -28,9 +28,9 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use super::calls::Slot;
-use super::credit::{PER_MESSAGE, Window};
+use super::credit::{PER_MESSAGE, PER_RUN_ITEM, Window};
 use super::io::Output;
-use crate::wire::run::{EventRun, Mark};
+use crate::wire::run::EventRun;
 
 /// Above this many buffered bytes, a sender writes itself instead of leaving it to the
 /// flusher.
@@ -69,9 +69,8 @@ pub(crate) enum Lane {
 pub(crate) enum Refused {
     /// The link is closed.
     Closed,
-    /// The peer's window has no room for this frame, which would cost this much; nothing
-    /// was appended.
-    NoRoom(u64),
+    /// The peer's window is full; nothing was appended.
+    NoRoom,
 }
 
 /// How a writer shuts down.
@@ -194,7 +193,7 @@ impl Writer {
     /// Appends a frame built by `build` (which gets the buffer, the run of events that
     /// ends it, and the peer's limit, and may fail, leaving nothing behind), then writes
     /// as `flush` says, waiting at most until `deadline` (the rest is written later).
-    /// Work is charged to the peer's window, and refused if it has no room.
+    /// Work is refused while the peer's window is full, and charged once built.
     #[inline]
     pub(crate) fn send<E>(
         &self,
@@ -203,24 +202,46 @@ impl Writer {
         deadline: Option<Instant>,
         build: impl FnOnce(&mut Vec<u8>, &mut Option<EventRun>, u32) -> Result<(), E>,
     ) -> Result<Result<(), E>, Refused> {
+        self.send_or_return(lane, flush, deadline, build)
+            .map_err(|(why, _)| why)
+    }
+
+    /// [`Writer::send`], handing `build` back, unused, when the frame is refused (so that
+    /// a sender can try again after waiting for room).
+    #[inline]
+    pub(crate) fn send_or_return<E, F>(
+        &self,
+        lane: Lane,
+        flush: Flush,
+        deadline: Option<Instant>,
+        build: F,
+    ) -> Result<Result<(), E>, (Refused, F)>
+    where
+        F: FnOnce(&mut Vec<u8>, &mut Option<EventRun>, u32) -> Result<(), E>,
+    {
         let mut state = self.lock();
         if state.closed || state.out.is_none() && !state.writing {
-            return Err(Refused::Closed);
+            return Err((Refused::Closed, build));
+        }
+        if lane == Lane::Work && !state.window.has_room() {
+            return Err((Refused::NoRoom, build));
         }
         let outbox = &mut *state;
-        let mark = Mark::new(&outbox.buf, outbox.run.as_ref());
         let start = outbox.buf.len();
+        let run_before = EventRun::stamp(outbox.run.as_ref());
         if let Err(e) = build(&mut outbox.buf, &mut outbox.run, self.peer_max()) {
             outbox.buf.truncate(start);
             return Ok(Err(e));
         }
         if lane == Lane::Work {
-            let cost = (outbox.buf.len() - start) as u64 + PER_MESSAGE;
-            if !outbox.window.fits(cost) {
-                mark.undo(&mut outbox.buf, &mut outbox.run);
-                return Err(Refused::NoRoom(cost));
-            }
-            outbox.window.charge(cost);
+            // An event that joined the run before it is an item of that frame.
+            let joined = run_before.is_some_and(|(at, events)| {
+                EventRun::stamp(outbox.run.as_ref()) == Some((at, events + 1))
+            });
+            let share = if joined { PER_RUN_ITEM } else { PER_MESSAGE };
+            outbox
+                .window
+                .charge((outbox.buf.len() - start) as u64 + share);
         }
         self.pending.store(true, Ordering::Release);
         match (lane, flush) {
@@ -258,10 +279,10 @@ impl Writer {
             return Err(Refused::Closed);
         }
         if lane == Lane::Work {
-            let cost = (head.len() + bytes.len()) as u64 + PER_MESSAGE;
-            if !state.window.fits(cost) {
-                return Err(Refused::NoRoom(cost));
+            if !state.window.has_room() {
+                return Err(Refused::NoRoom);
             }
+            let cost = (head.len() + bytes.len()) as u64 + PER_MESSAGE;
             state.window.charge(cost);
         }
         let out = match state.out.take() {
@@ -336,7 +357,7 @@ impl Writer {
     /// that may have changed.
     pub(crate) fn poll_writable(&self, waker: &Waker) -> bool {
         let mut state = self.lock();
-        if state.closed || state.buf.len() < ROOM && state.window.fits(ROOM as u64) {
+        if state.closed || state.buf.len() < ROOM && state.window.has_room() {
             return true;
         }
         if !state.wakers.iter().any(|w| w.will_wake(waker)) {
@@ -345,19 +366,17 @@ impl Writer {
         false
     }
 
-    /// Whether the peer's window has room for a frame of `cost` (or the writer is
-    /// closed); if not, `slot` is poked when a grant comes, and the second value says
-    /// whether the peer must be told that we wait.
-    pub(crate) fn room_or_register(&self, cost: u64, slot: &Arc<Slot>) -> (bool, bool) {
+    /// Whether the peer's window has room (or the writer is closed); if not, `slot` is
+    /// poked when a grant comes.
+    pub(crate) fn room_or_register(&self, slot: &Arc<Slot>) -> bool {
         let mut state = self.lock();
-        if state.closed || state.window.fits(cost) {
-            return (true, false);
+        if state.closed || state.window.has_room() {
+            return true;
         }
         if !state.room_waiters.iter().any(|s| Arc::ptr_eq(s, slot)) {
             state.room_waiters.push(Arc::clone(slot));
         }
-        let tell = state.window.want();
-        (false, tell)
+        false
     }
 
     /// Forgets a thread that stopped waiting for room.
@@ -365,16 +384,10 @@ impl Writer {
         self.lock().room_waiters.retain(|s| !Arc::ptr_eq(s, slot));
     }
 
-    /// Notes that a sender found no room without waiting for it; whether the peer must be
-    /// told that we wait (once per wait for a grant).
-    pub(crate) fn note_no_room(&self) -> bool {
-        self.lock().window.want()
-    }
-
-    /// Whether the peer's window has room for a frame of `cost` now.
-    pub(crate) fn has_room(&self, cost: u64) -> bool {
+    /// Whether the peer's window has room now.
+    pub(crate) fn has_room(&self) -> bool {
         let state = self.lock();
-        state.closed || state.window.fits(cost)
+        state.closed || state.window.has_room()
     }
 
     /// The peer granted `bytes` back: waiting senders go ahead.
@@ -459,6 +472,7 @@ impl Writer {
 
     /// Hands the buffer to the flusher, unless a write is under way or one is scheduled
     /// already. Without a flusher thread (none could be started), writes now instead.
+    #[inline]
     fn schedule(&self, mut state: MutexGuard<'_, Outbox>) {
         if state.writing || state.scheduled {
             return;
@@ -470,8 +484,8 @@ impl Writer {
             Some(flusher) => {
                 state.scheduled = true;
                 drop(state);
-                // Full: a wake-up is already pending, which will see this frame.
-                let _ = flusher.try_send(());
+                // At most one wake-up is pending at a time (`scheduled`).
+                let _ = flusher.send(());
             }
             None => self.write_out(state, None),
         }
@@ -590,7 +604,7 @@ impl Writer {
 /// Starts the thread that writes `Flush::Soon` batches of one writer; its wake-up, or
 /// `None` if no thread could be started. The thread ends with its writer.
 fn start_flusher(writer: Weak<Writer>) -> Option<Sender<()>> {
-    let (tx, rx) = crossbeam_channel::bounded::<()>(1);
+    let (tx, rx) = crossbeam_channel::unbounded::<()>();
     let spawned = std::thread::Builder::new()
         .name("coproq-flusher".into())
         .spawn(move || {
@@ -699,25 +713,21 @@ mod tests {
         writer.set_peer(u32::MAX, 1000);
         let work = |bytes| writer.send(Lane::Work, Flush::Now, None, append(bytes));
         work(&[1; 500]).unwrap().unwrap();
-        // 500 + 128 in flight: another 500 does not fit, and leaves nothing behind.
-        assert!(matches!(work(&[2; 500]), Err(Refused::NoRoom(628))));
+        work(&[2; 500]).unwrap().unwrap();
+        // 2 * (500 + 128) in flight: the window is full, and nothing is appended.
+        assert!(matches!(work(&[3; 500]), Err(Refused::NoRoom)));
         let slot = Arc::new(Slot::default());
-        assert_eq!(writer.room_or_register(628, &slot), (false, true));
-        assert_eq!(
-            writer.room_or_register(628, &slot),
-            (false, false),
-            "told once"
-        );
+        assert!(!writer.room_or_register(&slot));
         writer
             .send(Lane::Control, Flush::Now, None, append(b"c"))
             .unwrap()
             .unwrap();
         writer.grant(628);
         assert!(slot.rearm(), "the grant pokes the waiter");
-        work(&[2; 500]).unwrap().unwrap();
+        work(&[3; 500]).unwrap().unwrap();
         let written = sink.0.lock().unwrap().concat();
-        assert_eq!(written.len(), 1001);
-        assert_eq!(written[500], b'c');
+        assert_eq!(written.len(), 1501);
+        assert_eq!(written[1000], b'c');
     }
 
     /// An output that takes `room` bytes and then blocks until the deadline, like a pipe

@@ -92,8 +92,6 @@ pub(crate) enum Header<'a> {
     Credit {
         bytes: u64,
     },
-    /// The sender waits for a grant.
-    CreditWanted,
 }
 
 impl<'a> Header<'a> {
@@ -104,11 +102,7 @@ impl<'a> Header<'a> {
             | Self::Event { shape, .. }
             | Self::Reply { shape, .. }
             | Self::Run { shape, .. } => shape,
-            Self::Bye
-            | Self::Cancel { .. }
-            | Self::Ping
-            | Self::Credit { .. }
-            | Self::CreditWanted => &[],
+            Self::Bye | Self::Cancel { .. } | Self::Ping | Self::Credit { .. } => &[],
         }
     }
 }
@@ -123,7 +117,6 @@ const PING: u32 = 5;
 /// its name and shape, each a `u32` length and its bytes (see `run::EventRun`).
 const EVENTS: u32 = 6;
 const CREDIT: u32 = 7;
-const CREDIT_WANTED: u32 = 8;
 const VALUE: u32 = 0;
 const ERROR: u32 = 1;
 
@@ -159,11 +152,7 @@ pub(crate) fn encode(buf: &mut Vec<u8>, header: &Header<'_>) {
     encode_prefix(buf, header);
     if !matches!(
         header,
-        Header::Bye
-            | Header::Cancel { .. }
-            | Header::Ping
-            | Header::Credit { .. }
-            | Header::CreditWanted
+        Header::Bye | Header::Cancel { .. } | Header::Ping | Header::Credit { .. }
     ) {
         put_u64(buf, header.shape().len() as u64);
         buf.extend_from_slice(header.shape());
@@ -218,7 +207,6 @@ pub(crate) fn encode_prefix(buf: &mut Vec<u8>, header: &Header<'_>) {
             put_u32(buf, CREDIT);
             put_u64(buf, *bytes);
         }
-        Header::CreditWanted => put_u32(buf, CREDIT_WANTED),
     }
 }
 
@@ -393,7 +381,6 @@ fn decode_fields(payload: &[u8]) -> Result<(Header<'_>, usize), String> {
             shape: cur.bytes()?,
         },
         CREDIT => Header::Credit { bytes: cur.u64()? },
-        CREDIT_WANTED => Header::CreditWanted,
         other => return Err(format!("unknown message kind {other}")),
     };
     Ok((header, cur.at))
@@ -454,7 +441,6 @@ mod tests {
                 shape,
             },
             Header::Credit { bytes: 1 << 20 },
-            Header::CreditWanted,
             Header::Reply {
                 id: 5,
                 outcome: Outcome::Error {

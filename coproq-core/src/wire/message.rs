@@ -93,29 +93,40 @@ impl Drop for Body {
 }
 
 impl Body {
-    /// An event's body in a buffer of its own, with its name, shape and value copied in.
-    pub(super) fn event(name: &[u8], shape: &[u8], value: &[u8]) -> Message {
-        let mut own = Vec::with_capacity(name.len() + shape.len() + value.len());
-        own.extend_from_slice(name);
-        own.extend_from_slice(shape);
-        own.extend_from_slice(value);
-        let to = |len: usize| u32::try_from(len).unwrap_or(u32::MAX);
-        let (name_end, shape_end) = (to(name.len()), to(name.len() + shape.len()));
-        Message::Event {
-            body: Body {
-                frame: frame::FrameBuf::Heap(own),
-                pool: None,
-                start: shape_end,
-                name: Span {
-                    start: 0,
-                    end: name_end,
-                },
-                shape: Span {
-                    start: name_end,
-                    end: shape_end,
-                },
-            },
-        }
+    /// The body of a run of events, kept whole in its frame: the events' name and shape
+    /// lie at `name` and `shape`, their items from `items` on (checked by the caller).
+    pub(super) fn run(
+        frame: frame::FrameBuf,
+        pool: Option<std::sync::Arc<frame::Pool>>,
+        name: std::ops::Range<usize>,
+        shape: std::ops::Range<usize>,
+        items: usize,
+    ) -> Option<Self> {
+        let span = |range: std::ops::Range<usize>| -> Option<Span> {
+            Some(Span {
+                start: u32::try_from(range.start).ok()?,
+                end: u32::try_from(range.end).ok()?,
+            })
+        };
+        Some(Self {
+            frame,
+            pool,
+            start: u32::try_from(items).ok()?,
+            name: span(name)?,
+            shape: span(shape)?,
+        })
+    }
+
+    /// The events of a run's body (see [`Body::run`]), as their listeners take them.
+    pub(crate) fn run_events(&self) -> impl Iterator<Item = Args<'_>> {
+        let payload = self.frame.as_slice();
+        let name = payload.get(self.name.range()).unwrap_or_default();
+        let shape = payload.get(self.shape.range()).unwrap_or_default();
+        super::run::items(payload, self.start as usize).map(move |value| Args::InPlace {
+            name,
+            shape,
+            bytes: &payload[value],
+        })
     }
 
     /// The bincode bytes of the sender's value (of a payload that did not arrive split).
@@ -362,8 +373,12 @@ pub(crate) enum Message {
     Credit {
         bytes: u64,
     },
-    /// The peer waits for a grant.
-    CreditWanted,
+    /// A run of `events` events of one name and shape, kept whole in its frame (see
+    /// [`Body::run_events`]).
+    Run {
+        body: Body,
+        events: u32,
+    },
 }
 
 /// Why a message could not be encoded.
@@ -641,12 +656,6 @@ pub(crate) fn encode_credit(buf: &mut Vec<u8>, bytes: u64) {
     frame::end(buf, start, u32::MAX).expect("a grant is small");
 }
 
-/// Builds the frame that says this side waits for a grant.
-pub(crate) fn encode_credit_wanted(buf: &mut Vec<u8>) {
-    let start = whole_header(buf, &Header::CreditWanted);
-    frame::end(buf, start, u32::MAX).expect("a wish is small");
-}
-
 /// Builds the frame of a `Cancel` of call `id`.
 pub(crate) fn encode_cancel(buf: &mut Vec<u8>, id: u64) {
     let start = whole_header(buf, &Header::Cancel { id });
@@ -654,9 +663,13 @@ pub(crate) fn encode_cancel(buf: &mut Vec<u8>, id: u64) {
 }
 
 /// Where the bytes of a byte string that ends a payload of `len` bytes start, judging
-/// from the payload's first bytes; `None` if it does not end in one.
+/// from the payload's first bytes; `None` if it does not end in one (a run of events
+/// never does: it ends in items).
 pub(crate) fn byte_string_at(prefix: &[u8], len: usize) -> Option<usize> {
-    let (_, start) = header::decode(prefix).ok()?;
+    let (head, start) = header::decode(prefix).ok()?;
+    if matches!(head, Header::Run { .. }) {
+        return None;
+    }
     let (count, _) = prefix.get(start..)?.split_first_chunk::<8>()?;
     let at = start + 8;
     (u64::from_le_bytes(*count) == (len - at) as u64).then_some(at)
@@ -735,8 +748,7 @@ pub(crate) fn decode_pooled(
         Header::Ping if no_body => Message::Ping,
         Header::Ping => return Err(WireError::Malformed("trailing bytes after ping".into())),
         Header::Credit { bytes } if no_body => Message::Credit { bytes },
-        Header::CreditWanted if no_body => Message::CreditWanted,
-        Header::Credit { .. } | Header::CreditWanted => {
+        Header::Credit { .. } => {
             return Err(WireError::Malformed("trailing bytes after a grant".into()));
         }
         Header::Run { .. } => {

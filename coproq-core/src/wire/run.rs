@@ -41,40 +41,12 @@ pub(crate) struct EventRun {
     events: usize,
 }
 
-/// Where a buffer stood before a frame was appended to it: enough to take the frame back
-/// ([`Mark::undo`]), joined to a run or not, as a sender does when the peer has no room
-/// for it after all.
-#[derive(Debug)]
-pub(crate) struct Mark {
-    len: usize,
-    run: Option<EventRun>,
-    /// The length prefix of the run's frame, which joining an event rewrites.
-    prefix: [u8; frame::HEADER_LEN],
-}
-
-impl Mark {
-    /// Marks `buf`, whose last frame may be the run `run`.
+impl EventRun {
+    /// Where the run `run` starts and how many events it holds: a sender tells from it
+    /// whether the event it just appended joined the run (same start, one more event).
     #[inline]
-    pub(crate) fn new(buf: &[u8], run: Option<&EventRun>) -> Self {
-        let prefix = run
-            .and_then(|run| buf.get(run.start..)?.first_chunk().copied())
-            .unwrap_or_default();
-        Self {
-            len: buf.len(),
-            run: run.cloned(),
-            prefix,
-        }
-    }
-
-    /// Takes back what was appended since the mark.
-    pub(crate) fn undo(self, buf: &mut Vec<u8>, run: &mut Option<EventRun>) {
-        buf.truncate(self.len);
-        if let Some(open) = &self.run {
-            if let Some(prefix) = buf.get_mut(open.start..open.start + frame::HEADER_LEN) {
-                prefix.copy_from_slice(&self.prefix);
-            }
-        }
-        *run = self.run;
+    pub(crate) fn stamp(run: Option<&Self>) -> Option<(usize, usize)> {
+        run.map(|run| (run.start, run.events))
     }
 }
 
@@ -292,22 +264,37 @@ pub(crate) fn is_run(payload: &[u8]) -> bool {
     header::is_run(payload)
 }
 
-/// The events of a run, one message each (for a reader that cannot run them in place).
-pub(crate) fn decode(payload: &[u8]) -> Result<Vec<Message>, WireError> {
-    let mut events = Vec::new();
+/// A run of events read on its own, kept whole as one message (checked item by item
+/// first), its buffer going back to `pool` when done with.
+pub(crate) fn decode(
+    frame: frame::FrameBuf,
+    pool: Option<&std::sync::Arc<frame::Pool>>,
+) -> Result<Message, WireError> {
+    let malformed = || WireError::Malformed("malformed message: a malformed run of events".into());
+    let payload = frame.as_slice();
+    let mut parts = None;
+    let mut events = 0u32;
     let whole = each_event(payload, |name, shape, value| {
-        events.push(Body::event(
-            &payload[name],
-            &payload[shape],
-            &payload[value],
-        ));
+        events += 1;
+        parts.get_or_insert((name, shape, value.start - 4));
     });
-    if !whole {
-        return Err(WireError::Malformed(
-            "malformed message: a malformed run of events".into(),
-        ));
-    }
-    Ok(events)
+    let (name, shape, items) = parts.filter(|_| whole).ok_or_else(malformed)?;
+    // Only heap buffers go back to the pool.
+    let pool = pool
+        .filter(|_| !matches!(&frame, frame::FrameBuf::Inline { .. }))
+        .cloned();
+    let body = Body::run(frame, pool, name, shape, items).ok_or_else(malformed)?;
+    Ok(Message::Run { body, events })
+}
+
+/// Where the value of each item of a run lies in `payload`, from `at` (a checked run:
+/// see [`decode`]).
+pub(crate) fn items(payload: &[u8], at: usize) -> impl Iterator<Item = Range<usize>> + '_ {
+    let mut items = RunItems { payload, at };
+    std::iter::from_fn(move || match items.step() {
+        Step::Item(value) => Some(value),
+        Step::End | Step::Malformed => None,
+    })
 }
 
 #[cfg(test)]
@@ -341,42 +328,16 @@ mod tests {
             let mut args = request.args(&bytes);
             in_place.push((args.name().to_owned(), args.decode::<T>().unwrap()));
         }
-        let messages: Vec<_> = decode(payload)
-            .unwrap()
-            .into_iter()
-            .map(|message| {
-                let Message::Event { mut body } = message else {
-                    panic!("not an event")
-                };
-                (body.name().to_owned(), body.decode::<T>().unwrap())
-            })
+        let Message::Run { body, events } = decode(payload.to_vec().into(), None).unwrap() else {
+            panic!("not a run")
+        };
+        let messages: Vec<_> = body
+            .run_events()
+            .map(|mut args| (args.name().to_owned(), args.decode::<T>().unwrap()))
             .collect();
+        assert_eq!(messages.len(), events as usize);
         assert_eq!(in_place, messages);
         in_place
-    }
-
-    #[test]
-    fn an_event_taken_back_leaves_the_run_as_it_was() {
-        let mut buf = Vec::new();
-        let mut open = None;
-        for i in 0..3u64 {
-            encode_event(&mut buf, &mut open, "tick", &i, u32::MAX).unwrap();
-        }
-        let (before, run_before) = (buf.clone(), open.clone().map(|r| (r.start, r.end)));
-        for other in ["tick", "tock"] {
-            let mark = Mark::new(&buf, open.as_ref());
-            encode_event(&mut buf, &mut open, other, &9u64, u32::MAX).unwrap();
-            assert_ne!(buf, before);
-            mark.undo(&mut buf, &mut open);
-            assert_eq!(buf, before, "{other}");
-            assert_eq!(open.clone().map(|r| (r.start, r.end)), run_before);
-        }
-        // The run goes on as if nothing had been taken back.
-        encode_event(&mut buf, &mut open, "tick", &3u64, u32::MAX).unwrap();
-        let frames = frames(&buf);
-        assert_eq!(frames.len(), 1);
-        let values: Vec<u64> = events(frames[0]).into_iter().map(|(_, v)| v).collect();
-        assert_eq!(values, [0, 1, 2, 3]);
     }
 
     #[test]
@@ -512,7 +473,7 @@ mod tests {
             // Whatever `out` held stays, and nothing is added.
             let mut out = vec![None];
             let taken = push_requests(payload, 0, &mut out, Some);
-            !taken && out.len() == 1 && decode(payload).is_err()
+            !taken && out.len() == 1 && decode(payload.to_vec().into(), None).is_err()
         };
         // Cut anywhere but at an item's end.
         let item_ends = [payload.len() - 24, payload.len() - 12, payload.len()];

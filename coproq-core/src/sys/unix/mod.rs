@@ -11,7 +11,7 @@ mod process;
 mod wait;
 
 pub(crate) use self::libc::{ignore_sigpipe, secure_execution};
-pub(crate) use wait::{Direction, Waited, wait_fd, watch_exit};
+pub(crate) use wait::{Direction, Waited, on_exit, wait_fd, watch_exit};
 
 pub(crate) use process::{
     ChildStdio, Reaped, die_with_parent, kill, parent_death_signalled, parent_pid, reap, self_exe,

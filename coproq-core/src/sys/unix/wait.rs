@@ -94,6 +94,84 @@ pub(crate) fn watch_exit(pid: u32) -> io::Result<OwnedFd> {
     Ok(OwnedFd::from(watch))
 }
 
+/// What runs when a watched process exits.
+type OnExit = Box<dyn FnOnce() + Send>;
+
+/// Watches registered and not yet taken in by the watcher thread.
+static NEW_WATCHES: std::sync::Mutex<Vec<(std::sync::Arc<OwnedFd>, OnExit)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Runs `on_exit` once the process that `exit` (from [`watch_exit`]) watches has exited,
+/// on one process-wide thread that polls every watch; the callback must be quick and
+/// must not block. False (and `on_exit` dropped) if that thread could not be started.
+pub(crate) fn on_exit(exit: std::sync::Arc<OwnedFd>, on_exit: OnExit) -> bool {
+    use std::io::Write;
+    // Written to when a watch is added, to wake the thread.
+    static ADDED: std::sync::OnceLock<Option<std::fs::File>> = std::sync::OnceLock::new();
+    let Some(added) = ADDED.get_or_init(start_exit_watcher) else {
+        return false;
+    };
+    NEW_WATCHES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((exit, on_exit));
+    let _ = (&*added).write(&[1]);
+    true
+}
+
+/// Starts the watcher thread; the pipe that wakes it.
+fn start_exit_watcher() -> Option<std::fs::File> {
+    let (added_read, added) = io::pipe().ok()?;
+    let added_read = OwnedFd::from(added_read);
+    std::thread::Builder::new()
+        .name("coproq-exit-watch".into())
+        .spawn(move || watch_exits(&added_read))
+        .ok()?;
+    Some(std::fs::File::from(OwnedFd::from(added)))
+}
+
+/// The watcher thread: polls the watches, and runs the callbacks of those that fired.
+fn watch_exits(added: &OwnedFd) {
+    let mut watches: Vec<(std::sync::Arc<OwnedFd>, OnExit)> = Vec::new();
+    loop {
+        let new = std::mem::take(
+            &mut *NEW_WATCHES
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        watches.extend(new);
+        let fired: Vec<usize> = {
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(watches.len() + 1);
+            fds.push(PollFd::new(added, PollFlags::IN));
+            fds.extend(
+                watches
+                    .iter()
+                    .map(|(fd, _)| PollFd::new(&**fd, PollFlags::IN)),
+            );
+            match poll(&mut fds, None) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                // Nothing sensible to do but look again a little later.
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+            if !fds[0].revents().is_empty() {
+                let mut bytes = [0u8; 64];
+                let _ = rustix::io::read(added, &mut bytes);
+            }
+            fds[1..]
+                .iter()
+                .enumerate()
+                .filter(|(_, fd)| !fd.revents().is_empty())
+                .map(|(i, _)| i)
+                .collect()
+        };
+        // From the highest index down, so that each removal leaves the rest in place.
+        for i in fired.into_iter().rev() {
+            let (_, on_exit) = watches.swap_remove(i);
+            on_exit();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
