@@ -155,14 +155,18 @@ impl Link {
         }
     }
 
-    /// Whether to stop before reading another frame: the reply waited for is in (room
-    /// comes only with a grant, which `route` looks at), or the role says someone else
-    /// should read now.
+    /// Whether to stop before reading another frame: the reply or the room waited for is
+    /// there (another reader may have taken it in), or the role says someone else should
+    /// read now.
     #[inline]
     fn stop_before_reading(&self, role: Role, goal: Goal<'_>) -> Option<Stop> {
-        if let Goal::Reply { slot, .. } = goal
-            && slot.has_reply()
-        {
+        // What we wait for may have come while another thread read.
+        let reached = match goal {
+            Goal::Reply { slot, .. } => slot.has_reply(),
+            Goal::Room => self.has_room(),
+            Goal::None => false,
+        };
+        if reached {
             return Some(Stop::Reached);
         }
         self.token.should_stop(role)
