@@ -3,14 +3,19 @@
 //!
 //! The peer cancels rarely, so the check on the hot path is one atomic load. The set is
 //! bounded: it keeps the most recent cancels, enough for every call that can be queued or
-//! running at once, so a peer that cancels without end cannot grow it.
+//! running at once (the receive window bounds the queued ones), so a peer that cancels
+//! without end cannot grow it, and a cancel is never forgotten while its call waits.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-/// How many cancelled ids are remembered (more than the inbox holds).
-const REMEMBERED: usize = 4096;
+use super::credit::{PER_MESSAGE, RECEIVE_WINDOW};
+
+/// How many cancelled ids are remembered: twice as many calls as can be queued here at
+/// once (each is charged at least `PER_MESSAGE` to the window), for those and as many
+/// running. At most about 2 MiB, and only while the peer cancels that much.
+const REMEMBERED: usize = 2 * (RECEIVE_WINDOW as usize / PER_MESSAGE as usize);
 
 #[derive(Debug, Default)]
 pub(crate) struct Cancels {
