@@ -241,10 +241,13 @@ impl Link {
     }
 
     /// Sends a small control frame that `build` appends, soon, never waiting.
-    fn send_control(&self, build: impl FnOnce(&mut Vec<u8>)) {
+    fn send_control(&self, flush: Flush, build: impl FnOnce(&mut Vec<u8>)) {
+        // A write now ends at once (`deadline` now): what the pipe cannot take at once is
+        // left to the flusher.
+        let deadline = (flush == Flush::Now).then(Instant::now);
         let _ = self
             .writer
-            .send(Lane::Control, Flush::Soon, None, |buf, _, _| {
+            .send(Lane::Control, flush, deadline, |buf, _, _| {
                 build(buf);
                 Ok::<(), ()>(())
             });
@@ -252,15 +255,16 @@ impl Link {
 
     /// Grants the peer `bytes` more of calls and events.
     pub(super) fn send_credit(&self, bytes: u64) {
-        self.send_control(|buf| message::encode_credit(buf, bytes));
+        self.send_control(Flush::Soon, |buf| message::encode_credit(buf, bytes));
     }
 
     /// Tells the peer that nobody waits for call `id` any more (the call stays in the
     /// table, for a pool to count it until the worker answers).
     pub(crate) fn send_cancel(&self, id: u64) {
-        // `Soon`: the flusher writes it moments later, and many dropped calls share a
-        // write. Never waits: a cancel goes however full the pipe is.
-        self.send_control(|buf| message::encode_cancel(buf, id));
+        // Written now, as far as the pipe takes it without waiting: the sooner the peer
+        // has it, the likelier the call is skipped before it starts. Never waits: a
+        // cancel goes however full the pipe is.
+        self.send_control(Flush::Now, |buf| message::encode_cancel(buf, id));
     }
 
     /// Registers a slot for the reply to [`ENTRY_ID`], which no call uses: a fork
