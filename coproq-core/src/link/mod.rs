@@ -431,7 +431,12 @@ fn handshake(
         return Err(HandshakeError::Silent(timeout));
     }
     let mut buf = Vec::new();
-    let read = frame::read_frame(input, max, &mut buf);
+    let mut read = frame::read_frame(input, max, &mut buf);
+    // A ping before any hello is the exit watch's wake (see `PipeInput::woken_on_exit`):
+    // the worker exited before it said anything, which the next read tells.
+    while matches!(read, Ok(true)) && message::is_ping(&buf) {
+        read = frame::read_frame(input, max, &mut buf);
+    }
     // What the peer sent, for an error that quotes it.
     let seen = |input: &mut ReadBuffer<Input>, first: &[u8]| {
         let mut bytes = first.to_vec();

@@ -117,16 +117,34 @@ impl Body {
         })
     }
 
-    /// The events of a run's body (see [`Body::run`]), as their listeners take them.
+    /// The events of a run's body (see [`Body::run`]), one after another.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn run_events(&self) -> impl Iterator<Item = Args<'_>> {
-        let payload = self.frame.as_slice();
-        let name = payload.get(self.name.range()).unwrap_or_default();
-        let shape = payload.get(self.shape.range()).unwrap_or_default();
-        super::run::items(payload, self.start as usize).map(move |value| Args::InPlace {
-            name,
-            shape,
-            bytes: &payload[value],
+        let mut at = self.first_run_event();
+        std::iter::from_fn(move || {
+            let (args, next) = self.run_event_at(at)?;
+            at = next;
+            Some(args)
         })
+    }
+
+    /// Where the first event of a run's body starts, for [`Body::run_event_at`].
+    pub(crate) fn first_run_event(&self) -> usize {
+        self.start as usize
+    }
+
+    /// The event of a run's body that starts at `at`, and where the next one starts;
+    /// `None` after the last. A cursor over the run that whoever runs its next event
+    /// (the loop that started it, or a wait inside one of its listeners) moves on.
+    pub(crate) fn run_event_at(&self, at: usize) -> Option<(Args<'_>, usize)> {
+        let payload = self.frame.as_slice();
+        let (value, next) = super::run::item_at(payload, at)?;
+        let args = Args::InPlace {
+            name: payload.get(self.name.range()).unwrap_or_default(),
+            shape: payload.get(self.shape.range()).unwrap_or_default(),
+            bytes: &payload[value],
+        };
+        Some((args, next))
     }
 
     /// The bincode bytes of the sender's value (of a payload that did not arrive split).
@@ -648,6 +666,11 @@ pub(crate) fn encode_bye(buf: &mut Vec<u8>) {
 pub(crate) fn encode_ping(buf: &mut Vec<u8>) {
     let start = whole_header(buf, &Header::Ping);
     frame::end(buf, start, u32::MAX).expect("ping is small");
+}
+
+/// Whether `payload` is a `Ping`'s.
+pub(crate) fn is_ping(payload: &[u8]) -> bool {
+    matches!(header::decode(payload), Ok((Header::Ping, used)) if used == payload.len())
 }
 
 /// Builds the frame of a grant of `bytes` more calls and events.
