@@ -233,3 +233,62 @@ fn a_listener_replaced_in_the_middle_of_a_run_gets_the_rest_of_it() {
         assert_eq!((listener, seen), (expected, n), "event {n}");
     }
 }
+
+/// A listener that waits for the peer does not hold up the events behind it, wherever
+/// they lie (in the same run as it, kept whole in one frame, or in later frames): its wait
+/// starts them. Every listener calls the parent; the first one's call is answered only
+/// after every event was sent, by asking the worker which listeners have started: all.
+#[test]
+fn a_waiting_listener_starts_the_events_behind_it_in_its_own_run() {
+    const EVENTS: u64 = 2_000;
+    static STARTED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+    static ALL_SENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let w = coproq::Coprocess::builder()
+        .handle("echo", |x: u64| x)
+        .fork(|parent| {
+            let p = parent.downgrade();
+            parent
+                .on("step", move |(i, _pad): (u64, String)| {
+                    STARTED.lock().unwrap().push(i);
+                    let p = p.upgrade().expect("the link");
+                    if i == 0 {
+                        let started: Vec<u64> = p.call("probe", ()).expect("the parent answers");
+                        *STARTED.lock().unwrap() = started;
+                    } else {
+                        let _: u64 = p.call("echo", i).expect("the parent answers");
+                    }
+                })
+                .handle("started", |(): ()| STARTED.lock().unwrap().clone());
+        })
+        .unwrap();
+    let weak = w.downgrade();
+    w.handle("probe", move |(): ()| {
+        let started = std::time::Instant::now();
+        while !ALL_SENT.load(Ordering::Acquire) && started.elapsed() < CALL_LIMIT {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Sent after every event, so it arrives after them all (and before the answers to
+        // the echoes that arrived meanwhile: this thread answers those only once it waits).
+        let worker = weak.upgrade().expect("the link");
+        worker
+            .call::<Vec<u64>>("started", ())
+            .expect("the worker answers")
+    });
+    // Large enough that runs of them do not fit the worker's read buffer: they are read as
+    // one frame each and kept whole.
+    let pad = "x".repeat(100);
+    for i in 0..EVENTS {
+        w.emit("step", (i, &pad)).unwrap();
+    }
+    ALL_SENT.store(true, Ordering::Release);
+    let mut started = Vec::new();
+    coproq_tests::wait_until(CALL_LIMIT, || {
+        started = call::<Vec<u64>>(&w, "started", ()).unwrap();
+        started.len() == EVENTS as usize
+    });
+    assert_eq!(
+        started,
+        (0..EVENTS).collect::<Vec<_>>(),
+        "the events behind a waiting listener were held up"
+    );
+}

@@ -9,13 +9,47 @@ use std::time::{Duration, Instant};
 
 use super::Link;
 use super::batch::Batch;
+use crate::wire::{Args, Body};
 
-/// What a serving thread holds: its link, and the calls and events it read in one batch
-/// and has yet to run (older than anything in the link's inbox). The batch is shared with
-/// whoever runs its entries: the serving loop, and a handler's wait.
+/// What a serving thread holds: its link, the calls and events it read in one batch and
+/// has yet to run (older than anything in the link's inbox), and the runs of events it is
+/// running. Both are shared with whoever runs their entries: the serving loop, and a
+/// handler's wait.
 struct Serving {
     link: Arc<Link>,
     batch: Rc<Batch>,
+    /// The runs being run, innermost last. A run starts inside another's listener only
+    /// once that one has no events left, so only the innermost can have any.
+    runs: Vec<Rc<Run>>,
+}
+
+/// A run of events that a serving thread is running, kept whole in its frame. Each next
+/// event is taken by whoever runs next, the loop that started the run or a wait inside
+/// one of its listeners: a listener that waits for the peer does not hold up the events
+/// behind it, and none runs twice.
+pub(crate) struct Run {
+    body: Body,
+    /// Where the next event starts in the body.
+    next: Cell<usize>,
+}
+
+impl Run {
+    pub(crate) fn new(body: Body) -> Self {
+        let next = Cell::new(body.first_run_event());
+        Self { body, next }
+    }
+
+    /// The next event, taken.
+    #[inline]
+    pub(crate) fn take_next(&self) -> Option<Args<'_>> {
+        let (args, next) = self.body.run_event_at(self.next.get())?;
+        self.next.set(next);
+        Some(args)
+    }
+
+    fn has_next(&self) -> bool {
+        self.body.run_event_at(self.next.get()).is_some()
+    }
 }
 
 /// The call being handled on this thread.
@@ -53,6 +87,7 @@ pub(crate) fn as_server<T>(link: &Arc<Link>, body: impl FnOnce() -> T) -> T {
     let serving = Serving {
         link: Arc::clone(link),
         batch: Rc::default(),
+        runs: Vec::new(),
     };
     let previous = SERVING.replace(Some(serving));
     let result = body();
@@ -81,6 +116,41 @@ pub(crate) fn put_batch(batch: Rc<Batch>) {
             serving.batch = batch;
         }
     });
+}
+
+/// Runs `body` while this serving thread runs `run` (waits inside its listeners take its
+/// next events: see [`current_run`]).
+pub(crate) fn running<T>(run: &Rc<Run>, body: impl FnOnce() -> T) -> T {
+    struct Pop;
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            SERVING.with_borrow_mut(|serving| {
+                if let Some(serving) = serving.as_mut() {
+                    serving.runs.pop();
+                }
+            });
+        }
+    }
+    let pushed = SERVING.with_borrow_mut(|serving| {
+        serving
+            .as_mut()
+            .map(|serving| serving.runs.push(Rc::clone(run)))
+    });
+    let _pop = pushed.map(|()| Pop);
+    body()
+}
+
+/// The run this serving thread is running, if it has events left: the oldest work a wait
+/// on this thread has to run.
+pub(crate) fn current_run() -> Option<Rc<Run>> {
+    SERVING.with_borrow(|serving| {
+        serving
+            .as_ref()?
+            .runs
+            .last()
+            .filter(|run| run.has_next())
+            .map(Rc::clone)
+    })
 }
 
 /// Whether this thread serves `link`.

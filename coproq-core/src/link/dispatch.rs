@@ -73,8 +73,8 @@ fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut Recent) -> bool {
                 last_event = None;
                 link.release(context::take_ran());
                 let flush = if last { Flush::Now } else { Flush::Soon };
-                if let Some((mut work, cost)) = Work::batched(next, batch) {
-                    dispatch_timed(link, &mut work, cost, flush, recent);
+                if let Some((work, cost)) = Work::batched(next, batch) {
+                    dispatch_timed(link, work, cost, flush, recent);
                 }
             }
         }
@@ -133,8 +133,8 @@ pub(crate) fn serve(link: &Arc<Link>) {
             match link.token.serve_step(seen) {
                 ServeStep::Run { queued, last } => {
                     let flush = if last { Flush::Now } else { Flush::Soon };
-                    if let Some((mut work, cost)) = Work::of(queued) {
-                        dispatch_timed(link, &mut work, cost, flush, &mut recent);
+                    if let Some((work, cost)) = Work::of(queued) {
+                        dispatch_timed(link, work, cost, flush, &mut recent);
                     }
                 }
                 ServeStep::Read => {
@@ -170,8 +170,8 @@ pub(crate) fn run_queued(link: &Arc<Link>) {
         let mut recent = Recent::default();
         loop {
             if let Some(queued) = link.token.next_queued() {
-                if let Some((mut work, cost)) = Work::of(queued) {
-                    dispatch(link, &mut work, cost, Flush::Now, &mut recent);
+                if let Some((work, cost)) = Work::of(queued) {
+                    dispatch(link, work, cost, Flush::Now, &mut recent);
                 }
                 continue;
             }
@@ -280,13 +280,7 @@ impl<'a> Work<'a> {
 /// the coarse one (a few nanoseconds to read, where `Instant` costs tens on every call):
 /// a handler is slow when a tick passed while it ran.
 #[inline]
-fn dispatch_timed(
-    link: &Arc<Link>,
-    work: &mut Work<'_>,
-    cost: u64,
-    flush: Flush,
-    recent: &mut Recent,
-) {
+fn dispatch_timed(link: &Arc<Link>, work: Work<'_>, cost: u64, flush: Flush, recent: &mut Recent) {
     if matches!(work, Work::Event(_) | Work::Run(_)) {
         // Events cannot be cancelled; the next call's own check is enough.
         return dispatch(link, work, cost, flush, recent);
@@ -301,11 +295,14 @@ fn dispatch_timed(
 /// Runs the handler of one received call or event (giving its room back first); a call
 /// cancelled or past its deadline is answered so instead.
 #[inline]
-fn dispatch(link: &Arc<Link>, work: &mut Work<'_>, cost: u64, flush: Flush, recent: &mut Recent) {
+fn dispatch(link: &Arc<Link>, work: Work<'_>, cost: u64, flush: Flush, recent: &mut Recent) {
     link.release(cost);
     match work {
-        Work::Call { id, deadline, args } => {
-            let (id, deadline) = (*id, *deadline);
+        Work::Call {
+            id,
+            deadline,
+            mut args,
+        } => {
             let responder = Responder::new(Arc::clone(link), id, flush);
             if link.cancels.contains(id) {
                 // Nobody waits for it; whoever counts it learns that it ended.
@@ -319,7 +316,7 @@ fn dispatch(link: &Arc<Link>, work: &mut Work<'_>, cost: u64, flush: Flush, rece
             }
             if let Some(handler) = link.handlers.call_via(args.name_bytes(), recent) {
                 let current = context::Current { id, deadline };
-                context::handling(current, || handler(args, responder));
+                context::handling(current, || handler(&mut args, responder));
             } else if args.name() == METHODS_METHOD {
                 responder.send(&link.handlers.names());
             } else {
@@ -327,12 +324,18 @@ fn dispatch(link: &Arc<Link>, work: &mut Work<'_>, cost: u64, flush: Flush, rece
                 responder.fail(OutcomeKind::MethodNotFound, message);
             }
         }
-        Work::Event(args) => run_event(link, args, false, recent),
+        Work::Event(mut args) => run_event(link, &mut args, false, recent),
         Work::Run(body) => {
-            // Every event of a run has the run's name: looked up once.
-            for (i, mut args) in body.run_events().enumerate() {
-                run_event(link, &mut args, i > 0, recent);
-            }
+            // Shared with the waits inside its listeners, which run its next events.
+            let run = std::rc::Rc::new(context::Run::new(body));
+            context::running(&run, || {
+                // Every event of a run has the run's name: looked up once.
+                let mut same_name = false;
+                while let Some(mut args) = run.take_next() {
+                    run_event(link, &mut args, same_name, recent);
+                    same_name = true;
+                }
+            });
         }
     }
 }
@@ -349,7 +352,7 @@ const NESTED_SEGMENT: usize = 4 * 1024 * 1024;
 /// burst of events whose listeners call the peer back nests once per event), so where
 /// the thread's stack runs short the rest runs on segments allocated for it, freed as the
 /// waits return, instead of overflowing.
-fn dispatch_nested(link: &Arc<Link>, work: &mut Work<'_>, cost: u64) {
+fn dispatch_nested(link: &Arc<Link>, work: Work<'_>, cost: u64) {
     stacker::maybe_grow(NESTED_RED_ZONE, NESTED_SEGMENT, || {
         dispatch(link, work, cost, Flush::Now, &mut Recent::default());
     });
@@ -496,17 +499,25 @@ fn arrived(link: &Link, awaited: Awaited<'_>) -> Option<Waited> {
 /// On the serving thread inside a wait: runs the next call or event read before (what
 /// the serving loop read before the handler ran comes first); whether there was one.
 fn run_one_queued(link: &Arc<Link>) -> bool {
+    if let Some(run) = context::current_run() {
+        if let Some(mut args) = run.take_next() {
+            stacker::maybe_grow(NESTED_RED_ZONE, NESTED_SEGMENT, || {
+                run_event(link, &mut args, false, &mut Recent::default());
+            });
+        }
+        return true;
+    }
     if let Some(batch) = current_batch() {
         if let Some((next, _)) = batch.next() {
-            if let Some((mut work, cost)) = Work::batched(next, &batch) {
-                dispatch_nested(link, &mut work, cost);
+            if let Some((work, cost)) = Work::batched(next, &batch) {
+                dispatch_nested(link, work, cost);
             }
             return true;
         }
     }
     if let Some(queued) = link.token.next_queued() {
-        if let Some((mut work, cost)) = Work::of(queued) {
-            dispatch_nested(link, &mut work, cost);
+        if let Some((work, cost)) = Work::of(queued) {
+            dispatch_nested(link, work, cost);
         }
         return true;
     }
@@ -525,8 +536,8 @@ fn read_for(link: &Arc<Link>, role: Role, awaited: Awaited<'_>, deadline: Option
     match link.read_as(role, awaited.goal(), deadline) {
         Stop::ReplyRead(delivery) => return Read::Done(Waited::Reply(delivery)),
         Stop::Run(queued) => {
-            if let Some((mut work, cost)) = Work::of(queued) {
-                dispatch_nested(link, &mut work, cost);
+            if let Some((work, cost)) = Work::of(queued) {
+                dispatch_nested(link, work, cost);
             }
         }
         Stop::TimedOut => {

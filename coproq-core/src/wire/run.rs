@@ -287,14 +287,14 @@ pub(crate) fn decode(
     Ok(Message::Run { body, events })
 }
 
-/// Where the value of each item of a run lies in `payload`, from `at` (a checked run:
-/// see [`decode`]).
-pub(crate) fn items(payload: &[u8], at: usize) -> impl Iterator<Item = Range<usize>> + '_ {
+/// The value of the item of a run that starts at `at` in `payload`, and where the next
+/// one starts; `None` after the last (a checked run: see [`decode`]).
+pub(crate) fn item_at(payload: &[u8], at: usize) -> Option<(Range<usize>, usize)> {
     let mut items = RunItems { payload, at };
-    std::iter::from_fn(move || match items.step() {
-        Step::Item(value) => Some(value),
+    match items.step() {
+        Step::Item(value) => Some((value, items.at)),
         Step::End | Step::Malformed => None,
-    })
+    }
 }
 
 #[cfg(test)]
