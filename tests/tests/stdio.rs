@@ -65,7 +65,10 @@ fn start_error(script: &str) -> String {
 fn start_errors_quote_stderr_and_say_which_side_failed() {
     let err = start_error("echo 'Permission denied (publickey).' >&2; exit 255");
     assert!(err.contains("exit status 255"), "{err}");
-    assert!(err.contains("ssh could not connect or log in"), "{err}");
+    assert!(
+        err.contains("which ssh gives when it cannot connect"),
+        "{err}"
+    );
     assert!(err.contains("Permission denied (publickey)."), "{err}");
 
     let err = start_error("exec no-such-coproq-worker-command");

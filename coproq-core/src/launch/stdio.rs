@@ -207,7 +207,9 @@ pub(super) fn start_failed(
     }
     let what = match status.and_then(|s| s.code()) {
         Some(255) => {
-            "the connection failed (exit status 255: ssh could not connect or log in)".to_owned()
+            "the connection failed (exit status 255, which ssh gives when it cannot connect \
+             or log in)"
+                .to_owned()
         }
         Some(127) => "the command was not found on the far side (exit status 127)".to_owned(),
         Some(126) => "the command could not be run on the far side (exit status 126)".to_owned(),
