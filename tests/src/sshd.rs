@@ -2,9 +2,9 @@
 //! free port with generated host and client keys, stopped (and its files removed) when
 //! dropped.
 //!
-//! Where `/usr/sbin/sshd` is missing, [`Sshd::start`] returns `None` and says the test was
-//! skipped, unless `COPROQ_REQUIRE_SSHD=1` (which `.ci/run` sets after installing it):
-//! then a missing sshd fails the test.
+//! Where `/usr/sbin/sshd` is missing, the tests that need it are built ignored, with the
+//! reason (see `build.rs`), unless `COPROQ_REQUIRE_SSHD=1` (which `.ci/run` sets after
+//! installing it): then they run, and a missing sshd fails them.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -32,21 +32,24 @@ fn keygen(path: &Path) {
 }
 
 impl Sshd {
-    /// Starts a server, or returns `None` (the test is skipped) where sshd is missing.
+    /// Whether sshd is installed here.
+    #[must_use]
+    pub fn installed() -> bool {
+        Path::new(SSHD).exists()
+    }
+
+    /// Starts a server.
     ///
     /// # Panics
     ///
-    /// If sshd is missing while `COPROQ_REQUIRE_SSHD=1`, or does not start.
+    /// If sshd is missing (the tests that call this are ignored where it was missing when
+    /// they were built) or does not start.
     #[must_use]
-    pub fn start(test: &str) -> Option<Self> {
-        if !Path::new(SSHD).exists() {
-            assert!(
-                std::env::var("COPROQ_REQUIRE_SSHD").as_deref() != Ok("1"),
-                "{SSHD} is missing but COPROQ_REQUIRE_SSHD=1"
-            );
-            eprintln!("{test}: skipped: {SSHD} is not installed (apt-get install openssh-server)");
-            return None;
-        }
+    pub fn start(test: &str) -> Self {
+        assert!(
+            Self::installed(),
+            "{test}: {SSHD} is not installed (apt-get install openssh-server)"
+        );
         let dir = std::env::temp_dir().join(format!("coproq-sshd-{}-{test}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -84,7 +87,7 @@ impl Sshd {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(sshd)
+        sshd
     }
 
     /// `ssh` to this server with the authorized key, ready for a remote command.

@@ -17,7 +17,10 @@ pub(crate) fn stdio_worker() -> coproq::Result<()> {
 }
 
 fn sshd() -> Result<Sshd, String> {
-    Sshd::start("bench").ok_or_else(|| "sshd is not installed".to_owned())
+    if !Sshd::installed() {
+        return Err("sshd is not installed".to_owned());
+    }
+    Ok(Sshd::start("bench"))
 }
 
 fn worker(sshd: &Sshd) -> Result<Coprocess, String> {
