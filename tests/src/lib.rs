@@ -1,6 +1,7 @@
 //! Helpers shared by coproq's integration tests: deadlines, process and descriptor
 //! checks. Every wait here is bounded, so a hung worker fails a test instead of CI.
 
+pub mod flood;
 pub mod services;
 pub mod sshd;
 

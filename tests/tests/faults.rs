@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coproq::{Coprocess, Error};
@@ -21,11 +22,17 @@ fn a_stopped_worker_times_out_calls_and_close_still_reaps_it() {
     let pid = w.pid().unwrap();
     assert_eq!(call::<u32>(&w, "echo", 1u32).unwrap(), 1);
     signal(pid, libc::SIGSTOP);
+    let started = Instant::now();
     let err = w
         .call_async::<u32>("echo", 2u32)
         .wait_timeout(Duration::from_millis(200))
         .unwrap_err();
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     let started = Instant::now();
     let status = w.close();
     assert!(
@@ -35,6 +42,62 @@ fn a_stopped_worker_times_out_calls_and_close_still_reaps_it() {
     );
     assert!(status.is_some(), "the stopped worker was not reaped");
     assert!(!process_exists(pid));
+}
+
+/// The same with the worker's pipe full: a thread emitting to it blocks (back-pressure),
+/// calls still time out at their deadline (which a full pipe makes the call's own: the
+/// call waits to be sent), and close reaps it without waiting for the pipe.
+#[test]
+fn a_stopped_worker_with_its_pipe_full_times_out_calls_and_close_still_reaps_it() {
+    let w = Coprocess::builder()
+        .close_grace(Duration::from_millis(300))
+        .call_timeout(Duration::from_millis(500))
+        .fork(|parent| {
+            parent
+                .handle("echo", |x: u32| x)
+                .on("sink", |_: serde_bytes::ByteBuf| {});
+        })
+        .unwrap();
+    let pid = w.pid().unwrap();
+    assert_eq!(call::<u32>(&w, "echo", 1u32).unwrap(), 1);
+    signal(pid, libc::SIGSTOP);
+    let offered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let filler = {
+        let (w, offered) = (w.clone(), Arc::clone(&offered));
+        std::thread::spawn(move || {
+            let blob = vec![0u8; 4096];
+            while w.emit("sink", serde_bytes::Bytes::new(&blob)).is_ok() {
+                offered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    };
+    // Full: the emitter stopped moving, with far more than a pipe's 64 KiB offered.
+    let mut last = 0;
+    assert!(wait_until(coproq_tests::CALL_LIMIT, || {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = offered.load(std::sync::atomic::Ordering::Relaxed);
+        let full = now == last && now > 64;
+        last = now;
+        full
+    }));
+    let started = Instant::now();
+    let err = w.call::<u32>("echo", 2u32).unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let status = w.close();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "close took {:?}",
+        started.elapsed()
+    );
+    assert!(status.is_some(), "the stopped worker was not reaped");
+    assert!(!process_exists(pid));
+    coproq_tests::within(coproq_tests::CALL_LIMIT, move || filler.join().unwrap());
 }
 
 /// A hello as a coproq parent sends it (magic, protocol 1, max frame, no entry).
@@ -135,65 +198,148 @@ fn a_parent_that_sends_garbage_after_the_handshake_makes_the_worker_stop_with_a_
     )));
 }
 
-/// Runs `per_thread` pipelined calls and events on each of 4 threads; counts each call's
-/// one result: (values, disconnects).
-fn pipelined_load(w: &Coprocess, per_thread: u64) -> (u64, u64) {
+/// How one call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Its own value came back.
+    Answered,
+    /// The worker's death ended it.
+    Gone,
+}
+
+/// Each call's outcome, by id: an id that ends twice, or a value that is not its call's,
+/// fails the test.
+#[derive(Default)]
+struct Outcomes(std::sync::Mutex<std::collections::HashMap<u64, Outcome>>);
+
+impl Outcomes {
+    fn record(&self, id: u64, outcome: Outcome) {
+        let before = self.0.lock().unwrap().insert(id, outcome);
+        assert!(
+            before.is_none(),
+            "call {id} ended twice: {before:?}, then {outcome:?}"
+        );
+    }
+
+    fn of<T: PartialEq + std::fmt::Debug>(&self, id: u64, result: coproq::Result<T>, want: &T) {
+        match result {
+            Ok(v) => {
+                assert!(v == *want, "call {id} got another call's value");
+                self.record(id, Outcome::Answered);
+            }
+            Err(Error::Disconnected { .. } | Error::NotConnected) => self.record(id, Outcome::Gone),
+            Err(e) => panic!("call {id}: unexpected {e:?}"),
+        }
+    }
+
+    /// (answered, gone), after checking that every id in `ids` ended exactly once.
+    fn count(&self, ids: impl Iterator<Item = u64>) -> (u64, u64) {
+        let outcomes = self.0.lock().unwrap();
+        let mut counts = (0, 0);
+        let mut seen = 0;
+        for id in ids {
+            match outcomes.get(&id) {
+                Some(Outcome::Answered) => counts.0 += 1,
+                Some(Outcome::Gone) => counts.1 += 1,
+                None => panic!("call {id} never ended"),
+            }
+            seen += 1;
+        }
+        assert_eq!(outcomes.len(), seen, "outcomes for calls never made");
+        counts
+    }
+}
+
+/// The id of small call `k` of `chunk` on thread `t`.
+fn small_id(t: u64, chunk: u64, k: u64) -> u64 {
+    t << 32 | chunk << 8 | k
+}
+
+/// The id of large call `i`, apart from every small one.
+fn large_id(i: u64) -> u64 {
+    1 << 60 | i
+}
+
+/// Runs `per_thread` pipelined calls and events on each of 4 threads, and large echoes
+/// (1 to 16 MiB) on a fifth, recording each call's outcome by id; how many large calls
+/// were made.
+fn pipelined_load(w: &Coprocess, per_thread: u64, outcomes: &Arc<Outcomes>) -> u64 {
     let threads: Vec<_> = (0..4u64)
         .map(|t| {
-            let w = w.clone();
+            let (w, outcomes) = (w.clone(), Arc::clone(outcomes));
             std::thread::spawn(move || {
-                let (mut ok, mut gone) = (0, 0);
                 for chunk in 0..per_thread / 250 {
                     let pending: Vec<_> = (0..250)
-                        .map(|k| w.call_async::<u64>("echo", t << 32 | chunk << 8 | k))
+                        .map(|k| w.call_async::<u64>("echo", small_id(t, chunk, k)))
                         .collect();
                     let _ = w.emit("tick", chunk);
                     for (k, p) in (0..).zip(pending) {
-                        match p.wait_timeout(coproq_tests::CALL_LIMIT) {
-                            Ok(v) => {
-                                assert_eq!(v, t << 32 | chunk << 8 | k);
-                                ok += 1;
-                            }
-                            Err(Error::Disconnected { .. } | Error::NotConnected) => gone += 1,
-                            Err(e) => panic!("unexpected: {e:?}"),
-                        }
+                        let id = small_id(t, chunk, k);
+                        outcomes.of(id, p.wait_timeout(coproq_tests::CALL_LIMIT), &id);
                     }
                 }
-                (ok, gone)
             })
         })
         .collect();
-    threads
-        .into_iter()
-        .map(|t| t.join().unwrap())
-        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    let large = {
+        let (w, outcomes) = (w.clone(), Arc::clone(outcomes));
+        std::thread::spawn(move || {
+            let mut made = 0;
+            // Until the worker is gone: every large call after that ends at once.
+            loop {
+                let bytes =
+                    serde_bytes::ByteBuf::from(vec![made as u8; (1 + made as usize % 16) << 20]);
+                let result = w
+                    .call_async::<serde_bytes::ByteBuf>("bytes", &bytes)
+                    .wait_timeout(coproq_tests::CALL_LIMIT);
+                let gone = result.is_err();
+                outcomes.of(large_id(made), result, &bytes);
+                made += 1;
+                if gone {
+                    return made;
+                }
+            }
+        })
+    };
+    for t in threads {
+        t.join().unwrap();
+    }
+    large.join().unwrap()
 }
 
 #[test]
 fn sigkill_at_random_moments_under_pipelined_load_ends_every_call_exactly_once() {
     // A few kill times, from almost at once to late in the run.
-    for (round, delay_ms) in [1u64, 7, 23, 60].into_iter().enumerate() {
+    for (round, delay_ms) in [1u64, 7, 23, 60, 150].into_iter().enumerate() {
         let w = coproq::fork(|parent| {
-            parent.handle("echo", |x: u64| x).on("tick", |_: u64| {});
+            parent
+                .handle("echo", |x: u64| x)
+                .handle("bytes", |b: serde_bytes::ByteBuf| b)
+                .on("tick", |_: u64| {});
         })
         .unwrap();
         let pid = w.pid().unwrap();
         let w2 = w.clone();
-        let (ok, gone) = coproq_tests::within(Duration::from_secs(120), move || {
+        let outcomes = Arc::new(Outcomes::default());
+        let recorded = Arc::clone(&outcomes);
+        let per_thread = 25_000;
+        let large = coproq_tests::within(Duration::from_secs(120), move || {
             let killer = std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(delay_ms));
                 signal(pid, libc::SIGKILL);
             });
-            let counts = pipelined_load(&w2, 25_000);
+            let large = pipelined_load(&w2, per_thread, &recorded);
             killer.join().unwrap();
-            counts
+            large
         });
-        assert_eq!(
-            ok + gone,
-            100_000,
-            "round {round}: every call ends exactly once"
+        let small = (0..4u64).flat_map(|t| {
+            (0..per_thread / 250).flat_map(move |c| (0..250).map(move |k| small_id(t, c, k)))
+        });
+        let (ok, gone) = outcomes.count(small.chain((0..large).map(large_id)));
+        assert!(gone > 0, "round {round}: the kill landed after every call");
+        eprintln!(
+            "killed after {delay_ms} ms: {ok} calls answered, {gone} failed cleanly ({large} large)"
         );
-        eprintln!("killed after {delay_ms} ms: {ok} calls answered, {gone} failed cleanly");
         assert!(w.close().is_some());
     }
 }

@@ -130,7 +130,18 @@ fn worker_exits_when_its_parent_exits_without_closing() {
 
 #[test]
 fn a_process_started_by_hand_with_the_marker_refuses_to_run() {
-    for marker in ["fork:40:41", "fork:0:1", "spawn:x", "nonsense"] {
+    // Malformed markers, and well-formed ones that name another parent (issue 25, item
+    // 9: these exited 0 without a word).
+    let markers = [
+        "fork:40:41",
+        "fork:0:1",
+        "spawn:x",
+        "nonsense",
+        "fork:40:41:1:1024",
+        "spawn:40:41:1:1024",
+        "fork:0:1:1:1024",
+    ];
+    for marker in markers {
         let out = Command::new(env!("CARGO_BIN_EXE_orphaning_parent"))
             .arg("idle")
             .env("COPROQ_WORKER", marker)

@@ -2,3 +2,6 @@
 
 #[path = "regression/issue8.rs"]
 mod issue8;
+
+#[path = "regression/issue25.rs"]
+mod issue25;

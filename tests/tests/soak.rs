@@ -170,11 +170,58 @@ fn an_emitter_ten_times_faster_than_its_listener_loses_nothing_and_stays_bounded
         "{sent} events offered in {seconds} s, all delivered; peak RSS worker {worker_peak} KiB, parent {parent_peak} KiB"
     );
     assert_eq!(got, sent, "events were lost");
-    // With back-pressure the worker holds at most the inbox and the pipe: 1024 × 4 KiB
-    // plus 1 MiB, far below what an unbounded queue would reach.
+    // With back-pressure the worker holds at most its 4 MiB receive window and the pipe,
+    // far below what an unbounded queue would reach.
     assert!(
         worker_peak < 100 * 1024,
         "worker peak RSS {worker_peak} KiB"
     );
     w.close();
 }
+
+/// The other direction: a worker emits to its parent ten times faster than the parent's
+/// listener takes events; nothing is lost, and the parent's memory stays bounded.
+#[test]
+fn a_worker_emitting_ten_times_faster_than_its_parents_listener_loses_nothing() {
+    let _serial = one_at_a_time();
+    let seconds = if full() { 10 } else { 1 };
+    let w = Coprocess::builder()
+        .on("work", |_: serde_bytes::ByteBuf| {
+            std::thread::sleep(Duration::from_micros(100));
+            GOT_BY_PARENT.fetch_add(1, Ordering::Relaxed);
+        })
+        .fork(|parent| {
+            let p = parent.downgrade();
+            parent.handle("emit_for", move |seconds: u64| -> coproq::Result<u64> {
+                let p = p.upgrade().ok_or(coproq::Error::NotConnected)?;
+                let blob = vec![1u8; 4096];
+                let deadline = Instant::now() + Duration::from_secs(seconds);
+                let mut sent = 0u64;
+                while Instant::now() < deadline {
+                    p.emit("work", serde_bytes::Bytes::new(&blob))?;
+                    sent += 1;
+                }
+                Ok(sent)
+            });
+        })
+        .unwrap();
+    coproq_tests::flood::reset_peak();
+    let sent: u64 = w
+        .call_async("emit_for", seconds)
+        .wait_timeout(CALL_LIMIT + Duration::from_secs(seconds))
+        .unwrap();
+    let all = coproq_tests::wait_until(Duration::from_secs(60), || {
+        GOT_BY_PARENT.load(Ordering::Relaxed) == sent
+    });
+    let growth = coproq_tests::flood::peak_growth_kib();
+    eprintln!("{sent} events offered by the worker in {seconds} s; parent grew {growth} KiB");
+    assert!(
+        all,
+        "events were lost: {} of {sent}",
+        GOT_BY_PARENT.load(Ordering::Relaxed)
+    );
+    assert!(growth < 32 * 1024, "the parent grew by {growth} KiB");
+    w.close();
+}
+
+static GOT_BY_PARENT: AtomicU64 = AtomicU64::new(0);

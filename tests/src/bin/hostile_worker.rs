@@ -7,6 +7,8 @@
 //! - `bad-message`: a good hello; then a frame whose payload is not a message.
 //! - `truncated`: a good hello; then half a frame, and exit with status 3.
 //! - `stalled`: a good hello; then half a frame, and stay alive sending nothing more.
+//! - `half-gib`: a good hello; then a frame header of 1 GiB and 1000 MiB of it, and stay
+//!   alive sending nothing more.
 //! - `bad-reply`: a good hello; then, once the parent calls, three well-formed replies to
 //!   calls nobody made, and right behind them (in the same write) a reply cut short.
 
@@ -75,7 +77,7 @@ fn main() {
             .write_all(b"\xde\xad\xbe\xef this is not a coproq frame")
             .unwrap(),
         "version" => output.write_all(&hello(99)).unwrap(),
-        "oversize" | "bad-message" | "truncated" | "stalled" | "bad-reply" => {
+        "oversize" | "bad-message" | "truncated" | "stalled" | "half-gib" | "bad-reply" => {
             output.write_all(&hello(PROTOCOL_VERSION)).unwrap();
             read_frame(&mut input); // the parent's hello
             read_frame(&mut input); // the parent's first call
@@ -89,6 +91,13 @@ fn main() {
                         (1..=3).flat_map(|i| stray_reply(1 << 40 | i)).collect();
                     bytes.extend_from_slice(&frame(&2u32.to_le_bytes()));
                     output.write_all(&bytes).unwrap();
+                }
+                "half-gib" => {
+                    output.write_all(&(1u32 << 30).to_le_bytes()).unwrap();
+                    let chunk = vec![0u8; 1 << 20];
+                    for _ in 0..1000 {
+                        output.write_all(&chunk).unwrap();
+                    }
                 }
                 _ => output.write_all(&frame(&[0u8; 100])[..50]).unwrap(),
             }
