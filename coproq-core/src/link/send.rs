@@ -17,6 +17,10 @@ use crate::error::{Error, Result};
 use crate::wire::message::{self, CallHead, EncodeError, EncodedArgs};
 use crate::wire::{direct, run};
 
+/// How long a call whose link closed while it was being sent waits for the link's end,
+/// to say how it ended (see `Link::closed_while_sending`).
+const CLOSED_WHILE_SENDING: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Why a call or event did not go.
 enum NotSent {
     /// The link is closed.
@@ -59,7 +63,7 @@ impl Link {
         let failed = match sent {
             Ok(Ok(())) => return Ok((id, slot)),
             Ok(Err(e)) => encode_error(name, e),
-            Err(NotSent::Closed) => Error::NotConnected,
+            Err(NotSent::Closed) => self.closed_while_sending(&slot),
             Err(NotSent::TimedOut) => match deadline {
                 Some(deadline) => Error::Timeout {
                     method: name.to_owned(),
@@ -70,6 +74,20 @@ impl Link {
         };
         self.calls().remove(id);
         Err(failed)
+    }
+
+    /// The error of a call whose link closed while it was being sent: how the link ended,
+    /// once it has (a peer that died in the middle of the call's frame is `Disconnected`,
+    /// with its exit status), or `NotConnected` if it does not end at once.
+    #[cold]
+    fn closed_while_sending(&self, slot: &Slot) -> Error {
+        // The reader sees the end moments after the writer: it waits briefly for the
+        // peer's exit status, then fails every call in the table, this one too.
+        self.wait_ended(CLOSED_WHILE_SENDING);
+        match slot.take_reply() {
+            Some(Err(e)) => e,
+            _ => Error::NotConnected,
+        }
     }
 
     /// Sends a call whose arguments were encoded before, its reply to land in `slot` (a
