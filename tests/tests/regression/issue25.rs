@@ -495,15 +495,22 @@ fn monotonic_us() -> u64 {
     now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000
 }
 
+/// When a call started, and whether its handler saw it cancelled at its first look
+/// (its cancel was on its way when it started).
+type Start = (u64, u64, bool);
+
 /// A worker whose `slow` handler runs for a while, polling `cancelled()` every
 /// millisecond, and records when each call started and when a cancel was seen.
 fn cancel_recording_worker() -> Coprocess {
     coproq::fork(|parent| {
-        static STARTS: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
+        static STARTS: std::sync::Mutex<Vec<Start>> = std::sync::Mutex::new(Vec::new());
         static SEEN: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
         parent
             .handle("slow", |(id, ms): (u64, u64)| {
-                STARTS.lock().unwrap().push((id, monotonic_us()));
+                let at = monotonic_us();
+                // Reads what has arrived: a cancel sent before `at` is in by now.
+                let at_once = coproq::cancelled();
+                STARTS.lock().unwrap().push((id, at, at_once));
                 let end = Instant::now() + Duration::from_millis(ms);
                 while Instant::now() < end {
                     if coproq::cancelled() {
@@ -521,14 +528,16 @@ fn cancel_recording_worker() -> Coprocess {
     .unwrap()
 }
 
-/// Every call that started did so before its cancel was sent: a call cancelled before
-/// it started never runs.
+/// Every call that started did so before its cancel was sent, or while its cancel was
+/// on its way (one moment on a loaded machine: a worker that had just looked for cancels
+/// may start the next call before the next look). Such a call sees its cancel at its
+/// first look; one that did not had its cancel held up, and runs in full.
 fn assert_none_started_after_its_cancel(w: &Coprocess, cancelled_at: &[u64]) {
-    let starts: Vec<(u64, u64)> = call(w, "starts", ()).unwrap();
-    for (id, at) in &starts {
+    let starts: Vec<Start> = call(w, "starts", ()).unwrap();
+    for (id, at, at_once) in &starts {
         assert!(
-            *at < cancelled_at[*id as usize],
-            "call {id} started {} µs after it was cancelled",
+            *at < cancelled_at[*id as usize] || *at_once,
+            "call {id} started {} µs after it was cancelled, and did not see its cancel",
             at - cancelled_at[*id as usize]
         );
     }
@@ -565,7 +574,7 @@ fn item5_five_thousand_queued_calls_cancelled_in_reverse_never_run() {
         assert_none_started_after_its_cancel(&w, &cancelled_at);
         // The call that was running saw its cancel, sent last, behind 4 999 others.
         let seen: Vec<(u64, u64)> = call(&w, "seen", ()).unwrap();
-        let starts: Vec<(u64, u64)> = call(&w, "starts", ()).unwrap();
+        let starts: Vec<Start> = call(&w, "starts", ()).unwrap();
         assert_eq!(
             seen.len(),
             starts.len(),
@@ -805,11 +814,15 @@ fn item8_sigkill_during_large_replies_is_disconnected_with_the_signal() {
         let delay = Duration::from_millis(round * 137 % 400);
         let w2 = w.clone();
         let errors = within(CALL_LIMIT * 2, move || {
+            let big = serde_bytes::ByteBuf::from(vec![5u8; 64 << 20]);
+            // The clock starts once the worker answers (a loaded machine may take long
+            // to start it): the kill lands while echoes are under way.
+            let first = w2.call_async::<serde_bytes::ByteBuf>("echo", &big);
+            assert!(first.wait_timeout(CALL_LIMIT).unwrap() == big);
             let killer = std::thread::spawn(move || {
                 std::thread::sleep(delay);
                 signal(pid, libc::SIGKILL);
             });
-            let big = serde_bytes::ByteBuf::from(vec![5u8; 64 << 20]);
             let mut errors = Vec::new();
             for _ in 0..50 {
                 match w2
@@ -838,9 +851,10 @@ fn item8_sigkill_during_large_replies_is_disconnected_with_the_signal() {
         }
         w.close();
     }
+    // Kills land while an echo is under way nearly always: at least half must be seen.
     assert!(
-        disconnected >= 10,
-        "only {disconnected} kills landed during a call"
+        disconnected >= 15,
+        "only {disconnected} of 30 kills were seen as the death of a call"
     );
 }
 
