@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::Link;
 use super::batch::Batch;
-use crate::wire::{Args, Body};
+use crate::wire::{Args, Body, run};
 
 /// What a serving thread holds: its link, the calls and events it read in one batch and
 /// has yet to run (older than anything in the link's inbox), and the runs of events it is
@@ -42,13 +42,13 @@ impl Run {
     /// The next event, taken.
     #[inline]
     pub(crate) fn take_next(&self) -> Option<Args<'_>> {
-        let (args, next) = self.body.run_event_at(self.next.get())?;
+        let (args, next) = run::event_at(&self.body, self.next.get())?;
         self.next.set(next);
         Some(args)
     }
 
     fn has_next(&self) -> bool {
-        self.body.run_event_at(self.next.get()).is_some()
+        run::event_at(&self.body, self.next.get()).is_some()
     }
 }
 

@@ -44,7 +44,7 @@ pub(crate) fn decode_stream(bytes: &[u8], max: u32) -> usize {
 fn body_of(message: Message) -> Option<message::Body> {
     match message {
         Message::Run { body, .. } => {
-            for mut event in body.run_events() {
+            for mut event in crate::wire::run::events(&body) {
                 let _ = event.decode::<u32>();
                 let _ = event.decode::<String>();
             }

@@ -117,34 +117,25 @@ impl Body {
         })
     }
 
-    /// The events of a run's body (see [`Body::run`]), one after another.
-    #[cfg(any(test, feature = "fuzzing"))]
-    pub(crate) fn run_events(&self) -> impl Iterator<Item = Args<'_>> {
-        let mut at = self.first_run_event();
-        std::iter::from_fn(move || {
-            let (args, next) = self.run_event_at(at)?;
-            at = next;
-            Some(args)
-        })
-    }
-
-    /// Where the first event of a run's body starts, for [`Body::run_event_at`].
+    /// Where the first event of a run's body starts (see `run::event_at`).
     pub(crate) fn first_run_event(&self) -> usize {
         self.start as usize
     }
 
-    /// The event of a run's body that starts at `at`, and where the next one starts;
-    /// `None` after the last. A cursor over the run that whoever runs its next event
-    /// (the loop that started it, or a wait inside one of its listeners) moves on.
-    pub(crate) fn run_event_at(&self, at: usize) -> Option<(Args<'_>, usize)> {
+    /// The frame's payload, where a run's items are found (see `run::event_at`).
+    pub(crate) fn payload(&self) -> &[u8] {
+        self.frame.as_slice()
+    }
+
+    /// The arguments of the run's event whose value lies at `value` in the payload: the
+    /// run's name and shape, with that value.
+    pub(crate) fn run_event(&self, value: std::ops::Range<usize>) -> Args<'_> {
         let payload = self.frame.as_slice();
-        let (value, next) = super::run::item_at(payload, at)?;
-        let args = Args::InPlace {
+        Args::InPlace {
             name: payload.get(self.name.range()).unwrap_or_default(),
             shape: payload.get(self.shape.range()).unwrap_or_default(),
-            bytes: &payload[value],
-        };
-        Some((args, next))
+            bytes: payload.get(value).unwrap_or_default(),
+        }
     }
 
     /// The bincode bytes of the sender's value (of a payload that did not arrive split).
@@ -392,7 +383,7 @@ pub(crate) enum Message {
         bytes: u64,
     },
     /// A run of `events` events of one name and shape, kept whole in its frame (see
-    /// [`Body::run_events`]).
+    /// `run::events`).
     Run {
         body: Body,
         events: u32,

@@ -13,7 +13,7 @@ use std::ops::Range;
 use serde::Serialize;
 
 use super::header::{self, Header};
-use super::message::{Body, EncodeError, Message, Request, header_prefix, seal};
+use super::message::{Args, Body, EncodeError, Message, Request, header_prefix, seal};
 use super::{WireError, codec, frame};
 
 /// The most events one run carries. A reader that cannot run a run's events where they
@@ -287,14 +287,30 @@ pub(crate) fn decode(
     Ok(Message::Run { body, events })
 }
 
-/// The value of the item of a run that starts at `at` in `payload`, and where the next
-/// one starts; `None` after the last (a checked run: see [`decode`]).
-pub(crate) fn item_at(payload: &[u8], at: usize) -> Option<(Range<usize>, usize)> {
-    let mut items = RunItems { payload, at };
+/// The event of a run's body that starts at `at`, and where the next one starts; `None`
+/// after the last (a checked run: see [`decode`]). A cursor over the run that whoever
+/// runs its next event (the loop that started it, or a wait inside one of its listeners)
+/// moves on; the first event starts at [`Body::first_run_event`].
+pub(crate) fn event_at(body: &Body, at: usize) -> Option<(Args<'_>, usize)> {
+    let mut items = RunItems {
+        payload: body.payload(),
+        at,
+    };
     match items.step() {
-        Step::Item(value) => Some((value, items.at)),
+        Step::Item(value) => Some((body.run_event(value), items.at)),
         Step::End | Step::Malformed => None,
     }
+}
+
+/// The events of a run's body, one after another.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn events(body: &Body) -> impl Iterator<Item = Args<'_>> {
+    let mut at = body.first_run_event();
+    std::iter::from_fn(move || {
+        let (args, next) = event_at(body, at)?;
+        at = next;
+        Some(args)
+    })
 }
 
 #[cfg(test)]
@@ -331,8 +347,7 @@ mod tests {
         let Message::Run { body, events } = decode(payload.to_vec().into(), None).unwrap() else {
             panic!("not a run")
         };
-        let messages: Vec<_> = body
-            .run_events()
+        let messages: Vec<_> = super::events(&body)
             .map(|mut args| (args.name().to_owned(), args.decode::<T>().unwrap()))
             .collect();
         assert_eq!(messages.len(), events as usize);
