@@ -11,6 +11,20 @@ use std::time::{Duration, Instant};
 use coproq::{Coprocess, Error};
 use coproq_tests::{call, process_exists, signal, wait_until};
 
+/// `close()` of a stopped worker kills and reaps it (within its grace, and well under
+/// 10 s whatever the state of its pipe).
+fn close_reaps_within_its_grace(w: &Coprocess, pid: u32) {
+    let started = Instant::now();
+    let status = w.close();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "close took {:?}",
+        started.elapsed()
+    );
+    assert!(status.is_some(), "the stopped worker was not reaped");
+    assert!(!process_exists(pid));
+}
+
 #[test]
 fn a_stopped_worker_times_out_calls_and_close_still_reaps_it() {
     let w = Coprocess::builder()
@@ -33,15 +47,7 @@ fn a_stopped_worker_times_out_calls_and_close_still_reaps_it() {
         "{:?}",
         started.elapsed()
     );
-    let started = Instant::now();
-    let status = w.close();
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "close took {:?}",
-        started.elapsed()
-    );
-    assert!(status.is_some(), "the stopped worker was not reaped");
-    assert!(!process_exists(pid));
+    close_reaps_within_its_grace(&w, pid);
 }
 
 /// The same with the worker's pipe full: a thread emitting to it blocks (back-pressure),
@@ -88,15 +94,7 @@ fn a_stopped_worker_with_its_pipe_full_times_out_calls_and_close_still_reaps_it(
         "{:?}",
         started.elapsed()
     );
-    let started = Instant::now();
-    let status = w.close();
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "close took {:?}",
-        started.elapsed()
-    );
-    assert!(status.is_some(), "the stopped worker was not reaped");
-    assert!(!process_exists(pid));
+    close_reaps_within_its_grace(&w, pid);
     coproq_tests::within(coproq_tests::CALL_LIMIT, move || filler.join().unwrap());
 }
 

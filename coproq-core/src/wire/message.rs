@@ -77,6 +77,14 @@ struct Span {
 }
 
 impl Span {
+    /// The span of `range`; `None` past the 4 GiB that offsets reach.
+    fn of(range: std::ops::Range<usize>) -> Option<Self> {
+        Some(Self {
+            start: u32::try_from(range.start).ok()?,
+            end: u32::try_from(range.end).ok()?,
+        })
+    }
+
     fn range(self) -> std::ops::Range<usize> {
         self.start as usize..self.end as usize
     }
@@ -102,18 +110,12 @@ impl Body {
         shape: std::ops::Range<usize>,
         items: usize,
     ) -> Option<Self> {
-        let span = |range: std::ops::Range<usize>| -> Option<Span> {
-            Some(Span {
-                start: u32::try_from(range.start).ok()?,
-                end: u32::try_from(range.end).ok()?,
-            })
-        };
         Some(Self {
             frame,
             pool,
             start: u32::try_from(items).ok()?,
-            name: span(name)?,
-            shape: span(shape)?,
+            name: Span::of(name)?,
+            shape: Span::of(shape)?,
         })
     }
 
@@ -284,17 +286,11 @@ impl Request {
         shape: std::ops::Range<usize>,
         value: std::ops::Range<usize>,
     ) -> Option<Self> {
-        let span = |range: std::ops::Range<usize>| -> Option<Span> {
-            Some(Span {
-                start: u32::try_from(range.start).ok()?,
-                end: u32::try_from(range.end).ok()?,
-            })
-        };
         Some(Self {
             call: None,
-            name: span(name)?,
-            shape: span(shape)?,
-            body: span(value)?,
+            name: Span::of(name)?,
+            shape: Span::of(shape)?,
+            body: Span::of(value)?,
         })
     }
 
