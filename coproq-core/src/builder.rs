@@ -427,12 +427,19 @@ impl Builder {
     /// command prefix that runs its last argument as a shell command: `ssh host` for
     /// another machine, `sh -c` for this one. On first use this executable is sent over
     /// the prefix's stdin and cached on the far side under
-    /// `${XDG_CACHE_HOME:-$HOME/.cache}/coproq/` by content hash (written to a temporary
-    /// name, checked with `cksum`, renamed into place, readable by the user alone; a
-    /// damaged copy is replaced); later starts find it and send nothing. The far side
-    /// needs only a POSIX `sh` with `head -c`, `cksum` and `uname`. Another OS or CPU
-    /// architecture there is a clear [`Error::Spawn`](crate::Error::Spawn) naming both,
-    /// before anything is sent.
+    /// `${XDG_CACHE_HOME:-$HOME/.cache}/coproq/`, named by its SHA-256: written to a file
+    /// created exclusively (never through a planted name or link), checked, made
+    /// readable by the user alone and renamed into place; a damaged copy is replaced, and
+    /// a failed transfer leaves nothing behind. Later starts find it and send nothing. A
+    /// cached copy runs only if it is the user's own regular file (not a link), in a
+    /// directory chain that nobody else can write, with the digest its name says;
+    /// otherwise it is sent again. The far side needs a POSIX `sh` with `head -c` and
+    /// `uname`, and `sha256sum` or `shasum` to cache: without either, the executable is
+    /// sent at every start and runs from a private temporary file. The worker runs with
+    /// the user's own umask. The whole start, sending included, is bounded by
+    /// [`startup_timeout`](Self::startup_timeout). Another OS or CPU architecture there
+    /// is a clear [`Error::Spawn`](crate::Error::Spawn) naming both, before anything is
+    /// sent.
     ///
     /// # Examples
     ///
