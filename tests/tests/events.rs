@@ -255,7 +255,9 @@ fn a_waiting_listener_starts_the_events_behind_it_in_its_own_run() {
                         let started: Vec<u64> = p.call("probe", ()).expect("the parent answers");
                         *STARTED.lock().unwrap() = started;
                     } else {
-                        let _: u64 = p.call("echo", i).expect("the parent answers");
+                        // Its answer does not matter (and, once the test has what it
+                        // asserts, the parent may have closed).
+                        let _ = p.call::<u64>("echo", i);
                     }
                 })
                 .handle("started", |(): ()| STARTED.lock().unwrap().clone());
