@@ -251,12 +251,13 @@ fn a_waiting_listener_starts_the_events_behind_it_in_its_own_run() {
                 .on("step", move |(i, _pad): (u64, String)| {
                     STARTED.lock().unwrap().push(i);
                     let p = p.upgrade().expect("the link");
+                    // The answers do not matter: the test asserts what started, and once
+                    // it has, the parent may close before an answer arrives.
                     if i == 0 {
-                        let started: Vec<u64> = p.call("probe", ()).expect("the parent answers");
-                        *STARTED.lock().unwrap() = started;
+                        if let Ok(started) = p.call::<Vec<u64>>("probe", ()) {
+                            *STARTED.lock().unwrap() = started;
+                        }
                     } else {
-                        // Its answer does not matter (and, once the test has what it
-                        // asserts, the parent may have closed).
                         let _ = p.call::<u64>("echo", i);
                     }
                 })
