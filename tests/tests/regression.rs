@@ -5,3 +5,6 @@ mod issue8;
 
 #[path = "regression/issue25.rs"]
 mod issue25;
+
+#[path = "regression/issue26.rs"]
+mod issue26;

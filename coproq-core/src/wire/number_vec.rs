@@ -278,7 +278,7 @@ mod tests {
         assert_eq!(decode::<Vec<u64>>(&shape, &none), Some(vec![]));
         assert_eq!(
             codec::decode_checked::<Vec<u64>>(&shape, &none).unwrap(),
-            []
+            Vec::<u64>::new()
         );
     }
 }

@@ -43,6 +43,47 @@ impl Members {
     }
 }
 
+/// The fields of a struct read by their names, as the sender wrote them: a map of the
+/// sender's field names to their values, over the positional members bincode reads.
+pub(super) struct ByName {
+    /// The receiving struct, for errors of its own (a missing or unknown field).
+    pub(super) name: &'static str,
+    /// Fields the sender wrote and the receiver has not taken yet.
+    pub(super) left: usize,
+    /// Where the name of the field whose value comes next lies in the shape.
+    pub(super) field: (usize, usize),
+    /// Whether the value of the last key has been taken.
+    pub(super) taken: bool,
+}
+
+impl ByName {
+    pub(super) fn new(name: &'static str, count: usize) -> Self {
+        Self {
+            name,
+            left: count,
+            field: (0, 0),
+            taken: true,
+        }
+    }
+}
+
+/// The entries of a map read as a struct: keys must be strings, and each value's path
+/// names its key.
+pub(super) struct NamedEntries {
+    pub(super) entries: Elements,
+    /// The key of the entry whose value comes next.
+    key: String,
+}
+
+impl NamedEntries {
+    pub(super) fn new(entries: Elements) -> Self {
+        Self {
+            entries,
+            key: String::new(),
+        }
+    }
+}
+
 /// The elements of a sequence or the entries of a map.
 pub(super) struct Elements {
     /// Where each element's shape starts, when one shape stands for all.
@@ -128,6 +169,9 @@ impl Elements {
 pub(super) struct Variant {
     pub(super) name: &'static str,
     pub(super) kind: u8,
+    /// Whether the receiver numbers the variant otherwise than the sender: it is then
+    /// told the variant by name, not by the index in the bytes.
+    pub(super) by_name: bool,
 }
 
 /// A seed whose deserializer is checked.
@@ -260,7 +304,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Wrap<'_, '_, A, Elements> {
     ) -> Result<Option<K::Value>, A::Error> {
         let cursor = self.cursor;
         let visitor = &mut self.visitor;
-        self.state.next_in(cursor, Step::Key, |described| {
+        self.state.next_in(cursor, Step::KeyAt, |described| {
             if described {
                 visitor.next_key_seed(Seed {
                     inner: seed,
@@ -363,7 +407,16 @@ impl<'de, 'c, 's, A: EnumAccess<'de>> EnumAccess<'de> for Wrap<'c, 's, A, Varian
         self,
         seed: T,
     ) -> Result<(T::Value, Self::Variant), A::Error> {
-        let (value, access) = self.visitor.variant_seed(seed)?;
+        let (value, access) = if self.state.by_name {
+            let ((), access) = self
+                .visitor
+                .variant_seed(std::marker::PhantomData::<de::IgnoredAny>)
+                .map(|(_, access)| ((), access))?;
+            let name = de::value::StrDeserializer::<A::Error>::new(self.state.name);
+            (seed.deserialize(name)?, access)
+        } else {
+            self.visitor.variant_seed(seed)?
+        };
         Ok((
             value,
             Wrap {
@@ -425,20 +478,25 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Wrap<'_, '_, A, Variant>
         self.expect_kind(variant::STRUCT, "a struct variant")?;
         let cursor = self.cursor;
         let sent = cursor.u32::<A::Error>()? as usize;
-        if sent != fields.len() {
-            return Err(cursor.fail(format_args!(
-                "variant `{}`: expected {} fields, got {sent}",
-                self.state.name,
-                fields.len()
-            )));
-        }
-        cursor.within(Step::Variant(self.state.name), || {
-            cursor.noted(self.visitor.struct_variant(
-                fields,
+        let name = self.state.name;
+        cursor.within(Step::Variant(name), || {
+            if cursor.fields_match::<A::Error>(sent, fields)? {
+                return cursor.noted(self.visitor.struct_variant(
+                    fields,
+                    Wrap {
+                        visitor,
+                        cursor,
+                        state: Members::fields(fields),
+                    },
+                ));
+            }
+            // By name, as a struct's fields are (see `Checked::deserialize_struct`).
+            cursor.noted(self.visitor.tuple_variant(
+                sent,
                 Wrap {
                     visitor,
                     cursor,
-                    state: Members::fields(fields),
+                    state: ByName::new(name, sent),
                 },
             ))
         })
@@ -461,5 +519,256 @@ impl<A> Wrap<'_, '_, A, Variant> {
             "variant `{}`: expected {expected}, got {got}",
             self.state.name
         )))
+    }
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, '_, V, ByName> {
+    type Value = V::Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.visitor.expecting(f)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        let cursor = self.cursor;
+        let failed_before = cursor.has_failed();
+        let mut fields = Wrap {
+            visitor: seq,
+            cursor,
+            state: self.state,
+        };
+        let name = fields.state.name;
+        let value = self.visitor.visit_map(&mut fields);
+        let value = match value {
+            // A receiver that stopped before the last field (a visitor of its own) leaves
+            // the rest unread: skip them, so that what follows stays in step.
+            Ok(value) if fields.state.left > 0 || !fields.state.taken => {
+                if !fields.state.taken {
+                    fields.next_value_seed(std::marker::PhantomData::<de::IgnoredAny>)?;
+                }
+                while MapAccess::next_key::<de::IgnoredAny>(&mut fields)?.is_some() {
+                    fields.next_value::<de::IgnoredAny>()?;
+                }
+                Ok(value)
+            }
+            other => other,
+        };
+        if value.is_err() && !failed_before && !cursor.has_failed() && !name.is_empty() {
+            // The struct's own error (a missing, unknown or repeated field): named after it.
+            cursor.failed_in(Step::Struct(name));
+        }
+        value
+    }
+}
+
+impl<'de, A: SeqAccess<'de>> MapAccess<'de> for Wrap<'_, '_, A, ByName> {
+    type Error = A::Error;
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        if self.state.left == 0 {
+            return Ok(None);
+        }
+        let cursor = self.cursor;
+        let name = cursor.name::<A::Error>()?;
+        self.state.left -= 1;
+        self.state.taken = false;
+        self.state.field = (cursor.at.get() - name.len(), name.len());
+        let name = String::from_utf8_lossy(name);
+        seed.deserialize(de::value::StrDeserializer::<A::Error>::new(&name))
+            .map(Some)
+    }
+    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
+        let cursor = self.cursor;
+        let (at, len) = self.state.field;
+        self.state.taken = true;
+        cursor.within(Step::Sent { at, len }, || {
+            self.visitor
+                .next_element_seed(Seed {
+                    inner: seed,
+                    cursor,
+                    fixed: None,
+                })?
+                .ok_or_else(|| cursor.fail("the value has fewer fields than its shape"))
+        })
+    }
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.state.left)
+    }
+}
+
+/// An enum variant read as a self-describing value (`deserialize_any`): its name alone
+/// for a unit variant, otherwise a map of one entry, its name to its content (a tuple
+/// variant's as a sequence, a struct variant's as a map of field names), as
+/// self-describing formats such as JSON write an enum.
+pub(super) struct AnyVariant {
+    /// Where the variant's name lies in the shape.
+    pub(super) name: (usize, usize),
+    pub(super) kind: u8,
+}
+
+impl AnyVariant {
+    fn step(&self) -> Step {
+        Step::SentVariant {
+            at: self.name.0,
+            len: self.name.1,
+        }
+    }
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, '_, V, AnyVariant> {
+    type Value = V::Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.visitor.expecting(f)
+    }
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
+        let cursor = self.cursor;
+        let (_, access) = data.variant_seed(std::marker::PhantomData::<de::IgnoredAny>)?;
+        let (at, len) = self.state.name;
+        let name = String::from_utf8_lossy(cursor.shape.get(at..at + len).unwrap_or_default());
+        if self.state.kind == variant::UNIT {
+            access.unit_variant()?;
+            return self.visitor.visit_str(&name);
+        }
+        self.visitor.visit_map(OneVariant {
+            name: &name,
+            content: Some(VariantContent {
+                access,
+                cursor,
+                variant: self.state,
+            }),
+        })
+    }
+}
+
+/// The one entry of an enum variant read as a map.
+struct OneVariant<'n, 'c, 's, A> {
+    name: &'n str,
+    /// The variant's content, until its value is taken.
+    content: Option<VariantContent<'c, 's, A>>,
+}
+
+impl<'de, A: VariantAccess<'de>> MapAccess<'de> for OneVariant<'_, '_, '_, A> {
+    type Error = A::Error;
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        if self.content.is_none() {
+            return Ok(None);
+        }
+        seed.deserialize(de::value::StrDeserializer::<A::Error>::new(self.name))
+            .map(Some)
+    }
+    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
+        let content = self
+            .content
+            .take()
+            .ok_or_else(|| de::Error::custom("the variant's content was taken twice"))?;
+        let (cursor, step) = (content.cursor, content.variant.step());
+        cursor.within(step, || content.read(seed))
+    }
+    fn size_hint(&self) -> Option<usize> {
+        Some(usize::from(self.content.is_some()))
+    }
+}
+
+/// The content of a variant that is not a unit, as a deserializer of its own.
+struct VariantContent<'c, 's, A> {
+    access: A,
+    cursor: &'c Cursor<'s>,
+    variant: AnyVariant,
+}
+
+impl<'de, A: VariantAccess<'de>> VariantContent<'_, '_, A> {
+    fn read<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, A::Error> {
+        let cursor = self.cursor;
+        if self.variant.kind == variant::NEWTYPE {
+            return self.access.newtype_variant_seed(Seed {
+                inner: seed,
+                cursor,
+                fixed: None,
+            });
+        }
+        seed.deserialize(self)
+    }
+}
+
+impl<'de, A: VariantAccess<'de>> Deserializer<'de> for VariantContent<'_, '_, A> {
+    type Error = A::Error;
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, A::Error> {
+        let cursor = self.cursor;
+        let count = cursor.u32::<A::Error>()? as usize;
+        match self.variant.kind {
+            variant::TUPLE => cursor.noted(self.access.tuple_variant(
+                count,
+                Wrap {
+                    visitor,
+                    cursor,
+                    state: Members::tuple(count),
+                },
+            )),
+            variant::STRUCT => cursor.noted(self.access.tuple_variant(
+                count,
+                Wrap {
+                    visitor,
+                    cursor,
+                    state: ByName::new("", count),
+                },
+            )),
+            other => Err(cursor.fail(format_args!("unknown variant kind {other} in shape"))),
+        }
+    }
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, '_, V, NamedEntries> {
+    type Value = V::Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.visitor.expecting(f)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.visitor.visit_map(Wrap {
+            visitor: Wrap {
+                visitor: map,
+                cursor: self.cursor,
+                state: self.state.entries,
+            },
+            cursor: self.cursor,
+            state: self.state.key,
+        })
+    }
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Wrap<'_, '_, Wrap<'_, '_, A, Elements>, String> {
+    type Error = A::Error;
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let Some(key) = self.visitor.next_key::<String>()? else {
+            return Ok(None);
+        };
+        let value = seed.deserialize(de::value::StrDeserializer::<A::Error>::new(&key))?;
+        self.state = key;
+        Ok(Some(value))
+    }
+    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
+        let cursor = self.cursor;
+        let step = Step::Key(std::mem::take(&mut self.state));
+        let entries = &mut self.visitor;
+        cursor.within(step, || {
+            entries.visitor.next_value_seed(Seed {
+                inner: seed,
+                cursor,
+                fixed: None,
+            })
+        })
+    }
+    fn size_hint(&self) -> Option<usize> {
+        self.visitor.size_hint()
     }
 }

@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, Visitor};
 
-use super::access::{Elements, Members, Newtype, Variant, Wrap};
+use super::access::{AnyVariant, ByName, Elements, Members, NamedEntries, Newtype, Variant, Wrap};
 pub(crate) use super::cursor::Cursor;
 use super::{name_bytes, tag, tag_name};
 
@@ -147,14 +147,20 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Checked<'_, '_, D> {
 
     exactly! {
         deserialize_bool(BOOL) => "bool";
-        deserialize_f32(F32) => "f32";
-        deserialize_f64(F64 | F32) => "f64";
         deserialize_char(CHAR) => "char";
         // Strings are borrowed from the input and copied by the visitor: a claimed length
         // is checked against the bytes present before anything is allocated.
         deserialize_str(STR) => "string";
         deserialize_string(STR) => "string";
         deserialize_unit(UNIT) => "unit";
+    }
+
+    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.float("f32", &[tag::F32], visitor)
+    }
+
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.float("f64", &[tag::F64, tag::F32], visitor)
     }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(
@@ -187,9 +193,14 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Checked<'_, '_, D> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let start = self.cursor.at.get();
         let tag = self.tag()?;
         if !matches!(tag, tag::NONE | tag::SOME) {
-            return Err(self.mismatch("option", tag));
+            // Leniency: a bare value where an option is asked for is `Some` of it.
+            if self.fixed.is_none() {
+                self.cursor.at.set(start);
+            }
+            return visitor.visit_some(self);
         }
         let cursor = self.cursor;
         let visitor = Wrap {
@@ -237,7 +248,14 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Checked<'_, '_, D> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, D::Error> {
+        let start = self.cursor.at.get();
         let tag = self.tag()?;
+        if tag == tag::SEQ && self.fixed.is_none() {
+            // Leniency: a sequence of the tuple's length (a JSON array) where a tuple is
+            // asked for.
+            self.cursor.at.set(start);
+            return self.deserialize_seq(TupleOfSeq { visitor, len });
+        }
         if tag != tag::TUPLE || self.cursor.u32::<D::Error>()? as usize != len {
             if tag == tag::TUPLE {
                 self.cursor.at.set(self.cursor.at.get() - 4);
@@ -271,31 +289,41 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Checked<'_, '_, D> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, D::Error> {
+        let start = self.cursor.at.get();
         let tag = self.tag()?;
-        let count = if tag == tag::STRUCT {
-            let count = self.cursor.u32::<D::Error>()?;
-            self.cursor.at.set(self.cursor.at.get() - 4);
-            count
-        } else {
-            0
-        };
-        if tag != tag::STRUCT || count as usize != fields.len() {
-            return Err(self.mismatch(
-                format_args!("struct `{name}` of {} fields", fields.len()),
-                tag,
-            ));
-        }
-        self.cursor.u32::<D::Error>()?;
-        let cursor = self.cursor;
-        cursor.noted(self.inner.deserialize_struct(
-            name,
-            fields,
-            Wrap {
+        if tag == tag::MAP {
+            // Leniency: a map of field names (a JSON object) where a struct is asked for.
+            let cursor = self.cursor;
+            let entries = Elements::read(cursor, start)?;
+            let end = entries.end;
+            let value = cursor.noted(self.inner.deserialize_map(Wrap {
                 visitor,
                 cursor,
-                state: Members::fields(fields),
-            },
-        ))
+                state: NamedEntries::new(entries),
+            }))?;
+            cursor.at.set(end);
+            return Ok(value);
+        }
+        if tag != tag::STRUCT {
+            return Err(self.mismatch(format_args!("struct `{name}`"), tag));
+        }
+        let cursor = self.cursor;
+        let count = cursor.u32::<D::Error>()? as usize;
+        if cursor.fields_match::<D::Error>(count, fields)? {
+            // The sender's fields are ours, in order: read them by position.
+            return cursor.noted(self.inner.deserialize_struct(
+                name,
+                fields,
+                Wrap {
+                    visitor,
+                    cursor,
+                    state: Members::fields(fields),
+                },
+            ));
+        }
+        // Otherwise by name: the members bincode lays out in the sender's order are
+        // handed to the receiver as a map of the sender's field names.
+        self.by_name(name, count, visitor)
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
@@ -329,18 +357,30 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Checked<'_, '_, D> {
         let cursor = self.cursor;
         let index = cursor.u32::<D::Error>()?;
         let sent = cursor.name::<D::Error>()?;
-        let ours = variants.get(index as usize).copied();
-        if ours.map(name_bytes) != Some(sent) {
+        // By name: the receiver may number its variants otherwise (one added, or moved).
+        let same_index = variants
+            .get(index as usize)
+            .is_some_and(|ours| name_bytes(ours) == sent);
+        let ours = if same_index {
+            variants.get(index as usize).copied()
+        } else {
+            variants
+                .iter()
+                .copied()
+                .find(|ours| name_bytes(ours) == sent)
+        };
+        let Some(ours) = ours else {
             return Err(cursor.fail(format_args!(
-                "expected a variant of enum `{name}` ({}), got variant `{}` (number {index})",
+                "expected a variant of enum `{name}` ({}), got variant `{}`",
                 variants.join(", "),
                 String::from_utf8_lossy(sent)
             )));
-        }
+        };
         let kind = cursor.byte::<D::Error>()?;
         let state = Variant {
-            name: ours.unwrap_or_default(),
+            name: ours,
             kind,
+            by_name: !same_index,
         };
         cursor.noted(self.inner.deserialize_enum(
             name,
@@ -374,7 +414,19 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Checked<'_, '_, D> {
                 self.cursor.at.set(at);
                 self.deserialize_tuple(len, visitor)
             }
-            other => Err(self.mismatch("a self-describing value", other)),
+            tag::ENUM => self.enum_any(visitor),
+            tag::STRUCT => {
+                // A struct is a map of its field names.
+                self.cursor.byte::<D::Error>()?;
+                let count = self.cursor.u32::<D::Error>()? as usize;
+                self.by_name("", count, visitor)
+            }
+            other => {
+                if self.fixed.is_none() {
+                    self.cursor.at.set(start + 1);
+                }
+                Err(self.mismatch("a self-describing value", other))
+            }
         }
     }
 
@@ -392,6 +444,66 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Checked<'_, '_, D> {
 }
 
 impl<'de, D: Deserializer<'de>> Checked<'_, '_, D> {
+    /// Reads the `count` members of a struct (the cursor at the first one's name) as a
+    /// map of their names, for `visitor`.
+    fn by_name<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        count: usize,
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        let cursor = self.cursor;
+        cursor.noted(self.inner.deserialize_tuple(
+            count,
+            Wrap {
+                visitor,
+                cursor,
+                state: ByName::new(name, count),
+            },
+        ))
+    }
+
+    /// Reads a float: one of `exact` as it is, or (leniency) an integer that the float
+    /// type holds exactly.
+    fn float<V: Visitor<'de>>(
+        self,
+        expected: &'static str,
+        exact: &[u8],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        let tag = self.tag()?;
+        if exact.contains(&tag) {
+            return self.cursor.noted(read_scalar(self.inner, tag, visitor));
+        }
+        if !is_integer(tag) {
+            return Err(self.mismatch(expected, tag));
+        }
+        let visitor = ExactFloat {
+            visitor,
+            single: expected == "f32",
+        };
+        self.cursor.noted(read_scalar(self.inner, tag, visitor))
+    }
+
+    /// Reads an enum as a self-describing value (see `AnyVariant`).
+    fn enum_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let cursor = self.cursor;
+        cursor.byte::<D::Error>()?;
+        cursor.u32::<D::Error>()?;
+        let name = cursor.name::<D::Error>()?;
+        let name = (cursor.at.get() - name.len(), name.len());
+        let kind = cursor.byte::<D::Error>()?;
+        cursor.noted(self.inner.deserialize_enum(
+            "",
+            &[],
+            Wrap {
+                visitor,
+                cursor,
+                state: AnyVariant { name, kind },
+            },
+        ))
+    }
+
     fn deserialize_scalar_any<V: Visitor<'de>>(
         self,
         tag: u8,
@@ -401,5 +513,115 @@ impl<'de, D: Deserializer<'de>> Checked<'_, '_, D> {
             self.cursor.byte::<D::Error>()?;
         }
         self.cursor.noted(read_scalar(self.inner, tag, visitor))
+    }
+}
+
+/// An integer handed to a float's visitor: exactly, or not at all.
+struct ExactFloat<V> {
+    visitor: V,
+    /// `f32` rather than `f64`.
+    single: bool,
+}
+
+impl<V> ExactFloat<V> {
+    fn convert<E: de::Error>(&self, wide: i128) -> Result<f64, E> {
+        // Every integer below 2^24 (f32) or 2^53 (f64) in magnitude is exact.
+        let limit: i128 = if self.single { 1 << 24 } else { 1 << 53 };
+        if wide.abs() > limit {
+            let to = if self.single { "f32" } else { "f64" };
+            return Err(E::custom(format_args!(
+                "expected {to}, got the integer {wide}, which {to} does not hold exactly"
+            )));
+        }
+        #[allow(clippy::cast_precision_loss, reason = "within 2^53: exact")]
+        Ok(wide as f64)
+    }
+}
+
+macro_rules! exact_floats {
+    ($($method:ident($ty:ty);)*) => {$(
+        fn $method<E: de::Error>(self, v: $ty) -> Result<V::Value, E> {
+            let wide = i128::try_from(v).map_err(|_| {
+                E::custom(format_args!("expected a float, got the integer {v}, too large"))
+            })?;
+            let float = self.convert(wide)?;
+            if self.single {
+                self.visitor.visit_f32(float as f32)
+            } else {
+                self.visitor.visit_f64(float)
+            }
+        }
+    )*};
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for ExactFloat<V> {
+    type Value = V::Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.visitor.expecting(f)
+    }
+    exact_floats! {
+        visit_i8(i8);
+        visit_i16(i16);
+        visit_i32(i32);
+        visit_i64(i64);
+        visit_i128(i128);
+        visit_u8(u8);
+        visit_u16(u16);
+        visit_u32(u32);
+        visit_u64(u64);
+        visit_u128(u128);
+    }
+}
+
+/// A tuple's visitor given a sequence: exactly `len` elements, or an error.
+struct TupleOfSeq<V> {
+    visitor: V,
+    len: usize,
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for TupleOfSeq<V> {
+    type Value = V::Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.visitor.expecting(f)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<V::Value, A::Error> {
+        let len = self.len;
+        let mut counted = Counted {
+            seq: &mut seq,
+            left: len,
+        };
+        let value = self.visitor.visit_seq(&mut counted)?;
+        if counted.left > 0 || seq.next_element::<de::IgnoredAny>()?.is_some() {
+            return Err(de::Error::custom(format_args!(
+                "expected tuple of {len}, got a sequence of another length"
+            )));
+        }
+        Ok(value)
+    }
+}
+
+/// At most `left` more elements of `seq`.
+struct Counted<'a, A> {
+    seq: &'a mut A,
+    left: usize,
+}
+
+impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Counted<'_, A> {
+    type Error = A::Error;
+    fn next_element_seed<T: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, A::Error> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let element = self.seq.next_element_seed(seed)?;
+        if element.is_some() {
+            self.left -= 1;
+        }
+        Ok(element)
+    }
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.left)
     }
 }

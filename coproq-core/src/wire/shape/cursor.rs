@@ -13,14 +13,33 @@ use super::{mode, tag, variant};
 const MAX_DEPTH: usize = 128;
 
 /// One step of the path to a node.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) enum Step {
     Element(usize),
     Field(&'static str),
-    Key(usize),
+    KeyAt(usize),
     Value(usize),
     Variant(&'static str),
+    /// A field as the sender named it: where its name lies in the shape.
+    Sent {
+        at: usize,
+        len: usize,
+    },
+    /// A variant as the sender named it, read as a self-describing value.
+    SentVariant {
+        at: usize,
+        len: usize,
+    },
+    /// The value of a map's entry whose key is this string (a map read as a struct).
+    Key(String),
+    /// A struct the receiver decoded by its field names (for its own errors: a missing
+    /// or unknown field).
+    Struct(&'static str),
 }
+
+/// How many struct layouts a decode remembers as matching the receiver's fields (a
+/// sequence of structs describes its element once, and nesting alternates a few).
+const MATCHED: usize = 8;
 
 /// A position in a shape, shared by all the wrappers of one decode.
 #[derive(Debug)]
@@ -29,6 +48,9 @@ pub(crate) struct Cursor<'s> {
     pub(super) at: Cell<usize>,
     /// The path of the first failure, once there is one, outermost step first.
     failed_at: RefCell<Option<Vec<Step>>>,
+    /// Struct layouts found to be exactly a receiver's fields: (where the members start
+    /// in the shape, the receiver's field list), by start.
+    matched: Cell<[(usize, usize); MATCHED]>,
 }
 
 impl<'s> Cursor<'s> {
@@ -37,6 +59,7 @@ impl<'s> Cursor<'s> {
             shape,
             at: Cell::new(0),
             failed_at: RefCell::new(None),
+            matched: Cell::new([(usize::MAX, 0); MATCHED]),
         }
     }
 
@@ -52,9 +75,19 @@ impl<'s> Cursor<'s> {
             let _ = match step {
                 Step::Element(n) => write!(text, "element {n}"),
                 Step::Field(name) => write!(text, "field `{name}`"),
-                Step::Key(n) => write!(text, "key {n}"),
+                Step::KeyAt(n) => write!(text, "key {n}"),
+                Step::Key(name) => write!(text, "field `{name}`"),
                 Step::Value(n) => write!(text, "value {n}"),
                 Step::Variant(name) => write!(text, "variant `{name}`"),
+                Step::Sent { at, len } => {
+                    let name = self.shape.get(*at..at + len).unwrap_or_default();
+                    write!(text, "field `{}`", String::from_utf8_lossy(name))
+                }
+                Step::SentVariant { at, len } => {
+                    let name = self.shape.get(*at..at + len).unwrap_or_default();
+                    write!(text, "variant `{}`", String::from_utf8_lossy(name))
+                }
+                Step::Struct(name) => write!(text, "`{name}`"),
             };
         }
         Some(text)
@@ -63,6 +96,19 @@ impl<'s> Cursor<'s> {
     /// Whether the whole shape was used (a decode that left some is a mismatch).
     pub(crate) fn finished(&self) -> bool {
         self.at.get() == self.shape.len()
+    }
+
+    /// Marks a failure that happened at `step` itself, not inside one of its members.
+    pub(super) fn failed_in(&self, step: Step) {
+        self.failed_at
+            .borrow_mut()
+            .get_or_insert_with(Vec::new)
+            .push(step);
+    }
+
+    /// Whether something inside has failed already (its error carries its own path).
+    pub(super) fn has_failed(&self) -> bool {
+        self.failed_at.borrow().is_some()
     }
 
     fn note_failure(&self) {
@@ -130,6 +176,40 @@ impl<'s> Cursor<'s> {
             .ok_or_else(|| self.fail::<E>("the value's shape ended early"))?;
         self.at.set(at + len);
         Ok(name)
+    }
+
+    /// Whether the struct whose members (`count` of them, the count read) start at the
+    /// cursor are exactly `fields`, by name and in order: then the receiver can read
+    /// them by position. The cursor stays where it is.
+    pub(super) fn fields_match<E: de::Error>(
+        &self,
+        count: usize,
+        fields: &'static [&'static str],
+    ) -> Result<bool, E> {
+        if count != fields.len() {
+            return Ok(false);
+        }
+        let start = self.at.get();
+        let key = (start, fields.as_ptr() as usize);
+        let slot = start % MATCHED;
+        let mut matched = self.matched.get();
+        if matched[slot] == key {
+            return Ok(true);
+        }
+        let mut same = true;
+        for field in fields {
+            if self.name::<E>()? != super::name_bytes(field) {
+                same = false;
+                break;
+            }
+            self.skip::<E>(1)?;
+        }
+        self.at.set(start);
+        if same {
+            matched[slot] = key;
+            self.matched.set(matched);
+        }
+        Ok(same)
     }
 
     /// Moves past one node and its children.

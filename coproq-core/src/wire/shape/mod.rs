@@ -9,8 +9,20 @@
 //! difference becomes an error that names its path (`element 0: expected i64, got
 //! string`); nothing is guessed.
 //!
-//! One leniency, for scripting: an integer is accepted by any integer type that holds its
-//! value (`-1` sent to a `u32` is an error naming both), and an `f32` by an `f64`.
+//! The shape names struct fields and enum variants, so types may evolve: a struct is
+//! read by its field names (in any order; a field the receiver lacks is ignored unless it
+//! denies unknown fields, one the sender lacks takes its default or is an error naming
+//! it), and an enum by its variant names. Where the sender's fields are exactly the
+//! receiver's, in order, they are read by position (remembered per layout, so a sequence
+//! of structs compares its names once). The shape also makes every value
+//! self-describing: a receiver that asks for any value (`serde_json::Value`, internally
+//! tagged enums) reads a struct as a map of its field names, a tuple as a sequence, an
+//! enum as its name or a map of its name to its content, as JSON would have them.
+//!
+//! Leniencies, for scripting, at any depth: an integer is accepted by any integer type
+//! that holds its value (`-1` sent to a `u32` is an error naming both) and by a float
+//! type that holds it exactly; an `f32` by an `f64`; a map of field names by a struct; a
+//! sequence of the right length by a tuple; a bare value by an `Option`.
 //!
 //! Sequences and maps whose elements all have the same shape record it once, so a long
 //! `Vec<Point>` costs a few bytes of shape, not a few per element.

@@ -1,0 +1,273 @@
+//! Issue 26: every serde type a self-describing format supports, and values that evolve
+//! (fields and variants matched by name), against a real worker.
+
+use coproq::{Coprocess, Error};
+use coproq_tests::call;
+use serde::{Deserialize, Serialize};
+
+// Item 1 and 2: serde's attributes round-trip through a worker, and a self-describing
+// receiver reads any value.
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Skips {
+    id: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+enum Internal {
+    Circle { r: f64 },
+    Square { side: u32 },
+    Empty,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "c")]
+enum Adjacent {
+    Number(i64),
+    Named { name: String },
+    Nothing,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Untagged {
+    Point { x: i32, y: i32 },
+    Word(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Renamed {
+    first_name: String,
+    #[serde(rename = "n")]
+    number: u8,
+    #[serde(skip)]
+    cache: u64,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+/// A worker that echoes each kind of value with its own type.
+fn attribute_worker() -> Coprocess {
+    coproq::fork(|parent| {
+        parent
+            .handle("skips", |v: Skips| v)
+            .handle("internal", |v: Internal| v)
+            .handle("adjacent", |v: Adjacent| v)
+            .handle("untagged", |v: Untagged| v)
+            .handle("renamed", |v: Renamed| v)
+            .handle("json", |v: serde_json::Value| v);
+    })
+    .unwrap()
+}
+
+#[test]
+fn item2_serde_attributes_round_trip_through_a_worker() {
+    let w = attribute_worker();
+    for v in [
+        Skips { id: 1, note: None },
+        Skips {
+            id: 2,
+            note: Some("n".into()),
+        },
+    ] {
+        assert_eq!(
+            call::<Skips>(&w, "skips", &v).unwrap(),
+            v,
+            "skip_serializing_if"
+        );
+    }
+    for v in [
+        Internal::Circle { r: 0.5 },
+        Internal::Square { side: 2 },
+        Internal::Empty,
+    ] {
+        assert_eq!(call::<Internal>(&w, "internal", &v).unwrap(), v, "tag");
+    }
+    for v in [
+        Adjacent::Number(-3),
+        Adjacent::Named { name: "x".into() },
+        Adjacent::Nothing,
+    ] {
+        assert_eq!(
+            call::<Adjacent>(&w, "adjacent", &v).unwrap(),
+            v,
+            "tag, content"
+        );
+    }
+    for v in [Untagged::Point { x: 1, y: 2 }, Untagged::Word("w".into())] {
+        assert_eq!(call::<Untagged>(&w, "untagged", &v).unwrap(), v, "untagged");
+    }
+    let v = Renamed {
+        first_name: "Ada".into(),
+        number: 3,
+        cache: 99,
+        tags: vec!["a".into()],
+    };
+    let back = call::<Renamed>(&w, "renamed", &v).unwrap();
+    assert_eq!(back, Renamed { cache: 0, ..v }, "rename, skip, default");
+    w.close();
+}
+
+#[test]
+fn item1_a_struct_or_enum_reads_as_a_json_value_and_back() {
+    let w = attribute_worker();
+    let sent = Internal::Circle { r: 1.5 };
+    let value: serde_json::Value = call(&w, "internal", &sent).unwrap();
+    assert_eq!(value, serde_json::json!({"type": "Circle", "r": 1.5}));
+    // A value the worker holds as JSON reads back as the struct it came from.
+    let back: Renamed = call(
+        &w,
+        "json",
+        serde_json::json!({"firstName": "Bo", "n": 1, "tags": []}),
+    )
+    .unwrap();
+    assert_eq!(back.first_name, "Bo");
+    w.close();
+}
+
+#[test]
+fn item1_mismatches_under_a_self_describing_receiver_name_the_real_shape() {
+    #[derive(Serialize)]
+    struct Two {
+        a: u8,
+        b: u8,
+    }
+    let w = attribute_worker();
+    let err = call::<Internal>(&w, "internal", Two { a: 1, b: 2 }).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("missing field `type`") && !text.contains("534"),
+        "{text}"
+    );
+    w.close();
+}
+
+// Item 3: structs decode by field name, enums by variant name.
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct OrderV1 {
+    id: u64,
+    item: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct OrderV2 {
+    item: String,
+    id: u64,
+    #[serde(default)]
+    quantity: u32,
+    coupon: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Order {
+    id: u64,
+    coupon: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum StatusV1 {
+    Open,
+    Closed { at: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum StatusV2 {
+    Draft,
+    Open,
+    Closed {
+        #[serde(default)]
+        by: Option<String>,
+        at: u64,
+    },
+}
+
+#[test]
+fn item3_an_old_caller_and_a_new_handler_and_back_both_work() {
+    let w = coproq::fork(|parent| {
+        parent
+            .handle("v2_order", |o: OrderV2| OrderV2 {
+                quantity: o.quantity + 1,
+                ..o
+            })
+            .handle("v2_status", |s: StatusV2| s)
+            .handle("order", |o: Order| o.id);
+    })
+    .unwrap();
+    let v1 = OrderV1 {
+        id: 7,
+        item: "tea".into(),
+    };
+    // A v1 caller of a v2 handler: the added fields take their defaults, and the v2 reply
+    // reads as v1 (its extra fields ignored).
+    let back: OrderV1 = call(&w, "v2_order", &v1).unwrap();
+    assert_eq!(back, v1);
+    let back: OrderV2 = call(&w, "v2_order", &v1).unwrap();
+    assert_eq!((back.quantity, back.coupon), (1, None));
+    // Variants by name: `Closed` is number 1 on one side and 2 on the other.
+    let back: StatusV1 = call(&w, "v2_status", StatusV1::Closed { at: 5 }).unwrap();
+    assert_eq!(back, StatusV1::Closed { at: 5 });
+    let back: StatusV1 = call(&w, "v2_status", StatusV1::Open).unwrap();
+    assert_eq!(back, StatusV1::Open);
+    // A field the handler needs and nobody sent is named.
+    let err = call::<u64>(&w, "order", &v1).unwrap_err();
+    assert!(
+        matches!(&err, Error::Remote(_))
+            && err.to_string().contains("`Order`: missing field `coupon`"),
+        "{err}"
+    );
+    w.close();
+}
+
+// Item 5: scripting leniency, at any depth.
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Point {
+    x: f64,
+    y: f64,
+}
+
+#[test]
+#[allow(
+    clippy::float_cmp,
+    reason = "the values are exact: small integers and halves"
+)]
+fn item5_json_shaped_arguments_are_accepted_where_they_fit_exactly() {
+    let w = coproq::fork(|parent| {
+        parent
+            .handle("sqrt", |x: f64| x.sqrt())
+            .handle("norm", |p: Point| p.x.hypot(p.y))
+            .handle("sum", |(a, b): (f64, f64)| a + b)
+            .handle("maybe", |x: Option<u32>| x.map_or(0, |x| x + 1));
+    })
+    .unwrap();
+    // An integer where a float is asked for, when the float holds it exactly.
+    assert_eq!(call::<f64>(&w, "sqrt", 4).unwrap(), 2.0);
+    let err = call::<f64>(&w, "sqrt", (1i64 << 53) + 1).unwrap_err();
+    assert!(err.to_string().contains("does not hold exactly"), "{err}");
+    // A map of field names where a struct is, a JSON object among them.
+    let norm: f64 = call(&w, "norm", serde_json::json!({"x": 3, "y": 4.0})).unwrap();
+    assert_eq!(norm, 5.0);
+    // A sequence of the right length where a tuple is.
+    assert_eq!(
+        call::<f64>(&w, "sum", serde_json::json!([1, 2.5])).unwrap(),
+        3.5
+    );
+    let err = call::<f64>(&w, "sum", vec![1.0, 2.0, 3.0]).unwrap_err();
+    assert!(err.to_string().contains("tuple of 2"), "{err}");
+    // A bare value where an option is.
+    assert_eq!(call::<u32>(&w, "maybe", 4u32).unwrap(), 5);
+    assert_eq!(call::<u32>(&w, "maybe", None::<u32>).unwrap(), 0);
+    // Anything else is refused, with its path.
+    let err = call::<f64>(&w, "norm", serde_json::json!({"x": "3", "y": 4})).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("field `x`: expected f64, got string"),
+        "{err}"
+    );
+    w.close();
+}
