@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::handler::{Registry, Reply, Service};
 use crate::link::dispatch;
 use crate::link::{ENTRY_ID, Flush, Link};
-use crate::link::{METHODS_METHOD, Responder};
+use crate::link::{EVENTS_METHOD, METHODS_METHOD, Responder};
 use crate::options::Options;
 use crate::pending::{self, Deadline, Pending};
 use crate::process::WorkerProcess;
@@ -361,8 +361,9 @@ impl Coprocess {
         }
     }
 
-    /// The names of the peer's call handlers and event listeners, sorted: what it offers,
-    /// for discovery and scripting.
+    /// The names of the peer's call handlers (typed services' methods among them),
+    /// sorted: what it answers with [`call`](Self::call), for discovery and scripting.
+    /// Its event listeners are [`events`](Self::events).
     ///
     /// # Examples
     ///
@@ -370,11 +371,18 @@ impl Coprocess {
     /// let worker = coproq::fork(|parent| {
     ///     parent.handle("add", |(a, b): (i32, i32)| a + b).on("log", |line: String| ());
     /// })?;
-    /// assert_eq!(worker.methods()?, ["add", "log"]);
+    /// assert_eq!(worker.methods()?, ["add"]);
+    /// assert_eq!(worker.events()?, ["log"]);
     /// # Ok::<(), coproq::Error>(())
     /// ```
     pub fn methods(&self) -> Result<Vec<String>> {
         self.call(METHODS_METHOD, ())
+    }
+
+    /// The names of the peer's event listeners, sorted: what it takes with
+    /// [`emit`](Self::emit). Its call handlers are [`methods`](Self::methods).
+    pub fn events(&self) -> Result<Vec<String>> {
+        self.call(EVENTS_METHOD, ())
     }
 
     /// The parent's end of the worker's stdin, if its `Command` set it to

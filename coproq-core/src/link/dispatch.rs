@@ -22,7 +22,7 @@ use super::clock;
 use super::context::{self, as_server, current_batch, is_serving};
 use super::token::{Goal, Queued, Role, ServeStep, Stop};
 use super::writer::Flush;
-use super::{METHODS_METHOD, Recent, Responder};
+use super::{EVENTS_METHOD, METHODS_METHOD, Recent, Responder};
 use crate::error::Error;
 use crate::sys;
 use crate::wire::{Args, Message, OutcomeKind, Request};
@@ -318,7 +318,9 @@ fn dispatch(link: &Arc<Link>, work: Work<'_>, cost: u64, flush: Flush, recent: &
                 let current = context::Current { id, deadline };
                 context::handling(current, || handler(&mut args, responder));
             } else if args.name() == METHODS_METHOD {
-                responder.send(&link.handlers.names());
+                responder.send(&link.handlers.call_names());
+            } else if args.name() == EVENTS_METHOD {
+                responder.send(&link.handlers.event_names());
             } else {
                 let message = format!("{}: method not found", args.name());
                 responder.fail(OutcomeKind::MethodNotFound, message);

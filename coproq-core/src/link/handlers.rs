@@ -165,16 +165,14 @@ impl Handlers {
     }
 
     /// The names of every call handler and event listener, sorted, without coproq's own.
-    pub(crate) fn names(&self) -> Vec<String> {
-        let calls = self.calls.read().unwrap_or_else(PoisonError::into_inner);
-        let events = self.events.read().unwrap_or_else(PoisonError::into_inner);
-        let mut names: Vec<String> = (calls.keys().chain(events.keys()))
-            .filter(|name| !name.starts_with(RESERVED_PREFIX))
-            .cloned()
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        names
+    /// The names of the call handlers, sorted (coproq's own left out).
+    pub(crate) fn call_names(&self) -> Vec<String> {
+        public_names(&self.calls.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The names of the event listeners, sorted.
+    pub(crate) fn event_names(&self) -> Vec<String> {
+        public_names(&self.events.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     pub(crate) fn set_call(&self, name: String, owner: Owner, handler: Arc<CallHandler>) {
@@ -215,8 +213,22 @@ impl Handlers {
 /// Names under this prefix are coproq's own (fingerprints, discovery, start-up).
 pub(crate) const RESERVED_PREFIX: &str = "coproq:";
 
-/// The built-in method that lists an end's handlers (`Coprocess::methods`).
+/// The built-in method that lists an end's call handlers (`Coprocess::methods`).
 pub(crate) const METHODS_METHOD: &str = "coproq:methods";
+
+/// The built-in method that lists an end's event listeners (`Coprocess::events`).
+pub(crate) const EVENTS_METHOD: &str = "coproq:events";
+
+/// The names in `table` that are not coproq's own, sorted.
+fn public_names<H: ?Sized>(table: &ByName<H>) -> Vec<String> {
+    let mut names: Vec<String> = table
+        .keys()
+        .filter(|name| !name.starts_with(RESERVED_PREFIX))
+        .cloned()
+        .collect();
+    names.sort_unstable();
+    names
+}
 
 /// Inserts a handler; a name that a service holds, or that a service asks for while
 /// another holds it, is a programming error that would misroute calls: panic, naming both.

@@ -63,7 +63,7 @@ use crate::wire::{Entry, Hello, frame};
 use calls::Calls;
 use cancels::Cancels;
 use credit::Inflow;
-pub(crate) use handlers::{Handlers, METHODS_METHOD, Owner, Recent};
+pub(crate) use handlers::{EVENTS_METHOD, Handlers, METHODS_METHOD, Owner, Recent};
 use heartbeat::{Heard, Heartbeat};
 pub(crate) use io::{Input, Output, PipeInput, PipeOutput};
 use read_buffer::ReadBuffer;

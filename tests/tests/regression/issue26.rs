@@ -271,3 +271,27 @@ fn item5_json_shaped_arguments_are_accepted_where_they_fit_exactly() {
     );
     w.close();
 }
+
+// Item 6: `methods()` lists calls only; `events()` lists listeners.
+
+#[test]
+fn item6_methods_and_events_are_told_apart() {
+    let w = coproq::fork(|parent| {
+        parent
+            .handle("add", |(a, b): (i32, i32)| a + b)
+            .on("log", |_: String| ())
+            .on("tick", |_: u64| ());
+    })
+    .unwrap();
+    let methods = w.methods().unwrap();
+    assert_eq!(methods, ["add"]);
+    assert_eq!(w.events().unwrap(), ["log", "tick"]);
+    // Everything `methods()` lists answers a call.
+    for name in methods {
+        assert!(!matches!(
+            call::<i32>(&w, &name, (1, 2)),
+            Err(Error::MethodNotFound(_))
+        ));
+    }
+    w.close();
+}

@@ -440,7 +440,8 @@ fn methods_lists_the_peers_handlers() {
             .listen(a::CalcServer::new(a::A));
     })
     .unwrap();
-    assert_eq!(w.methods().unwrap(), ["log", "ping", "zeta"]);
+    assert_eq!(w.methods().unwrap(), ["ping", "zeta"]);
+    assert_eq!(w.events().unwrap(), ["log"]);
     let parent_side = Coprocess::builder()
         .handle("config", |(): ()| 1u8)
         .fork(|parent| {
