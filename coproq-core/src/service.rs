@@ -3,6 +3,7 @@
 //!
 //! Reached only through `__private`; nothing here is public API.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use serde::Serialize;
@@ -21,12 +22,28 @@ pub fn fingerprint_method(service: &str) -> String {
     format!("coproq:fingerprint:{service}")
 }
 
-/// A typed client's once-per-client check that the peer serves the same trait.
+/// A typed client's check that the peer serves each method it calls as this client
+/// declares it. The peer's fingerprint is asked for once; each method is then judged on
+/// its own, so that a service can evolve: methods that are the same on both ends work
+/// whatever else was added or removed, a method the peer lacks is `MethodNotFound`, and
+/// one whose signature differs is `ServiceMismatch` naming the method and both
+/// signatures. Types are compared as written: a field added to an argument's struct
+/// changes no signature, and is matched by name when the value arrives.
 #[derive(Debug)]
 pub struct ServiceCheck {
     service: &'static str,
     local: fn() -> String,
-    verdict: OnceLock<std::result::Result<(), String>>,
+    /// Each local method's verdict, once the peer's fingerprint is known; `None` when the
+    /// peer states none (dynamic handlers: calls rely on shape checks alone).
+    verdicts: OnceLock<Option<HashMap<String, Verdict>>>,
+}
+
+/// How the peer serves one method.
+#[derive(Debug, Clone)]
+enum Verdict {
+    Same,
+    Missing,
+    Differs(String),
 }
 
 impl ServiceCheck {
@@ -36,50 +53,58 @@ impl ServiceCheck {
         Self {
             service,
             local,
-            verdict: OnceLock::new(),
+            verdicts: OnceLock::new(),
         }
     }
 
-    /// Asks the peer for its fingerprint the first time, then answers from memory. A peer
-    /// without one (dynamic handlers) passes: calls then rely on shape checks alone.
-    pub fn ensure(&self, peer: &Target) -> Result<()> {
-        let verdict = if let Some(verdict) = self.verdict.get() {
-            verdict
+    /// Whether the peer serves `method` as this client declares it (see the type's
+    /// docs); asks for the peer's fingerprint the first time.
+    pub fn ensure(&self, peer: &Target, method: &str) -> Result<()> {
+        let verdicts = if let Some(verdicts) = self.verdicts.get() {
+            verdicts
         } else {
-            let verdict = match peer.call::<String>(&fingerprint_method(self.service), ()) {
-                Ok(remote) => compare(&(self.local)(), &remote),
-                Err(Error::MethodNotFound(_)) => Ok(()),
+            let verdicts = match peer.call::<String>(&fingerprint_method(self.service), ()) {
+                Ok(remote) => Some(judge(&(self.local)(), &remote)),
+                Err(Error::MethodNotFound(_)) => None,
                 Err(e) => return Err(e),
             };
-            self.verdict.get_or_init(|| verdict)
+            self.verdicts.get_or_init(|| verdicts)
         };
-        verdict.clone().map_err(|detail| Error::ServiceMismatch {
-            service: self.service.to_owned(),
-            detail,
-        })
+        match verdicts.as_ref().and_then(|v| v.get(method)) {
+            None | Some(Verdict::Same) => Ok(()),
+            Some(Verdict::Missing) => Err(Error::MethodNotFound(method.to_owned())),
+            Some(Verdict::Differs(detail)) => Err(Error::ServiceMismatch {
+                service: self.service.to_owned(),
+                detail: detail.clone(),
+            }),
+        }
     }
 }
 
-/// Compares two fingerprints (`method signature` lines) and names the first difference.
-fn compare(local: &str, remote: &str) -> std::result::Result<(), String> {
-    if local == remote {
-        return Ok(());
-    }
-    let name = |line: &str| line.split(['(', ' ']).nth(1).unwrap_or(line).to_owned();
-    for line in local.lines() {
-        if !remote.lines().any(|r| r == line) {
-            let method = name(line);
-            return Err(match remote.lines().find(|r| name(r) == method) {
-                Some(theirs) => format!("this client has `{line}`, the peer has `{theirs}`"),
-                None => format!("the peer has no method `{method}` (this client has `{line}`)"),
-            });
-        }
-    }
-    let extra = remote
+/// The method a fingerprint line (`fn add(i32, i32) -> i32`) declares.
+fn method_of(line: &str) -> &str {
+    line.strip_prefix("fn ")
+        .and_then(|rest| rest.split('(').next())
+        .unwrap_or(line)
+}
+
+/// Each local method's verdict against the peer's fingerprint (`fn signature` lines).
+fn judge(local: &str, remote: &str) -> HashMap<String, Verdict> {
+    let theirs: HashMap<&str, &str> = remote.lines().map(|line| (method_of(line), line)).collect();
+    local
         .lines()
-        .find(|r| !local.lines().any(|l| l == *r))
-        .unwrap_or_default();
-    Err(format!("the peer has `{extra}`, which this client lacks"))
+        .map(|line| {
+            let method = method_of(line);
+            let verdict = match theirs.get(method) {
+                Some(&same) if same == line => Verdict::Same,
+                Some(theirs) => Verdict::Differs(format!(
+                    "method `{method}`: this client has `{line}`, the peer has `{theirs}`"
+                )),
+                None => Verdict::Missing,
+            };
+            (method.to_owned(), verdict)
+        })
+        .collect()
 }
 
 /// A typed call: checks the service, then sends; `at_once` when the caller waits for it
@@ -134,7 +159,7 @@ fn send_typed<R, A: Serialize>(
     decode: pending::ReplyDecoder<R>,
 ) -> Pending<R> {
     let flush = if at_once { Flush::Now } else { Flush::Soon };
-    match check.ensure(peer) {
+    match check.ensure(peer, method) {
         Ok(()) => peer.send_call(method, args, flush, decode),
         Err(e) => Pending::failed(method, e),
     }
@@ -158,7 +183,7 @@ fn decode_result_reply<T: DeserializeOwned, E: DeserializeOwned>(
 
 /// A typed event: checks the service, then sends.
 pub fn emit(peer: &Target, check: &ServiceCheck, name: &str, args: impl Serialize) -> Result<()> {
-    check.ensure(peer)?;
+    check.ensure(peer, name)?;
     match peer {
         Target::Link(coproc) => coproc.emit(name, args),
         Target::Pool(pool) => pool.emit(name, args),
@@ -228,20 +253,25 @@ pub const fn assert_wire_type<T: Serialize + DeserializeOwned>() {}
 
 #[cfg(test)]
 mod tests {
-    use super::compare;
+    use super::{Verdict, judge, method_of};
 
     #[test]
-    fn compare_names_the_difference() {
-        let local = "fn add(i32, i32) -> i32\nfn log(String) event";
-        assert!(compare(local, local).is_ok());
-        let err = compare(local, "fn add(i64, i64) -> i64\nfn log(String) event").unwrap_err();
+    fn each_method_is_judged_on_its_own() {
+        let local = "fn add(i32, i32) -> i32\nfn log(String) event\nfn new_one() -> u8";
+        let remote = "fn add(i64, i64) -> i64\nfn log(String) event\nfn old_one()";
+        let verdicts = judge(local, remote);
+        assert!(matches!(verdicts["log"], Verdict::Same));
+        assert!(matches!(verdicts["new_one"], Verdict::Missing));
+        let Verdict::Differs(detail) = &verdicts["add"] else {
+            panic!("{:?}", verdicts["add"])
+        };
         assert!(
-            err.contains("fn add(i32, i32) -> i32") && err.contains("fn add(i64, i64) -> i64"),
-            "{err}"
+            detail.contains("method `add`")
+                && detail.contains("fn add(i32, i32) -> i32")
+                && detail.contains("fn add(i64, i64) -> i64"),
+            "{detail}"
         );
-        let err = compare(local, "fn log(String) event").unwrap_err();
-        assert!(err.contains("no method `add`"), "{err}");
-        let err = compare("fn log(String) event", local).unwrap_err();
-        assert!(err.contains("lacks"), "{err}");
+        assert!(!verdicts.contains_key("old_one"));
+        assert_eq!(method_of("fn a_b(x) -> y"), "a_b");
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod flood;
 pub mod services;
+pub mod shop;
 pub mod sshd;
 
 use std::time::{Duration, Instant};

@@ -295,3 +295,129 @@ fn item6_methods_and_events_are_told_apart() {
     }
     w.close();
 }
+
+// Item 4: services evolve per method. Two releases of one service (`coproq_tests::shop`),
+// as two worker binaries; every pairing of an old or new caller with an old or new worker.
+
+mod shop {
+    use std::process::Command;
+
+    use coproq::{Coprocess, Error};
+    use coproq_tests::shop::{v1, v2};
+
+    fn worker(version: u8) -> Coprocess {
+        let exe = match version {
+            1 => env!("CARGO_BIN_EXE_shop_v1"),
+            _ => env!("CARGO_BIN_EXE_shop_v2"),
+        };
+        Coprocess::spawn(Command::new(exe)).unwrap()
+    }
+
+    fn order_v1() -> v1::Order {
+        v1::Order {
+            item: "tea".into(),
+            quantity: 2,
+        }
+    }
+
+    fn order_v2() -> v2::Order {
+        v2::Order {
+            item: "tea".into(),
+            quantity: 2,
+            coupon: Some("SPRING".into()),
+        }
+    }
+
+    fn assert_missing(result: coproq::Result<impl std::fmt::Debug>, method: &str) {
+        match result {
+            Err(Error::MethodNotFound(name)) => assert_eq!(name, method),
+            other => panic!("{method}: {other:?}"),
+        }
+    }
+
+    fn assert_mismatch(result: coproq::Result<impl std::fmt::Debug>, method: &str) {
+        match result {
+            Err(Error::ServiceMismatch { detail, .. }) => assert!(
+                detail.contains(&format!("method `{method}`"))
+                    && detail.contains("fn price(String) -> u32")
+                    && detail.contains("fn price(u32) -> u32"),
+                "{detail}"
+            ),
+            other => panic!("{method}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn item4_an_old_caller_and_an_old_worker() {
+        let w = worker(1);
+        let shop = v1::ShopClient::new(&w);
+        assert_eq!(shop.place(order_v1()).unwrap(), 1);
+        assert_eq!(shop.order(1).unwrap(), Some(order_v1()));
+        assert_eq!(shop.price("tea".into()).unwrap(), 300);
+        assert_eq!(shop.legacy().unwrap(), "v1");
+        w.close();
+    }
+
+    #[test]
+    fn item4_an_old_caller_and_a_new_worker() {
+        let w = worker(2);
+        let shop = v1::ShopClient::new(&w);
+        // Unchanged methods work; the v1 order takes v2's default; v2's reply reads as v1.
+        assert_eq!(shop.place(order_v1()).unwrap(), 1);
+        assert_eq!(shop.order(1).unwrap(), Some(order_v1()));
+        assert_missing(shop.legacy(), "legacy");
+        assert_mismatch(shop.price("tea".into()), "price");
+        // Still working after the failures: each method was judged on its own.
+        assert_eq!(shop.place(order_v1()).unwrap(), 2);
+        let newer = v2::ShopClient::new(&w);
+        assert_eq!(newer.order(1).unwrap().map(|o| o.coupon), Some(None));
+        w.close();
+    }
+
+    #[test]
+    fn item4_a_new_caller_and_an_old_worker() {
+        let w = worker(1);
+        let shop = v2::ShopClient::new(&w);
+        // v1 ignores the coupon it does not know; its reply lacks one: the default.
+        assert_eq!(shop.place(order_v2()).unwrap(), 1);
+        let back = shop.order(1).unwrap().unwrap();
+        assert_eq!(
+            back,
+            v2::Order {
+                coupon: None,
+                ..order_v2()
+            }
+        );
+        assert_missing(shop.count(), "count");
+        assert_mismatch(shop.price(3), "price");
+        assert_eq!(shop.place(order_v2()).unwrap(), 2);
+        w.close();
+    }
+
+    #[test]
+    fn item4_a_new_caller_and_a_new_worker() {
+        let w = worker(2);
+        let shop = v2::ShopClient::new(&w);
+        assert_eq!(shop.place(order_v2()).unwrap(), 1);
+        assert_eq!(shop.order(1).unwrap(), Some(order_v2()));
+        assert_eq!(shop.price(3).unwrap(), 300);
+        assert_eq!(shop.count().unwrap(), 1);
+        w.close();
+    }
+
+    #[test]
+    fn item4_a_worker_of_the_old_release_calls_a_parent_of_the_new() {
+        let w = Coprocess::builder()
+            .listen(v2::ShopServer::new(v2::Impl::default()))
+            .fork(|parent| {
+                let shop = v1::ShopClient::new(parent);
+                let placed = shop.place(order_v1()).unwrap();
+                let legacy = matches!(shop.legacy(), Err(Error::MethodNotFound(_)));
+                parent.handle("results", move |(): ()| (placed, legacy));
+            })
+            .unwrap();
+        let (placed, legacy): (u64, bool) = coproq_tests::call(&w, "results", ()).unwrap();
+        assert_eq!((placed, legacy), (1, true));
+        w.close();
+    }
+}

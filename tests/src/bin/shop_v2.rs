@@ -1,0 +1,10 @@
+//! The second release of the shop service, as a worker binary.
+
+use coproq_tests::shop::v2::{Impl, ShopServer};
+
+fn main() -> coproq::Result<()> {
+    let parent = coproq::Coprocess::parent()?;
+    parent.listen(ShopServer::new(Impl::default()));
+    parent.serve();
+    Ok(())
+}
