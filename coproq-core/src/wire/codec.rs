@@ -32,7 +32,9 @@ const fn config<const LIMIT: usize>() -> Config<LIMIT> {
         .with_limit::<LIMIT>()
 }
 
-/// The configuration for encoding (limits play no part in it).
+/// The configuration for encoding (limits play no part in it), which `encode` follows;
+/// bincode's own encoder is kept for the tests that compare the two.
+#[cfg(test)]
 const CONFIG: Config<LARGE> = config::<LARGE>();
 
 /// Appends the shape of `value` (see `shape`) and then its encoding: a `u64` length and
@@ -105,18 +107,21 @@ pub(crate) fn put_shape(
     Ok(())
 }
 
-/// Appends the encoding of `value` to `buf`.
+/// Appends the encoding of `value` to `buf`, in this configuration's layout (written by
+/// `encode`, which also takes sequences and maps of unknown length).
 #[inline]
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     buf: &mut Vec<u8>,
 ) -> Result<(), WireError> {
-    bincode::serde::encode_into_std_write(value, buf, CONFIG)
-        .map(drop)
-        .map_err(|e| match e {
-            bincode::error::EncodeError::OtherString(reason) => WireError::Unserializable(reason),
-            e => WireError::Unserializable(format!("{e:?}")),
-        })
+    super::encode::encode(value, buf).map_err(WireError::Unserializable)
+}
+
+/// bincode's own encoding of `value` in this configuration, for the tests that hold
+/// `encode` to it byte for byte.
+#[cfg(test)]
+pub(crate) fn bincode_bytes<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, CONFIG).expect("bincode encodes it")
 }
 
 /// Decodes a `T` from the start of `bytes`, returning it and the bytes it used.

@@ -4,6 +4,8 @@
 //! - [`header`]: message headers, encoded by hand byte for byte as bincode would.
 //! - [`message`]: `Hello`, `Call`, `Reply`, `Event`, `Bye`, and how a frame is built.
 //! - [`codec`]: the one bincode configuration; encode and decode helpers.
+//! - [`encode`]: values written in that configuration's layout by a serializer of ours,
+//!   byte for byte as bincode writes them, and also of unknown length (`flatten`).
 //! - [`shape`]: the shape of every value, recorded by the sender and checked by the
 //!   receiver at every depth, so that a `String` sent to a `u32` handler is an error
 //!   instead of a number.
@@ -24,6 +26,7 @@
 pub(crate) mod byte_vec;
 pub(crate) mod codec;
 pub(crate) mod direct;
+mod encode;
 mod error;
 pub(crate) mod frame;
 #[cfg(any(test, feature = "fuzzing"))]

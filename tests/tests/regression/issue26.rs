@@ -50,6 +50,21 @@ struct Renamed {
     tags: Vec<String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Page {
+    limit: u32,
+    offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Query {
+    text: String,
+    #[serde(flatten)]
+    page: Page,
+    #[serde(flatten)]
+    extra: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
 /// A worker that echoes each kind of value with its own type.
 fn attribute_worker() -> Coprocess {
     coproq::fork(|parent| {
@@ -59,6 +74,7 @@ fn attribute_worker() -> Coprocess {
             .handle("adjacent", |v: Adjacent| v)
             .handle("untagged", |v: Untagged| v)
             .handle("renamed", |v: Renamed| v)
+            .handle("flatten", |v: Query| v)
             .handle("json", |v: serde_json::Value| v);
     })
     .unwrap()
@@ -109,6 +125,15 @@ fn item2_serde_attributes_round_trip_through_a_worker() {
     };
     let back = call::<Renamed>(&w, "renamed", &v).unwrap();
     assert_eq!(back, Renamed { cache: 0, ..v }, "rename, skip, default");
+    let v = Query {
+        text: "q".into(),
+        page: Page {
+            limit: 10,
+            offset: 0,
+        },
+        extra: [("lang".to_owned(), serde_json::json!("en"))].into(),
+    };
+    assert_eq!(call::<Query>(&w, "flatten", &v).unwrap(), v, "flatten");
     w.close();
 }
 

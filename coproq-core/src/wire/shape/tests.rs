@@ -495,6 +495,39 @@ mod attributes {
         );
     }
 
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Page {
+        limit: u32,
+        offset: u64,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Query {
+        text: String,
+        #[serde(flatten)]
+        page: Page,
+        #[serde(flatten)]
+        extra: std::collections::BTreeMap<String, serde_json::Value>,
+    }
+
+    #[test]
+    fn flattened_fields_round_trip() {
+        let value = Query {
+            text: "q".into(),
+            page: Page {
+                limit: 10,
+                offset: 20,
+            },
+            extra: [("lang".to_owned(), serde_json::json!("en"))].into(),
+        };
+        assert_eq!(send::<_, Query>(&value).unwrap(), value);
+        let json: serde_json::Value = send(&value).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"text": "q", "limit": 10, "offset": 20, "lang": "en"})
+        );
+    }
+
     #[test]
     fn skipped_fields_round_trip() {
         for value in [
