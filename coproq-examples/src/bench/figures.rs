@@ -178,6 +178,17 @@ pub(crate) const FIGURES: &[Figure] = &[
         target: Target::Report,
     },
     Figure {
+        key: "pipelined-structs",
+        title: "the same with two-field structs (`Vec<Point>`, `Point { x: u64, y: u64 }`), \
+                checked by field name: items per second",
+        unit: Unit::PerSec,
+        impls: &["coproq"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::Report,
+    },
+    Figure {
         key: "events",
         title: "events delivered, confirmed by a call",
         unit: Unit::PerSec,
@@ -411,6 +422,9 @@ pub(crate) fn measure(figure: &Figure, imp: &str, quick: bool) -> Result<Measure
         }
         ("pipelined-pairs", "coproq") => {
             link::pipelined_items::<(u64, u64)>(10 * n.pipelined).map_err(|e| e.to_string())
+        }
+        ("pipelined-structs", "coproq") => {
+            link::pipelined_items::<link::Point>(10 * n.pipelined).map_err(|e| e.to_string())
         }
         ("events", "raw") => raw::events(n.events).map_err(|e| e.to_string()),
         ("events", "coproq") => link::events(n.events).map_err(|e| e.to_string()),

@@ -62,6 +62,7 @@ fn worker_spinning(spin: Option<Duration>) -> coproq::Result<Coprocess> {
             })
             .handle("echo_many", |xs: Vec<u64>| xs)
             .handle("echo_pairs", |xs: Vec<(u64, u64)>| xs)
+            .handle("echo_points", |xs: Vec<Point>| xs)
             .handle("bytes", |b: ByteBuf| b)
             .handle("vec_bytes", |b: Vec<u8>| b)
             .on("tick", |_: u64| {
@@ -270,6 +271,20 @@ impl Item for (u64, u64) {
     const ECHO: &'static str = "echo_pairs";
     fn nth(i: u64) -> Self {
         (i, !i)
+    }
+}
+
+/// A two-field struct, the batched item of the `pipelined-structs` figure.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub(crate) struct Point {
+    x: u64,
+    y: u64,
+}
+
+impl Item for Point {
+    const ECHO: &'static str = "echo_points";
+    fn nth(i: u64) -> Self {
+        Point { x: i, y: !i }
     }
 }
 
