@@ -92,6 +92,8 @@ pub(super) struct Elements {
     fixed: Option<u8>,
     /// Elements the shape still describes.
     left: usize,
+    /// Whether `left` is the cap on elements of no size, not the shape's count.
+    capped: bool,
     next: usize,
     /// Where the node ends.
     pub(super) end: usize,
@@ -109,6 +111,11 @@ impl Elements {
             mode::SAME => (Some(cursor.at.get()), usize::MAX),
             _ => (None, cursor.u32::<E>()? as usize),
         };
+        // Elements of no size take no bytes, so nothing bounds their count but the count
+        // itself, which a hostile peer may set to 2^64: such a sequence is refused past
+        // `MAX_ZERO_SIZED` instead of looped over.
+        let capped = same.is_some_and(|at| is_zero_sized(&cursor.shape[at..end]));
+        let left = if capped { MAX_ZERO_SIZED } else { left };
         // Elements that are all one scalar need no cursor at all (the common long case).
         let fixed = same
             .filter(|&start| start + 1 == end)
@@ -118,6 +125,7 @@ impl Elements {
             same: same.filter(|_| fixed.is_none()),
             fixed,
             left,
+            capped,
             next: 0,
             end,
         })
@@ -129,6 +137,7 @@ impl Elements {
             same: None,
             fixed: Some(tag::U8),
             left: usize::MAX,
+            capped: false,
             next: 0,
             end: cursor.at.get(),
         }
@@ -151,6 +160,15 @@ impl Elements {
         cursor.within(step(index), || cursor.noted(read(described)))
     }
 
+    /// What an element beyond the last that the shape allows is told.
+    fn surplus(&self) -> Surplus {
+        Surplus(if self.capped {
+            "the value has more than 1048576 elements of no size: refused"
+        } else {
+            "the value has more elements than its shape"
+        })
+    }
+
     /// Positions the cursor for the next element; false if the shape has no more.
     #[inline]
     fn advance(&mut self, cursor: &Cursor<'_>) -> bool {
@@ -163,6 +181,47 @@ impl Elements {
         }
         true
     }
+}
+
+/// The most elements of no size (`()`, unit structs, tuples of them) a sequence or map
+/// may have.
+const MAX_ZERO_SIZED: usize = 1 << 20;
+
+/// Whether the values of `shape` (one node, or a map entry's key and value) take no
+/// bytes at all: units, and tuples and structs of them.
+fn is_zero_sized(shape: &[u8]) -> bool {
+    /// Whether the node at `at` is zero-sized, moving `at` past it (depth-bounded: a
+    /// node too deep is taken as sized).
+    fn node(shape: &[u8], at: &mut usize, depth: usize) -> bool {
+        let Some(&tag) = shape.get(*at) else {
+            return false;
+        };
+        *at += 1;
+        let named = match tag {
+            tag::UNIT => return true,
+            tag::TUPLE => false,
+            tag::STRUCT => true,
+            _ => return false,
+        };
+        let Some(count) = shape.get(*at..*at + 4) else {
+            return false;
+        };
+        *at += 4;
+        let count = u32::from_le_bytes(count.try_into().unwrap_or_default());
+        (0..count).all(|_| {
+            if named {
+                *at += 1 + usize::from(shape.get(*at).copied().unwrap_or(0));
+            }
+            depth < 16 && node(shape, at, depth + 1)
+        })
+    }
+    let mut at = 0;
+    while at < shape.len() {
+        if !node(shape, &mut at, 0) {
+            return false;
+        }
+    }
+    true
 }
 
 /// An enum's variant as the shape gives it.
@@ -194,14 +253,12 @@ impl<'de, T: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<'_, '_, T> {
 }
 
 /// A seed for an element the shape does not have: the data is longer than its shape.
-pub(super) struct Surplus;
+pub(super) struct Surplus(&'static str);
 
 impl<'de> DeserializeSeed<'de> for Surplus {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, _: D) -> Result<(), D::Error> {
-        Err(de::Error::custom(
-            "the value has more elements than its shape",
-        ))
+        Err(de::Error::custom(self.0))
     }
 }
 
@@ -278,6 +335,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Wrap<'_, '_, A, Elements> {
         seed: T,
     ) -> Result<Option<T::Value>, A::Error> {
         let (cursor, fixed) = (self.cursor, self.state.fixed);
+        let surplus = self.state.surplus();
         let visitor = &mut self.visitor;
         self.state.next_in(cursor, Step::Element, |described| {
             if described {
@@ -287,7 +345,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Wrap<'_, '_, A, Elements> {
                     fixed,
                 })
             } else {
-                visitor.next_element_seed(Surplus).map(|_| None)
+                visitor.next_element_seed(surplus).map(|_| None)
             }
         })
     }
@@ -303,6 +361,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Wrap<'_, '_, A, Elements> {
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
         let cursor = self.cursor;
+        let surplus = self.state.surplus();
         let visitor = &mut self.visitor;
         self.state.next_in(cursor, Step::KeyAt, |described| {
             if described {
@@ -312,7 +371,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Wrap<'_, '_, A, Elements> {
                     fixed: None,
                 })
             } else {
-                visitor.next_key_seed(Surplus).map(|_| None)
+                visitor.next_key_seed(surplus).map(|_| None)
             }
         })
     }
@@ -355,7 +414,10 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Wrap<'_, '_, A, Members> {
         let index = self.state.next;
         if index >= self.state.len {
             return cursor
-                .noted(self.visitor.next_element_seed(Surplus))
+                .noted(
+                    self.visitor
+                        .next_element_seed(Surplus("the value has more elements than its shape")),
+                )
                 .map(|_| None);
         }
         self.state.next += 1;

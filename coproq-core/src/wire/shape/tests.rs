@@ -625,3 +625,44 @@ mod attributes {
         assert!(err.contains("missing field `type`"), "{err}");
     }
 }
+
+#[test]
+#[allow(
+    clippy::zero_sized_map_values,
+    reason = "the hostile case is such a map"
+)]
+fn a_hostile_count_of_zero_sized_elements_is_refused_not_looped_over() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Nothing {
+        a: (),
+        b: ((), ()),
+    }
+    // Seventeen bytes that claim 2^34 elements of no size: refused at once.
+    let mut shape = Vec::new();
+    record(&vec![()], &mut shape).unwrap();
+    let bytes = (1u64 << 34).to_le_bytes();
+    let err = codec::decode_checked::<Vec<()>>(&shape, &bytes).unwrap_err();
+    assert!(err.to_string().contains("elements of no size"), "{err}");
+    let mut shape = Vec::new();
+    record(
+        &std::collections::BTreeMap::from([((), ((), ()))]),
+        &mut shape,
+    )
+    .unwrap();
+    let err = codec::decode_checked::<std::collections::HashMap<(), ((), ())>>(&shape, &bytes)
+        .unwrap_err();
+    assert!(err.to_string().contains("elements of no size"), "{err}");
+    let mut shape = Vec::new();
+    record(&vec![Nothing { a: (), b: ((), ()) }], &mut shape).unwrap();
+    let err = codec::decode_checked::<Vec<Nothing>>(&shape, &bytes).unwrap_err();
+    assert!(err.to_string().contains("elements of no size"), "{err}");
+    // Up to the limit they decode, the limit itself included.
+    let mut shape = Vec::new();
+    record(&vec![()], &mut shape).unwrap();
+    for n in [1000u64, 1 << 20] {
+        let got = codec::decode_checked::<Vec<()>>(&shape, &n.to_le_bytes()).unwrap();
+        assert_eq!(got.len() as u64, n);
+    }
+    let err = codec::decode_checked::<Vec<()>>(&shape, &((1u64 << 20) + 1).to_le_bytes());
+    assert!(err.is_err());
+}
