@@ -9,9 +9,10 @@ use bincode::error::DecodeError;
 use std::marker::PhantomData;
 
 use serde::Serialize;
-use serde::de::{Deserialize, DeserializeSeed, Deserializer};
+use serde::de::{Deserialize, DeserializeSeed};
 
 use super::WireError;
+use super::read::Reader;
 use super::shape::{Checked, Cursor};
 
 /// The most bytes one decode may claim for the owned strings and byte buffers inside a
@@ -145,20 +146,20 @@ pub(crate) fn decode_checked<'de, T: Deserialize<'de>>(
         return Ok(value);
     }
     let cursor = Cursor::new(shape);
-    let decoded = decode_with(
-        bytes,
-        CheckedSeed {
-            cursor: &cursor,
-            value: PhantomData,
-        },
-    );
+    let mut reader = Reader::new(bytes);
+    let decoded = T::deserialize(Checked {
+        inner: &mut reader,
+        cursor: &cursor,
+        fixed: None,
+    });
     let failure = |message: String| {
         WireError::Mismatch(match cursor.failure_path() {
             Some(path) => format!("{path}: {message}"),
             None => message,
         })
     };
-    let (value, used) = decoded.map_err(|e| failure(readable(&e)))?;
+    let value = decoded.map_err(|e| failure(e.0))?;
+    let used = bytes.len() - reader.remaining();
     if !cursor.finished() {
         return Err(failure("the value is shorter than its shape".into()));
     }
@@ -196,23 +197,6 @@ fn readable(e: &DecodeError) -> String {
         DecodeError::Utf8 { .. } => "a string is not valid UTF-8".into(),
         DecodeError::InvalidCharEncoding(_) => "a char is not valid UTF-8".into(),
         other => format!("{other:?}"),
-    }
-}
-
-/// Deserializes a `T` through [`Checked`].
-struct CheckedSeed<'c, 's, T> {
-    cursor: &'c Cursor<'s>,
-    value: PhantomData<T>,
-}
-
-impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for CheckedSeed<'_, '_, T> {
-    type Value = T;
-    fn deserialize<D: Deserializer<'de>>(self, inner: D) -> Result<T, D::Error> {
-        T::deserialize(Checked {
-            inner,
-            cursor: self.cursor,
-            fixed: None,
-        })
     }
 }
 

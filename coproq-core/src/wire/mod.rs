@@ -6,6 +6,8 @@
 //! - [`codec`]: the one bincode configuration; encode and decode helpers.
 //! - [`encode`]: values written in that configuration's layout by a serializer of ours,
 //!   byte for byte as bincode writes them, and also of unknown length (`flatten`).
+//! - [`read`]: the same layout read, by a deserializer of ours that the shape check
+//!   drives.
 //! - [`shape`]: the shape of every value, recorded by the sender and checked by the
 //!   receiver at every depth, so that a `String` sent to a `u32` handler is an error
 //!   instead of a number.
@@ -35,6 +37,7 @@ mod header;
 pub(crate) mod message;
 mod number_vec;
 mod probe;
+mod read;
 mod returned;
 pub(crate) mod run;
 pub(crate) mod shape;
