@@ -7,10 +7,10 @@
 //! length is written as a placeholder and filled in at the end, which a fixed-width
 //! length makes a write in place.
 
-use std::fmt;
-
 use serde::Serialize;
 use serde::ser::{self, Serializer};
+
+use super::error::Message;
 
 /// Appends the bincode encoding of `value` to `out`.
 pub(crate) fn encode<T: Serialize + ?Sized>(
@@ -24,25 +24,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     })
 }
 
-/// A value whose `Serialize` impl failed.
-#[derive(Debug)]
-pub(crate) struct EncodeError(String);
-
-impl fmt::Display for EncodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for EncodeError {}
-
-impl ser::Error for EncodeError {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        Self(msg.to_string())
-    }
-}
-
-type Result<T = ()> = std::result::Result<T, EncodeError>;
+type Result<T = ()> = std::result::Result<T, Message>;
 
 struct Encoder<'a> {
     out: &'a mut Vec<u8>,
@@ -65,7 +47,7 @@ macro_rules! numbers {
 
 impl<'a> Serializer for Encoder<'a> {
     type Ok = ();
-    type Error = EncodeError;
+    type Error = Message;
     type SerializeSeq = Counted<'a>;
     type SerializeTuple = Self;
     type SerializeTupleStruct = Self;
@@ -186,7 +168,7 @@ macro_rules! members {
     ($($trait:ident::$method:ident($($name:ident)?);)*) => {$(
         impl ser::$trait for Encoder<'_> {
             type Ok = ();
-            type Error = EncodeError;
+            type Error = Message;
             fn $method<T: Serialize + ?Sized>(
                 &mut self,
                 $($name: &'static str,)?
@@ -240,7 +222,7 @@ impl<'a> Counted<'a> {
 
 impl ser::SerializeSeq for Counted<'_> {
     type Ok = ();
-    type Error = EncodeError;
+    type Error = Message;
     #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
         self.count += 1;
@@ -254,7 +236,7 @@ impl ser::SerializeSeq for Counted<'_> {
 
 impl ser::SerializeMap for Counted<'_> {
     type Ok = ();
-    type Error = EncodeError;
+    type Error = Message;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result {
         self.count += 1;
         key.serialize(Encoder { out: self.out })

@@ -7,34 +7,16 @@
 //! present before anything is borrowed; nothing is allocated here (the visitors copy
 //! what they keep, and serde bounds what a claimed count preallocates).
 
-use std::fmt;
-
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, Visitor};
+
+use super::error::Message;
 
 /// The bytes of a value, read from the front.
 pub(crate) struct Reader<'de> {
     input: &'de [u8],
 }
 
-/// Bytes that are not the value the receiver asked for.
-#[derive(Debug)]
-pub(crate) struct ReadError(pub(crate) String);
-
-impl fmt::Display for ReadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ReadError {}
-
-impl de::Error for ReadError {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        Self(msg.to_string())
-    }
-}
-
-type Result<T> = std::result::Result<T, ReadError>;
+type Result<T> = std::result::Result<T, Message>;
 
 impl<'de> Reader<'de> {
     pub(crate) fn new(input: &'de [u8]) -> Self {
@@ -56,8 +38,8 @@ impl<'de> Reader<'de> {
     }
 
     #[cold]
-    fn ended(&self, wanted: usize) -> ReadError {
-        ReadError(format!(
+    fn ended(&self, wanted: usize) -> Message {
+        Message(format!(
             "the value ended {} bytes early",
             wanted - self.input.len()
         ))
@@ -85,11 +67,11 @@ impl<'de> Reader<'de> {
     #[inline]
     fn str(&mut self) -> Result<&'de str> {
         std::str::from_utf8(self.bytes()?)
-            .map_err(|_| ReadError("a string is not valid UTF-8".into()))
+            .map_err(|_| Message("a string is not valid UTF-8".into()))
     }
 
     fn char(&mut self) -> Result<char> {
-        let invalid = || ReadError("a char is not valid UTF-8".into());
+        let invalid = || Message("a char is not valid UTF-8".into());
         let first = *self.input.first().ok_or_else(|| self.ended(1))?;
         let width = match first {
             0x00..=0x7f => 1,
@@ -109,13 +91,13 @@ impl<'de> Reader<'de> {
 }
 
 #[cold]
-fn exceeds() -> ReadError {
-    ReadError("a length inside the value exceeds the bytes sent".into())
+fn exceeds() -> Message {
+    Message("a length inside the value exceeds the bytes sent".into())
 }
 
 #[cold]
-fn not_self_describing() -> ReadError {
-    ReadError("the bytes alone do not say what they are".into())
+fn not_self_describing() -> Message {
+    Message("the bytes alone do not say what they are".into())
 }
 
 macro_rules! numbers {
@@ -128,7 +110,7 @@ macro_rules! numbers {
 }
 
 impl<'de> Deserializer<'de> for &mut Reader<'de> {
-    type Error = ReadError;
+    type Error = Message;
 
     numbers! {
         deserialize_i8 => visit_i8(i8);
@@ -159,7 +141,7 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
         match self.take::<1>()? {
             [0] => visitor.visit_bool(false),
             [1] => visitor.visit_bool(true),
-            [other] => Err(ReadError(format!("{other} is not a bool"))),
+            [other] => Err(Message(format!("{other} is not a bool"))),
         }
     }
     fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
@@ -185,7 +167,7 @@ impl<'de> Deserializer<'de> for &mut Reader<'de> {
         match self.take::<1>()? {
             [0] => visitor.visit_none(),
             [1] => visitor.visit_some(self),
-            [other] => Err(ReadError(format!("{other} is not an option's tag"))),
+            [other] => Err(Message(format!("{other} is not an option's tag"))),
         }
     }
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
@@ -258,7 +240,7 @@ struct Members<'a, 'de> {
 }
 
 impl<'de> de::SeqAccess<'de> for Members<'_, 'de> {
-    type Error = ReadError;
+    type Error = Message;
     #[inline]
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
         if self.left == 0 {
@@ -273,7 +255,7 @@ impl<'de> de::SeqAccess<'de> for Members<'_, 'de> {
 }
 
 impl<'de> de::MapAccess<'de> for Members<'_, 'de> {
-    type Error = ReadError;
+    type Error = Message;
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
         if self.left == 0 {
             return Ok(None);
@@ -290,7 +272,7 @@ impl<'de> de::MapAccess<'de> for Members<'_, 'de> {
 }
 
 impl<'de> de::EnumAccess<'de> for &mut Reader<'de> {
-    type Error = ReadError;
+    type Error = Message;
     type Variant = Self;
     fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self)> {
         let index = u32::from_le_bytes(self.take()?);
@@ -300,7 +282,7 @@ impl<'de> de::EnumAccess<'de> for &mut Reader<'de> {
 }
 
 impl<'de> de::VariantAccess<'de> for &mut Reader<'de> {
-    type Error = ReadError;
+    type Error = Message;
     fn unit_variant(self) -> Result<()> {
         Ok(())
     }

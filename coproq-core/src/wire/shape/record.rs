@@ -6,13 +6,12 @@
 //! element). Elements are recorded one by one and compared with the first, so a uniform
 //! sequence collapses to one element shape without a second pass.
 
-use std::fmt;
-
 use serde::Serialize;
 use serde::ser::{self, Serializer};
 
 use super::{mode, name_bytes, tag, variant};
 use crate::wire::WireError;
+use crate::wire::error::Message;
 
 /// Appends the shape of `value` to `out`.
 pub(crate) fn record<T: Serialize + ?Sized>(
@@ -24,25 +23,7 @@ pub(crate) fn record<T: Serialize + ?Sized>(
         .map_err(|e| WireError::Unserializable(e.0))
 }
 
-/// A value that cannot be serialized (its `Serialize` impl failed).
-#[derive(Debug)]
-pub(crate) struct RecordError(String);
-
-impl fmt::Display for RecordError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RecordError {}
-
-impl ser::Error for RecordError {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        Self(msg.to_string())
-    }
-}
-
-type Result<T = ()> = std::result::Result<T, RecordError>;
+type Result<T = ()> = std::result::Result<T, Message>;
 
 struct Recorder<'a> {
     out: &'a mut Vec<u8>,
@@ -77,7 +58,7 @@ macro_rules! scalars {
 
 impl<'a> Serializer for Recorder<'a> {
     type Ok = ();
-    type Error = RecordError;
+    type Error = Message;
     type SerializeSeq = Elements<'a>;
     type SerializeTuple = Fixed<'a>;
     type SerializeTupleStruct = Fixed<'a>;
@@ -215,7 +196,7 @@ macro_rules! members {
     ($($trait:ident :: $method:ident($($key:ident)?);)*) => {$(
         impl ser::$trait for Fixed<'_> {
             type Ok = ();
-            type Error = RecordError;
+            type Error = Message;
             fn $method<T: Serialize + ?Sized>(
                 &mut self,
                 $($key: &'static str,)?
@@ -319,7 +300,7 @@ impl<'a> Elements<'a> {
 
 impl ser::SerializeSeq for Elements<'_> {
     type Ok = ();
-    type Error = RecordError;
+    type Error = Message;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
         self.begin();
         self.record(value)?;
@@ -333,7 +314,7 @@ impl ser::SerializeSeq for Elements<'_> {
 
 impl ser::SerializeMap for Elements<'_> {
     type Ok = ();
-    type Error = RecordError;
+    type Error = Message;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result {
         self.begin();
         self.record(key)
