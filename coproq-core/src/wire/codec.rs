@@ -145,6 +145,9 @@ pub(crate) fn decode_checked<'de, T: Deserialize<'de>>(
     if let Some(value) = super::number_vec::decode(shape, bytes) {
         return Ok(value);
     }
+    if let Some(value) = super::shape::exact::decode(shape, bytes) {
+        return Ok(value);
+    }
     let cursor = Cursor::new(shape);
     let mut reader = Reader::new(bytes);
     let decoded = T::deserialize(Checked {

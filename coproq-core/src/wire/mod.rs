@@ -49,16 +49,29 @@ pub(crate) use error::WireError;
 pub(crate) use header::{Outcome, OutcomeKind, is_reply};
 pub(crate) use message::{Args, Body, Entry, Hello, Message, Request};
 
-/// Whether two short byte strings (names, shapes) are the same: compared inline, where a
-/// call to `memcmp` would cost more than the comparison; long ones by `==`.
+/// Whether two short byte strings (names, shapes) are the same: compared inline with at
+/// most four loads, where a call to `memcmp` (or a loop) would cost more than the
+/// comparison; long ones by `==`.
 #[inline]
 pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    const SHORT: usize = 16;
     if a.len() != b.len() {
         return false;
     }
-    if a.len() > SHORT {
-        return a == b;
+    // Two loads from each end, overlapping when the length is not a power of two.
+    macro_rules! ends {
+        ($ty:ty, $n:literal) => {{
+            let head = |s: &[u8]| <$ty>::from_ne_bytes(s[..$n].try_into().expect("long enough"));
+            let tail =
+                |s: &[u8]| <$ty>::from_ne_bytes(s[s.len() - $n..].try_into().expect("long enough"));
+            head(a) == head(b) && tail(a) == tail(b)
+        }};
     }
-    a.iter().zip(b).fold(0, |differ, (x, y)| differ | (x ^ y)) == 0
+    match a.len() {
+        0 => true,
+        1 => a[0] == b[0],
+        2..4 => ends!(u16, 2),
+        4..8 => ends!(u32, 4),
+        8..=16 => ends!(u64, 8),
+        _ => a == b,
+    }
 }

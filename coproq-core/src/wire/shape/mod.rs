@@ -27,18 +27,23 @@
 //! Sequences and maps whose elements all have the same shape record it once, so a long
 //! `Vec<Point>` costs a few bytes of shape, not a few per element.
 //!
-//! - [`record`](mod@record): the sender's side, a `Serializer` that writes the shape.
+//! - [`record`](mod@record): the sender's side, a `Serializer` that writes the shape, with
+//!   [`verify`] (whether an element is like the first, without writing it).
 //! - [`check`]: the receiver's side, a `Deserializer` wrapper that checks against it,
 //!   with [`access`] (the same check carried into nested values) and [`cursor`] (the
 //!   position in the shape, and the path of the first failure).
 //! - [`scalar`]: the short way for a value that is one scalar and a type that asks for
 //!   exactly that.
+//! - [`exact`]: the short way for any value whose type asks for exactly what the sender
+//!   wrote: the bytes and the shape read in one step.
 
 mod access;
 mod check;
 mod cursor;
+pub(crate) mod exact;
 mod record;
 pub(crate) mod scalar;
+mod verify;
 
 pub(crate) use check::{Checked, Cursor};
 pub(crate) use record::record;
@@ -146,6 +151,7 @@ pub(crate) fn is_byte_string(shape: &[u8]) -> bool {
 const NAME_MAX: usize = 255;
 
 /// The bytes of a name as a shape stores it.
+#[inline]
 fn name_bytes(name: &str) -> &[u8] {
     let bytes = name.as_bytes();
     &bytes[..bytes.len().min(NAME_MAX)]

@@ -3,13 +3,14 @@
 //! Layout, in preorder: a tag per node; a tuple's arity and a struct's field count as
 //! `u32` LE; names as a length byte and the bytes; a sequence or map as a mode byte
 //! (`EMPTY`, `SAME` with one element shape, or `EACH` with a `u32` count and a shape per
-//! element). Elements are recorded one by one and compared with the first, so a uniform
-//! sequence collapses to one element shape without a second pass.
+//! element). Each element after the first is checked against the first one's shape
+//! (`verify`, which writes nothing) and recorded only if it differs, so a uniform sequence
+//! collapses to one element shape without a second pass.
 
 use serde::Serialize;
 use serde::ser::{self, Serializer};
 
-use super::{mode, name_bytes, tag, variant};
+use super::{mode, name_bytes, tag, variant, verify};
 use crate::wire::WireError;
 use crate::wire::error::Message;
 
@@ -252,6 +253,19 @@ impl<'a> Elements<'a> {
         value.serialize(Recorder { out: self.out })
     }
 
+    /// Whether the next element (or entry) is like the first, so that its shape need not
+    /// be recorded: `matches` is asked, given the first one's shape, while every element
+    /// so far was alike; it is then counted.
+    #[inline]
+    fn like_the_first(&mut self, matches: impl FnOnce(&[u8]) -> bool) -> bool {
+        let alike =
+            self.same && self.count > 0 && matches(&self.out[self.mode_at + 1..self.first_end]);
+        if alike {
+            self.count += 1;
+        }
+        alike
+    }
+
     /// Starts an element (or an entry's key).
     fn begin(&mut self) {
         self.mark = self.out.len();
@@ -301,7 +315,11 @@ impl<'a> Elements<'a> {
 impl ser::SerializeSeq for Elements<'_> {
     type Ok = ();
     type Error = Message;
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        if self.like_the_first(|first| verify::has_shape(value, first)) {
+            return Ok(());
+        }
         self.begin();
         self.record(value)?;
         self.end_element();
@@ -320,6 +338,21 @@ impl ser::SerializeMap for Elements<'_> {
         self.record(key)
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
+        self.record(value)?;
+        self.end_element();
+        Ok(())
+    }
+    #[inline]
+    fn serialize_entry<K, V>(&mut self, key: &K, value: &V) -> Result
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + ?Sized,
+    {
+        if self.like_the_first(|first| verify::entry_has_shape(key, value, first)) {
+            return Ok(());
+        }
+        self.begin();
+        self.record(key)?;
         self.record(value)?;
         self.end_element();
         Ok(())

@@ -29,7 +29,7 @@ struct Scalar<'de> {
 
 /// Not a value for the short way: the checked path takes it.
 #[derive(Debug)]
-struct Elsewhere;
+pub(super) struct Elsewhere;
 
 impl fmt::Display for Elsewhere {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
