@@ -31,8 +31,9 @@ use super::{mode, name_bytes, tag, variant};
 const MAX_DEPTH: usize = 128;
 
 /// `bytes` as a `T`, if `T` asks for exactly what `shape` says and the two use each
-/// other up; `None` for the checked path to decode.
-#[inline]
+/// other up; `None` for the checked path to decode. Out of line, so that the short way
+/// for one scalar (`scalar`), which runs first, stays small where it is inlined.
+#[inline(never)]
 pub(crate) fn decode<'de, T: Deserialize<'de>>(shape: &[u8], bytes: &'de [u8]) -> Option<T> {
     let mut walk = Walk {
         shape,
