@@ -7,7 +7,7 @@
 //! - [`encode`]: values written in that configuration's layout by a serializer of ours,
 //!   byte for byte as bincode writes them, and also of unknown length (`flatten`).
 //! - [`read`]: the same layout read, by a deserializer of ours that the shape check
-//!   drives.
+//!   drives (its reads are also those of the one-pass decode, `shape::exact`).
 //! - [`shape`]: the shape of every value, recorded by the sender and checked by the
 //!   receiver at every depth, so that a `String` sent to a `u32` handler is an error
 //!   instead of a number.

@@ -1,5 +1,7 @@
 //! The value's bytes, read: a `Deserializer` over bincode's layout (the configuration in
-//! `codec`, as `encode` writes it), for the checking deserializer to drive.
+//! `codec`, as `encode` writes it), for the checking deserializer to drive. Its reads
+//! (`next`, `next_run`) are also those of the one-pass decode (`shape::exact`), which
+//! has no error messages to make.
 //!
 //! It is ours rather than bincode's so that the checked decode is two thin layers that
 //! inline into each other: each read is a bounds check and a load, with no limit
@@ -28,13 +30,31 @@ impl<'de> Reader<'de> {
         self.input.len()
     }
 
+    /// The next `N` bytes, if there are as many (nothing is taken otherwise).
+    #[inline]
+    pub(crate) fn next<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.input.split_first_chunk::<N>()?;
+        self.input = rest;
+        Some(*head)
+    }
+
+    /// A run of bytes after its `u64` length, borrowed, if the length is that of bytes
+    /// present (nothing is taken otherwise).
+    #[inline]
+    pub(crate) fn next_run(&mut self) -> Option<&'de [u8]> {
+        let (len, rest) = self.input.split_first_chunk::<8>()?;
+        let len = usize::try_from(u64::from_le_bytes(*len)).ok()?;
+        if len > rest.len() {
+            return None;
+        }
+        let (run, rest) = rest.split_at(len);
+        self.input = rest;
+        Some(run)
+    }
+
     #[inline]
     fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let Some((head, rest)) = self.input.split_first_chunk::<N>() else {
-            return Err(self.ended(N));
-        };
-        self.input = rest;
-        Ok(*head)
+        self.next().ok_or_else(|| self.ended(N))
     }
 
     #[cold]
@@ -55,13 +75,13 @@ impl<'de> Reader<'de> {
     /// A length-prefixed run of bytes, borrowed.
     #[inline]
     fn bytes(&mut self) -> Result<&'de [u8]> {
-        let len = self.len()?;
-        if len > self.input.len() {
-            return Err(exceeds());
-        }
-        let (bytes, rest) = self.input.split_at(len);
-        self.input = rest;
-        Ok(bytes)
+        self.next_run().ok_or_else(|| {
+            if self.input.len() < 8 {
+                self.ended(8)
+            } else {
+                exceeds()
+            }
+        })
     }
 
     #[inline]

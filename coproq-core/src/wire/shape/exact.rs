@@ -26,6 +26,7 @@ use serde::de::{
 use super::cursor::Cursor;
 use super::scalar::Elsewhere;
 use super::{mode, name_bytes, tag, variant};
+use crate::wire::read::Reader;
 
 /// How deeply the short way follows nested values (the checked path allows 128).
 const MAX_DEPTH: usize = 128;
@@ -38,12 +39,12 @@ pub(crate) fn decode<'de, T: Deserialize<'de>>(shape: &[u8], bytes: &'de [u8]) -
     let mut walk = Walk {
         shape,
         at: 0,
-        bytes,
+        bytes: Reader::new(bytes),
         depth: 0,
         matched: [(usize::MAX, 0); MATCHED],
     };
     let value = T::deserialize(&mut walk).ok()?;
-    (walk.at == shape.len() && walk.bytes.is_empty()).then_some(value)
+    (walk.at == shape.len() && walk.bytes.remaining() == 0).then_some(value)
 }
 
 type Result<T> = std::result::Result<T, Elsewhere>;
@@ -52,7 +53,8 @@ type Result<T> = std::result::Result<T, Elsewhere>;
 struct Walk<'s, 'de> {
     shape: &'s [u8],
     at: usize,
-    bytes: &'de [u8],
+    /// The bytes, read as the checked path reads them.
+    bytes: Reader<'de>,
     depth: usize,
     /// Struct layouts whose field names were found to be a receiver's: (where the
     /// members start in the shape, the receiver's field list), by start. A sequence of
@@ -143,9 +145,7 @@ impl<'de> Walk<'_, 'de> {
 
     #[inline]
     fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let (head, rest) = self.bytes.split_first_chunk::<N>().ok_or(Elsewhere)?;
-        self.bytes = rest;
-        Ok(*head)
+        self.bytes.next().ok_or(Elsewhere)
     }
 
     /// A `u64` length or count.
@@ -157,13 +157,7 @@ impl<'de> Walk<'_, 'de> {
     /// A length-prefixed run of bytes, borrowed.
     #[inline]
     fn run(&mut self) -> Result<&'de [u8]> {
-        let len = self.len()?;
-        if len > self.bytes.len() {
-            return Err(Elsewhere);
-        }
-        let (run, rest) = self.bytes.split_at(len);
-        self.bytes = rest;
-        Ok(run)
+        self.bytes.next_run().ok_or(Elsewhere)
     }
 
     /// Goes one level deeper (a walk that stops is dropped, so only the way back up
@@ -487,14 +481,14 @@ impl<'de> Sequence<'_, '_, 'de> {
         if let Some(start) = self.elements.same {
             self.walk.at = start;
         }
-        let before = self.walk.bytes.len();
+        let before = self.walk.bytes.remaining();
         let value = read(self.walk)?;
         if self.first && self.elements.same.is_some() {
             // Elements of one shape all have a size, or none has: elements of no size
             // have nothing to bound their count but the count itself. (Elements of their
             // own shapes are bounded by the shape.)
             self.first = false;
-            if self.walk.bytes.len() == before && self.elements.left > 0 {
+            if self.walk.bytes.remaining() == before && self.elements.left > 0 {
                 return Err(Elsewhere);
             }
         }
