@@ -105,6 +105,12 @@ impl Coprocess {
     /// Several arguments go as a tuple, one may go bare, none as `()`. The reply is
     /// decoded as `R`.
     ///
+    /// A handler's `Result` is the error channel: its `Ok(v)` arrives as `v`, its
+    /// `Err(e)` as [`Error::Remote`](crate::Error::Remote). Ask for `R = Result<T, E>` to
+    /// have it back as a `Result`: `Ok(Ok(v))`, or `Ok(Err(e))` where `E` decodes the
+    /// handler's error; a panic, a missing method or a dead peer stay errors of the
+    /// call, and so does an error that `E` does not decode (`Error::Remote`).
+    ///
     /// # Examples
     ///
     /// ```no_run
@@ -112,6 +118,11 @@ impl Coprocess {
     /// let sum: i32 = worker.call("add", (1, 2))?;
     /// let echoed = worker.call::<u32>("echo", 1234u32)?;
     /// let pid = worker.call::<u32>("pid", ())?;
+    /// // The handler returns `Result<u64, String>`.
+    /// match worker.call::<Result<u64, String>>("parse", "12x")? {
+    ///     Ok(n) => println!("{n}"),
+    ///     Err(why) => println!("the handler said: {why}"),
+    /// }
     /// # Ok(()) }
     /// ```
     ///

@@ -277,10 +277,21 @@ fn is_expired(delivery: &Delivery) -> bool {
 pub(crate) fn decode_reply<R: DeserializeOwned>(method: &str, delivery: Delivery) -> Result<R> {
     let RawReply { outcome, mut body } = delivery?;
     match outcome {
-        Outcome::Value => body.decode().map_err(|reason| Error::Decode {
-            method: method.to_owned(),
-            reason: reason.to_string(),
-        }),
+        Outcome::Value => body
+            .decode()
+            .or_else(|plain| {
+                // A caller that asks for a `Result` gets the value as its `Ok` (a value
+                // that is itself a `Result`, nested in the handler's, decodes as it is).
+                if !crate::wire::asks_for_result::<R>() {
+                    return Err(plain);
+                }
+                let shape = body.shape().to_vec();
+                crate::wire::decode_variant(true, &shape, body.contiguous())
+            })
+            .map_err(|reason| Error::Decode {
+                method: method.to_owned(),
+                reason: reason.to_string(),
+            }),
         Outcome::Error {
             kind,
             message,
@@ -306,6 +317,16 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(method: &str, delivery: Delivery
                 shape: body.shape().to_vec(),
                 bytes: body.contiguous().to_vec(),
             });
+            // A caller that asks for a `Result` gets the handler's `Err(e)` as its `Err`,
+            // where its error type decodes `e`; otherwise the remote error, as for anyone.
+            if let Some(payload) = payload
+                .as_ref()
+                .filter(|_| crate::wire::asks_for_result::<R>())
+                && let Ok(value) =
+                    crate::wire::decode_variant(false, &payload.shape, &payload.bytes)
+            {
+                return Ok(value);
+            }
             Err(Error::Remote(RemoteError::new(kind, message, payload)))
         }
     }

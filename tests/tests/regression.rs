@@ -8,3 +8,6 @@ mod issue25;
 
 #[path = "regression/issue26.rs"]
 mod issue26;
+
+#[path = "regression/issue27.rs"]
+mod issue27;

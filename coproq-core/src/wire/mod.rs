@@ -45,6 +45,7 @@ mod typed_vec;
 
 pub(crate) use codec::decode_checked;
 pub(crate) use error::WireError;
+pub(crate) use returned::{asks_for_result, decode_variant};
 
 pub(crate) use header::{Outcome, OutcomeKind, is_reply};
 pub(crate) use message::{Args, Body, Entry, Hello, Message, Request};
