@@ -72,7 +72,8 @@ impl Service<'_> {
         }
     }
 
-    /// Generated names must not clash: `new` is the client's constructor, a call method
+    /// Generated names must not clash: `new` is the client's constructor, `ready` its
+    /// wait for room, a call method
     /// `x` gets an `x_async` twin, and an inherent method named like a method of a trait
     /// the client implements would shadow it (`client.clone()` would call the peer).
     fn check_collisions(&self, errors: &mut Errors) {
@@ -87,11 +88,11 @@ impl Service<'_> {
                     ),
                 );
             }
-            if name == "new" {
+            if name == "new" || name == "ready" {
                 errors.at(
                     method.ident,
                     &format!(
-                        "method `new` conflicts with generated `{client}::new`; rename the method"
+                        "method `{name}` conflicts with generated `{client}::{name}`; rename the method"
                     ),
                 );
             }

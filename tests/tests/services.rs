@@ -206,3 +206,63 @@ fn large_byte_arguments_of_typed_methods() {
     let expected: u64 = data.iter().map(|&b| u64::from(b)).sum();
     assert_eq!(calc.checksum(&data).unwrap(), expected);
 }
+
+/// A pool worker that serves `Calc` and sleeps on request.
+fn serve_calc_and_sleep(parent: &Coprocess) {
+    parent
+        .handle("sleep", |ms: u64| {
+            std::thread::sleep(std::time::Duration::from_millis(ms))
+        })
+        .listen(CalcServer::new(Calculator::default()));
+}
+
+#[test]
+fn a_typed_clients_ready_waits_for_room_as_its_peers_does() {
+    let pool = coproq::Pool::builder()
+        .size(1)
+        .startup_timeout(CALL_LIMIT)
+        .max_in_flight(1)
+        .queue_capacity(1)
+        .fork(serve_calc_and_sleep)
+        .unwrap();
+    let calc = CalcClient::new(&pool);
+    // The first typed call fetches the service's fingerprint; later ones go at once.
+    assert_eq!(calc.add(0, 0).unwrap(), 0);
+    let busy = pool.call_async::<()>("sleep", 300u64);
+    let queued = calc.add_async(1, 2);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    // Full now: the client's `ready` suspends the task until the pool's queue moves.
+    let waited = runtime.block_on(async { tokio::time::timeout(CALL_LIMIT, calc.ready()).await });
+    assert!(waited.is_ok(), "ready never resolved");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(200),
+        "ready resolved with the queue full: {:?}",
+        started.elapsed()
+    );
+    // And through a link, with room, at once; calls then go on without blocking.
+    let w = forked();
+    let linked = CalcClient::new(&w);
+    let sums = runtime.block_on(async {
+        tokio::time::timeout(CALL_LIMIT, async {
+            let mut pending = Vec::new();
+            for i in 0..1000 {
+                linked.ready().await;
+                pending.push(linked.add_async(i, 1));
+            }
+            let mut sums = Vec::new();
+            for p in pending {
+                sums.push(p.await.unwrap());
+            }
+            sums
+        })
+        .await
+    });
+    assert_eq!(sums.unwrap(), (1..=1000).collect::<Vec<i64>>());
+    busy.wait_timeout(CALL_LIMIT).unwrap();
+    assert_eq!(queued.wait_timeout(CALL_LIMIT).unwrap(), 3);
+    w.close().unwrap();
+}
