@@ -202,7 +202,6 @@ pub enum Target {
 impl Target {
     /// Resolves when the peer (the link, or the pool's queue) has room for the next
     /// call: what a typed client's `ready()` returns.
-    #[must_use]
     pub fn ready(&self) -> crate::Ready {
         match self {
             Self::Link(coproc) => coproc.ready(),

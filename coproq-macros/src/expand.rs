@@ -125,7 +125,6 @@ impl<'a> Generator<'a> {
                 /// Resolves when the peer has room for the next call, so that the next
                 /// `_async` call does not block the thread: for async callers, as
                 /// `Coprocess::ready` and `Pool::ready` are.
-                #[must_use]
                 #vis fn ready(&self) -> ::coproq::Ready {
                     self.__coproq.ready()
                 }
