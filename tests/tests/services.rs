@@ -211,7 +211,7 @@ fn large_byte_arguments_of_typed_methods() {
 fn serve_calc_and_sleep(parent: &Coprocess) {
     parent
         .handle("sleep", |ms: u64| {
-            std::thread::sleep(std::time::Duration::from_millis(ms))
+            std::thread::sleep(std::time::Duration::from_millis(ms));
         })
         .listen(CalcServer::new(Calculator::default()));
 }
