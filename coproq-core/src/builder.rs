@@ -254,6 +254,50 @@ impl Builder {
         self
     }
 
+    /// See [`Coprocess::handle_async`].
+    #[must_use]
+    pub fn handle_async<A, R, Fut, F>(self, method: impl Into<String>, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        R: Serialize + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+    {
+        Registry::new(&self.handlers).handle_async(method, f);
+        self
+    }
+
+    /// See [`Coprocess::on_async`].
+    #[must_use]
+    pub fn on_async<A, Fut, F>(self, name: impl Into<String>, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        Fut: Future<Output = ()> + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+    {
+        Registry::new(&self.handlers).on_async(name, f);
+        self
+    }
+
+    /// See [`Coprocess::tokio`]: the parent's async handlers run on `runtime`.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    #[must_use]
+    pub fn tokio(self, runtime: tokio::runtime::Handle) -> Self {
+        self.handlers.set_tokio(runtime);
+        self
+    }
+
+    /// See [`Coprocess::tokio_runtime`]: the parent's async handlers run on `runtime`,
+    /// which the link keeps.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    #[must_use]
+    pub fn tokio_runtime(self, runtime: tokio::runtime::Runtime) -> Self {
+        self.handlers.keep_tokio(runtime);
+        self
+    }
+
     /// See [`Coprocess::on`].
     #[must_use]
     pub fn on<A, F>(self, name: impl Into<String>, f: F) -> Self

@@ -4,7 +4,7 @@ use std::fmt;
 use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -273,6 +273,104 @@ impl Coprocess {
         self
     }
 
+    /// Answers the peer's calls of `method` with the value of the future that `f`
+    /// returns, as [`handle`](Self::handle) answers with `f`'s value (a `Result` is the
+    /// error channel).
+    ///
+    /// The serving thread only starts the future and goes on: calls are launched in the
+    /// order they arrive and complete in any order, as many at once as the peer's window
+    /// lets it send. Futures run on the tokio runtime given with
+    /// [`tokio`](Self::tokio) (the `tokio` feature), otherwise on one thread of this
+    /// link that coproq runs for them: it drives futures that need no runtime (channels,
+    /// [`Pending`](crate::Pending) calls to the peer), and a future that blocks its thread
+    /// holds up the link's other async handlers.
+    ///
+    /// While its future is polled, [`cancelled`](crate::cancelled) and
+    /// [`deadline`](crate::deadline) answer for its call, and calls it makes to the peer
+    /// inherit the deadline. When the caller cancels the call (or its deadline passes, or
+    /// the peer dies), the future is dropped at its next wake-up, that is, at the `await`
+    /// where it waits. A panic in it fails that call with "panicked: ..." and the link goes
+    /// on. When the peer closes the link, futures in flight finish and answer first.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(parent: &coproq::Coprocess) {
+    /// let weak = parent.downgrade();
+    /// parent.handle_async("relay", move |n: u32| {
+    ///     let parent = weak.upgrade();
+    ///     async move {
+    ///         // Awaits the peer's answer without holding up the link.
+    ///         match parent {
+    ///             Some(parent) => parent.call_async::<u32>("double", n).await,
+    ///             None => Err(coproq::Error::NotConnected),
+    ///         }
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn handle_async<A, R, Fut, F>(&self, method: impl Into<String>, f: F) -> &Self
+    where
+        A: DeserializeOwned,
+        R: Serialize + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+    {
+        self.registry().handle_async(method, f);
+        self
+    }
+
+    /// Runs the future that `f` returns for each event `name` from the peer, as
+    /// [`handle_async`](Self::handle_async) runs a call's: listeners start in the order
+    /// their events arrive, after the calls sent before them were launched, and may
+    /// finish in any order.
+    pub fn on_async<A, Fut, F>(&self, name: impl Into<String>, f: F) -> &Self
+    where
+        A: DeserializeOwned,
+        Fut: Future<Output = ()> + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+    {
+        self.registry().on_async(name, f);
+        self
+    }
+
+    /// Runs this end's async handlers ([`handle_async`](Self::handle_async),
+    /// [`on_async`](Self::on_async), `async fn` methods of services) on the runtime of
+    /// `runtime`, so that their futures may use tokio's timers, sockets and `spawn`. The
+    /// runtime must be kept alive, and driven, while the link serves: a multi-thread
+    /// runtime is driven by its own threads, a current-thread one only while some thread
+    /// runs its `block_on`. A fork worker's entry returns before the worker serves, so it
+    /// hands its runtime over with [`tokio_runtime`](Self::tokio_runtime) instead.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn tokio(&self, runtime: tokio::runtime::Handle) -> &Self {
+        self.inner.link.handlers.set_tokio(runtime);
+        self
+    }
+
+    /// Like [`tokio`](Self::tokio), handing `runtime` over: this end keeps it as long as
+    /// its handlers, then shuts it down without waiting. What a fork worker's entry does.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let worker = coproq::fork(|parent| {
+    ///     parent.tokio_runtime(tokio::runtime::Runtime::new().expect("a tokio runtime"));
+    ///     parent.handle_async("nap", |ms: u64| async move {
+    ///         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    ///         ms
+    ///     });
+    /// })?;
+    /// assert_eq!(worker.call::<u64>("nap", 50)?, 50);
+    /// # Ok::<(), coproq::Error>(())
+    /// ```
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn tokio_runtime(&self, runtime: tokio::runtime::Runtime) -> &Self {
+        self.inner.link.handlers.keep_tokio(runtime);
+        self
+    }
+
     /// Answers the peer's calls of `method` later: `f` receives a [`Reply`] to complete
     /// from any thread with [`Reply::send`] or [`Reply::fail`].
     ///
@@ -340,13 +438,24 @@ impl Coprocess {
     ///
     /// A spawned worker's `main` ends with this. A fork worker serves by itself once its
     /// entry returns. If another thread serves the link already, this just waits for the
-    /// link to end.
+    /// link to end. When the peer says goodbye, async handlers still running finish and
+    /// answer before this returns.
     pub fn serve(&self) {
         let link = &self.inner.link;
         if link.claim_serving() {
             dispatch::serve(link);
         } else {
             link.wait_ended(Duration::MAX);
+        }
+        // A peer that said goodbye still reads until it is gone: async calls in flight
+        // finish and answer (a peer that vanished has them dropped).
+        while !link
+            .tasks
+            .wait_idle(Instant::now() + Duration::from_millis(100))
+        {
+            if link.abandoned() {
+                break;
+            }
         }
         // Replies to the last calls may still be buffered: the process may exit next.
         link.drain_output();

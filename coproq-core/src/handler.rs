@@ -1,9 +1,11 @@
-//! The typed adapters that `handle`, `handle_deferred` and `on` install on the link's
-//! handler table, services, and [`Reply`], a deferred handler's promise to answer.
+//! The typed adapters that `handle`, `handle_async`, `handle_deferred`, `on` and
+//! `on_async` install on the link's handler table, services, and [`Reply`], a deferred
+//! handler's promise to answer.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::link::tasks::{self, Answer};
 use crate::link::{Handlers, Owner, Responder};
 use crate::wire::{Args, OutcomeKind};
 
@@ -122,6 +125,84 @@ impl<'a> Registry<'a> {
             }),
         );
         self
+    }
+
+    /// Answers calls of `name` with the value of the future that `f` returns. See
+    /// [`Coprocess::handle_async`](crate::Coprocess::handle_async).
+    pub fn handle_async<A, R, Fut, F>(&mut self, name: impl Into<String>, f: F) -> &mut Self
+    where
+        A: DeserializeOwned,
+        R: Serialize + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+    {
+        self.handle_async_then(name, f, |responder, value| responder.send(&value))
+    }
+
+    /// Used by generated servers, not public API: [`handle_async`](Self::handle_async)
+    /// for a method declared `-> Result<T, E>`, as [`__handle_result`](Self::__handle_result).
+    #[doc(hidden)]
+    pub fn __handle_result_async<A, T, E, Fut, F>(
+        &mut self,
+        name: impl Into<String>,
+        f: F,
+        text: fn(&E) -> Option<String>,
+    ) -> &mut Self
+    where
+        A: DeserializeOwned,
+        T: Serialize + 'static,
+        E: Serialize + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+    {
+        self.handle_async_then(name, f, move |responder, result| match &result {
+            Err(e) => match text(e) {
+                Some(text) => responder.send_error(e, text),
+                None => responder.send(&result),
+            },
+            Ok(_) => responder.send(&result),
+        })
+    }
+
+    /// Registers `f`, whose future's value `reply` sends.
+    fn handle_async_then<A, R, Fut, F>(
+        &mut self,
+        name: impl Into<String>,
+        f: F,
+        reply: impl Fn(Responder, R) + Send + Sync + 'static,
+    ) -> &mut Self
+    where
+        A: DeserializeOwned,
+        R: 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+    {
+        let reply = Arc::new(reply);
+        self.on_call(name, move |args: A, responder| {
+            // Making the future runs the code before its first await: it may panic too.
+            match catch_unwind(AssertUnwindSafe(|| f(args))) {
+                Ok(future) => {
+                    let reply = Arc::clone(&reply);
+                    let answer = async move {
+                        let value = future.await;
+                        Box::new(move |responder: Responder| reply(responder, value)) as Answer
+                    };
+                    tasks::spawn_call(responder, Box::pin(answer));
+                }
+                Err(panic) => responder.fail(OutcomeKind::Panicked, panicked(&*panic)),
+            }
+        })
+    }
+
+    /// Runs the future that `f` returns for every event `name`. See
+    /// [`Coprocess::on_async`](crate::Coprocess::on_async).
+    pub fn on_async<A, Fut, F>(&mut self, name: impl Into<String>, f: F) -> &mut Self
+    where
+        A: DeserializeOwned,
+        Fut: Future<Output = ()> + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+    {
+        self.on(name, move |args: A| tasks::spawn_event(Box::pin(f(args))))
     }
 
     /// Answers calls of `name` later, through the [`Reply`] that `f` receives. See

@@ -242,3 +242,52 @@ mod tests {
         assert!(status.success(), "{status}");
     }
 }
+
+/// A future that is ready `after` from its first poll, woken by a thread of its own: a
+/// timer that needs no async runtime, for async handlers on coproq's own executor.
+#[must_use]
+pub fn nap(after: Duration) -> Nap {
+    Nap { after, state: None }
+}
+
+/// See [`nap`].
+#[derive(Debug)]
+pub struct Nap {
+    after: Duration,
+    state: Option<std::sync::Arc<std::sync::Mutex<NapState>>>,
+}
+
+/// Whether a [`Nap`] is over, and whom to wake when it is.
+type NapState = (bool, Option<std::task::Waker>);
+
+impl std::future::Future for Nap {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let after = self.after;
+        let state = self.state.get_or_insert_with(|| {
+            let state =
+                std::sync::Arc::new(std::sync::Mutex::new((false, None::<std::task::Waker>)));
+            let timer = std::sync::Arc::clone(&state);
+            std::thread::spawn(move || {
+                std::thread::sleep(after);
+                let mut done = timer.lock().unwrap();
+                done.0 = true;
+                if let Some(waker) = done.1.take() {
+                    waker.wake();
+                }
+            });
+            state
+        });
+        let mut done = state.lock().unwrap();
+        if done.0 {
+            std::task::Poll::Ready(())
+        } else {
+            done.1 = Some(cx.waker().clone());
+            std::task::Poll::Pending
+        }
+    }
+}

@@ -65,6 +65,8 @@ thread_local! {
     /// The link whose calls this thread runs, if any.
     static SERVING: RefCell<Option<Serving>> = const { RefCell::new(None) };
     static CURRENT: Cell<Option<Current>> = const { Cell::new(None) };
+    /// The link whose async handler's future this thread is polling, if any.
+    static POLLED: RefCell<Option<Arc<Link>>> = const { RefCell::new(None) };
     /// What the events this serving thread ran cost the peer's window, not yet given
     /// back (events give their room back together, not one by one).
     static RAN: Cell<u64> = const { Cell::new(0) };
@@ -159,6 +161,37 @@ pub(crate) fn is_serving(link: &Arc<Link>) -> bool {
     SERVING.with_borrow(|serving| serving.as_ref().is_some_and(|s| Arc::ptr_eq(&s.link, link)))
 }
 
+/// The link this thread serves, if any.
+pub(crate) fn serving_link() -> Option<Arc<Link>> {
+    SERVING.with_borrow(|serving| serving.as_ref().map(|s| Arc::clone(&s.link)))
+}
+
+/// The call being handled on this thread, if any.
+pub(crate) fn current() -> Option<Current> {
+    CURRENT.get()
+}
+
+/// Runs `poll` as a poll of an async handler's future on `link`, handling `current`
+/// (`None` for a listener): `cancelled()` and `deadline()` answer for it.
+pub(crate) fn polling<T>(
+    link: &Arc<Link>,
+    current: Option<Current>,
+    poll: impl FnOnce() -> T,
+) -> T {
+    struct Restore(Option<Current>, Option<Arc<Link>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.set(self.0);
+            POLLED.set(self.1.take());
+        }
+    }
+    let _restore = Restore(
+        CURRENT.replace(current),
+        POLLED.replace(Some(Arc::clone(link))),
+    );
+    poll()
+}
+
 /// Runs `body` as the handling of `current` (nested handlings restore the outer one).
 #[inline]
 pub(crate) fn handling<T>(current: Current, body: impl FnOnce() -> T) -> T {
@@ -224,7 +257,8 @@ impl Deadline {
 /// this machine it is exactly the caller's deadline; for one on another machine (over
 /// ssh) it is counted from when the call arrived. Calls the handler makes to the peer on
 /// this thread inherit what remains of it, so a nested call never outlives the call it
-/// serves. A call whose deadline passed before it could start never runs.
+/// serves. A call whose deadline passed before it could start never runs. Inside an
+/// async handler it is its call's deadline whenever its future is polled.
 ///
 /// # Examples
 ///
@@ -248,13 +282,15 @@ pub fn deadline() -> Option<Instant> {
 /// seen however many calls wait behind the running one.
 ///
 /// `false` outside a handler. A deferred handler's [`Reply::is_cancelled`](crate::Reply::is_cancelled)
-/// answers the same from any thread.
+/// answers the same from any thread. Inside an async handler (`handle_async`, an
+/// `async fn` of a service) it answers for its call whenever its future is polled; a
+/// cancelled async call's future is dropped at its next wake-up anyway.
 #[must_use]
 pub fn cancelled() -> bool {
     let Some(current) = CURRENT.get() else {
         return false;
     };
-    let link = SERVING.with_borrow(|serving| serving.as_ref().map(|s| Arc::clone(&s.link)));
+    let link = POLLED.with_borrow(Option::clone).or_else(serving_link);
     link.is_some_and(|link| {
         link.read_ahead();
         link.cancels.contains(current.id)

@@ -71,6 +71,26 @@ pub(crate) struct Handlers {
     events: RwLock<ByName<EventHandler>>,
     /// Bumped whenever the table changes, so that a [`Recent`] knows when it is stale.
     generation: AtomicU64,
+    /// The tokio runtime that this table's async handlers run on, if one was given.
+    #[cfg(feature = "tokio")]
+    tokio: RwLock<Option<tokio::runtime::Handle>>,
+    /// A runtime handed over to keep, for as long as the table lives.
+    #[cfg(feature = "tokio")]
+    kept_tokio: std::sync::Mutex<Option<KeptRuntime>>,
+}
+
+/// A tokio runtime this end keeps; shut down without waiting when the table goes (which
+/// may happen on one of its own threads, where dropping a runtime would panic).
+#[cfg(feature = "tokio")]
+struct KeptRuntime(Option<tokio::runtime::Runtime>);
+
+#[cfg(feature = "tokio")]
+impl Drop for KeptRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// The last call handler and event listener that one serving loop looked up: while the
@@ -200,6 +220,34 @@ impl Handlers {
     }
 
     /// Drops every handler (breaking cycles through handles that handlers captured).
+    /// Runs this table's async handlers on `runtime` from now on.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn set_tokio(&self, runtime: tokio::runtime::Handle) {
+        *self.tokio.write().unwrap_or_else(PoisonError::into_inner) = Some(runtime);
+    }
+
+    /// Runs this table's async handlers on `runtime` from now on, keeping it.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn keep_tokio(&self, runtime: tokio::runtime::Runtime) {
+        self.set_tokio(runtime.handle().clone());
+        let kept = KeptRuntime(Some(runtime));
+        let previous = self
+            .kept_tokio
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(kept);
+        drop(previous);
+    }
+
+    /// The runtime this table's async handlers run on, if one was given.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn tokio(&self) -> Option<tokio::runtime::Handle> {
+        self.tokio
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     pub(crate) fn clear(&self) {
         let calls =
             std::mem::take(&mut *self.calls.write().unwrap_or_else(PoisonError::into_inner));

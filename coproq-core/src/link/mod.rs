@@ -16,6 +16,7 @@
 //! - [`handlers`]: the handler table the dispatcher looks names up in.
 //! - [`responder`]: sending the one reply of one call.
 //! - [`cancels`]: the calls the peer cancelled.
+//! - [`tasks`]: async handlers' futures in flight, and the executor that polls them.
 //! - [`context`]: what this thread serves and handles: the link, the call's deadline and
 //!   cancel.
 //! - [`clock`]: deadlines on the wire.
@@ -47,6 +48,7 @@ mod replies;
 mod responder;
 mod send;
 mod spin;
+pub(crate) mod tasks;
 #[cfg(test)]
 mod tests;
 mod token;
@@ -157,6 +159,8 @@ pub(crate) struct Link {
     abandoned: AtomicBool,
     /// Calls the peer cancelled.
     pub(crate) cancels: Cancels,
+    /// Async handlers' futures in flight.
+    pub(crate) tasks: tasks::Tasks,
     /// Runs once when the link ends (the parent learns that its worker is gone).
     on_end: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// Runs whenever the peer grants room (a pool sends the calls it held back).
@@ -316,6 +320,7 @@ impl Link {
             serving: AtomicBool::new(false),
             abandoned: AtomicBool::new(false),
             cancels: Cancels::default(),
+            tasks: tasks::Tasks::default(),
             on_end: Mutex::new(None),
             on_room: Mutex::new(None),
             heartbeat: heartbeat_state,

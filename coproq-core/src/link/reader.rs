@@ -340,7 +340,10 @@ impl Link {
                 self.take_following_replies(stream, &mut replies);
                 return replies.deliver(self, role, goal.reply_id());
             }
-            Message::Cancel { id } => self.cancels.record(id),
+            Message::Cancel { id } => {
+                self.cancels.record(id);
+                self.tasks.cancelled(id);
+            }
             // A Bye is taken where it is read (it ends the stream); a Ping was heard
             // when the input noted the time.
             Message::Bye | Message::Ping => {}
@@ -496,6 +499,8 @@ impl Link {
         let slots = self.calls().close();
         calls::fail_slots(slots, error);
         self.token.end();
+        // Async handlers' futures look whether they can still answer.
+        self.tasks.ended();
         // Senders waiting for room learn that there will be none.
         self.writer.wake_room_waiters();
         // Nobody reads any more: drop the stream (closing our end of the pipe) if it is

@@ -21,6 +21,16 @@ impl Responder {
         Self { link, id, flush }
     }
 
+    /// The link the reply goes out on.
+    pub(crate) fn link(&self) -> &Arc<Link> {
+        &self.link
+    }
+
+    /// The id of the call it answers.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// This responder, writing its reply at once (for an answer that comes later, from
     /// anywhere, and must not wait to share a write).
     pub(crate) fn flush_now(self) -> Self {

@@ -194,6 +194,42 @@ impl PoolBuilder {
         self
     }
 
+    /// An async parent handler that every worker may call; see
+    /// [`crate::Coprocess::handle_async`].
+    #[must_use]
+    pub fn handle_async<A, R, Fut, F>(self, method: impl Into<String>, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        R: Serialize + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+    {
+        Registry::new(&self.handlers).handle_async(method, f);
+        self
+    }
+
+    /// An async parent listener for every worker's events; see
+    /// [`crate::Coprocess::on_async`].
+    #[must_use]
+    pub fn on_async<A, Fut, F>(self, name: impl Into<String>, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        Fut: Future<Output = ()> + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+    {
+        Registry::new(&self.handlers).on_async(name, f);
+        self
+    }
+
+    /// Runs the parent's async handlers on `runtime`; see [`crate::Coprocess::tokio`].
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    #[must_use]
+    pub fn tokio(self, runtime: tokio::runtime::Handle) -> Self {
+        self.handlers.set_tokio(runtime);
+        self
+    }
+
     /// A parent event listener for every worker's events; see [`crate::Builder::on`].
     #[must_use]
     pub fn on<A, F>(self, name: impl Into<String>, f: F) -> Self
