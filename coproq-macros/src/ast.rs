@@ -20,6 +20,8 @@ pub(crate) struct Method<'a> {
     pub(crate) event: Option<&'a Attribute>,
     pub(crate) args: Vec<Arg<'a>>,
     pub(crate) output: Output<'a>,
+    /// Declared `async fn`: served by a future, called like any other method.
+    pub(crate) is_async: bool,
 }
 
 /// One argument after `&self`.
@@ -86,6 +88,7 @@ impl<'a> Method<'a> {
             event: original.attrs.iter().find(|a| is_event(a)),
             args,
             output: Output::from_syn(&original.sig.output),
+            is_async: original.sig.asyncness.is_some(),
         }
     }
 

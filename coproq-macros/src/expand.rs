@@ -58,9 +58,25 @@ impl<'a> Generator<'a> {
             .to_owned()
     }
 
-    /// The trait, without `#[event]` markers.
+    /// The trait, without `#[event]` markers, each `async fn` declared as returning a
+    /// `Send` future (which an `impl` writes as `async fn`), so that the server can run
+    /// it on any thread.
     fn trait_item(&self) -> TokenStream {
-        fallback::strip_markers(self.service.original).into_token_stream()
+        let mut item = fallback::strip_markers(self.service.original);
+        for member in &mut item.items {
+            if let syn::TraitItem::Fn(method) = member {
+                if method.sig.asyncness.take().is_some() {
+                    let output = match &method.sig.output {
+                        syn::ReturnType::Default => quote!(()),
+                        syn::ReturnType::Type(_, ty) => ty.to_token_stream(),
+                    };
+                    method.sig.output = syn::parse_quote! {
+                        -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
+                    };
+                }
+            }
+        }
+        item.into_token_stream()
     }
 
     /// `CalcClient` and its `Clone` and `Debug` impls.
@@ -315,21 +331,32 @@ impl<'a> Generator<'a> {
             }
         });
         let (imp, registry) = (local("__imp"), local("__registry"));
-        let register = if method.event.is_some() {
-            quote!(on)
-        } else {
-            quote!(handle)
+        let (register, handle_result) = match (method.event.is_some(), method.is_async) {
+            (true, false) => (quote!(on), quote!(__handle_result)),
+            (false, false) => (quote!(handle), quote!(__handle_result)),
+            (true, true) => (quote!(on_async), quote!(__handle_result_async)),
+            (false, true) => (quote!(handle_async), quote!(__handle_result_async)),
         };
         let call = quote!(<__T as #trait_ident>::#ident(&*#imp, #(#passed),*));
+        // An async method's future owns what it uses: its own handle on the server, and
+        // the decoded arguments.
+        let body = if method.is_async {
+            quote! {{
+                let #imp = <::std::sync::Arc<__T> as ::core::clone::Clone>::clone(&#imp);
+                async move { #call.await }
+            }}
+        } else {
+            call
+        };
         let register = match method.output {
             // A typed error's text, for dynamic callers, is its `Display` where it has one.
             Output::AppResult { err, .. } if method.event.is_none() => quote! {
-                #registry.__handle_result(#name, move |#pattern| #call, |__e: &#err| {
+                #registry.#handle_result(#name, move |#pattern| #body, |__e: &#err| {
                     use ::coproq::__private::{DisplayText as _, NoText as _};
                     (&::coproq::__private::ErrorText(__e)).__coproq_text()
                 });
             },
-            _ => quote!(#registry.#register(#name, move |#pattern| #call);),
+            _ => quote!(#registry.#register(#name, move |#pattern| #body);),
         };
         quote! {
             #(#cfgs)*

@@ -149,7 +149,7 @@ impl Method<'_> {
         }
     }
 
-    /// No generics, `async`, `unsafe`, `extern` or variadics.
+    /// No generics, `unsafe`, `extern` or variadics; an `async fn` has no default body.
     fn check_signature(&self, errors: &mut Errors) {
         let sig = &self.original.sig;
         if let Some(param) = sig.generics.lifetimes().next() {
@@ -170,10 +170,10 @@ impl Method<'_> {
                 "`#[coproq::service]` methods cannot be generic; use concrete types",
             );
         }
-        if let Some(asyncness) = &sig.asyncness {
+        if let (Some(asyncness), Some(_)) = (&sig.asyncness, &self.original.default) {
             errors.at(
                 asyncness,
-                "`async fn` is not supported in a `#[coproq::service]` trait; write a plain `fn` (the client gets `<method>_async` to keep calls in flight)",
+                "an `async fn` of a `#[coproq::service]` trait cannot have a default body (its future must be `Send`, which the trait cannot promise for every `Self`); declare it with `;` and write the body in the `impl`",
             );
         }
         if let Some(unsafety) = &sig.unsafety {

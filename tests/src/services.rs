@@ -144,3 +144,54 @@ pub mod stale {
         fn add(&self, a: i32, b: i32) -> i32;
     }
 }
+
+/// A service mixing blocking and async methods; the client cannot tell which is which.
+#[coproq::service]
+pub trait Mixed {
+    /// Blocking.
+    fn add(&self, a: u64, b: u64) -> u64;
+    /// Async, napping on a timer that needs no runtime.
+    async fn nap(&self, ms: u64) -> u64;
+    /// Async, with a typed error.
+    async fn parse(&self, text: &str) -> Result<u64, CalcError>;
+    /// Async, calling the parent's `double` back.
+    async fn ask(&self, n: u64) -> coproq::Result<u64>;
+    /// An async one-way event: the parent hears `noted` when its future has run.
+    #[event]
+    async fn note(&self, n: u64);
+}
+
+/// The worker's [`Mixed`].
+#[derive(Debug)]
+pub struct MixedWorker {
+    /// The parent, for callbacks.
+    pub parent: coproq::WeakCoprocess,
+}
+
+impl Mixed for MixedWorker {
+    fn add(&self, a: u64, b: u64) -> u64 {
+        a + b
+    }
+
+    async fn nap(&self, ms: u64) -> u64 {
+        crate::nap(std::time::Duration::from_millis(ms)).await;
+        ms
+    }
+
+    async fn parse(&self, text: &str) -> Result<u64, CalcError> {
+        crate::nap(std::time::Duration::from_millis(1)).await;
+        text.parse().map_err(|_| CalcError::DivisionByZero)
+    }
+
+    async fn ask(&self, n: u64) -> coproq::Result<u64> {
+        let parent = self.parent.upgrade().ok_or(coproq::Error::NotConnected)?;
+        parent.call_async::<u64>("double", n).await
+    }
+
+    async fn note(&self, n: u64) {
+        crate::nap(std::time::Duration::from_millis(1)).await;
+        if let Some(parent) = self.parent.upgrade() {
+            let _ = parent.emit("noted", n);
+        }
+    }
+}

@@ -295,3 +295,49 @@ fn a_future_that_needs_tokio_without_a_runtime_fails_its_call_only() {
     }
     assert_eq!(call::<u32>(&w, "echo", 5u32).unwrap(), 5);
 }
+
+#[test]
+fn a_typed_service_mixing_sync_and_async_methods_is_called_alike() {
+    use coproq_tests::services::{CalcError, MixedClient, MixedServer, MixedWorker};
+    let w = coproq::fork(|parent| {
+        parent.listen(MixedServer::new(MixedWorker {
+            parent: parent.downgrade(),
+        }));
+    })
+    .expect("fork");
+    w.handle("double", |n: u64| n * 2);
+    let noted = Tags::of(&w, "noted");
+    let client = MixedClient::new(&w);
+    // From blocking code.
+    assert_eq!(client.add(2, 3).unwrap(), 5);
+    assert_eq!(client.nap(5).unwrap(), 5);
+    assert_eq!(client.parse("42").unwrap(), Ok(42));
+    assert_eq!(client.parse("x").unwrap(), Err(CalcError::DivisionByZero));
+    assert_eq!(client.ask(21).unwrap(), 42);
+    client.note(7).unwrap();
+    assert_eq!(noted.next(), 7);
+    // From async code, many at once: the naps overlap.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let sums = runtime.block_on(async {
+        let naps: Vec<_> = (0..50).map(|_| client.nap_async(100)).collect();
+        let added = client.add_async(1, 1).await.unwrap();
+        let mut total = added;
+        for nap in naps {
+            total += tokio::time::timeout(CALL_LIMIT, nap)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        total
+    });
+    assert_eq!(sums, 2 + 50 * 100);
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "50 × 100 ms naps took {took:?}"
+    );
+}

@@ -1,0 +1,6 @@
+#[coproq::service]
+trait Names {
+    async fn name(&self) -> &str;
+}
+
+fn main() {}

@@ -1,6 +1,0 @@
-#[coproq::service]
-trait Fetcher {
-    async fn fetch(&self, url: String) -> Vec<u8>;
-}
-
-fn main() {}
