@@ -278,12 +278,13 @@ impl Coprocess {
     /// error channel).
     ///
     /// The serving thread only starts the future and goes on: calls are launched in the
-    /// order they arrive and complete in any order, as many at once as the peer's window
-    /// lets it send. Futures run on the tokio runtime given with
-    /// [`tokio`](Self::tokio) (the `tokio` feature), otherwise on one thread of this
-    /// link that coproq runs for them: it drives futures that need no runtime (channels,
-    /// [`Pending`](crate::Pending) calls to the peer), and a future that blocks its thread
-    /// holds up the link's other async handlers.
+    /// order they arrive and complete in any order, as many at once as the peer sends.
+    /// Futures run on the tokio runtime given with [`tokio`](Self::tokio) (the `tokio`
+    /// feature). Otherwise coproq drives them: their first poll runs on the serving
+    /// thread (a future ready at once answers there, with no hand-over), later ones on a
+    /// thread of this link's that polls whichever future was woken. That drives futures
+    /// that need no runtime (channels, [`Pending`](crate::Pending) calls to the peer); a
+    /// future that blocks its thread holds up the link, as a blocking handler does.
     ///
     /// While its future is polled, [`cancelled`](crate::cancelled) and
     /// [`deadline`](crate::deadline) answer for its call, and calls it makes to the peer

@@ -7,9 +7,10 @@
 //! turns a panic into that call's remote error, and drops the future at its next wake-up
 //! once the peer cancels the call (a cancel wakes it) or vanishes.
 //!
-//! Futures run on a tokio runtime where the handler table has one (the `tokio` feature),
-//! otherwise on the link's own executor: one thread, started by the first future, that
-//! polls whichever future was woken. It drives futures that need no runtime (channels,
+//! Every future is first polled on the thread that dispatched it, so a future that is
+//! ready at once answers with no hand-over. One that is not then runs on a tokio runtime
+//! where the handler table has one (the `tokio` feature), otherwise on the link's own
+//! executor: one thread, started by the first future, that polls whichever was woken. It drives futures that need no runtime (channels,
 //! `Pending` calls to the peer, timers of their own); a future that blocks its thread
 //! holds up the link's other async handlers, as a blocking `handle` holds up the link.
 
@@ -17,7 +18,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
@@ -44,7 +45,9 @@ pub(crate) struct Tasks {
     /// Running async calls by id, with the waker that a cancel pokes.
     calls: Mutex<HashMap<u64, Waker>>,
     /// How many futures (calls and events) are in flight.
-    live: Mutex<usize>,
+    live: AtomicUsize,
+    /// Taken to wait for `live` to fall to zero, and to say that it has.
+    idle_lock: Mutex<()>,
     /// Poked when `live` falls to zero.
     idle: Condvar,
     /// The runtime-free executor's queue of woken futures, once the first was spawned
@@ -72,15 +75,18 @@ impl Tasks {
 
     /// Waits until no future is in flight, or `until`; whether none is.
     pub(crate) fn wait_idle(&self, until: Instant) -> bool {
-        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
-        while *live > 0 {
+        let mut guard = self
+            .idle_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while self.live.load(Ordering::Acquire) > 0 {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
             }
-            live = self
+            guard = self
                 .idle
-                .wait_timeout(live, left)
+                .wait_timeout(guard, left)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
@@ -92,16 +98,20 @@ impl Tasks {
     }
 
     fn started(&self) {
-        *self.live.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.live.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn finished(&self, call: Option<u64>) {
-        if let Some(id) = call {
+    /// A future finished: `watched`, the call it answered, if it was watched for cancels.
+    fn finished(&self, watched: Option<u64>) {
+        if let Some(id) = watched {
             self.lock_calls().remove(&id);
         }
-        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
-        *live -= 1;
-        if *live == 0 {
+        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Under the lock, so that a waiter between its look and its wait is not missed.
+            let _guard = self
+                .idle_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             self.idle.notify_all();
         }
     }
@@ -133,8 +143,9 @@ pub(crate) fn spawn_call(responder: Responder, future: CallFuture) {
             link: Arc::clone(&link),
             work: Work::Call {
                 current,
-                responder: Some(responder.flush_now()),
+                responder: Some(responder),
                 future,
+                later: false,
             },
         }),
     );
@@ -156,10 +167,23 @@ pub(crate) fn spawn_event(future: EventFuture) {
     );
 }
 
-fn spawn(link: &Arc<Link>, served: Pin<Box<Served>>) {
+/// Polls `served` once here, on the thread that dispatched it: a future that is ready at
+/// once needs no task and no hand-over. One that is not goes to its runtime, which polls
+/// it again at once with the waker of its task: the waker given here wakes nothing.
+fn spawn(link: &Arc<Link>, mut served: Pin<Box<Served>>) {
     #[cfg(feature = "tokio")]
     if let Some(runtime) = link.handlers.tokio() {
-        drop(runtime.spawn(served));
+        // In the runtime's context, so that the future may make timers and sockets.
+        let first = {
+            let _context = runtime.enter();
+            poll_here(&mut served)
+        };
+        if first.is_pending() {
+            drop(runtime.spawn(served));
+        }
+        return;
+    }
+    if poll_here(&mut served).is_ready() {
         return;
     }
     let Some(queue) = link.tasks.executor.get_or_init(start_executor) else {
@@ -171,9 +195,14 @@ fn spawn(link: &Arc<Link>, served: Pin<Box<Served>>) {
         scheduled: AtomicBool::new(true),
         queue: queue.clone(),
     });
-    // The executor holds its own receiver, so the queue is never closed while we hold a
-    // sender.
+    // The executor holds its own receiver, so the queue is open while we hold a sender.
     let _ = queue.send(task);
+}
+
+fn poll_here(served: &mut Pin<Box<Served>>) -> Poll<()> {
+    served
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
 }
 
 /// An async handler's future and what it answers, polled as the handler of its call.
@@ -188,6 +217,9 @@ enum Work {
         /// `None` once answered.
         responder: Option<Responder>,
         future: CallFuture,
+        /// Past its first poll: an answer now comes on its own, and is written at once
+        /// (one in the first poll shares a write with the dispatcher's other replies).
+        later: bool,
     },
     /// `None` once done.
     Event(Option<EventFuture>),
@@ -204,36 +236,51 @@ impl Future for Served {
                 current,
                 responder,
                 future,
+                later,
             } => {
                 if responder.is_none() {
                     return Poll::Ready(());
                 }
+                let first = !std::mem::replace(later, true);
                 if link.cancels.contains(current.id) || link.abandoned() {
                     // Dropped at this wake-up, as the docs promise; whoever counts the
                     // call (a pool) learns that it ended.
                     let message = "cancelled while it ran: its future was dropped".to_owned();
                     if let Some(responder) = responder.take() {
-                        responder.fail(OutcomeKind::Cancelled, message);
+                        responder.flush_now().fail(OutcomeKind::Cancelled, message);
                     }
                     link.tasks.finished(Some(current.id));
                     return Poll::Ready(());
                 }
-                link.tasks.watch(current.id, cx.waker());
                 let polled = context::polling(link, Some(*current), || {
                     catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)))
                 });
                 let outcome = match polled {
-                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Pending) => {
+                        // Not in the first poll, whose waker wakes nothing (the next poll
+                        // follows at once).
+                        if !first {
+                            link.tasks.watch(current.id, cx.waker());
+                            // A cancel that came before the watch did not wake it.
+                            if link.cancels.contains(current.id) {
+                                cx.waker().wake_by_ref();
+                            }
+                        }
+                        return Poll::Pending;
+                    }
                     Ok(Poll::Ready(answer)) => Ok(answer),
                     Err(panic) => Err(crate::handler::panicked(&*panic)),
                 };
-                if let Some(responder) = responder.take() {
+                let responder = responder
+                    .take()
+                    .map(|r| if first { r } else { r.flush_now() });
+                if let Some(responder) = responder {
                     match outcome {
                         Ok(answer) => answer(responder),
                         Err(message) => responder.fail(OutcomeKind::Panicked, message),
                     }
                 }
-                link.tasks.finished(Some(current.id));
+                link.tasks.finished((!first).then_some(current.id));
                 Poll::Ready(())
             }
             Work::Event(slot) => {
@@ -272,7 +319,7 @@ impl Drop for Served {
                     let message = "its future was dropped before it finished (the runtime \
                                    to run it shut down or could not start)"
                         .to_owned();
-                    responder.fail(OutcomeKind::Panicked, message);
+                    responder.flush_now().fail(OutcomeKind::Panicked, message);
                     self.link.tasks.finished(Some(current.id));
                 }
             }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::ceiling::Wait;
 use crate::link::Bulk;
-use crate::{ceiling, link, pool, raw, ssh};
+use crate::{async_link, ceiling, link, pool, raw, ssh};
 
 /// How a figure's value reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +144,48 @@ pub(crate) const FIGURES: &[Figure] = &[
         pin: None,
         worker_pin: None,
         target: Target::AtLeast(8e6),
+    },
+    Figure {
+        key: "async-latency",
+        title: "sequential call to an async handler ready at once, against a blocking handler",
+        unit: Unit::Micros,
+        impls: &["sync", "async"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::RatioAtMost(1.3),
+    },
+    Figure {
+        key: "async-pipelined",
+        title: "pipelined calls from one thread to an async handler, against a blocking one",
+        unit: Unit::PerSec,
+        impls: &["sync", "async"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::RatioAtLeast(0.5),
+    },
+    Figure {
+        key: "async-fanout",
+        title: "1 000 tokio tasks each call an async method that awaits a 50 ms tokio sleep, \
+                all at once: time until every call answered",
+        unit: Unit::Micros,
+        impls: &["coproq"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::AtMost(150_000.0),
+    },
+    Figure {
+        key: "async-fanout-stall",
+        title: "the same: the longest the callers' runtime thread went without running a \
+                1 ms ticker",
+        unit: Unit::Micros,
+        impls: &["coproq"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::AtMost(10_000.0),
     },
     Figure {
         key: "pipelined-issue",
@@ -439,6 +481,18 @@ fn measure_value(figure: &Figure, imp: &str, n: &Sizes) -> Result<f64, String> {
     let off = Some(Duration::ZERO);
     match (figure.key, imp) {
         ("typed-vs-dynamic", "coproq") => link::latency(n.latency).map(micros).map_err(|e| err(&e)),
+        ("async-latency", "sync") => async_link::latency("echo", n.latency).map_err(|e| err(&e)),
+        ("async-latency", "async") => {
+            async_link::latency("echo_async", n.latency).map_err(|e| err(&e))
+        }
+        ("async-pipelined", "sync") => {
+            async_link::pipelined("echo", n.pipelined).map_err(|e| err(&e))
+        }
+        ("async-pipelined", "async") => {
+            async_link::pipelined("echo_async", n.pipelined).map_err(|e| err(&e))
+        }
+        ("async-fanout", "coproq") => async_link::fanout(1000).map(|(took, _)| took),
+        ("async-fanout-stall", "coproq") => async_link::fanout(1000).map(|(_, stall)| stall),
         ("threads-16", "spin-off") => link::threads(16, n.threads, off).map_err(|e| err(&e)),
         ("threads-16", "coproq") => link::threads(16, n.threads, None).map_err(|e| err(&e)),
         ("threads-16-ceiling", "park") => Ok(ceiling::threads(16, n.threads, Wait::Park)),

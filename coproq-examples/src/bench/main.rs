@@ -12,6 +12,7 @@
 // Counts and sizes here stay far below 2^52: converting them to f64 loses nothing.
 #![allow(clippy::cast_precision_loss)]
 
+mod async_link;
 mod ceiling;
 mod figures;
 mod link;
