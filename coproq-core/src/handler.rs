@@ -79,13 +79,7 @@ impl<'a> Registry<'a> {
         E: Serialize + 'static,
         F: Fn(A) -> Result<T, E> + Send + Sync + 'static,
     {
-        self.handle_then(name, f, move |responder, result| match &result {
-            Err(e) => match text(e) {
-                Some(text) => responder.send_error(e, text),
-                None => responder.send(&result),
-            },
-            Ok(_) => responder.send(&result),
-        })
+        self.handle_then(name, f, result_reply(text))
     }
 
     /// Registers `f`, whose value `reply` sends.
@@ -155,13 +149,7 @@ impl<'a> Registry<'a> {
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         F: Fn(A) -> Fut + Send + Sync + 'static,
     {
-        self.handle_async_then(name, f, move |responder, result| match &result {
-            Err(e) => match text(e) {
-                Some(text) => responder.send_error(e, text),
-                None => responder.send(&result),
-            },
-            Ok(_) => responder.send(&result),
-        })
+        self.handle_async_then(name, f, result_reply(text))
     }
 
     /// Registers `f`, whose future's value `reply` sends.
@@ -263,6 +251,20 @@ pub trait Service: Sized {
     /// The name that error messages give this service (by default its type's name).
     fn name(&self) -> &'static str {
         std::any::type_name::<Self>()
+    }
+}
+
+/// How a method declared `-> Result<T, E>` answers: `Err(e)` with `text(&e)` as its
+/// message where that is `Some`.
+fn result_reply<T: Serialize, E: Serialize + 'static>(
+    text: fn(&E) -> Option<String>,
+) -> impl Fn(Responder, Result<T, E>) + Send + Sync + 'static {
+    move |responder, result| match &result {
+        Err(e) => match text(e) {
+            Some(text) => responder.send_error(e, text),
+            None => responder.send(&result),
+        },
+        Ok(_) => responder.send(&result),
     }
 }
 
