@@ -298,6 +298,40 @@ impl Builder {
         self
     }
 
+    /// Runs up to `n` of the peer's calls at once on each end of the link (default 1: one
+    /// after another), each on a thread of its own, for blocking handlers that wait (on
+    /// I/O, a lock, a sleep) rather than compute.
+    ///
+    /// Calls are launched in the order they arrive and complete in any order. Events run
+    /// one at a time in arrival order, each after the calls that arrived before it were
+    /// launched. With `n` calls running, what arrives next waits until one ends; a call
+    /// that waits for the peer meanwhile serves the peer's calls back, as at
+    /// `concurrency(1)`, so nested callbacks work at any depth. Cancels and deadlines
+    /// reach each running call (`coproq::cancelled()`, `coproq::deadline()`), and
+    /// `close()` still lets running calls answer. A small call costs what it costs at
+    /// `concurrency(1)`: a call runs on the thread that read it, and another thread takes
+    /// over reading only once it has run for a millisecond, or when more calls are
+    /// waiting already.
+    ///
+    /// A fork worker gets `n` from its parent. A worker binary chooses for itself, with
+    /// this method on the builder of its [`Coprocess::parent`] (its choice wins over its
+    /// parent's). Async handlers are not bounded by `n`: see [`Coprocess::handle_async`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let worker = coproq::Builder::new().concurrency(16).fork(|parent| {
+    ///     parent.handle("fetch", |ms: u64| std::thread::sleep(std::time::Duration::from_millis(ms)));
+    /// })?;
+    /// // 16 threads calling `fetch(50)` at once take about 50 ms, not 800.
+    /// # Ok::<(), coproq::Error>(())
+    /// ```
+    #[must_use]
+    pub fn concurrency(mut self, n: u32) -> Self {
+        self.options.link.concurrency = Some(n.max(1));
+        self
+    }
+
     /// See [`Coprocess::on`].
     #[must_use]
     pub fn on<A, F>(self, name: impl Into<String>, f: F) -> Self
@@ -607,7 +641,7 @@ impl Builder {
         let dispatcher = Arc::clone(&link);
         spawn_thread("coproq-dispatch", move || {
             if dispatcher.claim_serving() {
-                dispatch::run_queued(&dispatcher);
+                dispatch::dispatch_queued(&dispatcher);
             }
         })?;
         let reader = Arc::clone(&link);

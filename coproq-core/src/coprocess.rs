@@ -448,8 +448,12 @@ impl Coprocess {
         } else {
             link.wait_ended(Duration::MAX);
         }
-        // A peer that said goodbye still reads until it is gone: async calls in flight
-        // finish and answer (a peer that vanished has them dropped).
+        // A peer that said goodbye still reads until it is gone: calls running on other
+        // threads (a crew's, async ones) finish and answer (a peer that vanished has the
+        // async ones dropped).
+        if let Some(crew) = link.crew() {
+            crew.wait_calls(Instant::now() + Duration::from_secs(3600));
+        }
         while !link
             .tasks
             .wait_idle(Instant::now() + Duration::from_millis(100))

@@ -29,6 +29,7 @@ impl Default for Options {
                 max_frame: 1 << 30,
                 report_protocol_errors: false,
                 spin: None,
+                concurrency: None,
             },
             close_grace: Duration::from_secs(2),
             startup_timeout: Duration::from_secs(30),

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The wire protocol version that coproq speaks, for tests that speak it by hand.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// A hand-built parent's `Hello` frame of protocol `version` (accepting frames up to
 /// 1 GiB, no fork entry), for tests that play one end of a link without coproq.
@@ -27,6 +27,7 @@ pub fn raw_hello(version: u32) -> Vec<u8> {
     payload.extend_from_slice(&0u32.to_le_bytes()); // heartbeat_ms: none
     payload.extend_from_slice(&0u32.to_le_bytes()); // spin_us: never
     payload.extend_from_slice(&(4u32 << 20).to_le_bytes()); // window
+    payload.extend_from_slice(&1u32.to_le_bytes()); // concurrency: one call at a time
     payload.extend_from_slice(&0u64.to_le_bytes()); // clock_us: not offered
     let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
     frame.extend(payload);

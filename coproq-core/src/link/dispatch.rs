@@ -20,6 +20,7 @@ use super::batch::{Batch, Batched};
 use super::calls::{Delivery, Slot, Wake};
 use super::clock;
 use super::context::{self, as_server, current_batch, is_serving};
+use super::crew::Crew;
 use super::token::{Goal, Queued, Role, ServeStep, Stop};
 use super::writer::Flush;
 use super::{EVENTS_METHOD, METHODS_METHOD, Recent, Responder};
@@ -76,6 +77,10 @@ fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut Recent) -> bool {
                 if let Some((work, cost)) = Work::batched(next, batch) {
                     dispatch_timed(link, work, cost, flush, recent);
                 }
+                if link.crew().is_some() {
+                    // A crew's loop looks whether it still serves after each call.
+                    break;
+                }
             }
         }
     }
@@ -119,14 +124,34 @@ fn read_batch(link: &Arc<Link>) -> Stop {
 /// it runs the next call, so that a call cancelled meanwhile is skipped.
 const SLOW_HANDLER: Duration = Duration::from_nanos(1);
 
-/// Serves `link` on this thread, reading and running calls, until the peer is gone.
+/// Serves `link` on this thread, reading and running calls, until the peer is gone (with
+/// a crew, this thread is its first member).
 pub(crate) fn serve(link: &Arc<Link>) {
+    match link.crew() {
+        Some(crew) => super::crew::serve_as_first(link, crew),
+        None => serve_loop(link),
+    }
+}
+
+/// Whether this thread, a crew member, stops serving: it lost the role to another member
+/// while its call ran.
+#[inline]
+fn stops_serving(link: &Link) -> bool {
+    link.crew().is_some() && Crew::lost_role()
+}
+
+/// The serving loop: reads and runs calls and events until the peer is gone (or, in a
+/// crew, until this thread no longer holds the serving role).
+pub(crate) fn serve_loop(link: &Arc<Link>) {
     as_server(link, || {
         let idle = Arc::new(Slot::default());
         let mut recent = Recent::default();
         let mut seen = link.token.caller_activity();
         let mut tick = TICK;
         while !link.abandoned() {
+            if stops_serving(link) {
+                break;
+            }
             if current_batch().is_some_and(|batch| run_batch(link, &batch, &mut recent)) {
                 continue;
             }
@@ -163,12 +188,24 @@ pub(crate) fn serve(link: &Arc<Link>) {
     });
 }
 
-/// The parent's dispatcher thread: runs what readers queue, reads only when nested.
+/// The parent's dispatcher thread: runs what readers queue, reads only when nested
+/// (with a crew, this thread is its first member).
+pub(crate) fn dispatch_queued(link: &Arc<Link>) {
+    match link.crew() {
+        Some(crew) => super::crew::serve_as_first(link, crew),
+        None => run_queued(link),
+    }
+}
+
+/// The dispatcher's loop (or, in a crew, a member's while it holds the serving role).
 pub(crate) fn run_queued(link: &Arc<Link>) {
     as_server(link, || {
         let idle = Arc::new(Slot::default());
         let mut recent = Recent::default();
         loop {
+            if stops_serving(link) {
+                break;
+            }
             if let Some(queued) = link.token.next_queued() {
                 if let Some((work, cost)) = Work::of(queued) {
                     dispatch(link, work, cost, Flush::Now, &mut recent);
@@ -296,6 +333,26 @@ fn dispatch_timed(link: &Arc<Link>, work: Work<'_>, cost: u64, flush: Flush, rec
 /// cancelled or past its deadline is answered so instead.
 #[inline]
 fn dispatch(link: &Arc<Link>, work: Work<'_>, cost: u64, flush: Flush, recent: &mut Recent) {
+    dispatch_at(link, work, cost, flush, recent, true);
+}
+
+/// Whether this serving thread holds nothing it read and has yet to run (a crew's call
+/// may then run while another member reads on).
+fn nothing_read_behind() -> bool {
+    current_batch().is_none_or(|batch| batch.is_empty()) && context::current_run().is_none()
+}
+
+/// [`dispatch`]; `top`: from a serving loop, not from inside a handler's wait (where a
+/// crew runs calls on the waiting thread, as without one).
+#[inline]
+fn dispatch_at(
+    link: &Arc<Link>,
+    work: Work<'_>,
+    cost: u64,
+    flush: Flush,
+    recent: &mut Recent,
+    top: bool,
+) {
     link.release(cost);
     match work {
         Work::Call {
@@ -316,7 +373,12 @@ fn dispatch(link: &Arc<Link>, work: Work<'_>, cost: u64, flush: Flush, recent: &
             }
             if let Some(handler) = link.handlers.call_via(args.name_bytes(), recent) {
                 let current = context::Current { id, deadline };
-                context::handling(current, || handler(&mut args, responder));
+                let run = || context::handling(current, || handler(&mut args, responder));
+                match link.crew() {
+                    // Its own thread now: the crew launches the next calls meanwhile.
+                    Some(crew) if top && nothing_read_behind() => crew.run_call(link, run),
+                    _ => run(),
+                }
             } else if args.name() == METHODS_METHOD {
                 responder.send(&link.handlers.call_names());
             } else if args.name() == EVENTS_METHOD {
@@ -356,7 +418,7 @@ const NESTED_SEGMENT: usize = 4 * 1024 * 1024;
 /// waits return, instead of overflowing.
 fn dispatch_nested(link: &Arc<Link>, work: Work<'_>, cost: u64) {
     stacker::maybe_grow(NESTED_RED_ZONE, NESTED_SEGMENT, || {
-        dispatch(link, work, cost, Flush::Now, &mut Recent::default());
+        dispatch_at(link, work, cost, Flush::Now, &mut Recent::default(), false);
     });
 }
 
@@ -423,7 +485,13 @@ fn wait(
     awaited: Awaited<'_>,
     deadline: Option<Instant>,
 ) -> Result<Waited, TimedOut> {
-    let serving = is_serving(link);
+    // A crew's call waits as a server only with the serving role, taken for the wait if
+    // it is free.
+    let _borrowed = link
+        .crew()
+        .filter(|crew| crew.borrow_role())
+        .map(|crew| ReturnRole(crew, link));
+    let serving = is_serving(link) && Crew::serves_here();
     let role = if serving {
         Role::NestedServer
     } else {
@@ -486,6 +554,15 @@ fn wait(
         if wake == Wake::TimedOut {
             return arrived(link, awaited).ok_or(TimedOut);
         }
+    }
+}
+
+/// Gives a role borrowed for a wait back when the wait ends.
+struct ReturnRole<'a>(&'a Crew, &'a Arc<Link>);
+
+impl Drop for ReturnRole<'_> {
+    fn drop(&mut self) {
+        self.0.return_role(self.1);
     }
 }
 

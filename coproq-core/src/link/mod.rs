@@ -13,6 +13,7 @@
 //! - [`credit`]: flow control: the window each side grants the other.
 //! - [`calls`]: calls in flight and the slots their callers wait in.
 //! - [`dispatch`]: the serving loop, the background reader, and waiting for replies.
+//! - [`crew`]: concurrent serving: the threads that run several calls at once.
 //! - [`handlers`]: the handler table the dispatcher looks names up in.
 //! - [`responder`]: sending the one reply of one call.
 //! - [`cancels`]: the calls the peer cancelled.
@@ -38,6 +39,7 @@ mod cancels;
 mod clock;
 pub(crate) mod context;
 mod credit;
+mod crew;
 pub(crate) mod dispatch;
 mod handlers;
 mod heartbeat;
@@ -108,6 +110,9 @@ pub(crate) struct LinkOptions {
     /// How long a thread waiting for the peer spins before it sleeps; `None`: a parent
     /// takes [`DEFAULT_SPIN`], a worker what its parent's `Hello` says.
     pub(crate) spin: Option<Duration>,
+    /// How many of the peer's calls this end runs at once; `None`: a parent runs one at
+    /// a time, a worker as many as its parent's `Hello` says.
+    pub(crate) concurrency: Option<u32>,
 }
 
 impl LinkOptions {
@@ -161,6 +166,8 @@ pub(crate) struct Link {
     pub(crate) cancels: Cancels,
     /// Async handlers' futures in flight.
     pub(crate) tasks: tasks::Tasks,
+    /// The threads that serve the peer's calls, where more than one may run at once.
+    crew: Option<crew::Crew>,
     /// Runs once when the link ends (the parent learns that its worker is gone).
     on_end: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// Runs whenever the peer grants room (a pool sends the calls it held back).
@@ -267,6 +274,7 @@ impl Link {
             }),
             spin_us: u32::try_from(our_spin.as_micros()).unwrap_or(u32::MAX),
             window: credit::RECEIVE_WINDOW,
+            concurrency: options.concurrency.unwrap_or(1),
             clock_us: if offer_clock { clock::offer() } else { 0 },
         };
         let sent = writer.send(Lane::Control, Flush::Now, deadline, |buf, _, _| {
@@ -303,6 +311,19 @@ impl Link {
             None if !parent => Duration::from_micros(u64::from(peer.spin_us)),
             _ => our_spin,
         };
+        // A worker runs as many calls at once as its parent asks, unless it chose.
+        let concurrency = match options.concurrency {
+            None if !parent => peer.concurrency,
+            own => own.unwrap_or(1),
+        };
+        let crew = (concurrency > 1).then(|| {
+            let serve: crew::ServeLoop = if parent {
+                dispatch::run_queued
+            } else {
+                dispatch::serve_loop
+            };
+            crew::Crew::new(concurrency as usize, serve)
+        });
         let shared_clock = (offer_clock || !parent) && clock::is_shared(peer.clock_us);
         let link = Arc::new(Self {
             writer,
@@ -321,6 +342,7 @@ impl Link {
             abandoned: AtomicBool::new(false),
             cancels: Cancels::default(),
             tasks: tasks::Tasks::default(),
+            crew,
             on_end: Mutex::new(None),
             on_room: Mutex::new(None),
             heartbeat: heartbeat_state,
@@ -398,6 +420,22 @@ impl Link {
     /// Waits until the stream has ended, at most `timeout`; whether it has.
     pub(crate) fn wait_ended(&self, timeout: Duration) -> bool {
         self.token.wait_ended(timeout)
+    }
+
+    /// The crew that serves this end, if it runs more than one call at once.
+    #[inline]
+    pub(crate) fn crew(&self) -> Option<&crew::Crew> {
+        self.crew.as_ref()
+    }
+
+    /// Whether a call or event waits to run: queued, or whole in the read buffer.
+    pub(crate) fn has_work_waiting(&self) -> bool {
+        self.token.has_queued()
+            || self.stream.try_lock().is_ok_and(|stream| {
+                stream
+                    .as_ref()
+                    .is_some_and(|s| frame::whole_frame_buffered(s.input.buffer()))
+            })
     }
 
     /// Whether the stream has ended.

@@ -251,7 +251,7 @@ impl Link {
     /// next frame).
     fn take_in_place(&self, stream: &mut Stream, batch: &mut Batch) -> Option<Read> {
         let taken = match stream.input.fill_buf() {
-            Ok(buffered) => batch.take_in_place(buffered, self.max_frame, MAX_BATCH),
+            Ok(buffered) => batch.take_in_place(buffered, self.max_frame, self.max_batch()),
             Err(_) => super::batch::Taken::default(),
         };
         if taken.used > 0 {
@@ -259,7 +259,7 @@ impl Link {
             if let Err(overflow) = self.inflow.receive(taken.cost, taken.last) {
                 return Some(Read::Broken(overflow.to_string()));
             }
-            return Some(if batch.len() >= MAX_BATCH {
+            return Some(if batch.len() >= self.max_batch() {
                 Read::BatchFull
             } else {
                 Read::Again
@@ -384,7 +384,7 @@ impl Link {
                 // Keep reading what has arrived (the loop stops where more input would
                 // mean waiting for it).
                 batch.push(queued);
-                (batch.len() >= MAX_BATCH).then_some(Stop::Batch)
+                (batch.len() >= self.max_batch()).then_some(Stop::Batch)
             }
             (Role::Server | Role::NestedServer, _) => Some(Stop::Run(queued)),
             (Role::Caller | Role::Background | Role::ReadAhead, _) => {
@@ -422,6 +422,14 @@ impl Link {
         if self.token.try_take(Role::ReadAhead) {
             self.read_as(Role::ReadAhead, Goal::None, None);
         }
+    }
+
+    /// How many calls and events the serving loop reads before it runs them: one where a
+    /// crew serves (a call that runs long has nothing read behind it, which the next
+    /// member reads instead).
+    #[inline]
+    fn max_batch(&self) -> usize {
+        if self.crew.is_some() { 1 } else { MAX_BATCH }
     }
 
     /// The peer's stream ended between frames.
@@ -499,8 +507,12 @@ impl Link {
         let slots = self.calls().close();
         calls::fail_slots(slots, error);
         self.token.end();
-        // Async handlers' futures look whether they can still answer.
+        // Async handlers' futures look whether they can still answer; idle crew members
+        // leave.
         self.tasks.ended();
+        if let Some(crew) = &self.crew {
+            crew.end();
+        }
         // Senders waiting for room learn that there will be none.
         self.writer.wake_room_waiters();
         // Nobody reads any more: drop the stream (closing our end of the pipe) if it is

@@ -25,6 +25,7 @@ fn options(parent: bool) -> Connect {
             max_frame: 1 << 20,
             report_protocol_errors: false,
             spin: None,
+            concurrency: None,
         },
         entry: None,
         parent,

@@ -283,6 +283,11 @@ impl Token {
         }
     }
 
+    /// Whether a call or event is queued (lock-free).
+    pub(crate) fn has_queued(&self) -> bool {
+        self.counts.inboxed.load(Ordering::Relaxed) > 0
+    }
+
     /// Takes the next queued call or event.
     pub(crate) fn next_queued(&self) -> Option<Queued> {
         self.lock().inbox.pop_front()

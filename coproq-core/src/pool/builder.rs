@@ -230,6 +230,15 @@ impl PoolBuilder {
         self
     }
 
+    /// Runs up to `n` calls at once in each worker (and of each worker's calls in the
+    /// parent); see [`crate::Builder::concurrency`]. `max_in_flight` should then be at
+    /// least `n`, so that a worker is sent that many calls.
+    #[must_use]
+    pub fn concurrency(mut self, n: u32) -> Self {
+        self.options.link.concurrency = Some(n.max(1));
+        self
+    }
+
     /// A parent event listener for every worker's events; see [`crate::Builder::on`].
     #[must_use]
     pub fn on<A, F>(self, name: impl Into<String>, f: F) -> Self

@@ -107,6 +107,7 @@ fn seeds() -> Vec<Vec<u8>> {
             heartbeat_ms: 0,
             spin_us: 0,
             window: 1 << 22,
+            concurrency: 0,
             clock_us: 5,
         },
     );

@@ -17,7 +17,7 @@ use super::{WireError, codec, returned};
 pub(crate) const MAGIC: [u8; 8] = *b"\0coproq\0";
 
 /// Bumped on every incompatible change of the layout below.
-pub(crate) const PROTOCOL_VERSION: u32 = 6;
+pub(crate) const PROTOCOL_VERSION: u32 = 7;
 
 /// The first message each side sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +37,9 @@ pub(crate) struct Hello {
     /// How many bytes of calls and events this side holds before they run: the peer's
     /// window (see `link::credit`).
     pub(crate) window: u32,
+    /// Parent → worker: how many of the parent's calls the worker runs at once (0 or 1:
+    /// one at a time), unless the worker chose for itself.
+    pub(crate) concurrency: u32,
     /// This side's monotonic clock when it sent the `Hello`, in microseconds, offered for
     /// the peer to tell whether both share it (0: not offered; see `link::clock`).
     pub(crate) clock_us: u64,
@@ -792,6 +795,7 @@ mod tests {
             heartbeat_ms: 250,
             spin_us: 20,
             window: 1 << 22,
+            concurrency: 8,
             clock_us: 123_456_789,
         };
         encode_hello(&mut buf, &hello);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::ceiling::Wait;
 use crate::link::Bulk;
-use crate::{async_link, ceiling, link, pool, raw, ssh};
+use crate::{async_link, ceiling, concurrent, link, pool, raw, ssh};
 
 /// How a figure's value reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +144,27 @@ pub(crate) const FIGURES: &[Figure] = &[
         pin: None,
         worker_pin: None,
         target: Target::AtLeast(8e6),
+    },
+    Figure {
+        key: "concurrency-sleepers",
+        title: "16 threads each call a handler that sleeps 50 ms, all at once, one link \
+                with `concurrency(16)`: time until all answered",
+        unit: Unit::Micros,
+        impls: &["coproq"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::AtMost(60_000.0),
+    },
+    Figure {
+        key: "concurrency-latency",
+        title: "sequential small call to a worker with `concurrency(16)`, against the default",
+        unit: Unit::Micros,
+        impls: &["concurrency-1", "concurrency-16"],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::RatioAtMost(1.3),
     },
     Figure {
         key: "async-latency",
@@ -481,6 +502,13 @@ fn measure_value(figure: &Figure, imp: &str, n: &Sizes) -> Result<f64, String> {
     let off = Some(Duration::ZERO);
     match (figure.key, imp) {
         ("typed-vs-dynamic", "coproq") => link::latency(n.latency).map(micros).map_err(|e| err(&e)),
+        ("concurrency-sleepers", "coproq") => concurrent::sleepers(16).map_err(|e| err(&e)),
+        ("concurrency-latency", "concurrency-1") => {
+            concurrent::latency(1, n.latency).map_err(|e| err(&e))
+        }
+        ("concurrency-latency", "concurrency-16") => {
+            concurrent::latency(16, n.latency).map_err(|e| err(&e))
+        }
         ("async-latency", "sync") => async_link::latency("echo", n.latency).map_err(|e| err(&e)),
         ("async-latency", "async") => {
             async_link::latency("echo_async", n.latency).map_err(|e| err(&e))

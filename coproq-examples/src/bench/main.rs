@@ -14,6 +14,7 @@
 
 mod async_link;
 mod ceiling;
+mod concurrent;
 mod figures;
 mod link;
 #[cfg(feature = "peers")]
