@@ -136,11 +136,11 @@ pub(crate) fn spawn_call(responder: Responder, future: CallFuture) {
         id: responder.id(),
         deadline: None,
     });
-    link.tasks.started();
     spawn(
         &link,
         Box::pin(Served {
             link: Arc::clone(&link),
+            counted: false,
             work: Work::Call {
                 current,
                 responder: Some(responder),
@@ -157,11 +157,11 @@ pub(crate) fn spawn_event(future: EventFuture) {
         // Listeners run only where a link is served; nothing else can reach here.
         return;
     };
-    link.tasks.started();
     spawn(
         &link,
         Box::pin(Served {
             link: Arc::clone(&link),
+            counted: false,
             work: Work::Event(Some(future)),
         }),
     );
@@ -179,6 +179,7 @@ fn spawn(link: &Arc<Link>, mut served: Pin<Box<Served>>) {
             poll_here(&mut served)
         };
         if first.is_pending() {
+            served.as_mut().count();
             drop(runtime.spawn(served));
         }
         return;
@@ -186,6 +187,7 @@ fn spawn(link: &Arc<Link>, mut served: Pin<Box<Served>>) {
     if poll_here(&mut served).is_ready() {
         return;
     }
+    served.as_mut().count();
     let Some(queue) = link.tasks.executor.get_or_init(start_executor) else {
         // Dropped unrun: a call is answered with the failure (see `Served`'s drop).
         return;
@@ -208,7 +210,17 @@ fn poll_here(served: &mut Pin<Box<Served>>) -> Poll<()> {
 /// An async handler's future and what it answers, polled as the handler of its call.
 struct Served {
     link: Arc<Link>,
+    /// Counted among the futures in flight: it did not finish in its first poll.
+    counted: bool,
     work: Work,
+}
+
+impl Served {
+    /// It did not finish in its first poll: counted in flight until it does.
+    fn count(mut self: Pin<&mut Self>) {
+        self.counted = true;
+        self.link.tasks.started();
+    }
 }
 
 enum Work {
@@ -231,6 +243,12 @@ impl Future for Served {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let link = &this.link;
+        let counted = this.counted;
+        let finished = |watched: Option<u64>| {
+            if counted {
+                link.tasks.finished(watched);
+            }
+        };
         match &mut this.work {
             Work::Call {
                 current,
@@ -249,7 +267,7 @@ impl Future for Served {
                     if let Some(responder) = responder.take() {
                         responder.flush_now().fail(OutcomeKind::Cancelled, message);
                     }
-                    link.tasks.finished(Some(current.id));
+                    finished(Some(current.id));
                     return Poll::Ready(());
                 }
                 let polled = context::polling(link, Some(*current), || {
@@ -280,7 +298,7 @@ impl Future for Served {
                         Err(message) => responder.fail(OutcomeKind::Panicked, message),
                     }
                 }
-                link.tasks.finished((!first).then_some(current.id));
+                finished((!first).then_some(current.id));
                 Poll::Ready(())
             }
             Work::Event(slot) => {
@@ -289,7 +307,7 @@ impl Future for Served {
                 };
                 if link.abandoned() {
                     *slot = None;
-                    link.tasks.finished(None);
+                    finished(None);
                     return Poll::Ready(());
                 }
                 let polled = context::polling(link, None, || {
@@ -300,7 +318,7 @@ impl Future for Served {
                     return Poll::Pending;
                 }
                 *slot = None;
-                link.tasks.finished(None);
+                finished(None);
                 Poll::Ready(())
             }
         }
@@ -320,11 +338,13 @@ impl Drop for Served {
                                    to run it shut down or could not start)"
                         .to_owned();
                     responder.flush_now().fail(OutcomeKind::Panicked, message);
-                    self.link.tasks.finished(Some(current.id));
+                    if self.counted {
+                        self.link.tasks.finished(Some(current.id));
+                    }
                 }
             }
             Work::Event(slot) => {
-                if slot.take().is_some() {
+                if slot.take().is_some() && self.counted {
                     self.link.tasks.finished(None);
                 }
             }
