@@ -236,3 +236,29 @@ fn a_worker_binary_chooses_its_own_concurrency() {
         "8 × 300 ms took {took:?}"
     );
 }
+
+#[test]
+fn a_pool_runs_several_calls_at_once_in_each_worker() {
+    let pool = coproq::Pool::builder()
+        .size(1)
+        .concurrency(4)
+        .max_in_flight(4)
+        .fork(|parent| {
+            parent.handle("sleep_ms", |ms: u64| {
+                std::thread::sleep(Duration::from_millis(ms));
+                ms
+            });
+        })
+        .expect("pool");
+    let start = Instant::now();
+    let pending: Vec<_> = (0..4)
+        .map(|_| pool.call_async::<u64>("sleep_ms", 300u64))
+        .collect();
+    for p in pending {
+        assert_eq!(p.wait_timeout(CALL_LIMIT).unwrap(), 300);
+    }
+    let took = start.elapsed();
+    // One worker, one call at a time: 1.2 s.
+    assert!(took < Duration::from_millis(900), "4 × 300 ms took {took:?}");
+    pool.close();
+}
