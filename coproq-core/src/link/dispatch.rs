@@ -486,12 +486,14 @@ fn wait(
     deadline: Option<Instant>,
 ) -> Result<Waited, TimedOut> {
     // A crew's call waits as a server only with the serving role, taken for the wait if
-    // it is free.
+    // it is free (a call of this link's: one waiting on another link leaves this one's
+    // role alone).
+    let serves_link = is_serving(link);
     let _borrowed = link
         .crew()
-        .filter(|crew| crew.borrow_role())
+        .filter(|crew| serves_link && crew.borrow_role())
         .map(|crew| ReturnRole(crew, link));
-    let serving = is_serving(link) && Crew::serves_here();
+    let serving = serves_link && Crew::serves_here();
     let role = if serving {
         Role::NestedServer
     } else {
