@@ -259,6 +259,9 @@ fn a_pool_runs_several_calls_at_once_in_each_worker() {
     }
     let took = start.elapsed();
     // One worker, one call at a time: 1.2 s.
-    assert!(took < Duration::from_millis(900), "4 × 300 ms took {took:?}");
+    assert!(
+        took < Duration::from_millis(900),
+        "4 × 300 ms took {took:?}"
+    );
     pool.close();
 }
