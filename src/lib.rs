@@ -2,9 +2,9 @@
 #![deny(missing_docs)]
 
 pub use coproq_core::{
-    Builder, Coprocess, DisconnectCause, Error, Map, Peer, Pending, Pool, PoolBuilder, PoolStats,
-    Ready, Registry, RemoteError, RemoteErrorKind, Reply, Result, Service, WeakCoprocess,
-    cancelled, deadline, fork, fork_with,
+    Builder, Coprocess, DisconnectCause, Error, Map, MapUnordered, Peer, Pending, Pool,
+    PoolBuilder, PoolStats, Ready, Registry, RemoteError, RemoteErrorKind, Reply, Result, Service,
+    WeakCoprocess, cancelled, deadline, fork, fork_with,
 };
 
 /// Generates a typed client and server for a trait.

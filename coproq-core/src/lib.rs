@@ -37,7 +37,7 @@ pub use crate::error::{DisconnectCause, Error, RemoteError, RemoteErrorKind, Res
 pub use crate::handler::{Registry, Reply, Service};
 pub use crate::link::context::{cancelled, deadline};
 pub use crate::pending::Pending;
-pub use crate::pool::{Map, Pool, PoolBuilder, PoolStats};
+pub use crate::pool::{Map, MapUnordered, Pool, PoolBuilder, PoolStats};
 pub use crate::ready::Ready;
 pub use crate::service::Peer;
 

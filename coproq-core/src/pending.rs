@@ -196,6 +196,11 @@ impl<R> Pending<R> {
         self.wait_until(deadline)
     }
 
+    /// When the caller stops waiting, if ever (for waits that poll).
+    pub(crate) fn deadline_at(&self) -> Option<Instant> {
+        self.deadline.map(|d| d.at)
+    }
+
     /// Cancels the call: the peer is told (a call it has not started never runs; a
     /// running handler can see it with [`coproq::cancelled`](crate::cancelled)), a late
     /// reply is discarded, and waiting now gives [`Error::Cancelled`]. A call queued in a

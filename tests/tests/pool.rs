@@ -516,3 +516,39 @@ fn a_timed_out_call_frees_its_workers_place_when_the_worker_answers() {
     }
     assert_eq!(pool.stats().restarts, 0);
 }
+
+#[test]
+fn map_unordered_yields_results_as_they_complete_with_their_index() {
+    // One call per worker at a time: the slow call holds up no call queued behind it.
+    let pool = coproq::Pool::builder()
+        .size(2)
+        .max_in_flight(1)
+        .fork(|parent| {
+            parent.handle("nap", |ms: u64| {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                ms
+            });
+        })
+        .unwrap();
+    // The first item takes 2 s; the other 20 are quick.
+    let items: Vec<u64> = std::iter::once(2000)
+        .chain(std::iter::repeat_n(1, 20))
+        .collect();
+    let start = std::time::Instant::now();
+    let mut seen = Vec::new();
+    for (index, result) in pool.map_unordered::<u64, _, _>("nap", items.clone()) {
+        assert_eq!(result.unwrap(), items[index]);
+        seen.push((index, start.elapsed()));
+    }
+    let mut indices: Vec<usize> = seen.iter().map(|s| s.0).collect();
+    indices.sort_unstable();
+    assert_eq!(indices, (0..21).collect::<Vec<_>>());
+    // The slow one comes last, and did not hold up the others.
+    assert_eq!(seen.last().unwrap().0, 0, "{seen:?}");
+    let quick_done = seen[seen.len() - 2].1;
+    assert!(
+        quick_done < std::time::Duration::from_millis(1500),
+        "the quick items waited for the slow one: {seen:?}"
+    );
+    pool.close();
+}

@@ -12,10 +12,10 @@
 
 mod builder;
 mod job;
+mod map;
 mod shared;
 mod supervisor;
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -27,6 +27,7 @@ use serde::de::DeserializeOwned;
 pub use self::builder::PoolBuilder;
 use self::job::Job;
 pub(crate) use self::job::Ticket;
+pub use self::map::{Map, MapUnordered};
 use self::shared::{Seat, Shared, broken};
 use crate::coprocess::Coprocess;
 use crate::error::{Error, Result};
@@ -241,6 +242,11 @@ impl Pool {
     /// yields the results in input order. Memory stays bounded however many items there
     /// are.
     ///
+    /// Input order has a price: the next result waits for the oldest call, so one slow or
+    /// hung call holds up every result behind it until it ends (or its `call_timeout`
+    /// passes), though the calls behind it keep running. Where order does not matter,
+    /// [`map_unordered`](Self::map_unordered) yields each result as it comes.
+    ///
     /// # Examples
     ///
     /// ```no_run
@@ -254,14 +260,35 @@ impl Pool {
         A: Serialize,
         I: IntoIterator<Item = A>,
     {
+        Map::new(self.clone(), method, items.into_iter(), self.map_window())
+    }
+
+    /// Like [`map`](Self::map), but yields each result as its call completes, with the
+    /// index of its item in `items`: a slow or hung call holds up only its own result.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(pool: &coproq::Pool) {
+    /// let mut lengths = vec![0; 3];
+    /// for (index, length) in pool.map_unordered::<usize, _, _>("len", ["a", "bb", "ccc"]) {
+    ///     lengths[index] = length.unwrap_or(0);
+    /// }
+    /// # }
+    /// ```
+    pub fn map_unordered<R, A, I>(&self, method: &str, items: I) -> MapUnordered<R, I::IntoIter>
+    where
+        R: DeserializeOwned,
+        A: Serialize,
+        I: IntoIterator<Item = A>,
+    {
+        MapUnordered::new(self.clone(), method, items.into_iter(), self.map_window())
+    }
+
+    /// How many calls `map` keeps in flight: enough for every worker's share, twice.
+    fn map_window(&self) -> usize {
         let config = &self.shared().config;
-        Map {
-            pool: self.clone(),
-            method: method.into(),
-            items: items.into_iter(),
-            in_flight: VecDeque::new(),
-            window: (config.size * config.in_flight * 2).max(2),
-        }
+        (config.size * config.in_flight * 2).max(2)
     }
 
     /// Sends a one-way event to one worker (the least loaded).
@@ -394,43 +421,4 @@ fn close_all(shared: &Shared) {
             scope.spawn(|| worker.close());
         }
     });
-}
-
-/// The iterator of [`Pool::map`]: results in input order.
-#[must_use = "iterators are lazy: the calls are made as it is consumed"]
-pub struct Map<R, I> {
-    pool: Pool,
-    method: Box<str>,
-    items: I,
-    in_flight: VecDeque<Pending<R>>,
-    window: usize,
-}
-
-impl<R, I> fmt::Debug for Map<R, I> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Map")
-            .field("method", &self.method)
-            .field("in_flight", &self.in_flight.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<R, A, I> Iterator for Map<R, I>
-where
-    R: DeserializeOwned,
-    A: Serialize,
-    I: Iterator<Item = A>,
-{
-    type Item = Result<R>;
-
-    fn next(&mut self) -> Option<Result<R>> {
-        while self.in_flight.len() < self.window {
-            let Some(item) = self.items.next() else {
-                break;
-            };
-            let pending = self.pool.call_async(&self.method, item);
-            self.in_flight.push_back(pending);
-        }
-        self.in_flight.pop_front().map(Pending::wait)
-    }
 }
