@@ -83,6 +83,9 @@ pub(crate) trait Ticket: Send + Sync {
     fn poll(&self, waker: &Waker) -> Option<Delivery>;
     /// Gives up on the call: the peer is told, and it never runs if it has not started.
     fn cancel(self: Box<Self>);
+    /// Gives up on the call at its deadline, as [`wait`](Self::wait) does when the
+    /// deadline passes (a pool may kill the worker that holds it).
+    fn expire(self: Box<Self>);
 }
 
 /// How a delivered reply becomes the caller's result.
@@ -372,8 +375,16 @@ impl<R> Future for Pending<R> {
         match this.deadline {
             Some(deadline) if Instant::now() >= deadline.at => {
                 let error = this.timed_out(Some(deadline));
-                this.cancel();
-                this.state = Progress::Done;
+                match std::mem::replace(&mut this.state, Progress::Done) {
+                    // What a wait does at the deadline, so that awaiting a pool's call
+                    // and waiting for it end alike (`kill_on_timeout` included).
+                    Progress::Pooled(ticket) => ticket.expire(),
+                    state => {
+                        this.state = state;
+                        this.cancel();
+                        this.state = Progress::Done;
+                    }
+                }
                 Poll::Ready(Err(error))
             }
             _ => Poll::Pending,

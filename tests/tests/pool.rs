@@ -552,3 +552,45 @@ fn map_unordered_yields_results_as_they_complete_with_their_index() {
     );
     pool.close();
 }
+
+#[test]
+fn map_unordered_kills_a_worker_whose_call_passed_its_timeout_as_a_wait_does() {
+    let pool = coproq::Pool::builder()
+        .size(2)
+        .max_in_flight(1)
+        .call_timeout(std::time::Duration::from_millis(500))
+        .kill_on_timeout(true)
+        .fork(|parent| {
+            parent.handle("nap", |ms: u64| {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                ms
+            });
+        })
+        .unwrap();
+    let items: Vec<u64> = std::iter::once(60_000)
+        .chain(std::iter::repeat_n(1, 10))
+        .collect();
+    let start = std::time::Instant::now();
+    let mut hung = None;
+    for (index, result) in pool.map_unordered::<u64, _, _>("nap", items.clone()) {
+        match result {
+            Ok(ms) => assert_eq!(ms, items[index]),
+            Err(e) => {
+                assert!(matches!(e, coproq::Error::Timeout { .. }), "{e:?}");
+                hung = Some(index);
+            }
+        }
+    }
+    assert_eq!(hung, Some(0));
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+    // The hung worker was killed and replaced, not left asleep in its seat.
+    assert!(
+        coproq_tests::wait_until(std::time::Duration::from_secs(20), || {
+            pool.stats().restarts >= 1 && pool.stats().live == 2
+        }),
+        "{:?}",
+        pool.stats()
+    );
+    assert_eq!(pool.call::<u64>("nap", 1u64).unwrap(), 1);
+    pool.close();
+}

@@ -280,6 +280,12 @@ impl crate::pending::Ticket for Ticket {
     fn cancel(self: Box<Self>) {
         self.job.abandon(false, None);
     }
+
+    fn expire(self: Box<Self>) {
+        if self.job.slot.take_reply().is_none() {
+            self.job.abandon(self.kill_on_timeout, None);
+        }
+    }
 }
 
 /// How often a caller waiting for a queued job looks again, in case a wake-up was missed
