@@ -30,6 +30,7 @@ impl Default for Options {
                 report_protocol_errors: false,
                 spin: None,
                 concurrency: None,
+                report_starts: false,
             },
             close_grace: Duration::from_secs(2),
             startup_timeout: Duration::from_secs(30),

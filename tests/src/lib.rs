@@ -28,6 +28,7 @@ pub fn raw_hello(version: u32) -> Vec<u8> {
     payload.extend_from_slice(&0u32.to_le_bytes()); // spin_us: never
     payload.extend_from_slice(&(4u32 << 20).to_le_bytes()); // window
     payload.extend_from_slice(&1u32.to_le_bytes()); // concurrency: one call at a time
+    payload.push(0); // report_starts: no
     payload.extend_from_slice(&0u64.to_le_bytes()); // clock_us: not offered
     let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
     frame.extend(payload);

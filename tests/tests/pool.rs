@@ -594,3 +594,77 @@ fn map_unordered_kills_a_worker_whose_call_passed_its_timeout_as_a_wait_does() {
     assert_eq!(pool.call::<u64>("nap", 1u64).unwrap(), 1);
     pool.close();
 }
+
+#[test]
+fn run_timeout_counts_running_time_only_and_kills_only_the_overrunning_worker() {
+    let pool = coproq::Pool::builder()
+        .size(2)
+        .run_timeout(std::time::Duration::from_millis(800))
+        .kill_on_timeout(true)
+        .fork(|parent| {
+            parent.handle("nap", |ms: u64| {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                ms
+            });
+        })
+        .unwrap();
+    // 200 jobs of 25 ms at once: about 2.5 s of queueing for the last, far past the
+    // run_timeout, but none runs longer than it.
+    let pending: Vec<_> = (0..200)
+        .map(|_| pool.call_async::<u64>("nap", 25u64))
+        .collect();
+    for p in pending {
+        assert_eq!(p.wait_timeout(coproq_tests::CALL_LIMIT).unwrap(), 25);
+    }
+    assert_eq!(pool.stats().restarts, 0, "{:?}", pool.stats());
+    // One that runs too long fails with `Timeout` once it has run 800 ms, and only its
+    // worker is killed.
+    let start = std::time::Instant::now();
+    let over = pool
+        .call_async::<u64>("nap", 60_000u64)
+        .wait_timeout(coproq_tests::CALL_LIMIT);
+    assert!(
+        matches!(over, Err(coproq::Error::Timeout { .. })),
+        "{over:?}"
+    );
+    assert!(start.elapsed() >= std::time::Duration::from_millis(800));
+    assert!(
+        coproq_tests::wait_until(std::time::Duration::from_secs(20), || {
+            let stats = pool.stats();
+            stats.restarts == 1 && stats.live == 2
+        }),
+        "{:?}",
+        pool.stats()
+    );
+    assert_eq!(pool.call::<u64>("nap", 1u64).unwrap(), 1);
+    pool.close();
+}
+
+#[test]
+fn a_call_timed_out_while_queued_in_a_worker_never_gets_the_healthy_worker_killed() {
+    let pool = coproq::Pool::builder()
+        .size(1)
+        .max_in_flight(2)
+        .kill_on_timeout(true)
+        .fork(|parent| {
+            parent.handle("nap", |ms: u64| {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                ms
+            });
+        })
+        .unwrap();
+    let running = pool.call_async::<u64>("nap", 600u64);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    // Sent to the same worker, behind the running call: it times out there unstarted.
+    let queued = pool
+        .call_async::<u64>("nap", 10u64)
+        .wait_timeout(std::time::Duration::from_millis(200));
+    assert!(
+        matches!(queued, Err(coproq::Error::Timeout { .. })),
+        "{queued:?}"
+    );
+    // The worker was not killed: the running call completes.
+    assert_eq!(running.wait_timeout(coproq_tests::CALL_LIMIT).unwrap(), 600);
+    assert_eq!(pool.stats().restarts, 0, "{:?}", pool.stats());
+    pool.close();
+}

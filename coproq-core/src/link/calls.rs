@@ -64,6 +64,8 @@ pub(crate) trait Watch: Send + Sync {
     /// The call left the table; returns whether its slot should get the delivery (false:
     /// the call was taken elsewhere, such as re-sent to another worker).
     fn settled(&self, how: Settled) -> bool;
+    /// The peer says the call started running.
+    fn started(&self) {}
 }
 
 /// Where one thread (or one future) waits.
@@ -93,6 +95,13 @@ impl Slot {
         Self {
             watch: Some(watch),
             ..Self::default()
+        }
+    }
+
+    /// Tells the watch, if any, that the peer started running the call.
+    pub(crate) fn started(&self) {
+        if let Some(watch) = &self.watch {
+            watch.started();
         }
     }
 
@@ -288,6 +297,18 @@ impl Calls {
         };
         self.trim();
         taken
+    }
+
+    /// The slot of call `id`, if a caller waits for it.
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<Slot>> {
+        let found = match id
+            .checked_sub(self.base)
+            .and_then(|at| usize::try_from(at).ok())
+        {
+            Some(at) => self.ring.get(at).and_then(Option::as_ref),
+            None => self.old.get(&id),
+        };
+        found.map(Arc::clone)
     }
 
     /// Delivers a reply; returns the slot, or `None` if no caller waits for `id` (timed

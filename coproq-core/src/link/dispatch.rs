@@ -287,7 +287,8 @@ impl<'a> Work<'a> {
             | Message::Bye
             | Message::Cancel { .. }
             | Message::Ping
-            | Message::Credit { .. } => return None,
+            | Message::Credit { .. }
+            | Message::Started { .. } => return None,
         };
         Some((work, cost))
     }
@@ -372,6 +373,7 @@ fn dispatch_at(
                 return;
             }
             if let Some(handler) = link.handlers.call_via(args.name_bytes(), recent) {
+                link.starting(id);
                 let current = context::Current { id, deadline };
                 let run = || context::handling(current, || handler(&mut args, responder));
                 match link.crew() {

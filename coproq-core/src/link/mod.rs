@@ -113,6 +113,8 @@ pub(crate) struct LinkOptions {
     /// How many of the peer's calls this end runs at once; `None`: a parent runs one at
     /// a time, a worker as many as its parent's `Hello` says.
     pub(crate) concurrency: Option<u32>,
+    /// A parent asks its worker to say when each call starts (a pool's time limits).
+    pub(crate) report_starts: bool,
 }
 
 impl LinkOptions {
@@ -168,6 +170,8 @@ pub(crate) struct Link {
     pub(crate) tasks: tasks::Tasks,
     /// The threads that serve the peer's calls, where more than one may run at once.
     crew: Option<crew::Crew>,
+    /// The parent asked to be told when each of its calls starts.
+    report_starts: bool,
     /// Runs once when the link ends (the parent learns that its worker is gone).
     on_end: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// Runs whenever the peer grants room (a pool sends the calls it held back).
@@ -275,6 +279,7 @@ impl Link {
             spin_us: u32::try_from(our_spin.as_micros()).unwrap_or(u32::MAX),
             window: credit::RECEIVE_WINDOW,
             concurrency: options.concurrency.unwrap_or(1),
+            report_starts: parent && options.report_starts,
             clock_us: if offer_clock { clock::offer() } else { 0 },
         };
         let sent = writer.send(Lane::Control, Flush::Now, deadline, |buf, _, _| {
@@ -343,6 +348,7 @@ impl Link {
             cancels: Cancels::default(),
             tasks: tasks::Tasks::default(),
             crew,
+            report_starts: !parent && peer.report_starts,
             on_end: Mutex::new(None),
             on_room: Mutex::new(None),
             heartbeat: heartbeat_state,
@@ -426,6 +432,14 @@ impl Link {
     #[inline]
     pub(crate) fn crew(&self) -> Option<&crew::Crew> {
         self.crew.as_ref()
+    }
+
+    /// Tells the parent that its call `id` starts now, if it asked to know.
+    #[inline]
+    pub(crate) fn starting(&self, id: u64) {
+        if self.report_starts {
+            self.send_started(id);
+        }
     }
 
     /// Whether a call or event waits to run: queued, or whole in the read buffer.

@@ -344,6 +344,12 @@ impl Link {
                 self.cancels.record(id);
                 self.tasks.cancelled(id);
             }
+            Message::Started { id } => {
+                let slot = self.calls().get(id);
+                if let Some(slot) = slot {
+                    slot.started();
+                }
+            }
             // A Bye is taken where it is read (it ends the stream); a Ping was heard
             // when the input noted the time.
             Message::Bye | Message::Ping => {}

@@ -271,6 +271,11 @@ impl Link {
             });
     }
 
+    /// Tells the parent that its call `id` starts running now.
+    pub(super) fn send_started(&self, id: u64) {
+        self.send_control(Flush::Soon, |buf| message::encode_started(buf, id));
+    }
+
     /// Grants the peer `bytes` more of calls and events.
     pub(super) fn send_credit(&self, bytes: u64) {
         self.send_control(Flush::Soon, |buf| message::encode_credit(buf, bytes));

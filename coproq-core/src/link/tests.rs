@@ -26,6 +26,7 @@ fn options(parent: bool) -> Connect {
             report_protocol_errors: false,
             spin: None,
             concurrency: None,
+            report_starts: false,
         },
         entry: None,
         parent,

@@ -53,6 +53,7 @@ impl PoolBuilder {
                 in_flight: 4,
                 queue_capacity: 1024,
                 call_timeout: None,
+                run_timeout: None,
                 kill_on_timeout: false,
                 restart_limit: (10, Duration::from_secs(60)),
                 max_calls_per_worker: None,
@@ -96,8 +97,24 @@ impl PoolBuilder {
         self
     }
 
-    /// Kill (and replace) a worker that holds a call past its deadline (default: no; the
-    /// worker is told the call is cancelled and may finish it).
+    /// The longest a call may run in a worker, counted from when the worker starts it
+    /// (the worker says so), however long it waited before (default: no limit). A call
+    /// past it fails with [`Error::Timeout`]; with
+    /// [`kill_on_timeout`](Self::kill_on_timeout), its worker is killed and replaced.
+    /// [`call_timeout`](Self::call_timeout) stays the caller's whole deadline, queue and
+    /// run.
+    #[must_use]
+    pub fn run_timeout(mut self, timeout: Duration) -> Self {
+        self.config.run_timeout = Some(timeout);
+        self
+    }
+
+    /// Kill (and replace) a worker that is running a call past its deadline (default: no;
+    /// the worker is told the call is cancelled and may finish it). Only a worker that has
+    /// started the call is killed (the worker says when it starts each call): a call still
+    /// waiting behind others in a worker, when its `call_timeout` passes, is cancelled
+    /// there and never runs, and the healthy worker lives on. With a
+    /// [`run_timeout`](Self::run_timeout), the kill comes when a call has run that long.
     #[must_use]
     pub fn kill_on_timeout(mut self, kill: bool) -> Self {
         self.config.kill_on_timeout = kill;
@@ -354,7 +371,10 @@ impl PoolBuilder {
         self.start(Box::new(move |index| Launch::Stdio(command(index))))
     }
 
-    fn start(self, launcher: Launcher) -> Result<Pool> {
+    fn start(mut self, launcher: Launcher) -> Result<Pool> {
+        // Workers say when each call starts where time limits count running time.
+        self.options.link.report_starts =
+            self.config.kill_on_timeout || self.config.run_timeout.is_some();
         let shared = Shared::new(self.config, launcher, self.handlers, self.options);
         Pool::start(Arc::new(shared))
     }

@@ -26,6 +26,8 @@ pub(crate) struct Job {
     pub(super) slot: Arc<Slot>,
     route: Mutex<Route>,
     pool: Weak<Shared>,
+    /// When its worker said it started running it (the last worker, if re-sent).
+    started: Mutex<Option<Instant>>,
 }
 
 /// Where a job is.
@@ -53,6 +55,12 @@ impl Watch for JobWatch {
     fn settled(&self, how: Settled) -> bool {
         self.0.upgrade().is_none_or(|job| Job::settled(&job, how))
     }
+
+    fn started(&self) {
+        if let Some(job) = self.0.upgrade() {
+            job.mark_started();
+        }
+    }
 }
 
 impl Job {
@@ -72,7 +80,22 @@ impl Job {
                 retries_left: retries,
             }),
             pool: Arc::downgrade(pool),
+            started: Mutex::new(None),
         })
+    }
+
+    /// When its worker started running it, if it has.
+    pub(super) fn started_at(&self) -> Option<Instant> {
+        *self.started.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Its worker started running it now: the supervisor looks at its running time.
+    fn mark_started(&self) {
+        *self.started.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        if let Some(pool) = self.pool.upgrade() {
+            let _state = pool.lock();
+            pool.work.notify_all();
+        }
     }
 
     fn route(&self) -> MutexGuard<'_, Route> {
@@ -154,6 +177,7 @@ impl Job {
                 let retries_left = retries_left - 1;
                 let worker = *worker;
                 *route = Route::Queued { retries_left };
+                *self.started.lock().unwrap_or_else(PoisonError::into_inner) = None;
                 (Some(worker), false, true, false)
             }
             (Route::Sent { worker, .. }, Settled::LinkEnded) => (Some(*worker), true, false, true),
@@ -179,6 +203,9 @@ impl Job {
     /// queue; a sent one is cancelled on its worker, or its worker is killed when
     /// `kill` is set. `result` goes to the slot (for a future that waits).
     pub(super) fn abandon(self: &Arc<Self>, kill: bool, result: Option<Error>) {
+        // Only a worker running the call is killed: one holding it behind others is
+        // healthy, and cancelling the call there is enough (it never runs).
+        let kill = kill && self.started_at().is_some();
         let previous = {
             let mut route = self.route();
             let holder = match *route {
@@ -227,6 +254,19 @@ impl Job {
             method: self.method.to_string(),
             after: deadline.after,
         })
+    }
+
+    /// When it has run `limit` in its worker, if it has started.
+    pub(super) fn run_deadline(&self, limit: Option<std::time::Duration>) -> Option<Instant> {
+        self.started_at()?.checked_add(limit?)
+    }
+
+    /// The error a job that ran past `limit` ends with.
+    pub(super) fn run_timeout_error(&self, limit: std::time::Duration) -> Error {
+        Error::Timeout {
+            method: self.method.to_string(),
+            after: limit,
+        }
     }
 }
 

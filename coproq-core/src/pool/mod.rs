@@ -48,6 +48,8 @@ pub(crate) struct Config {
     pub(crate) in_flight: usize,
     pub(crate) queue_capacity: usize,
     pub(crate) call_timeout: Option<Duration>,
+    /// The longest a call may run in a worker, from when the worker starts it.
+    pub(crate) run_timeout: Option<Duration>,
     pub(crate) kill_on_timeout: bool,
     /// More restarts than this within the window break the pool.
     pub(crate) restart_limit: (u32, Duration),

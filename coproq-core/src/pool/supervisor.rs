@@ -22,6 +22,8 @@ struct Chores {
     send: Vec<(Arc<Job>, super::shared::Assigned)>,
     /// Calls past their deadline.
     expired: Vec<Arc<Job>>,
+    /// Calls that ran in their worker past the pool's `run_timeout`.
+    overran: Vec<Arc<Job>>,
     /// Calls to fail: the pool just broke.
     fail: Vec<Arc<Job>>,
     broke: Option<String>,
@@ -38,7 +40,7 @@ pub(super) fn run(shared: &Arc<Shared>) {
             let now = Instant::now();
             let chores = look(shared, &mut state, now);
             if chores.is_empty() {
-                let wake_at = next_wake(&state);
+                let wake_at = next_wake(&state, shared.config.run_timeout);
                 state.supervisor_wakes_at = wake_at;
                 state.supervisor_sleeping = true;
                 // Poisoning is ignored, as everywhere: the state stays consistent.
@@ -71,6 +73,7 @@ impl Chores {
             && self.start.is_empty()
             && self.send.is_empty()
             && self.expired.is_empty()
+            && self.overran.is_empty()
             && self.fail.is_empty()
     }
 }
@@ -158,6 +161,12 @@ fn look(shared: &Arc<Shared>, state: &mut State, now: Instant) -> Chores {
     for job in queued.chain(sent) {
         if job.deadline.is_some_and(|d| d.at <= now) && !job.is_finished() {
             chores.expired.push(Arc::clone(job));
+        } else if job
+            .run_deadline(config.run_timeout)
+            .is_some_and(|at| at <= now)
+            && !job.is_finished()
+        {
+            chores.overran.push(Arc::clone(job));
         }
     }
     chores
@@ -165,7 +174,7 @@ fn look(shared: &Arc<Shared>, state: &mut State, now: Instant) -> Chores {
 
 /// When the supervisor must look again unprompted: a restart's backoff ends, or a call's
 /// deadline passes.
-fn next_wake(state: &State) -> Option<Instant> {
+fn next_wake(state: &State, run_timeout: Option<Duration>) -> Option<Instant> {
     let restarts = state.seats.iter().filter_map(|seat| match seat {
         Seat::Empty { restart_at } if state.broken.is_none() => Some(*restart_at),
         _ => None,
@@ -175,9 +184,10 @@ fn next_wake(state: &State) -> Option<Instant> {
         Seat::Live(w) | Seat::Ended(w) => w.jobs.as_slice(),
         _ => &[],
     });
-    let deadlines = queued
-        .chain(sent)
-        .filter_map(|job| job.deadline.map(|d| d.at));
+    let deadlines = queued.chain(sent).flat_map(|job| {
+        let run = job.run_deadline(run_timeout);
+        job.deadline.map(|d| d.at).into_iter().chain(run)
+    });
     restarts.chain(deadlines).min()
 }
 
@@ -199,6 +209,7 @@ fn do_chores(shared: &Arc<Shared>, chores: Chores) {
         start,
         send,
         expired,
+        overran,
         fail,
         broke,
     } = chores;
@@ -229,6 +240,12 @@ fn do_chores(shared: &Arc<Shared>, chores: Chores) {
     for job in expired {
         let error = job.timeout_error();
         job.abandon(shared.config.kill_on_timeout, error);
+    }
+    if let Some(limit) = shared.config.run_timeout {
+        for job in overran {
+            let error = job.run_timeout_error(limit);
+            job.abandon(shared.config.kill_on_timeout, Some(error));
+        }
     }
     for index in start {
         match start_worker(shared, index) {

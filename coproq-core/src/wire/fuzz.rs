@@ -53,7 +53,11 @@ fn body_of(message: Message) -> Option<message::Body> {
         Message::Call { body, .. } | Message::Event { body } | Message::Reply { body, .. } => {
             Some(body)
         }
-        Message::Bye | Message::Cancel { .. } | Message::Ping | Message::Credit { .. } => None,
+        Message::Bye
+        | Message::Cancel { .. }
+        | Message::Ping
+        | Message::Credit { .. }
+        | Message::Started { .. } => None,
     }
 }
 
@@ -108,6 +112,7 @@ fn seeds() -> Vec<Vec<u8>> {
             spin_us: 0,
             window: 1 << 22,
             concurrency: 0,
+            report_starts: false,
             clock_us: 5,
         },
     );

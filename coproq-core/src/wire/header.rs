@@ -92,6 +92,10 @@ pub(crate) enum Header<'a> {
     Credit {
         bytes: u64,
     },
+    /// Worker → parent, where the parent asked for it: call `id` starts running now.
+    Started {
+        id: u64,
+    },
 }
 
 impl<'a> Header<'a> {
@@ -102,7 +106,11 @@ impl<'a> Header<'a> {
             | Self::Event { shape, .. }
             | Self::Reply { shape, .. }
             | Self::Run { shape, .. } => shape,
-            Self::Bye | Self::Cancel { .. } | Self::Ping | Self::Credit { .. } => &[],
+            Self::Bye
+            | Self::Cancel { .. }
+            | Self::Ping
+            | Self::Credit { .. }
+            | Self::Started { .. } => &[],
         }
     }
 }
@@ -117,6 +125,7 @@ const PING: u32 = 5;
 /// its name and shape, each a `u32` length and its bytes (see `run::EventRun`).
 const EVENTS: u32 = 6;
 const CREDIT: u32 = 7;
+const STARTED: u32 = 8;
 const VALUE: u32 = 0;
 const ERROR: u32 = 1;
 
@@ -152,7 +161,11 @@ pub(crate) fn encode(buf: &mut Vec<u8>, header: &Header<'_>) {
     encode_prefix(buf, header);
     if !matches!(
         header,
-        Header::Bye | Header::Cancel { .. } | Header::Ping | Header::Credit { .. }
+        Header::Bye
+            | Header::Cancel { .. }
+            | Header::Ping
+            | Header::Credit { .. }
+            | Header::Started { .. }
     ) {
         put_u64(buf, header.shape().len() as u64);
         buf.extend_from_slice(header.shape());
@@ -206,6 +219,10 @@ pub(crate) fn encode_prefix(buf: &mut Vec<u8>, header: &Header<'_>) {
         Header::Credit { bytes } => {
             put_u32(buf, CREDIT);
             put_u64(buf, *bytes);
+        }
+        Header::Started { id } => {
+            put_u32(buf, STARTED);
+            put_u64(buf, *id);
         }
     }
 }
@@ -381,6 +398,7 @@ fn decode_fields(payload: &[u8]) -> Result<(Header<'_>, usize), String> {
             shape: cur.bytes()?,
         },
         CREDIT => Header::Credit { bytes: cur.u64()? },
+        STARTED => Header::Started { id: cur.u64()? },
         other => return Err(format!("unknown message kind {other}")),
     };
     Ok((header, cur.at))

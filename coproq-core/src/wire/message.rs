@@ -40,6 +40,9 @@ pub(crate) struct Hello {
     /// Parent → worker: how many of the parent's calls the worker runs at once (0 or 1:
     /// one at a time), unless the worker chose for itself.
     pub(crate) concurrency: u32,
+    /// Parent → worker: say when each call starts (`Started`), for a pool that limits
+    /// running time or kills only workers running a call past its deadline.
+    pub(crate) report_starts: bool,
     /// This side's monotonic clock when it sent the `Hello`, in microseconds, offered for
     /// the peer to tell whether both share it (0: not offered; see `link::clock`).
     pub(crate) clock_us: u64,
@@ -381,6 +384,10 @@ pub(crate) enum Message {
     Credit {
         bytes: u64,
     },
+    /// The worker started running call `id` (sent where the parent asked for it).
+    Started {
+        id: u64,
+    },
     /// A run of `events` events of one name and shape, kept whole in its frame (see
     /// `run::events`).
     Run {
@@ -669,6 +676,12 @@ pub(crate) fn encode_credit(buf: &mut Vec<u8>, bytes: u64) {
     frame::end(buf, start, u32::MAX).expect("a grant is small");
 }
 
+/// Builds the frame of a `Started` of call `id`.
+pub(crate) fn encode_started(buf: &mut Vec<u8>, id: u64) {
+    let start = whole_header(buf, &Header::Started { id });
+    frame::end(buf, start, u32::MAX).expect("a start is small");
+}
+
 /// Builds the frame of a `Cancel` of call `id`.
 pub(crate) fn encode_cancel(buf: &mut Vec<u8>, id: u64) {
     let start = whole_header(buf, &Header::Cancel { id });
@@ -761,6 +774,10 @@ pub(crate) fn decode_pooled(
         Header::Ping if no_body => Message::Ping,
         Header::Ping => return Err(WireError::Malformed("trailing bytes after ping".into())),
         Header::Credit { bytes } if no_body => Message::Credit { bytes },
+        Header::Started { id } if no_body => Message::Started { id },
+        Header::Started { .. } => {
+            return Err(WireError::Malformed("trailing bytes after a start".into()));
+        }
         Header::Credit { .. } => {
             return Err(WireError::Malformed("trailing bytes after a grant".into()));
         }
@@ -796,6 +813,7 @@ mod tests {
             spin_us: 20,
             window: 1 << 22,
             concurrency: 8,
+            report_starts: true,
             clock_us: 123_456_789,
         };
         encode_hello(&mut buf, &hello);
