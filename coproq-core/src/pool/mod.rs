@@ -155,11 +155,9 @@ impl Pool {
     }
 
     fn start(shared: Arc<Shared>) -> Result<Self> {
-        for index in 0..shared.config.size {
-            if let Err(e) = supervisor::start_worker(&shared, index) {
-                close_all(&shared);
-                return Err(e);
-            }
+        if let Err(e) = start_all(&shared) {
+            close_all(&shared);
+            return Err(e);
         }
         let runner = Arc::clone(&shared);
         let supervisor = std::thread::Builder::new()
@@ -399,6 +397,43 @@ impl Handle {
         }
         close_all(&self.shared);
     }
+}
+
+/// Starts every seat's worker, side by side (a worker over ssh spends most of its start
+/// waiting on the network); the first error, if any failed.
+fn start_all(shared: &Arc<Shared>) -> Result<()> {
+    let size = shared.config.size;
+    if size == 1 {
+        return supervisor::start_worker(shared, 0);
+    }
+    std::thread::scope(|scope| {
+        let starts: Vec<_> = (0..size)
+            .map(|index| {
+                std::thread::Builder::new()
+                    .name("coproq-pool-start".into())
+                    .spawn_scoped(scope, move || supervisor::start_worker(shared, index))
+            })
+            .collect();
+        let mut first = Ok(());
+        for start in starts {
+            let result = match start {
+                Ok(thread) => thread.join().unwrap_or_else(|_| {
+                    Err(Error::Spawn {
+                        program: "pool worker".into(),
+                        source: std::io::Error::other("its start panicked"),
+                    })
+                }),
+                Err(source) => Err(Error::Thread {
+                    name: "pool start".into(),
+                    source,
+                }),
+            };
+            if first.is_ok() {
+                first = result;
+            }
+        }
+        first
+    })
 }
 
 /// Closes every worker of the pool at once (each waits for its own exit).
