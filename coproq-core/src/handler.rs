@@ -2,7 +2,6 @@
 //! `on_async` install on the link's handler table, services, and [`Reply`], a deferred
 //! handler's promise to answer.
 
-use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
@@ -13,6 +12,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::error::panicked;
 use crate::link::tasks::{self, Answer};
 use crate::link::{Handlers, Owner, Responder};
 use crate::wire::{Args, OutcomeKind};
@@ -272,16 +272,6 @@ fn result_reply<T: Serialize, E: Serialize + 'static>(
 fn decode_args<A: DeserializeOwned>(args: &mut Args<'_>) -> Result<A, String> {
     args.decode()
         .map_err(|e| format!("{}: invalid arguments: {e}", args.name()))
-}
-
-/// The text of a caught panic.
-pub(crate) fn panicked(panic: &(dyn Any + Send)) -> String {
-    let message = panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("a non-string panic payload");
-    format!("panicked: {message}")
 }
 
 thread_local! {

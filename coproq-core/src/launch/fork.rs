@@ -135,7 +135,7 @@ fn run_entry(coproc: &Coprocess, hello: crate::wire::Hello) -> ! {
     let failure = match catch_unwind(AssertUnwindSafe(|| run(coproc, function, &entry.data.0))) {
         Ok(Ok(())) => None,
         Ok(Err(reason)) => Some(reason),
-        Err(panic) => Some(crate::handler::panicked(&*panic)),
+        Err(panic) => Some(crate::error::panicked(&*panic)),
     };
     let failed = failure.is_some();
     coproc.report_entry(failure);

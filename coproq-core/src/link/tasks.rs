@@ -287,7 +287,7 @@ impl Future for Served {
                         return Poll::Pending;
                     }
                     Ok(Poll::Ready(answer)) => Ok(answer),
-                    Err(panic) => Err(crate::handler::panicked(&*panic)),
+                    Err(panic) => Err(crate::error::panicked(&*panic)),
                 };
                 let responder = responder
                     .take()
