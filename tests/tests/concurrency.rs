@@ -208,8 +208,10 @@ fn deadlines_reach_calls_that_run_at_once() {
 #[test]
 fn close_lets_running_calls_answer() {
     let w = worker(8);
+    // Seven run on threads of their own, long; the eighth runs on the serving thread
+    // (the last place), short: the goodbye comes while the seven still run.
     let pending: Vec<_> = (0..8u64)
-        .map(|tag| w.call_async::<u64>("nap", (tag, 200u64)))
+        .map(|tag| w.call_async::<u64>("nap", (tag, if tag < 7 { 500 } else { 20 })))
         .collect();
     // All eight launched (a call behind them answers once they started).
     assert!(call::<u64>(&w, "ran", ()).unwrap() >= 8);
