@@ -330,7 +330,8 @@ impl PoolBuilder {
 
     /// Starts the pool's workers from the commands that `command` makes, one per seat
     /// index (`0..size`, and again for a replacement): separate worker binaries, as
-    /// [`Coprocess::spawn`](crate::Coprocess::spawn) starts them.
+    /// [`Coprocess::spawn`](crate::Coprocess::spawn) starts them. The workers start side
+    /// by side, so `command` is called from several threads at once, in no set order.
     ///
     /// # Errors
     ///
