@@ -389,6 +389,55 @@ impl Builder {
         self
     }
 
+    /// Follows the worker's stderr and keeps its last `lines` lines, which
+    /// [`Error::Disconnected`](crate::Error::Disconnected) quotes in its
+    /// [`Postmortem`](crate::Postmortem) when the worker dies (default: 0, not followed;
+    /// a pool's default is 8). The worker's stderr then comes through a pipe to the
+    /// parent, which forwards each line to its own stderr as it comes, so nothing is lost
+    /// or delayed by more than a line; a [`spawn`](Self::spawn) command's own `stderr`
+    /// setting gives way to it. The tail is also where coproq reads a worker's last words
+    /// for the cause of death: "memory allocation of N bytes failed" (out of memory),
+    /// "has overflowed its stack".
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let worker = coproq::Builder::new().stderr_tail(8).fork(|parent| {
+    ///     parent.handle("die", |()| -> () {
+    ///         eprintln!("about to abort");
+    ///         std::process::abort()
+    ///     });
+    /// })?;
+    /// let err = worker.call::<()>("die", ()).unwrap_err();
+    /// // "peer disconnected (worker signal: 6 (SIGABRT) (core dumped)); its stderr ended with: ..."
+    /// assert!(err.to_string().contains("about to abort"));
+    /// # Ok::<(), coproq::Error>(())
+    /// ```
+    #[must_use]
+    pub fn stderr_tail(mut self, lines: usize) -> Self {
+        self.options.stderr_tail = lines;
+        self
+    }
+
+    /// Limits the worker's data (heap and private writable mappings) to `bytes`
+    /// (default: no limit): the worker sets the limit on itself right after the
+    /// handshake, before it runs any call, so it works for fork workers, worker binaries
+    /// and workers on other hosts alike. An allocation past it fails, and Rust's
+    /// allocator aborts the worker: its calls fail with
+    /// [`Error::Disconnected`](crate::Error::Disconnected), whose
+    /// [`DeathReason::OutOfMemory`](crate::DeathReason::OutOfMemory) names the limit
+    /// where the worker's stderr is followed ([`stderr_tail`](Self::stderr_tail)).
+    ///
+    /// It is `RLIMIT_DATA`, which Linux enforces for every private writable mapping
+    /// (since Linux 4.7), so thread stacks count and address space merely reserved does
+    /// not. macOS accepts the limit but does not enforce it for `mmap`, which large
+    /// allocations use: there it is advisory.
+    #[must_use]
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.options.link.memory_limit = Some(bytes);
+        self
+    }
+
     /// The default deadline of every call made through the handle (default: none). A
     /// call still unanswered then fails with [`Error::Timeout`](crate::Error::Timeout),
     /// and the worker is told: a call it has not started never runs, and a running

@@ -1,7 +1,8 @@
 //! The error type of every coproq operation, and the error that crosses the pipe.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -54,7 +55,7 @@ pub enum Error {
     /// The peer went away after the call was sent and before it replied: it exited,
     /// crashed or was killed (also in the middle of a frame), the command carrying the
     /// link ended, or it fell silent while heartbeats were on.
-    #[error("{}", disconnected_text(*.status, cause))]
+    #[error("{}", disconnected_text(*.status, cause, postmortem.as_deref(), *blame))]
     #[non_exhaustive]
     Disconnected {
         /// The exit status of the process that ended (the worker's, or for a worker over
@@ -63,6 +64,13 @@ pub enum Error {
         status: Option<ExitStatus>,
         /// How the link ended, as far as this end can tell.
         cause: DisconnectCause,
+        /// What else the parent learned of the worker's death: who killed it, its last
+        /// words on stderr. Pools gather it by default, a single link with
+        /// [`Builder::stderr_tail`](crate::Builder::stderr_tail).
+        postmortem: Option<Arc<Postmortem>>,
+        /// For a call through a pool, how far this call can be blamed for its worker's
+        /// death.
+        blame: Option<Blame>,
     },
     /// The peer has no handler of that name.
     #[error("{0}: method not found")]
@@ -150,22 +158,152 @@ pub enum DisconnectCause {
     },
 }
 
+/// What the parent learned of a worker's death beyond its exit status, carried by
+/// [`Error::Disconnected`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Postmortem {
+    /// The signal that ended the worker, by name (`"SIGKILL"`), if one did.
+    pub signal: Option<&'static str>,
+    /// What killed it, where that is known or likely.
+    pub reason: Option<DeathReason>,
+    /// The last lines it wrote to stderr before it died, oldest first (empty where its
+    /// stderr was not followed).
+    pub stderr_tail: Vec<String>,
+}
+
+/// What killed a worker, as far as the parent can tell (see [`Postmortem`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeathReason {
+    /// coproq killed it: a pool's `kill_on_timeout` for a call that ran past its
+    /// deadline, or [`Coprocess::close`](crate::Coprocess::close) for a worker still
+    /// running after the close grace.
+    KilledByCoproq,
+    /// The kernel's out-of-memory killer killed it (its memory cgroup, or the system,
+    /// counted an OOM kill while it ran).
+    OutOfMemoryKiller,
+    /// It died of SIGKILL that coproq did not send, and the kernel did not say why:
+    /// possibly out of memory (or someone ran `kill -9`).
+    PossiblyOutOfMemory,
+    /// An allocation failed and the worker aborted (its stderr said "memory allocation
+    /// of N bytes failed").
+    OutOfMemory {
+        /// The size of the allocation that failed, if its message said.
+        bytes: Option<u64>,
+        /// The worker's [`memory_limit`](crate::PoolBuilder::memory_limit), if one was set.
+        limit: Option<u64>,
+    },
+    /// Its stack overflowed (its stderr said "has overflowed its stack").
+    StackOverflow,
+}
+
+/// How far one call through a pool can be blamed for its worker's death, carried by
+/// [`Error::Disconnected`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Blame {
+    /// Its worker was running this call and no other when it died.
+    Alone,
+    /// Its worker was running `others` other calls beside this one when it died, and
+    /// the pool had no retry left to tell which: this call may be innocent.
+    Shared {
+        /// The other calls its worker was running.
+        others: usize,
+    },
+    /// A poison call: its worker died while running it, and so did the worker that then
+    /// ran it alone. It is not sent again.
+    Poison,
+}
+
 impl Error {
-    /// `Disconnected` with an exit status and a cause.
-    pub(crate) fn disconnected(status: Option<ExitStatus>, cause: DisconnectCause) -> Self {
-        Self::Disconnected { status, cause }
+    /// `Disconnected` with an exit status, a cause and what else is known of the death.
+    pub(crate) fn disconnected(
+        status: Option<ExitStatus>,
+        cause: DisconnectCause,
+        postmortem: Option<Arc<Postmortem>>,
+    ) -> Self {
+        Self::Disconnected {
+            status,
+            cause,
+            postmortem,
+            blame: None,
+        }
     }
 
     /// `Disconnected`: the peer's stream ended, its exit status unknown.
     pub(crate) fn stream_ended() -> Self {
-        Self::Disconnected {
-            status: None,
-            cause: DisconnectCause::Ended,
+        Self::disconnected(None, DisconnectCause::Ended, None)
+    }
+
+    /// This error, with `blame` if it is `Disconnected`.
+    pub(crate) fn blamed(mut self, how: Blame) -> Self {
+        if let Self::Disconnected { blame, .. } = &mut self {
+            *blame = Some(how);
+        }
+        self
+    }
+}
+
+fn disconnected_text(
+    status: Option<ExitStatus>,
+    cause: &DisconnectCause,
+    postmortem: Option<&Postmortem>,
+    blame: Option<Blame>,
+) -> String {
+    let mut text = link_end_text(status, cause);
+    if let Some(reason) = postmortem.and_then(|p| p.reason) {
+        text.push_str(": ");
+        text.push_str(&reason.to_string());
+    }
+    match blame {
+        Some(Blame::Poison) => text.push_str(
+            "; a poison call: its worker died running it, and so did a worker that then ran \
+             it alone; it is not sent again",
+        ),
+        Some(Blame::Shared { others }) => {
+            let calls = if others == 1 { "call" } else { "calls" };
+            let _ = write!(
+                text,
+                "; its worker was running {others} other {calls} too, so this one may be innocent"
+            );
+        }
+        Some(Blame::Alone) | None => {}
+    }
+    if let Some(postmortem) = postmortem.filter(|p| !p.stderr_tail.is_empty()) {
+        text.push_str("; its stderr ended with:");
+        for line in &postmortem.stderr_tail {
+            text.push_str("\n  | ");
+            text.push_str(line);
+        }
+    }
+    text
+}
+
+impl fmt::Display for DeathReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::KilledByCoproq => f.write_str("killed by coproq"),
+            Self::OutOfMemoryKiller => f.write_str("killed by the kernel's out-of-memory killer"),
+            Self::PossiblyOutOfMemory => {
+                f.write_str("killed by SIGKILL that coproq did not send: possibly out of memory")
+            }
+            Self::OutOfMemory { bytes, limit } => {
+                f.write_str("out of memory")?;
+                if let Some(bytes) = bytes {
+                    write!(f, ": an allocation of {bytes} bytes failed")?;
+                }
+                if let Some(limit) = limit {
+                    write!(f, " under its memory_limit of {limit} bytes")?;
+                }
+                Ok(())
+            }
+            Self::StackOverflow => f.write_str("its stack overflowed"),
         }
     }
 }
 
-fn disconnected_text(status: Option<ExitStatus>, cause: &DisconnectCause) -> String {
+fn link_end_text(status: Option<ExitStatus>, cause: &DisconnectCause) -> String {
     match (cause, status) {
         (DisconnectCause::Ended, Some(status)) => format!("peer disconnected (worker {status})"),
         (DisconnectCause::Ended, None) => "peer disconnected".to_owned(),

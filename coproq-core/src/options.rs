@@ -20,6 +20,9 @@ pub(crate) struct Options {
     /// The handler table is shared with other links (a pool's workers): closing one
     /// link leaves it alone.
     pub(crate) shared_handlers: bool,
+    /// How many of the last lines of the worker's stderr a `Disconnected` quotes (0:
+    /// its stderr is not followed).
+    pub(crate) stderr_tail: usize,
 }
 
 impl Default for Options {
@@ -31,6 +34,7 @@ impl Default for Options {
                 spin: None,
                 concurrency: None,
                 report_starts: false,
+                memory_limit: None,
             },
             close_grace: Duration::from_secs(2),
             startup_timeout: Duration::from_secs(30),
@@ -38,6 +42,7 @@ impl Default for Options {
             call_timeout: None,
             heartbeat: None,
             shared_handlers: false,
+            stderr_tail: 0,
         }
     }
 }

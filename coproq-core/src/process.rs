@@ -1,6 +1,7 @@
 //! The parent's hold on a worker process: its pid, waiting with a deadline, kill, reap.
 
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,8 @@ pub(crate) struct WorkerProcess {
     reaped: Mutex<Reaping>,
     /// The parent's ends of the worker's piped stdio, until the user takes them.
     stdio: Mutex<ChildStdio>,
+    /// coproq sent it SIGKILL.
+    killed: AtomicBool,
 }
 
 /// Whether the worker has been reaped, and how it ended.
@@ -28,6 +31,7 @@ impl WorkerProcess {
             pid,
             reaped: Mutex::new(Reaping::Running),
             stdio: Mutex::new(stdio),
+            killed: AtomicBool::new(false),
         }
     }
 
@@ -40,6 +44,12 @@ impl WorkerProcess {
         self.pid
     }
 
+    /// Whether coproq killed the worker (rather than it dying of its own accord, or of a
+    /// signal from someone else).
+    pub(crate) fn killed_by_coproq(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+
     /// Reaps the worker if it has exited; `kill_first` sends SIGKILL and waits for it.
     fn reap(&self, kill_first: bool) -> Reaping {
         let mut state = self.reaped.lock().unwrap_or_else(PoisonError::into_inner);
@@ -47,6 +57,7 @@ impl WorkerProcess {
             if kill_first {
                 // Not reaped yet (and we hold the lock), so the pid is still this
                 // worker's, not a stranger's that reused it.
+                self.killed.store(true, Ordering::Release);
                 sys::kill(self.pid);
             }
             *state = match sys::reap(self.pid, kill_first) {

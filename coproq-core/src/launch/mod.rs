@@ -4,6 +4,8 @@
 //! - [`fork`]: re-exec of the current executable running a function.
 //! - [`spawn`]: separate worker binaries and their `Coprocess::parent()`.
 //! - [`stdio`]: workers whose link runs over their stdin and stdout, and `Coprocess::stdio()`.
+//! - [`stderr`]: a worker's stderr, forwarded and its last lines kept.
+//! - [`postmortem`]: why a worker died, as its parent can tell.
 //! - [`ship`]: fork workers through a command prefix (`ssh host`), sending this
 //!   executable to the far side's cache first.
 //!
@@ -13,8 +15,10 @@
 //! mistaken for workers) and, for a fork worker, runs the worker there and then exits.
 
 pub(crate) mod fork;
+mod postmortem;
 pub(crate) mod ship;
 pub(crate) mod spawn;
+mod stderr;
 pub(crate) mod stdio;
 
 use std::fmt;
@@ -35,6 +39,8 @@ use crate::options::Options;
 use crate::process::WorkerProcess;
 use crate::sys;
 use crate::wire::{Entry, Hello};
+use postmortem::Witness;
+use stderr::StderrTail;
 
 /// The environment variable that marks a worker.
 const MARKER: &str = "COPROQ_WORKER";
@@ -219,7 +225,7 @@ pub(crate) fn spawn_worker(
         source,
     };
     let fds = sys::link_fds().map_err(spawn_error)?;
-    let (pid, stdio, entry) = start_process(launch, &fds, options).map_err(spawn_error)?;
+    let (pid, stdio, entry, tail) = start_process(launch, &fds, options).map_err(spawn_error)?;
     let sys::LinkFds {
         parent_read,
         parent_write,
@@ -232,7 +238,8 @@ pub(crate) fn spawn_worker(
     drop((child_read, child_write));
 
     let process = Arc::new(WorkerProcess::new(pid, stdio));
-    let on_eof = exit_report(&process, DisconnectCause::Ended);
+    let witness = Witness::new(pid, tail, options, true);
+    let on_eof = exit_report(&process, DisconnectCause::Ended, witness);
     let connect = Connect {
         options: options.link,
         entry,
@@ -279,22 +286,29 @@ pub(super) fn parent_streams(
 }
 
 /// What the reader of a worker's end of stream learns: its exit status (waiting briefly
-/// for it), and `cause`.
-pub(super) fn exit_report(process: &Arc<WorkerProcess>, cause: DisconnectCause) -> EofHook {
+/// for it), `cause`, and what `witness` can tell of its death.
+pub(super) fn exit_report(
+    process: &Arc<WorkerProcess>,
+    cause: DisconnectCause,
+    witness: Witness,
+) -> EofHook {
     let process = Arc::clone(process);
-    Box::new(move || PeerGone {
-        status: process.wait_timeout(EXIT_STATUS_WAIT),
-        cause,
+    Box::new(move || {
+        let status = process.wait_timeout(EXIT_STATUS_WAIT);
+        PeerGone {
+            status,
+            cause,
+            postmortem: witness.examine(status, process.killed_by_coproq()),
+        }
     })
 }
 
-/// Starts the worker's process with the marker that tells it its link; returns its pid,
-/// its piped stdio, and (for a fork) the entry that the parent's `Hello` carries.
-fn start_process(
-    launch: Launch,
-    fds: &sys::LinkFds,
-    options: &Options,
-) -> io::Result<(u32, sys::ChildStdio, Option<Entry>)> {
+/// A started worker: its pid, its piped stdio, (for a fork) the entry that the parent's
+/// `Hello` carries, and its stderr, followed where the options ask.
+type Started = (u32, sys::ChildStdio, Option<Entry>, Option<Arc<StderrTail>>);
+
+/// Starts the worker's process with the marker that tells it its link.
+fn start_process(launch: Launch, fds: &sys::LinkFds, options: &Options) -> io::Result<Started> {
     let marker = {
         use std::os::fd::AsRawFd;
         Marker {
@@ -310,18 +324,33 @@ fn start_process(
         .to_string()
     };
     let group = options.process_group;
+    // With a tail asked for, the worker's stderr comes through us (forwarded live).
+    let follow = options.stderr_tail > 0;
+    let keep = options.stderr_tail.max(stderr::START_LINES);
     match launch {
         Launch::Fork(entry) => {
-            let pid = sys::spawn_self((MARKER, &marker), fds, group)?;
-            Ok((pid, sys::ChildStdio::default(), Some(entry)))
+            use std::os::fd::AsFd;
+            let pipe = if follow { Some(io::pipe()?) } else { None };
+            let stderr = pipe.as_ref().map(|(_, write)| write.as_fd());
+            let pid = sys::spawn_self((MARKER, &marker), fds, stderr, group)?;
+            let tail = pipe.map(|(read, _)| StderrTail::follow(read, keep));
+            Ok((pid, sys::ChildStdio::default(), Some(entry), tail))
         }
         Launch::Stdio(_) | Launch::Remote(..) => {
             unreachable!("stdio and remote workers start in their own modules")
         }
         Launch::Command(mut cmd) => {
             cmd.env(MARKER, &marker);
-            let (pid, stdio) = sys::spawn_command(cmd, fds, group)?;
-            Ok((pid, stdio, None))
+            if follow {
+                cmd.stderr(std::process::Stdio::piped());
+            }
+            let (pid, mut stdio) = sys::spawn_command(cmd, fds, group)?;
+            let tail = if follow {
+                stdio.stderr.take().map(|e| StderrTail::follow(e, keep))
+            } else {
+                None
+            };
+            Ok((pid, stdio, None, tail))
         }
     }
 }
@@ -386,6 +415,16 @@ fn connect_streams(
     };
     let (link, hello) = Link::connect(input, output, connect, handlers, None)
         .map_err(|e| Error::Protocol(e.to_string()))?;
+    if hello.memory_limit > 0 {
+        // Before any of the parent's calls runs: an allocation past it fails, and the
+        // parent reads the allocator's message as the cause of death.
+        if let Err(e) = sys::limit_memory(hello.memory_limit) {
+            crate::error::say(format_args!(
+                "coproq worker: cannot set the memory limit of {} bytes: {e}",
+                hello.memory_limit
+            ));
+        }
+    }
     // The parent says how often both ends ping; a silent parent ends this worker.
     let interval = options.heartbeat.or_else(|| {
         (hello.heartbeat_ms > 0).then(|| Duration::from_millis(u64::from(hello.heartbeat_ms)))

@@ -5,15 +5,16 @@
 //! No parent-death signal crosses a machine, so a stdio worker watches its input itself:
 //! once the parent's end hangs up, the worker has a second to finish, then exits.
 
-use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, BufRead, Write};
+use std::io;
 use std::os::fd::AsFd;
 use std::process::{Command, ExitStatus};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use super::postmortem::Witness;
+use super::stderr::StderrTail;
 use super::{EXIT_STATUS_WAIT, connect_streams, exit_report, parent_streams};
 use crate::coprocess::Coprocess;
 use crate::error::DisconnectCause;
@@ -23,61 +24,9 @@ use crate::options::Options;
 use crate::process::WorkerProcess;
 use crate::sys;
 
-/// How many of the last lines the worker's command printed on stderr a start-up error
-/// quotes.
-const TAIL_LINES: usize = 8;
-
 /// How long a stdio worker lives on after its parent hung up (to finish a graceful close;
 /// within a second of the link's end, it is gone).
 const ORPHAN_GRACE: Duration = Duration::from_millis(500);
-
-/// The last lines a command printed on stderr, which is forwarded to ours as it comes.
-#[derive(Debug, Default)]
-pub(super) struct StderrTail {
-    lines: Mutex<VecDeque<String>>,
-    /// The command's stderr has ended (it exited, or closed it).
-    ended: AtomicBool,
-}
-
-impl StderrTail {
-    /// Forwards `stderr` to ours line by line on a thread of its own, keeping the last
-    /// lines.
-    pub(super) fn follow(stderr: std::process::ChildStderr) -> Arc<Self> {
-        let tail = Arc::new(Self::default());
-        let mine = Arc::clone(&tail);
-        let forward = move || {
-            for line in io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let _ = writeln!(io::stderr(), "{line}");
-                let mut lines = mine.lines.lock().unwrap_or_else(PoisonError::into_inner);
-                if lines.len() == TAIL_LINES {
-                    lines.pop_front();
-                }
-                lines.push_back(line);
-            }
-            mine.ended.store(true, Ordering::Release);
-        };
-        // Without a thread, the lines are simply not quoted.
-        let _ = std::thread::Builder::new()
-            .name("coproq-stderr".into())
-            .spawn(forward);
-        tail
-    }
-
-    /// The lines so far, after waiting a little for the command's last words.
-    pub(super) fn quote(&self) -> String {
-        let deadline = std::time::Instant::now() + EXIT_STATUS_WAIT;
-        while !self.ended.load(Ordering::Acquire) && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
-        if lines.is_empty() {
-            return String::new();
-        }
-        let quoted: Vec<String> = lines.iter().map(|l| format!("  | {l}")).collect();
-        format!("; its stderr said:\n{}", quoted.join("\n"))
-    }
-}
 
 /// Parent side: starts `cmd` with the link on its stdin and stdout.
 pub(crate) fn spawn_worker(
@@ -120,7 +69,7 @@ pub(super) fn start_piped(
             "the command's stdio was not piped",
         )));
     };
-    let tail = StderrTail::follow(stderr);
+    let tail = StderrTail::follow(stderr, options.stderr_tail.max(super::stderr::START_LINES));
     let process = Arc::new(WorkerProcess::new(pid, pipes));
     let input = File::from(std::os::fd::OwnedFd::from(from_worker));
     let output = File::from(std::os::fd::OwnedFd::from(to_worker));
@@ -136,7 +85,7 @@ pub(super) struct Handshake {
 /// A command started with piped stdio: what a failed handshake reports.
 pub(super) struct Started<'a> {
     pub(super) process: &'a Arc<WorkerProcess>,
-    pub(super) tail: &'a StderrTail,
+    pub(super) tail: &'a Arc<StderrTail>,
     pub(super) spawn_error: &'a dyn Fn(io::Error) -> Error,
     /// The command, as errors name it.
     pub(super) program: &'a str,
@@ -165,11 +114,13 @@ pub(super) fn connect_piped(
         hint,
     } = started;
     // The process is the command that carries the link, not the worker itself.
+    let witness = Witness::new(process.pid(), Some(Arc::clone(tail)), options, false);
     let on_eof = exit_report(
         process,
         DisconnectCause::TransportEnded {
             program: (*program).to_owned(),
         },
+        witness,
     );
     let connect = Connect {
         options: options.link,

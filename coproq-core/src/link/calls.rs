@@ -66,6 +66,11 @@ pub(crate) trait Watch: Send + Sync {
     fn settled(&self, how: Settled) -> bool;
     /// The peer says the call started running.
     fn started(&self) {}
+    /// How far the call is to blame for the peer's death, once `settled` said
+    /// `LinkEnded` and agreed to the delivery (a pool's suspects).
+    fn blame(&self) -> Option<crate::error::Blame> {
+        None
+    }
 }
 
 /// Where one thread (or one future) waits.
@@ -224,7 +229,12 @@ impl Slot {
 pub(crate) fn fail_slots(slots: Vec<Arc<Slot>>, error: impl Fn() -> Error) {
     for slot in slots {
         if slot.settle(Settled::LinkEnded) {
-            slot.deliver(Err(error()));
+            let error = error();
+            let blame = slot.watch.as_ref().and_then(|watch| watch.blame());
+            slot.deliver(Err(match blame {
+                Some(blame) => error.blamed(blame),
+                None => error,
+            }));
         }
     }
 }

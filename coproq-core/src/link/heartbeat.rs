@@ -144,7 +144,7 @@ fn beat(link: &Weak<Link>, interval: Duration, on_silence: impl FnOnce()) {
         let limit = interval * SILENT_AFTER;
         if link.peer_silent(limit) {
             link.writer.shutdown(Shutdown::Discard);
-            link.end(|| Error::disconnected(None, DisconnectCause::Silent { after: limit }));
+            link.end(|| Error::disconnected(None, DisconnectCause::Silent { after: limit }, None));
             drop(link);
             on_silence();
             return;

@@ -83,11 +83,12 @@ use writer::{Lane, Shutdown, Writer};
 pub(crate) struct PeerGone {
     pub(crate) status: Option<ExitStatus>,
     pub(crate) cause: DisconnectCause,
+    pub(crate) postmortem: Option<std::sync::Arc<crate::error::Postmortem>>,
 }
 
 impl PeerGone {
     fn error(&self) -> Error {
-        Error::disconnected(self.status, self.cause.clone())
+        Error::disconnected(self.status, self.cause.clone(), self.postmortem.clone())
     }
 }
 
@@ -115,6 +116,8 @@ pub(crate) struct LinkOptions {
     pub(crate) concurrency: Option<u32>,
     /// A parent asks its worker to say when each call starts (a pool's time limits).
     pub(crate) report_starts: bool,
+    /// A parent's limit on its worker's data, in bytes, which the worker sets on itself.
+    pub(crate) memory_limit: Option<u64>,
 }
 
 impl LinkOptions {
@@ -161,6 +164,8 @@ pub(crate) struct Link {
     /// Large frame buffers for reuse.
     pool: Arc<frame::Pool>,
     on_eof: Mutex<Option<EofHook>>,
+    /// What the EOF hook said, once it ran.
+    gone: std::sync::OnceLock<PeerGone>,
     serving: AtomicBool,
     /// The peer's stream ended without a `Bye`: it died, so queued work is moot.
     abandoned: AtomicBool,
@@ -280,6 +285,7 @@ impl Link {
             window: credit::RECEIVE_WINDOW,
             concurrency: options.concurrency.unwrap_or(1),
             report_starts: parent && options.report_starts,
+            memory_limit: options.memory_limit.filter(|_| parent).unwrap_or(0),
             clock_us: if offer_clock { clock::offer() } else { 0 },
         };
         let sent = writer.send(Lane::Control, Flush::Now, deadline, |buf, _, _| {
@@ -343,6 +349,7 @@ impl Link {
             report_protocol_errors: options.report_protocol_errors,
             pool: Arc::default(),
             on_eof: Mutex::new(on_eof),
+            gone: std::sync::OnceLock::new(),
             serving: AtomicBool::new(false),
             abandoned: AtomicBool::new(false),
             cancels: Cancels::default(),
@@ -456,6 +463,12 @@ impl Link {
     #[inline]
     pub(crate) fn is_ended(&self) -> bool {
         self.token.is_ended()
+    }
+
+    /// What the parent learned of its worker's death, once the link saw it (a pool
+    /// reports it with the worker's restart).
+    pub(crate) fn postmortem(&self) -> Option<Arc<crate::error::Postmortem>> {
+        self.gone.get().and_then(|gone| gone.postmortem.clone())
     }
 
     /// Whether the peer vanished without a `Bye`.

@@ -474,7 +474,9 @@ impl Link {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        hook.map(|hook| hook())
+        let gone = hook.map(|hook| hook())?;
+        let _ = self.gone.set(gone.clone());
+        Some(gone)
     }
 
     /// How the peer ended, for a link that ends after `close` took the worker's status:
@@ -486,11 +488,12 @@ impl Link {
         match self.peer_gone() {
             Some(gone) => super::PeerGone {
                 status: gone.status.or(status),
-                cause: gone.cause,
+                ..gone
             },
             None => super::PeerGone {
                 status,
                 cause: crate::error::DisconnectCause::Ended,
+                postmortem: None,
             },
         }
     }

@@ -27,6 +27,7 @@ fn options(parent: bool) -> Connect {
             spin: None,
             concurrency: None,
             report_starts: false,
+            memory_limit: None,
         },
         entry: None,
         parent,

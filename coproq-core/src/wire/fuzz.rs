@@ -113,6 +113,7 @@ fn seeds() -> Vec<Vec<u8>> {
             window: 1 << 22,
             concurrency: 0,
             report_starts: false,
+            memory_limit: 0,
             clock_us: 5,
         },
     );

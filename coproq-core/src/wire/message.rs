@@ -17,7 +17,7 @@ use super::{WireError, codec, returned};
 pub(crate) const MAGIC: [u8; 8] = *b"\0coproq\0";
 
 /// Bumped on every incompatible change of the layout below.
-pub(crate) const PROTOCOL_VERSION: u32 = 7;
+pub(crate) const PROTOCOL_VERSION: u32 = 8;
 
 /// The first message each side sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,9 @@ pub(crate) struct Hello {
     /// Parent → worker: say when each call starts (`Started`), for a pool that limits
     /// running time or kills only workers running a call past its deadline.
     pub(crate) report_starts: bool,
+    /// Parent → worker: the most data (heap and private mappings) the worker may hold,
+    /// in bytes, which it sets as its own limit (0: none).
+    pub(crate) memory_limit: u64,
     /// This side's monotonic clock when it sent the `Hello`, in microseconds, offered for
     /// the peer to tell whether both share it (0: not offered; see `link::clock`).
     pub(crate) clock_us: u64,
@@ -814,6 +817,7 @@ mod tests {
             window: 1 << 22,
             concurrency: 8,
             report_starts: true,
+            memory_limit: 1 << 30,
             clock_us: 123_456_789,
         };
         encode_hello(&mut buf, &hello);

@@ -16,12 +16,13 @@ pub(crate) fn ignore_sigpipe() {
 }
 
 /// `posix_spawn(path)` with argv `[arg0]`, environment `env`, and `inherit` kept open;
-/// in a new process group if `own_group`.
+/// its stderr on `stderr` where given; in a new process group if `own_group`.
 pub(crate) fn posix_spawn(
     path: &CString,
     arg0: &CString,
     env: &[CString],
     inherit: [RawFd; 2],
+    stderr: Option<RawFd>,
     own_group: bool,
 ) -> io::Result<u32> {
     let arg_vector = [arg0.as_ptr().cast_mut(), std::ptr::null_mut()];
@@ -48,6 +49,13 @@ pub(crate) fn posix_spawn(
         let result = (|| {
             for fd in inherit {
                 keep_open(&raw mut actions, fd)?;
+            }
+            if let Some(fd) = stderr {
+                check(libc::posix_spawn_file_actions_adddup2(
+                    &raw mut actions,
+                    fd,
+                    libc::STDERR_FILENO,
+                ))?;
             }
             // A clean signal state, as std gives its children: no blocked signals, and
             // SIGPIPE back to its default (the worker then sets what it needs).
@@ -122,4 +130,23 @@ pub(crate) fn secure_execution() -> bool {
         // SAFETY: `issetugid` has no preconditions.
         unsafe { libc::issetugid() != 0 }
     }
+}
+
+/// The resident size of process `pid` (`proc_pidinfo`'s task info), in bytes.
+#[cfg(target_vendor = "apple")]
+pub(crate) fn resident_bytes(pid: u32) -> Option<u64> {
+    let mut info: libc::proc_taskinfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::proc_taskinfo>() as libc::c_int;
+    // SAFETY: `info` is a writable `proc_taskinfo` of `size` bytes, as PROC_PIDTASKINFO
+    // fills.
+    let written = unsafe {
+        libc::proc_pidinfo(
+            pid as libc::c_int,
+            libc::PROC_PIDTASKINFO,
+            0,
+            (&raw mut info).cast(),
+            size,
+        )
+    };
+    (written == size).then_some(info.pti_resident_size)
 }

@@ -3,14 +3,19 @@
 //!
 //! - `process`: spawning, parent death, reaping and killing.
 //! - `wait`: waiting on a descriptor with a limit, beside a watch on a process's exit.
+//! - `memory`: a worker's memory limit and resident size, and out-of-memory kills.
 //! - `libc`: the calls rustix does not wrap (`posix_spawn`, a signal disposition, the
 //!   secure-execution flag).
 
 mod libc;
+mod memory;
 mod process;
 mod wait;
 
 pub(crate) use self::libc::{ignore_sigpipe, secure_execution};
+pub(crate) use memory::{
+    OomCounter, SIGKILL, limit_memory, oom_kills, resident_bytes, signal_name,
+};
 pub(crate) use wait::{Direction, Waited, on_exit, wait_fd, watch_exit};
 
 pub(crate) use process::{

@@ -107,8 +107,14 @@ fn launch_command(mut cmd: Command) -> io::Result<(u32, ChildStdio)> {
 }
 
 /// Starts this executable again, with `marker` added to the environment, holding the
-/// link's child descriptors (in a process group of its own if `own_group`).
-pub(crate) fn spawn_self(marker: (&str, &str), fds: &LinkFds, own_group: bool) -> io::Result<u32> {
+/// link's child descriptors, with its stderr on `stderr` where given (in a process group
+/// of its own if `own_group`).
+pub(crate) fn spawn_self(
+    marker: (&str, &str),
+    fds: &LinkFds,
+    stderr: Option<BorrowedFd<'_>>,
+    own_group: bool,
+) -> io::Result<u32> {
     let path = cstring(self_exe()?.into_os_string())?;
     let arg0 = cstring(
         std::env::args_os()
@@ -129,8 +135,10 @@ pub(crate) fn spawn_self(marker: (&str, &str), fds: &LinkFds, own_group: bool) -
         marker.0, marker.1
     )))?);
     let inherit = [fds.child_read.as_raw_fd(), fds.child_write.as_raw_fd()];
+    // The descriptor outlives the launch: the caller holds it until this returns.
+    let stderr = stderr.map(|fd| fd.as_raw_fd());
     let started = on_launcher(Box::new(move || {
-        super::libc::posix_spawn(&path, &arg0, &env, inherit, own_group)
+        super::libc::posix_spawn(&path, &arg0, &env, inherit, stderr, own_group)
             .map(|pid| (pid, ChildStdio::default()))
     }));
     started.map(|(pid, _)| pid)
