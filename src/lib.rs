@@ -2,9 +2,10 @@
 #![deny(missing_docs)]
 
 pub use coproq_core::{
-    Builder, Coprocess, DisconnectCause, Error, Map, MapUnordered, Peer, Pending, Pool,
-    PoolBuilder, PoolStats, Ready, Registry, RemoteError, RemoteErrorKind, Reply, Result, Service,
-    WeakCoprocess, cancelled, deadline, fork, fork_with,
+    Blame, Builder, Coprocess, DeathReason, DisconnectCause, Error, Map, MapUnordered, Peer,
+    Pending, Pool, PoolBuilder, PoolEvent, PoolStats, Postmortem, Ready, Registry, RemoteError,
+    RemoteErrorKind, Reply, Result, Retirement, SeatPrefix, Service, WeakCoprocess, cancelled,
+    deadline, fork, fork_with,
 };
 
 /// Generates a typed client and server for a trait.

@@ -33,11 +33,15 @@ mod wire;
 
 pub use crate::builder::{Builder, fork, fork_with};
 pub use crate::coprocess::{Coprocess, WeakCoprocess};
-pub use crate::error::{DisconnectCause, Error, RemoteError, RemoteErrorKind, Result};
+pub use crate::error::{
+    Blame, DeathReason, DisconnectCause, Error, Postmortem, RemoteError, RemoteErrorKind, Result,
+};
 pub use crate::handler::{Registry, Reply, Service};
 pub use crate::link::context::{cancelled, deadline};
 pub use crate::pending::Pending;
-pub use crate::pool::{Map, MapUnordered, Pool, PoolBuilder, PoolStats};
+pub use crate::pool::{
+    Map, MapUnordered, Pool, PoolBuilder, PoolEvent, PoolStats, Retirement, SeatPrefix,
+};
 pub use crate::ready::Ready;
 pub use crate::service::Peer;
 

@@ -8,8 +8,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::events::OnEvent;
 use super::shared::Shared;
-use super::{Config, Launcher, Pool};
+use super::{Config, Launcher, Pool, PoolEvent};
 use crate::coprocess::Coprocess;
 use crate::error::{Error, Result};
 use crate::handler::{Registry, Reply, Service};
@@ -18,6 +19,41 @@ use crate::launch::{Launch, fork};
 use crate::link::Handlers;
 use crate::options::Options;
 use crate::wire::Entry;
+
+/// How many lines of a worker's stderr a pool keeps by default.
+const DEFAULT_STDERR_TAIL: usize = 8;
+
+/// A command prefix for [`PoolBuilder::via`]: one `Command` for every seat, or a closure
+/// `Fn(usize) -> Command` making each seat's. Sealed.
+pub trait SeatPrefix: sealed::Sealed {
+    /// The prefix of each seat.
+    #[doc(hidden)]
+    fn into_prefixes(self) -> SeatPrefixes;
+}
+
+/// Each seat's prefix, as [`SeatPrefix`] makes it.
+#[doc(hidden)]
+#[allow(missing_debug_implementations, reason = "hidden, and holds a closure")]
+pub struct SeatPrefixes(Arc<dyn Fn(usize) -> Prefix + Send + Sync>);
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for std::process::Command {}
+    impl<F: Fn(usize) -> std::process::Command + Send + Sync + 'static> Sealed for F {}
+}
+
+impl SeatPrefix for Command {
+    fn into_prefixes(self) -> SeatPrefixes {
+        let prefix = Prefix::new(&self);
+        SeatPrefixes(Arc::new(move |_| prefix.clone()))
+    }
+}
+
+impl<F: Fn(usize) -> Command + Send + Sync + 'static> SeatPrefix for F {
+    fn into_prefixes(self) -> SeatPrefixes {
+        SeatPrefixes(Arc::new(move |seat| Prefix::new(&self(seat))))
+    }
+}
 
 /// Sets up a [`Pool`]: its size and policies, and the parent's handlers that every worker
 /// may call; then starts it. From [`Pool::builder`].
@@ -28,8 +64,9 @@ pub struct PoolBuilder {
     config: Config,
     handlers: Arc<Handlers>,
     options: Options,
-    /// Where fork workers run, if not here.
-    via: Option<Prefix>,
+    /// Where each seat's fork worker runs, if not here.
+    via: Option<Arc<dyn Fn(usize) -> Prefix + Send + Sync>>,
+    on_event: Option<OnEvent>,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -45,6 +82,7 @@ impl PoolBuilder {
         let size = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let options = Options {
             shared_handlers: true,
+            stderr_tail: DEFAULT_STDERR_TAIL,
             ..Options::default()
         };
         Self {
@@ -57,11 +95,13 @@ impl PoolBuilder {
                 kill_on_timeout: false,
                 restart_limit: (10, Duration::from_secs(60)),
                 max_calls_per_worker: None,
+                max_rss: None,
                 retries: 0,
             },
             handlers: Arc::default(),
             options,
             via: None,
+            on_event: None,
         }
     }
 
@@ -138,9 +178,77 @@ impl PoolBuilder {
         self
     }
 
+    /// Replaces a worker whose resident size (RSS) has grown past `bytes` (default:
+    /// never), for workers that leak or fragment: it is measured after each call the
+    /// worker answers, and a worker past it takes no more calls, finishes those it holds
+    /// (none fails) and is replaced, as with
+    /// [`max_calls_per_worker`](Self::max_calls_per_worker); this is not a restart.
+    /// Measured by the parent (`/proc/<pid>/statm` on Linux, `proc_pidinfo` on macOS),
+    /// for workers on this machine: workers over a command prefix or `spawn_stdio` are
+    /// not measured. A hard ceiling is [`memory_limit`](Self::memory_limit).
+    #[must_use]
+    pub fn max_rss(mut self, bytes: u64) -> Self {
+        self.config.max_rss = Some(bytes);
+        self
+    }
+
+    /// Limits each worker's data (heap and private mappings) to `bytes` (see
+    /// [`Builder::memory_limit`](crate::Builder::memory_limit)): a call that allocates
+    /// past it fails with [`Error::Disconnected`], whose postmortem says
+    /// [`DeathReason::OutOfMemory`](crate::DeathReason::OutOfMemory) with the limit, and
+    /// the worker is replaced.
+    #[must_use]
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.options.link.memory_limit = Some(bytes);
+        self
+    }
+
+    /// How many of the last lines of each worker's stderr a `Disconnected` error and a
+    /// [`PoolEvent::Died`] quote (default 8; 0 leaves the workers' stderr alone). See
+    /// [`Builder::stderr_tail`](crate::Builder::stderr_tail): the lines are forwarded to
+    /// the parent's stderr as they come.
+    #[must_use]
+    pub fn stderr_tail(mut self, lines: usize) -> Self {
+        self.options.stderr_tail = lines;
+        self
+    }
+
+    /// Calls `callback` with each [`PoolEvent`]: a worker started, died (with its exit
+    /// status and [`Postmortem`](crate::Postmortem)), was retired, or the pool broke. It
+    /// runs on the pool's supervisor thread, which waits for it: log and return.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let pool = coproq::Pool::builder()
+    ///     .on_event(|event| {
+    ///         if let coproq::PoolEvent::Died { seat, status, postmortem, .. } = event {
+    ///             eprintln!("worker {seat} died ({status:?}): {postmortem:?}");
+    ///         }
+    ///     })
+    ///     .fork(|parent| {
+    ///         parent.handle("work", |n: u64| n + 1);
+    ///     })?;
+    /// # Ok::<(), coproq::Error>(())
+    /// ```
+    #[must_use]
+    pub fn on_event(mut self, callback: impl Fn(&PoolEvent) + Send + Sync + 'static) -> Self {
+        self.on_event = Some(Arc::new(callback));
+        self
+    }
+
     /// How many times a call whose worker died is sent to another worker (default 0: at
     /// most once, as a call may have side effects). Calls never written to a worker are
     /// always re-sent.
+    ///
+    /// A worker that dies takes the blame off no call it held: each is a suspect. With a
+    /// retry left, a suspect runs again on a worker by itself; if that worker dies too,
+    /// the call is the culprit and fails as a poison call
+    /// ([`Blame::Poison`](crate::Blame::Poison)), never sent again, while the innocent
+    /// suspects complete. Confirming a poison call costs one more restart, which does not
+    /// count against the [`restart_limit`](Self::restart_limit). Without retries, each
+    /// call of a dead worker fails, its error saying how many other calls the worker was
+    /// running ([`Blame::Shared`](crate::Blame::Shared)).
     #[must_use]
     pub fn retries(mut self, times: u32) -> Self {
         self.config.retries = times;
@@ -285,24 +393,41 @@ impl PoolBuilder {
         self.start(launcher)
     }
 
-    /// Starts `entry` here, or through the `via` prefix.
+    /// Starts `entry` here, or through the seat's `via` prefix.
     fn fork_launcher(&self, entry: Entry) -> Launcher {
         match self.via.clone() {
-            Some(prefix) => Box::new(move |_| Launch::Remote(prefix.clone(), entry.clone())),
+            Some(prefix) => Box::new(move |index| Launch::Remote(prefix(index), entry.clone())),
             None => Box::new(move |_| Launch::Fork(entry.clone())),
         }
     }
 
     /// Runs the fork workers through a command prefix, such as `ssh host` (see
-    /// [`Builder::via`](crate::Builder::via)): this executable is shipped to the far
-    /// side's cache once.
+    /// [`Builder::via`](crate::Builder::via)): this executable is shipped to each far
+    /// side's cache once. One `Command` serves every seat; a closure `|seat| Command`
+    /// gives each seat its own, so one pool spans several hosts (a replacement gets its
+    /// seat's prefix again).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::process::Command;
+    ///
+    /// let hosts = ["build1", "build2"];
+    /// let pool = coproq::Pool::builder()
+    ///     .size(4)
+    ///     .via(move |seat: usize| {
+    ///         let mut ssh = Command::new("ssh");
+    ///         ssh.args(["-o", "BatchMode=yes", hosts[seat % hosts.len()]]);
+    ///         ssh
+    ///     })
+    ///     .fork(|parent| {
+    ///         parent.handle("host", |()| std::env::var("HOSTNAME").unwrap_or_default());
+    ///     })?;
+    /// # Ok::<(), coproq::Error>(())
+    /// ```
     #[must_use]
-    #[allow(
-        clippy::needless_pass_by_value,
-        reason = "the prefix is the builder's, as `spawn` takes its command"
-    )]
-    pub fn via(mut self, prefix: Command) -> Self {
-        self.via = Some(Prefix::new(&prefix));
+    pub fn via(mut self, prefix: impl SeatPrefix) -> Self {
+        self.via = Some(prefix.into_prefixes().0);
         self
     }
 
@@ -376,7 +501,13 @@ impl PoolBuilder {
         // Workers say when each call starts where time limits count running time.
         self.options.link.report_starts =
             self.config.kill_on_timeout || self.config.run_timeout.is_some();
-        let shared = Shared::new(self.config, launcher, self.handlers, self.options);
+        let shared = Shared::new(
+            self.config,
+            launcher,
+            self.handlers,
+            self.options,
+            self.on_event,
+        );
         Pool::start(Arc::new(shared))
     }
 }

@@ -5,12 +5,13 @@
 //! supervisor looks at jobs' routes), never the reverse; neither is held while a link is
 //! called.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::Waker;
 use std::time::Instant;
 
 use super::Shared;
-use crate::error::Error;
+use crate::error::{Blame, Error};
 use crate::link::Link;
 use crate::link::calls::{Delivery, Settled, Slot, Wake, Watch};
 use crate::link::dispatch::{self, TimedOut};
@@ -28,6 +29,11 @@ pub(crate) struct Job {
     pool: Weak<Shared>,
     /// When its worker said it started running it (the last worker, if re-sent).
     started: Mutex<Option<Instant>>,
+    /// Its worker died while holding it, and it was sent again: it runs on a worker by
+    /// itself, and if that one dies too, it is the culprit (a poison call).
+    suspect: AtomicBool,
+    /// How far it is to blame for its worker's death, once that is decided.
+    blame: Mutex<Option<Blame>>,
 }
 
 /// Where a job is.
@@ -61,6 +67,11 @@ impl Watch for JobWatch {
             job.mark_started();
         }
     }
+
+    fn blame(&self) -> Option<Blame> {
+        let job = self.0.upgrade()?;
+        *job.blame.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Job {
@@ -81,6 +92,8 @@ impl Job {
             }),
             pool: Arc::downgrade(pool),
             started: Mutex::new(None),
+            suspect: AtomicBool::new(false),
+            blame: Mutex::new(None),
         })
     }
 
@@ -100,6 +113,11 @@ impl Job {
 
     fn route(&self) -> MutexGuard<'_, Route> {
         self.route.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether it must run on a worker by itself: its last worker died holding it.
+    pub(super) fn is_suspect(&self) -> bool {
+        self.suspect.load(Ordering::Acquire)
     }
 
     pub(super) fn is_finished(&self) -> bool {
@@ -157,15 +175,42 @@ impl Job {
 
     /// Its worker's link says how the call ended; whether the slot should get the
     /// delivery.
+    ///
+    /// Where its worker died, the job is a suspect: with a retry left, it is sent again
+    /// to a worker by itself; a suspect whose lone worker dies too is the culprit, and
+    /// fails as a poison call. Without a retry, it fails saying how many other calls its
+    /// worker held.
     fn settled(self: &Arc<Self>, how: Settled) -> bool {
         let pool = self.pool.upgrade();
         // Asked before the job's lock is taken (the pool's lock never nests inside it).
         let accepts = pool.as_ref().is_some_and(|p| p.accepts());
+        // The first call of a dead worker to settle counts what it held (a call that
+        // timed out there counts too: it was running).
+        let holder = match (&*self.route(), how) {
+            (
+                Route::Sent { worker, .. }
+                | Route::Finished {
+                    holder: Some(worker),
+                },
+                Settled::LinkEnded,
+            ) => Some(*worker),
+            _ => None,
+        };
+        let held = holder
+            .zip(pool.as_ref())
+            .map_or(0, |(worker, pool)| pool.held_at_death(worker));
         let mut route = self.route();
+        let mut poison = false;
         let (worker, deliver, requeue, failed) = match (&*route, how) {
             // Timed out or cancelled before the worker answered: only its place is freed.
             (Route::Finished { holder }, _) => (*holder, false, false, false),
             (Route::Sent { worker, .. }, Settled::Replied) => (Some(*worker), true, false, false),
+            (Route::Sent { worker, .. }, Settled::LinkEnded) if self.is_suspect() => {
+                // It ran alone, and its worker died again: the culprit.
+                poison = true;
+                self.set_blame(Blame::Poison);
+                (Some(*worker), true, false, true)
+            }
             (
                 Route::Sent {
                     worker,
@@ -178,9 +223,18 @@ impl Job {
                 let worker = *worker;
                 *route = Route::Queued { retries_left };
                 *self.started.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                self.suspect.store(true, Ordering::Release);
                 (Some(worker), false, true, false)
             }
-            (Route::Sent { worker, .. }, Settled::LinkEnded) => (Some(*worker), true, false, true),
+            (Route::Sent { worker, .. }, Settled::LinkEnded) => {
+                let others = held.saturating_sub(1);
+                self.set_blame(if others == 0 {
+                    Blame::Alone
+                } else {
+                    Blame::Shared { others }
+                });
+                (Some(*worker), true, false, true)
+            }
             (Route::Sent { worker, .. }, Settled::Forgotten) => {
                 (Some(*worker), false, false, false)
             }
@@ -191,12 +245,16 @@ impl Job {
         }
         drop(route);
         if let (Some(pool), Some(worker)) = (pool, worker) {
-            pool.call_done(worker, self, failed);
+            pool.call_done(worker, self, failed, poison);
             if requeue {
                 pool.requeue(Arc::clone(self));
             }
         }
         deliver
+    }
+
+    fn set_blame(&self, blame: Blame) {
+        *self.blame.lock().unwrap_or_else(PoisonError::into_inner) = Some(blame);
     }
 
     /// Gives up on the job: `Cancelled` or past its deadline. A queued job leaves the
@@ -221,9 +279,14 @@ impl Job {
                 previous => previous,
             }
         };
+        // Delivered before the worker is killed: a caller reading the link itself sees
+        // the link end, and takes what the slot holds by then.
+        if let Some(error) = result {
+            self.slot.deliver(Err(error));
+        }
         let pool = self.pool.upgrade();
         match previous {
-            Route::Finished { .. } => return,
+            Route::Finished { .. } => {}
             Route::Queued { .. } => {
                 if let Some(pool) = &pool {
                     pool.dequeue(self);
@@ -242,9 +305,6 @@ impl Job {
                     link.send_cancel(id);
                 }
             }
-        }
-        if let Some(error) = result {
-            self.slot.deliver(Err(error));
         }
     }
 

@@ -4,6 +4,7 @@
 //! - [`shared`]: the state every part shares, and the decisions made under its lock.
 //! - [`job`]: one call through the pool, the caller's `Ticket`, and what happens when its
 //!   worker answers or dies.
+//! - [`events`]: what the pool tells the program about its workers.
 //! - [`supervisor`]: the thread that restarts workers, sends queued calls, and enforces
 //!   deadlines.
 //!
@@ -11,6 +12,7 @@
 //! watches to count them.
 
 mod builder;
+mod events;
 mod job;
 mod map;
 mod shared;
@@ -24,7 +26,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use self::builder::PoolBuilder;
+pub use self::builder::{PoolBuilder, SeatPrefix};
+pub use self::events::{PoolEvent, Retirement};
 use self::job::Job;
 pub(crate) use self::job::Ticket;
 pub use self::map::{Map, MapUnordered};
@@ -54,6 +57,8 @@ pub(crate) struct Config {
     /// More restarts than this within the window break the pool.
     pub(crate) restart_limit: (u32, Duration),
     pub(crate) max_calls_per_worker: Option<u64>,
+    /// Retire a worker whose resident size passes this, between calls.
+    pub(crate) max_rss: Option<u64>,
     pub(crate) retries: u32,
 }
 
@@ -141,8 +146,11 @@ pub struct PoolStats {
     /// Of those, calls that failed because their worker died or broke.
     pub failures: u64,
     /// Workers replaced after a crash, a kill or a failed start (recycling by
-    /// `max_calls_per_worker` is not counted).
+    /// `max_calls_per_worker` or `max_rss` is not counted).
     pub restarts: u64,
+    /// Poison calls: calls whose worker died while running them, twice, the second time
+    /// alone (see [`Blame::Poison`](crate::Blame::Poison)).
+    pub poison: u64,
 }
 
 impl Pool {
@@ -352,6 +360,7 @@ impl Pool {
             calls: state.counters.calls,
             failures: state.counters.failures,
             restarts: state.counters.restarts,
+            poison: state.counters.poison,
         }
     }
 

@@ -10,6 +10,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use super::PoolEvent;
+use super::events::{OnEvent, Retirement};
 use super::job::Job;
 use super::{Config, Launcher};
 use crate::coprocess::Coprocess;
@@ -23,6 +25,7 @@ pub(crate) struct Shared {
     pub(super) launcher: Launcher,
     pub(super) handlers: Arc<Handlers>,
     pub(super) options: Options,
+    pub(super) on_event: Option<OnEvent>,
     state: Mutex<State>,
     /// Callers waiting for room in the queue sleep here.
     room: Condvar,
@@ -63,6 +66,7 @@ pub(super) struct Counters {
     pub(super) calls: u64,
     pub(super) failures: u64,
     pub(super) restarts: u64,
+    pub(super) poison: u64,
 }
 
 /// One place for a worker.
@@ -86,6 +90,11 @@ pub(super) struct Worker {
     pub(super) generation: u64,
     /// Calls sent and not yet settled.
     pub(super) jobs: Vec<Arc<Job>>,
+    /// Its pid, where the parent can measure its resident size (a worker on this
+    /// machine).
+    pub(super) measured: Option<u32>,
+    /// Why it takes no more calls and is replaced once idle, if it does not.
+    pub(super) retired_for: Option<Retirement>,
     /// Calls sent to it in all.
     pub(super) started_calls: u64,
     /// Calls it answered.
@@ -95,6 +104,23 @@ pub(super) struct Worker {
     /// Its window has no room for the last call sent to it: it takes no more until it
     /// grants room.
     pub(super) full: bool,
+    /// Whether it runs a suspect alone.
+    pub(super) isolation: Isolation,
+    /// How many calls it held when its link ended, counted when the first of them
+    /// settled (the rest leave one by one).
+    pub(super) held_at_death: Option<usize>,
+}
+
+/// Whether a worker runs a suspect (a call whose last worker died holding it) alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Isolation {
+    /// It runs any calls.
+    None,
+    /// It runs a suspect, and takes no other call meanwhile.
+    Running,
+    /// It died running a suspect alone, which confirmed a poison call: its restart was
+    /// counted against the restart limit already, with the first death.
+    ConfirmedPoison,
 }
 
 /// Where a call went.
@@ -109,6 +135,7 @@ impl Shared {
         launcher: Launcher,
         handlers: Arc<Handlers>,
         options: Options,
+        on_event: Option<OnEvent>,
     ) -> Self {
         let size = config.size;
         Self {
@@ -116,6 +143,7 @@ impl Shared {
             launcher,
             handlers,
             options,
+            on_event,
             state: Mutex::new(State {
                 seats: (0..size).map(|_| Seat::Starting).collect(),
                 queue: VecDeque::new(),
@@ -147,13 +175,23 @@ impl Shared {
         state.broken.is_none() && !state.closed
     }
 
-    /// Seats worker `coproc` at `index`; its generation.
-    pub(super) fn seat(&self, index: usize, coproc: Coprocess) -> u64 {
+    /// Tells the program's callback, if any, what happened.
+    pub(super) fn tell(&self, event: &PoolEvent) {
+        if let Some(callback) = &self.on_event {
+            callback(event);
+        }
+    }
+
+    /// Seats worker `coproc` at `index` (`local`: its pid is the worker's own, on this
+    /// machine); its generation.
+    pub(super) fn seat(&self, index: usize, coproc: Coprocess, local: bool) -> u64 {
         let mut state = self.lock();
         let generation = state.next_generation;
         state.next_generation += 1;
         let link = Arc::clone(coproc.link());
+        let measured = if local { coproc.pid() } else { None };
         state.seats[index] = Seat::Live(Worker {
+            measured,
             coproc,
             link,
             generation,
@@ -161,7 +199,10 @@ impl Shared {
             started_calls: 0,
             answered: 0,
             retiring: false,
+            retired_for: None,
             full: false,
+            isolation: Isolation::None,
+            held_at_death: None,
         });
         drop(state);
         // The queue may have waited for this worker.
@@ -284,25 +325,70 @@ impl Shared {
         self.work.notify_all();
     }
 
-    /// A call of worker `generation` left its link's table.
-    pub(super) fn call_done(&self, generation: u64, job: &Job, failed: bool) {
+    /// How many calls worker `generation` held when its link ended (asked as each of
+    /// them settles: the count is taken at the first).
+    pub(super) fn held_at_death(&self, generation: u64) -> usize {
+        let mut state = self.lock();
+        state.worker_mut(generation).map_or(1, |worker| {
+            *worker.held_at_death.get_or_insert(worker.jobs.len())
+        })
+    }
+
+    /// A call of worker `generation` left its link's table; `poison` if its worker died
+    /// running it alone, after an earlier one died holding it.
+    pub(super) fn call_done(&self, generation: u64, job: &Job, failed: bool, poison: bool) {
         let mut state = self.lock();
         state.counters.calls += 1;
         if failed {
             state.counters.failures += 1;
         }
+        if poison {
+            state.counters.poison += 1;
+        }
         let mut wake = !state.queue.is_empty();
+        let mut measure = None;
         if let Some(worker) = state.worker_mut(generation) {
             worker.jobs.retain(|j| !std::ptr::eq(Arc::as_ptr(j), job));
             if !failed {
                 worker.answered += 1;
             }
+            worker.isolation = if poison {
+                Isolation::ConfirmedPoison
+            } else {
+                Isolation::None
+            };
             wake |= worker.retiring && worker.jobs.is_empty();
+            measure = worker.measured.filter(|_| !failed && !worker.retiring);
         }
         // Awake, the supervisor looks at everything again before it sleeps.
         wake &= state.supervisor_sleeping;
         drop(state);
         if wake {
+            self.work.notify_all();
+        }
+        if let (Some(limit), Some(pid)) = (self.config.max_rss, measure) {
+            self.check_rss(generation, pid, limit);
+        }
+    }
+
+    /// Retires worker `generation` (process `pid`) if its resident size passed `limit`.
+    fn check_rss(&self, generation: u64, pid: u32, limit: u64) {
+        // Read without the lock: it is a file read.
+        let Some(bytes) = crate::sys::resident_bytes(pid).filter(|&b| b > limit) else {
+            return;
+        };
+        let mut state = self.lock();
+        let Some(worker) = state.worker_mut(generation) else {
+            return;
+        };
+        if worker.retiring {
+            return;
+        }
+        worker.retiring = true;
+        worker.retired_for = Some(Retirement::Rss { bytes });
+        let idle = worker.jobs.is_empty();
+        drop(state);
+        if idle {
             self.work.notify_all();
         }
     }
@@ -412,15 +498,20 @@ impl State {
     }
 
     /// Picks the least-loaded live worker with room for one more call and counts `job`
-    /// on it.
+    /// on it. A suspect goes only to an idle worker, which then runs it alone.
     pub(super) fn assign(&mut self, job: &Arc<Job>, config: &Config) -> Option<Assigned> {
         let n = self.seats.len();
+        let alone = job.is_suspect();
         let mut best: Option<(usize, usize)> = None;
         for k in 0..n {
             let i = (self.rotate + k) % n;
             if let Seat::Live(w) = &self.seats[i] {
                 let load = w.jobs.len();
-                let open = !w.retiring && !w.full && load < config.in_flight;
+                let open = !w.retiring
+                    && !w.full
+                    && w.isolation == Isolation::None
+                    && load < config.in_flight
+                    && (!alone || load == 0);
                 if open && best.is_none_or(|(_, b)| load < b) {
                     best = Some((i, load));
                 }
@@ -433,11 +524,15 @@ impl State {
         };
         worker.jobs.push(Arc::clone(job));
         worker.started_calls += 1;
+        if alone {
+            worker.isolation = Isolation::Running;
+        }
         if config
             .max_calls_per_worker
             .is_some_and(|max| worker.started_calls >= max)
         {
             worker.retiring = true;
+            worker.retired_for = Some(Retirement::Calls);
         }
         Some(Assigned {
             generation: worker.generation,

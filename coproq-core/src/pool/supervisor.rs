@@ -5,17 +5,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::PoolEvent;
+use super::events::Retirement;
 use super::job::Job;
-use super::shared::{BACKOFF_MAX, BACKOFF_START, Seat, Shared, State, Worker, broken};
-use crate::coprocess::Coprocess;
+use super::shared::{BACKOFF_MAX, BACKOFF_START, Isolation, Seat, Shared, State, Worker, broken};
 use crate::error::Result;
+use crate::launch::Launch;
 use crate::link::Flush;
 
 /// What one look at the state found to do, done once the lock is released.
 #[derive(Default)]
 struct Chores {
-    /// Workers to close and reap (dead, or retired).
-    close: Vec<Worker>,
+    /// Workers to close and reap, by seat: dead (`true`), or retired.
+    close: Vec<(usize, Worker, bool)>,
     /// Seats to start a worker in.
     start: Vec<usize>,
     /// Queued calls to send, each to the worker it was assigned to.
@@ -93,22 +95,26 @@ fn look(shared: &Arc<Shared>, state: &mut State, now: Instant) -> Chores {
         }
         match std::mem::replace(&mut state.seats[index], Seat::Starting) {
             Seat::Ended(worker) => {
-                // Backoff only for workers that die before answering anything.
-                if worker.answered == 0 {
-                    state.crash_streak += 1;
-                } else {
-                    state.crash_streak = 0;
+                // A death that confirmed a poison call is the second for that call: the
+                // first counted already, and it is no crash loop.
+                if worker.isolation != Isolation::ConfirmedPoison {
+                    // Backoff only for workers that die before answering anything.
+                    if worker.answered == 0 {
+                        state.crash_streak += 1;
+                    } else {
+                        state.crash_streak = 0;
+                    }
+                    state.restarts.push_back(now);
                 }
                 let restart_at = now + backoff(state.crash_streak);
                 state.seats[index] = Seat::Empty { restart_at };
-                state.restarts.push_back(now);
                 state.counters.restarts += 1;
-                chores.close.push(worker);
+                chores.close.push((index, worker, true));
             }
             Seat::Live(worker) => {
                 // Recycled, not crashed: replaced at once, not counted as a restart.
                 state.seats[index] = Seat::Empty { restart_at: now };
-                chores.close.push(worker);
+                chores.close.push((index, worker, false));
             }
             other => state.seats[index] = other,
         }
@@ -138,7 +144,9 @@ fn look(shared: &Arc<Shared>, state: &mut State, now: Instant) -> Chores {
             }
         }
     }
-    // Queued calls to workers with room.
+    // Queued calls to workers with room, in order. A suspect at the head waits for an
+    // idle worker, and the calls behind it wait with it (were they sent past it, a busy
+    // pool might never have an idle worker).
     let mut popped = false;
     while let Some(job) = state.queue.front() {
         let job = Arc::clone(job);
@@ -213,16 +221,33 @@ fn do_chores(shared: &Arc<Shared>, chores: Chores) {
         fail,
         broke,
     } = chores;
-    for worker in close {
+    for (seat, worker, died) in close {
+        let pid = worker.coproc.pid();
         let status = worker.coproc.close();
         if status.is_some() {
             shared.lock().last_status = status;
         }
+        let event = if died {
+            PoolEvent::Died {
+                seat,
+                pid,
+                status,
+                postmortem: worker.link.postmortem(),
+            }
+        } else {
+            PoolEvent::Retired {
+                seat,
+                pid,
+                reason: worker.retired_for.unwrap_or(Retirement::Calls),
+            }
+        };
+        shared.tell(&event);
     }
     if let Some(reason) = broke {
         for job in fail {
             job.finish(Err(broken(&reason)));
         }
+        shared.tell(&PoolEvent::Broken { reason });
         // Workers still running serve calls already sent; they go with the pool.
     }
     // Queued calls go out in one write per worker, by each worker's own flusher: the
@@ -270,9 +295,14 @@ fn do_chores(shared: &Arc<Shared>, chores: Chores) {
 
 /// Starts the worker of seat `index` and seats it.
 pub(super) fn start_worker(shared: &Arc<Shared>, index: usize) -> Result<()> {
-    let coproc = launch(shared, index)?;
+    let launch = (shared.launcher)(index);
+    let local = matches!(launch, Launch::Fork(_) | Launch::Command(_));
+    let builder = crate::builder::Builder::from_parts(Arc::clone(&shared.handlers), shared.options);
+    let coproc = builder.start_worker(launch)?;
+    let pid = coproc.pid();
     let link = Arc::clone(coproc.link());
-    let generation = shared.seat(index, coproc);
+    let generation = shared.seat(index, coproc, local);
+    shared.tell(&PoolEvent::Started { seat: index, pid });
     let weak = Arc::downgrade(shared);
     link.set_on_room(Arc::new(move || {
         if let Some(shared) = weak.upgrade() {
@@ -286,10 +316,4 @@ pub(super) fn start_worker(shared: &Arc<Shared>, index: usize) -> Result<()> {
         }
     }));
     Ok(())
-}
-
-/// Starts one worker with the pool's handlers and options.
-fn launch(shared: &Shared, index: usize) -> Result<Coprocess> {
-    let builder = crate::builder::Builder::from_parts(Arc::clone(&shared.handlers), shared.options);
-    builder.start_worker((shared.launcher)(index))
 }
