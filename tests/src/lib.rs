@@ -5,6 +5,7 @@ pub mod flood;
 pub mod services;
 pub mod shop;
 pub mod sshd;
+pub mod story;
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The wire protocol version that coproq speaks, for tests that speak it by hand.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// A hand-built parent's `Hello` frame of protocol `version` (accepting frames up to
 /// 1 GiB, no fork entry), for tests that play one end of a link without coproq.
@@ -29,6 +30,7 @@ pub fn raw_hello(version: u32) -> Vec<u8> {
     payload.extend_from_slice(&(4u32 << 20).to_le_bytes()); // window
     payload.extend_from_slice(&1u32.to_le_bytes()); // concurrency: one call at a time
     payload.push(0); // report_starts: no
+    payload.extend_from_slice(&0u64.to_le_bytes()); // memory_limit: none
     payload.extend_from_slice(&0u64.to_le_bytes()); // clock_us: not offered
     let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
     frame.extend(payload);

@@ -90,6 +90,12 @@ impl Sshd {
         sshd
     }
 
+    /// The port it listens on (127.0.0.1).
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `ssh` to this server with the authorized key, ready for a remote command.
     #[must_use]
     pub fn ssh(&self) -> Command {

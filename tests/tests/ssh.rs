@@ -227,6 +227,62 @@ fn a_pool_over_ssh_replaces_a_worker_whose_connection_died() {
     coproq_no_sshd,
     ignore = "needs /usr/sbin/sshd (apt-get install openssh-server)"
 )]
+fn one_pool_of_fork_workers_spans_two_hosts_with_a_prefix_per_seat() {
+    // Two servers stand for two hosts: each seat's worker must run under its own.
+    let hosts = std::sync::Arc::new([Sshd::start("seat-a"), Sshd::start("seat-b")]);
+    let ports: Vec<u16> = hosts.iter().map(Sshd::port).collect();
+    let caches = [cache("seat-a"), cache("seat-b")];
+    let (for_pool, dirs) = (std::sync::Arc::clone(&hosts), caches.clone());
+    let pool = coproq::Pool::builder()
+        .size(2)
+        .startup_timeout(CALL_LIMIT)
+        .via(move |seat: usize| for_pool[seat].ssh_with_cache(&dirs[seat]))
+        .fork(|parent| {
+            // sshd says which server the session came through.
+            parent.handle("server_port", |()| {
+                let connection = std::env::var("SSH_CONNECTION").unwrap_or_default();
+                connection
+                    .split(' ')
+                    .nth(3)
+                    .and_then(|p| p.parse::<u16>().ok())
+            });
+        })
+        .unwrap();
+    let seen = |pool: &coproq::Pool| {
+        let mut seen: Vec<u16> = pool
+            .workers()
+            .iter()
+            .map(|w| call::<Option<u16>>(w, "server_port", ()).unwrap().unwrap())
+            .collect();
+        seen.sort_unstable();
+        seen
+    };
+    let mut expected = ports.clone();
+    expected.sort_unstable();
+    assert_eq!(seen(&pool), expected);
+    // Each host got its own shipped copy.
+    for dir in &caches {
+        assert_eq!(cached(dir).len(), 1, "{dir:?}");
+    }
+    // A replacement runs where its seat's prefix says.
+    let client = pool.workers()[0].pid().unwrap();
+    coproq_tests::signal(client, libc::SIGKILL);
+    assert!(wait_until(CALL_LIMIT, || {
+        let stats = pool.stats();
+        stats.restarts == 1 && stats.live == 2
+    }));
+    assert_eq!(seen(&pool), expected);
+    pool.close();
+    for dir in &caches {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[test]
+#[cfg_attr(
+    coproq_no_sshd,
+    ignore = "needs /usr/sbin/sshd (apt-get install openssh-server)"
+)]
 fn typed_calls_over_ssh() {
     use coproq_tests::services::{CalcClient, CalcError};
     let sshd = Sshd::start("typed");

@@ -2,6 +2,16 @@
 
 use coproq::Coprocess;
 
+/// Recurses until the stack overflows (which Rust's runtime reports in a worker binary).
+fn overflow(n: u64) -> u64 {
+    if std::hint::black_box(n) == u64::MAX {
+        return 0;
+    }
+    let frame = [n; 64];
+    std::hint::black_box(&frame);
+    overflow(n + 1) + std::hint::black_box(frame[1])
+}
+
 fn main() -> coproq::Result<()> {
     let parent = Coprocess::parent()?;
     let back = parent.downgrade();
@@ -21,6 +31,7 @@ fn main() -> coproq::Result<()> {
             }
             n
         })
+        .handle("overflow", |n: u64| overflow(n))
         .on("note", |line: String| println!("worker got note: {line}"));
     parent.serve();
     Ok(())

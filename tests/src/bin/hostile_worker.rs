@@ -18,7 +18,7 @@ use std::os::fd::FromRawFd;
 
 /// The protocol version coproq speaks (`coproq_tests::PROTOCOL_VERSION`; this binary must
 /// not link coproq, whose start-up hook would take the marker).
-const PROTOCOL_VERSION: u32 = 7;
+const PROTOCOL_VERSION: u32 = 8;
 
 fn hello(version: u32) -> Vec<u8> {
     let mut payload = b"\0coproq\0".to_vec();
@@ -31,6 +31,7 @@ fn hello(version: u32) -> Vec<u8> {
     payload.extend_from_slice(&(4u32 << 20).to_le_bytes()); // window
     payload.extend_from_slice(&1u32.to_le_bytes()); // concurrency: one call at a time
     payload.push(0); // report_starts: no
+    payload.extend_from_slice(&0u64.to_le_bytes()); // memory_limit: none
     payload.extend_from_slice(&0u64.to_le_bytes()); // clock_us: not offered
     frame(&payload)
 }
