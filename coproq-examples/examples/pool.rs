@@ -1,61 +1,52 @@
-//! CPU-bound jobs spread over every core, with one job that crashes its worker.
+//! Crash isolation on real work: 193 compression jobs through a pool of 4, with 5 poison
+//! jobs mixed in (abort, a null write, a 64 GiB allocation, a stack overflow, `exit(3)`),
+//! one that panics and one that hangs.
 //!
-//! The pool fails only the crashed worker's call, replaces the worker in the background,
-//! and keeps serving; `stats()` shows the restart. Run with
+//! The settings are the pool's crash-isolation recipe: `retries(1)` (a dead worker's
+//! calls run again, each alone, until the culprit is found), `run_timeout` with
+//! `kill_on_timeout` (a hung job costs its worker, never a queued one) and a
+//! `memory_limit` (an allocation past it fails). Every good job succeeds, each bad one
+//! fails with its own cause, and the pool stays whole. Run with
 //! `cargo run -p coproq-examples --example pool`.
 
 use std::time::{Duration, Instant};
 
-/// A CPU-bound job: the number of primes below `n`.
-fn count_primes(n: u64) -> u64 {
-    (2..n)
-        .filter(|&k| (2..=k.isqrt()).all(|d| k % d != 0))
-        .count() as u64
-}
+use coproq_tests::story::{self, Job};
 
 fn main() -> coproq::Result<()> {
     let pool = coproq::Pool::builder()
-        // Long jobs: one at a time per worker, so a crash takes only its own job along.
-        .max_in_flight(1)
-        .call_timeout(Duration::from_secs(30))
+        .size(4)
+        .retries(1)
+        .run_timeout(Duration::from_secs(2))
         .kill_on_timeout(true)
-        .restart_limit(5, Duration::from_secs(60))
+        .memory_limit(2 << 30)
+        .on_event(|event| {
+            if let coproq::PoolEvent::Died { seat, status, .. } = event {
+                let status = status.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
+                println!("  [pool] worker {seat} died ({status}); replacing it");
+            }
+        })
         .fork(|parent| {
-            parent.handle("primes_below", |n: u64| {
-                if n == 0 {
-                    // A bug in native code: a write through a null pointer.
-                    // SAFETY: none; this crashes the worker on purpose (SIGSEGV).
-                    unsafe { std::ptr::null_mut::<u64>().write_volatile(1) };
-                }
-                count_primes(n)
-            });
+            parent.handle("compress", story::run);
         })?;
-    println!("{} workers, one per core", pool.stats().size);
 
-    // Job 7 is the poisoned one.
-    let jobs: Vec<u64> = (0..32)
-        .map(|i| if i == 7 { 0 } else { 150_000 + i })
-        .collect();
+    let jobs = story::jobs(193, 64 << 10);
     let started = Instant::now();
-    let results: Vec<coproq::Result<u64>> = pool.map("primes_below", jobs.clone()).collect();
-    let took = started.elapsed();
-
-    for (n, result) in jobs.iter().zip(&results) {
-        match result {
-            Ok(count) => println!("primes below {n}: {count}"),
-            Err(e) => println!("primes below {n}: failed: {e}"),
+    let mut good = 0;
+    for (index, result) in
+        pool.map_unordered::<serde_bytes::ByteBuf, _, _>("compress", jobs.clone())
+    {
+        match (jobs[index], result) {
+            (Job::Compress { seed, len }, Ok(bytes)) => {
+                assert!(story::is_right(seed, len, &bytes), "job {seed} is wrong");
+                good += 1;
+            }
+            (job, Ok(_)) => println!("{job:?}: succeeded?"),
+            (job, Err(e)) => println!("{job:?}: {e}"),
         }
     }
-    let ok = results.iter().filter(|r| r.is_ok()).count();
-    println!("{ok} of {} jobs done in {took:.2?}", jobs.len());
-
-    // The crashed worker has been replaced: the pool is whole again.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pool.stats().live < pool.stats().size && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let answer: u64 = pool.call("primes_below", 100u64)?;
-    println!("after the crash: primes below 100 = {answer}");
+    let took = started.elapsed();
+    println!("{good} of 193 good jobs done in {took:.2?}");
     println!("{:?}", pool.stats());
     pool.close();
     Ok(())

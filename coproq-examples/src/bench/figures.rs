@@ -362,6 +362,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         target: Target::Report,
     },
     Figure {
+        key: "pool-compress",
+        title: "64 KiB compression jobs (flate2) over every core, default pool settings",
+        unit: Unit::PerSec,
+        impls: &["pool"],
+        peers: &["rayon", "procspawn"],
+        pin: None,
+        worker_pin: None,
+        target: Target::Report,
+    },
+    Figure {
         key: "ssh-latency",
         title: "sequential call over loopback ssh vs `ssh host cat`",
         unit: Unit::Micros,
@@ -428,6 +438,8 @@ struct Sizes {
     /// 2 ms jobs per worker.
     jobs: u32,
     recoveries: u32,
+    /// 64 KiB compression jobs.
+    compress: u32,
 }
 
 const FULL: Sizes = Sizes {
@@ -441,6 +453,7 @@ const FULL: Sizes = Sizes {
     startup: 20,
     jobs: 250,
     recoveries: 21,
+    compress: 2_000,
 };
 const QUICK: Sizes = Sizes {
     latency: 3_000,
@@ -453,6 +466,7 @@ const QUICK: Sizes = Sizes {
     startup: 8,
     jobs: 60,
     recoveries: 7,
+    compress: 400,
 };
 
 const BULK: usize = 16 << 20;
@@ -560,6 +574,7 @@ fn measure_value(figure: &Figure, imp: &str, n: &Sizes) -> Result<f64, String> {
         ("pool-overhead", "pool") => pool::latency(n.latency).map(micros).map_err(|e| err(&e)),
         ("pool-recovery", "pool") => pool::recovery(n.recoveries).map(micros),
         ("pool-pipelined", "pool") => pool::pipelined(n.pipelined).map_err(|e| err(&e)),
+        ("pool-compress", "pool") => pool::compress(n.compress).map_err(|e| err(&e)),
         ("ssh-latency", "ssh-cat") => ssh::raw_latency(n.latency / 4).map(micros),
         ("ssh-latency", "coproq") => ssh::latency(n.latency / 4).map(micros),
         ("ssh-pipelined", "ssh-cat") => ssh::raw_pipelined(n.pipelined),
@@ -567,11 +582,12 @@ fn measure_value(figure: &Figure, imp: &str, n: &Sizes) -> Result<f64, String> {
         ("ssh-via-startup", "shipped") => ssh::via_startup(n.recoveries / 3 + 1, false).map(micros),
         ("ssh-via-startup", "cached") => ssh::via_startup(n.recoveries / 3 + 1, true).map(micros),
         #[cfg(feature = "peers")]
-        (key, imp) if matches!(imp, "ipc-channel" | "tarpc" | "procspawn") => {
+        (key, imp) if matches!(imp, "ipc-channel" | "tarpc" | "procspawn" | "rayon") => {
             let sizes = crate::peers::Sizes {
                 latency: n.latency,
                 pipelined: n.pipelined,
                 startup: n.startup,
+                compress: n.compress,
             };
             crate::peers::measure(key, imp, &sizes)
                 .unwrap_or_else(|| Err(format!("no implementation {imp} of {key}")))

@@ -38,6 +38,7 @@ pub(crate) struct Sizes {
     pub(crate) latency: u32,
     pub(crate) pipelined: u32,
     pub(crate) startup: u32,
+    pub(crate) compress: u32,
 }
 
 /// Measures `key` with peer `imp`, if it is one of the peers.
@@ -60,6 +61,8 @@ pub(crate) fn measure(key: &str, imp: &str, n: &Sizes) -> Option<Result<f64, Str
         ("startup", "tarpc") => tarpc_startup(n.startup).map(micros),
         ("startup", "procspawn") => procspawn_startup(n.startup).map(micros),
         ("pool-pipelined", "procspawn") => procspawn_pool_pipelined(n.pipelined.min(5000)),
+        ("pool-compress", "procspawn") => procspawn_compress(n.compress),
+        ("pool-compress", "rayon") => Ok(rayon_compress(n.compress)),
         _ => return None,
     };
     Some(result.map_err(|e| e.to_string()))
@@ -342,6 +345,47 @@ fn procspawn_pool_of(size: usize, n: u32) -> Result<f64, Error> {
     }
     pool.shutdown();
     Ok(f64::from(n) / elapsed.as_secs_f64())
+}
+
+/// The compression jobs of `pool::compress` through a procspawn pool over every core:
+/// jobs per second.
+fn procspawn_compress(jobs: u32) -> Result<f64, Error> {
+    let pool = procspawn::Pool::new(crate::pool::cores())?;
+    let all = crate::pool::compress_jobs(jobs);
+    for job in &all[..crate::pool::cores() * 2] {
+        pool.spawn(*job, coproq_tests::story::run).join()?;
+    }
+    let start = Instant::now();
+    let handles: Vec<_> = all
+        .into_iter()
+        .map(|job| pool.spawn(job, coproq_tests::story::run))
+        .collect();
+    for handle in handles {
+        handle.join()?;
+    }
+    let elapsed = start.elapsed();
+    pool.shutdown();
+    Ok(f64::from(jobs) / elapsed.as_secs_f64())
+}
+
+// rayon ----------------------------------------------------------------------------
+
+/// The same jobs on rayon's threads in this process (no isolation): jobs per second.
+fn rayon_compress(jobs: u32) -> f64 {
+    use rayon::prelude::*;
+    let all = crate::pool::compress_jobs(jobs);
+    let _: Vec<_> = all[..crate::pool::cores() * 2]
+        .par_iter()
+        .map(|job| coproq_tests::story::run(*job))
+        .collect();
+    let start = Instant::now();
+    let out: Vec<_> = all
+        .par_iter()
+        .map(|job| coproq_tests::story::run(*job))
+        .collect();
+    let elapsed = start.elapsed();
+    assert_eq!(out.len(), all.len());
+    f64::from(jobs) / elapsed.as_secs_f64()
 }
 
 fn procspawn_startup(n: u32) -> Result<Duration, Error> {

@@ -116,3 +116,33 @@ pub(crate) fn recovery(rounds: u32) -> Result<Duration, String> {
     times.sort();
     Ok(times[times.len() / 2])
 }
+
+/// Real jobs: 64 KiB of text compressed with flate2 each (the crash-isolation story's
+/// good jobs), `jobs` of them through a pool over every core with its defaults: jobs per
+/// second.
+pub(crate) fn compress(jobs: u32) -> coproq::Result<f64> {
+    let pool = Pool::builder().size(cores()).fork(|parent| {
+        parent.handle("compress", coproq_tests::story::run);
+    })?;
+    let all = compress_jobs(jobs);
+    for r in pool.map::<serde_bytes::ByteBuf, _, _>("compress", all[..cores() * 2].to_vec()) {
+        r?;
+    }
+    let start = Instant::now();
+    for r in pool.map::<serde_bytes::ByteBuf, _, _>("compress", all) {
+        r?;
+    }
+    let elapsed = start.elapsed();
+    pool.close();
+    Ok(f64::from(jobs) / elapsed.as_secs_f64())
+}
+
+/// The compression jobs of [`compress`], for the peers too.
+pub(crate) fn compress_jobs(jobs: u32) -> Vec<coproq_tests::story::Job> {
+    (0..u64::from(jobs))
+        .map(|seed| coproq_tests::story::Job::Compress {
+            seed,
+            len: 64 << 10,
+        })
+        .collect()
+}
