@@ -363,10 +363,10 @@ pub(crate) const FIGURES: &[Figure] = &[
     },
     Figure {
         key: "pool-compress",
-        title: "64 KiB compression jobs (flate2) over every core, default pool settings",
+        title: "64 KiB compression jobs (flate2) over every core: rayon threads (no isolation) vs a pool with default settings",
         unit: Unit::PerSec,
-        impls: &["pool"],
-        peers: &["rayon", "procspawn"],
+        impls: &["rayon", "pool"],
+        peers: &["procspawn"],
         pin: None,
         worker_pin: None,
         target: Target::Report,
@@ -574,6 +574,7 @@ fn measure_value(figure: &Figure, imp: &str, n: &Sizes) -> Result<f64, String> {
         ("pool-overhead", "pool") => pool::latency(n.latency).map(micros).map_err(|e| err(&e)),
         ("pool-recovery", "pool") => pool::recovery(n.recoveries).map(micros),
         ("pool-pipelined", "pool") => pool::pipelined(n.pipelined).map_err(|e| err(&e)),
+        ("pool-compress", "rayon") => Ok(pool::rayon_compress(n.compress)),
         ("pool-compress", "pool") => pool::compress(n.compress).map_err(|e| err(&e)),
         ("ssh-latency", "ssh-cat") => ssh::raw_latency(n.latency / 4).map(micros),
         ("ssh-latency", "coproq") => ssh::latency(n.latency / 4).map(micros),
@@ -582,7 +583,7 @@ fn measure_value(figure: &Figure, imp: &str, n: &Sizes) -> Result<f64, String> {
         ("ssh-via-startup", "shipped") => ssh::via_startup(n.recoveries / 3 + 1, false).map(micros),
         ("ssh-via-startup", "cached") => ssh::via_startup(n.recoveries / 3 + 1, true).map(micros),
         #[cfg(feature = "peers")]
-        (key, imp) if matches!(imp, "ipc-channel" | "tarpc" | "procspawn" | "rayon") => {
+        (key, imp) if matches!(imp, "ipc-channel" | "tarpc" | "procspawn") => {
             let sizes = crate::peers::Sizes {
                 latency: n.latency,
                 pipelined: n.pipelined,

@@ -62,7 +62,6 @@ pub(crate) fn measure(key: &str, imp: &str, n: &Sizes) -> Option<Result<f64, Str
         ("startup", "procspawn") => procspawn_startup(n.startup).map(micros),
         ("pool-pipelined", "procspawn") => procspawn_pool_pipelined(n.pipelined.min(5000)),
         ("pool-compress", "procspawn") => procspawn_compress(n.compress),
-        ("pool-compress", "rayon") => Ok(rayon_compress(n.compress)),
         _ => return None,
     };
     Some(result.map_err(|e| e.to_string()))
@@ -366,26 +365,6 @@ fn procspawn_compress(jobs: u32) -> Result<f64, Error> {
     let elapsed = start.elapsed();
     pool.shutdown();
     Ok(f64::from(jobs) / elapsed.as_secs_f64())
-}
-
-// rayon ----------------------------------------------------------------------------
-
-/// The same jobs on rayon's threads in this process (no isolation): jobs per second.
-fn rayon_compress(jobs: u32) -> f64 {
-    use rayon::prelude::*;
-    let all = crate::pool::compress_jobs(jobs);
-    let _: Vec<_> = all[..crate::pool::cores() * 2]
-        .par_iter()
-        .map(|job| coproq_tests::story::run(*job))
-        .collect();
-    let start = Instant::now();
-    let out: Vec<_> = all
-        .par_iter()
-        .map(|job| coproq_tests::story::run(*job))
-        .collect();
-    let elapsed = start.elapsed();
-    assert_eq!(out.len(), all.len());
-    f64::from(jobs) / elapsed.as_secs_f64()
 }
 
 fn procspawn_startup(n: u32) -> Result<Duration, Error> {

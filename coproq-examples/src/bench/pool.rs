@@ -146,3 +146,21 @@ pub(crate) fn compress_jobs(jobs: u32) -> Vec<coproq_tests::story::Job> {
         })
         .collect()
 }
+
+/// The same jobs on rayon's threads in this process (no isolation): jobs per second.
+pub(crate) fn rayon_compress(jobs: u32) -> f64 {
+    use rayon::prelude::*;
+    let all = compress_jobs(jobs);
+    let _: Vec<_> = all[..cores() * 2]
+        .par_iter()
+        .map(|job| coproq_tests::story::run(*job))
+        .collect();
+    let start = Instant::now();
+    let out: Vec<_> = all
+        .par_iter()
+        .map(|job| coproq_tests::story::run(*job))
+        .collect();
+    let elapsed = start.elapsed();
+    assert_eq!(out.len(), all.len());
+    f64::from(jobs) / elapsed.as_secs_f64()
+}
