@@ -457,6 +457,9 @@ impl PoolBuilder {
     /// index (`0..size`, and again for a replacement): separate worker binaries, as
     /// [`Coprocess::spawn`](crate::Coprocess::spawn) starts them. The workers start side
     /// by side, so `command` is called from several threads at once, in no set order.
+    /// With [`stderr_tail`](Self::stderr_tail) on (the default), each worker's stderr
+    /// comes through the parent, which forwards it to its own: set `stderr_tail(0)` to
+    /// keep the command's own `stderr` setting.
     ///
     /// # Errors
     ///

@@ -205,8 +205,9 @@ impl Job {
             // Timed out or cancelled before the worker answered: only its place is freed.
             (Route::Finished { holder }, _) => (*holder, false, false, false),
             (Route::Sent { worker, .. }, Settled::Replied) => (Some(*worker), true, false, false),
-            (Route::Sent { worker, .. }, Settled::LinkEnded) if self.is_suspect() => {
-                // It ran alone, and its worker died again: the culprit.
+            (Route::Sent { worker, .. }, Settled::LinkEnded) if self.is_suspect() && accepts => {
+                // It ran alone, and its worker died again: the culprit (unless the pool
+                // is closing, whose kills prove nothing).
                 poison = true;
                 self.set_blame(Blame::Poison);
                 (Some(*worker), true, false, true)
