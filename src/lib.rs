@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use coproq_core::{
     Blame, Builder, Coprocess, DeathReason, DisconnectCause, Error, Map, MapUnordered, Peer,

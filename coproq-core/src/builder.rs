@@ -672,7 +672,21 @@ impl Builder {
 
     pub(crate) fn start_worker(self, launch: Launch) -> Result<Coprocess> {
         let fork = matches!(launch, Launch::Fork(_) | Launch::Remote(..));
-        let (link, process) = launch::spawn_worker(launch, &self.options, self.handlers)?;
+        #[cfg(feature = "tracing")]
+        let (started, program) = (std::time::Instant::now(), launch.program());
+        let spawned = launch::spawn_worker(launch, &self.options, self.handlers);
+        #[cfg(feature = "tracing")]
+        if let Err(e) = &spawned {
+            crate::trace::event!(WARN, program, error = %e, "worker failed to start");
+        }
+        let (link, process) = spawned?;
+        crate::trace::event!(
+            INFO,
+            program,
+            pid = process.pid(),
+            took = ?started.elapsed(),
+            "worker started"
+        );
         if let Some(interval) = self.options.heartbeat {
             link.start_heartbeat(interval, || {});
         }

@@ -452,7 +452,7 @@ impl Coprocess {
         // threads (a crew's, async ones) finish and answer (a peer that vanished has the
         // async ones dropped).
         if let Some(crew) = link.crew() {
-            crew.wait_calls(Instant::now() + Duration::from_secs(3600));
+            crew.wait_calls(Instant::now() + Duration::from_hours(1));
         }
         while !link
             .tasks

@@ -210,10 +210,10 @@ impl<'a> Registry<'a> {
             let outer = IN_DEFERRED.replace(true);
             let result = catch_unwind(AssertUnwindSafe(|| f(args, reply)));
             IN_DEFERRED.set(outer);
-            if let Err(panic) = result {
-                if let Some(responder) = UNWOUND.take() {
-                    responder.fail(OutcomeKind::Panicked, panicked(&*panic));
-                }
+            if let Err(panic) = result
+                && let Some(responder) = UNWOUND.take()
+            {
+                responder.fail(OutcomeKind::Panicked, panicked(&*panic));
             }
         })
     }

@@ -3,7 +3,8 @@
 //! re-exports everything public here together with `#[coproq::service]`.
 //!
 //! Layout, each layer using only those above it in this list: `wire` (frames, messages,
-//! the one bincode configuration, value shapes) and `bytes`; `error`; `sys` (the
+//! the one bincode configuration, value shapes) and `bytes`; `error`; `trace` (events for
+//! `tracing`, nothing without the feature); `sys` (the
 //! platform's system calls); `ready` (the `Ready` future over anything with room);
 //! `link` (one connection: read token, writer, call and handler tables, cancels, a
 //! handler's deadline and cancel, dispatch); `handler` (typed adapters, `Reply`),
@@ -14,6 +15,7 @@
 //! link or a pool).
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
 mod bytes;
@@ -29,6 +31,7 @@ mod process;
 mod ready;
 mod service;
 mod sys;
+mod trace;
 mod wire;
 
 pub use crate::builder::{Builder, fork, fork_with};

@@ -36,6 +36,9 @@ pub struct Pending<R> {
     deadline: Option<Deadline>,
     /// Turns the reply into the caller's value (an `R`, or more for typed clients).
     decode: ReplyDecoder<R>,
+    /// When the call started, for its `tracing` event.
+    #[cfg(feature = "tracing")]
+    started: Instant,
 }
 
 /// A method's name, kept for error messages: short names (nearly all) without an
@@ -144,6 +147,8 @@ impl<R> Pending<R> {
             state,
             deadline,
             decode,
+            #[cfg(feature = "tracing")]
+            started: Instant::now(),
         }
     }
 
@@ -159,6 +164,8 @@ impl<R> Pending<R> {
             state: Progress::Pooled(ticket),
             deadline,
             decode,
+            #[cfg(feature = "tracing")]
+            started: Instant::now(),
         }
     }
 
@@ -169,6 +176,8 @@ impl<R> Pending<R> {
             state: Progress::Failed(Box::new(error)),
             deadline: None,
             decode: |_, _| Err(Error::NotConnected),
+            #[cfg(feature = "tracing")]
+            started: Instant::now(),
         }
     }
 
@@ -247,11 +256,20 @@ impl<R> Pending<R> {
         if is_expired(&delivery) {
             return Err(self.timed_out(deadline));
         }
-        (self.decode)(self.method.as_str(), delivery)
+        let result = (self.decode)(self.method.as_str(), delivery);
+        #[cfg(feature = "tracing")]
+        crate::trace::call_ended(self.method.as_str(), self.started, &result);
+        result
     }
 
     /// `Timeout` at `deadline` (a call without one that the peer says expired: no time).
     fn timed_out(&self, deadline: Option<Deadline>) -> Error {
+        crate::trace::event!(
+            DEBUG,
+            method = self.method.as_str(),
+            after = ?deadline.map(|d| d.after),
+            "call timed out"
+        );
         Error::Timeout {
             method: self.method.as_str().to_owned(),
             after: deadline.map_or(Duration::ZERO, |d| d.after),

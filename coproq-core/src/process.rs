@@ -82,7 +82,7 @@ impl WorkerProcess {
         // A timeout too long to add (`Duration::MAX`) waits a year at a time.
         let deadline = Instant::now()
             .checked_add(timeout)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 86_400));
+            .unwrap_or_else(|| Instant::now() + Duration::from_hours(8760));
         let mut pause = Duration::from_micros(50);
         loop {
             if let Reaping::Reaped(status) = self.reap(false) {
@@ -103,7 +103,7 @@ impl WorkerProcess {
     /// Waits for the process to exit, however long it takes; its status.
     pub(crate) fn wait(&self) -> Option<ExitStatus> {
         loop {
-            if let Some(status) = self.wait_timeout(Duration::from_secs(3600)) {
+            if let Some(status) = self.wait_timeout(Duration::from_hours(1)) {
                 return Some(status);
             }
             if let Reaping::Reaped(status) = self.reap(false) {

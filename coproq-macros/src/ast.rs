@@ -119,10 +119,10 @@ impl<'a> Output<'a> {
             ReturnType::Default => return Self::Unit,
             ReturnType::Type(_, ty) => &**ty,
         };
-        if let Type::Tuple(tuple) = ty {
-            if tuple.elems.is_empty() {
-                return Self::Unit;
-            }
+        if let Type::Tuple(tuple) = ty
+            && tuple.elems.is_empty()
+        {
+            return Self::Unit;
         }
         match result_args(ty).as_deref() {
             Some([ok, err]) => Self::AppResult { ok, err },

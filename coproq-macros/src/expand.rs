@@ -64,16 +64,16 @@ impl<'a> Generator<'a> {
     fn trait_item(&self) -> TokenStream {
         let mut item = fallback::strip_markers(self.service.original);
         for member in &mut item.items {
-            if let syn::TraitItem::Fn(method) = member {
-                if method.sig.asyncness.take().is_some() {
-                    let output = match &method.sig.output {
-                        syn::ReturnType::Default => quote!(()),
-                        syn::ReturnType::Type(_, ty) => ty.to_token_stream(),
-                    };
-                    method.sig.output = syn::parse_quote! {
-                        -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
-                    };
-                }
+            if let syn::TraitItem::Fn(method) = member
+                && method.sig.asyncness.take().is_some()
+            {
+                let output = match &method.sig.output {
+                    syn::ReturnType::Default => quote!(()),
+                    syn::ReturnType::Type(_, ty) => ty.to_token_stream(),
+                };
+                method.sig.output = syn::parse_quote! {
+                    -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
+                };
             }
         }
         item.into_token_stream()

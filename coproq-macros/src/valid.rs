@@ -96,17 +96,16 @@ impl Service<'_> {
                     ),
                 );
             }
-            if let Some(base) = name.strip_suffix("_async") {
-                if self
+            if let Some(base) = name.strip_suffix("_async")
+                && self
                     .methods
                     .iter()
                     .any(|m| m.event.is_none() && m.name() == base)
-                {
-                    errors.at(
+            {
+                errors.at(
                         method.ident,
                         &format!("method `{name}` conflicts with the generated `{client}::{name}` of method `{base}`; rename one of them"),
                     );
-                }
             }
         }
     }

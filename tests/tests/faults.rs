@@ -321,7 +321,7 @@ fn sigkill_at_random_moments_under_pipelined_load_ends_every_call_exactly_once()
         let outcomes = Arc::new(Outcomes::default());
         let recorded = Arc::clone(&outcomes);
         let per_thread = 25_000;
-        let large = coproq_tests::within(Duration::from_secs(120), move || {
+        let large = coproq_tests::within(Duration::from_mins(2), move || {
             let killer = std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(delay_ms));
                 signal(pid, libc::SIGKILL);

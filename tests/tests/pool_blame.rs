@@ -138,7 +138,7 @@ fn confirming_a_poison_call_does_not_count_against_the_restart_limit() {
         .size(1)
         .max_in_flight(4)
         .retries(1)
-        .restart_limit(1, Duration::from_secs(60))
+        .restart_limit(1, Duration::from_mins(1))
         .fork(serve)
         .unwrap();
     let culprit = pool.call_async::<u64>("abort_after", 20u64);

@@ -83,7 +83,7 @@ fn calls_and_events_over_eight_threads_keep_memory_and_descriptors_flat() {
     let total: u64 = if full() { 1_000_000 } else { 80_000 };
     let w = worker();
     let w2 = w.clone();
-    let (growth_kib, fds_before, fds_after, seen) = within(Duration::from_secs(600), move || {
+    let (growth_kib, fds_before, fds_after, seen) = within(Duration::from_mins(10), move || {
         load(&w2, total / 8); // warm-up: buffers, tables and allocator arenas reach their working size
         let (rss_before, fds_before) = (rss_kib(), open_fds());
         let started = Instant::now();
@@ -210,7 +210,7 @@ fn a_worker_emitting_ten_times_faster_than_its_parents_listener_loses_nothing() 
         .call_async("emit_for", seconds)
         .wait_timeout(CALL_LIMIT + Duration::from_secs(seconds))
         .unwrap();
-    let all = coproq_tests::wait_until(Duration::from_secs(60), || {
+    let all = coproq_tests::wait_until(Duration::from_mins(1), || {
         GOT_BY_PARENT.load(Ordering::Relaxed) == sent
     });
     let growth = coproq_tests::flood::peak_growth_kib();

@@ -60,10 +60,10 @@ fn block_on_all(mut futures: Vec<coproq::Pending<u64>>) -> Vec<coproq::Result<u6
     let deadline = std::time::Instant::now() + CALL_LIMIT;
     while results.iter().any(Option::is_none) {
         for (future, result) in futures.iter_mut().zip(&mut results) {
-            if result.is_none() {
-                if let Poll::Ready(r) = std::pin::Pin::new(&mut *future).poll(&mut cx) {
-                    *result = Some(r);
-                }
+            if result.is_none()
+                && let Poll::Ready(r) = std::pin::Pin::new(&mut *future).poll(&mut cx)
+            {
+                *result = Some(r);
             }
         }
         assert!(
@@ -79,7 +79,7 @@ fn block_on_all(mut futures: Vec<coproq::Pending<u64>>) -> Vec<coproq::Result<u6
 fn many_threads_mix_every_kind_of_traffic_on_one_link() {
     let w = worker();
     let w2 = w.clone();
-    within(Duration::from_secs(120), move || {
+    within(Duration::from_mins(2), move || {
         let w = w2;
         let threads: Vec<_> = (0..8u64)
             .map(|t| {
@@ -154,7 +154,7 @@ fn a_worker_killed_under_load_fails_every_call_exactly_once() {
     let w = worker();
     let pid = w.pid().unwrap();
     let w2 = w.clone();
-    let outcomes = within(Duration::from_secs(60), move || {
+    let outcomes = within(Duration::from_mins(1), move || {
         let w = w2;
         let threads: Vec<_> = (0..4u64)
             .map(|t| {

@@ -27,7 +27,7 @@ fn prefix(home: &Path) -> Command {
 fn start(home: &Path) -> coproq::Result<Coprocess> {
     Coprocess::builder()
         .handle("double", |x: u64| x * 2)
-        .startup_timeout(Duration::from_secs(60))
+        .startup_timeout(Duration::from_mins(1))
         .via(prefix(home))
         .fork(|parent| {
             let p = parent.clone();
@@ -155,7 +155,7 @@ fn a_pool_of_fork_workers_via_a_prefix() {
     let home = cache_home("pool");
     let pool = coproq::Pool::builder()
         .size(2)
-        .startup_timeout(Duration::from_secs(60))
+        .startup_timeout(Duration::from_mins(1))
         .via(prefix(&home))
         .fork(|parent| {
             parent.handle("pid", |()| std::process::id());

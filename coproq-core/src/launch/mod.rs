@@ -181,7 +181,7 @@ pub(crate) enum Launch {
 
 impl Launch {
     /// The program, as errors name it.
-    fn program(&self) -> String {
+    pub(crate) fn program(&self) -> String {
         match self {
             Self::Fork(_) => std::env::current_exe()
                 .ok()
@@ -295,10 +295,29 @@ pub(super) fn exit_report(
     let process = Arc::clone(process);
     Box::new(move || {
         let status = process.wait_timeout(EXIT_STATUS_WAIT);
+        let postmortem = witness.examine(status, process.killed_by_coproq());
+        #[cfg(feature = "tracing")]
+        if status.is_some_and(|s| s.success()) {
+            crate::trace::event!(
+                INFO,
+                pid = process.pid(),
+                status = %crate::trace::status_text(status),
+                "worker exited"
+            );
+        } else {
+            crate::trace::event!(
+                WARN,
+                pid = process.pid(),
+                status = %crate::trace::status_text(status),
+                ?cause,
+                reason = ?postmortem.as_ref().and_then(|p| p.reason),
+                "worker died"
+            );
+        }
         PeerGone {
             status,
             cause,
-            postmortem: witness.examine(status, process.killed_by_coproq()),
+            postmortem,
         }
     })
 }

@@ -36,10 +36,10 @@ impl Cancels {
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         if recent.ids.insert(id) {
             recent.order.push_back(id);
-            if recent.order.len() > REMEMBERED {
-                if let Some(oldest) = recent.order.pop_front() {
-                    recent.ids.remove(&oldest);
-                }
+            if recent.order.len() > REMEMBERED
+                && let Some(oldest) = recent.order.pop_front()
+            {
+                recent.ids.remove(&oldest);
             }
         }
         self.any.store(true, Ordering::Release);

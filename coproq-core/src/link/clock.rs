@@ -16,7 +16,7 @@ const ON_SHARED_CLOCK: u64 = 1 << 63;
 
 /// How far behind ours a peer's reading may be and still come from our clock: the time
 /// a `Hello` may take to arrive, with room (a start may take as long as its timeout).
-const SAME_CLOCK_WITHIN: Duration = Duration::from_secs(300);
+const SAME_CLOCK_WITHIN: Duration = Duration::from_mins(5);
 
 /// This side's offer of its clock, for its `Hello`: the clock now (never 0, which means
 /// "not offered").
@@ -62,7 +62,7 @@ pub(crate) fn from_wire(raw: u64, arrived: impl FnOnce() -> Instant) -> Option<I
         return Some(match at.checked_sub(now) {
             Some(ahead) => instant
                 .checked_add(Duration::from_micros(ahead))
-                .unwrap_or(instant + Duration::from_secs(86_400 * 365)),
+                .unwrap_or(instant + Duration::from_hours(8760)),
             None => instant
                 .checked_sub(Duration::from_micros(now - at))
                 .unwrap_or(instant),
@@ -72,7 +72,7 @@ pub(crate) fn from_wire(raw: u64, arrived: impl FnOnce() -> Instant) -> Option<I
     Some(
         arrived
             .checked_add(Duration::from_micros(raw))
-            .unwrap_or(arrived + Duration::from_secs(86_400 * 365)),
+            .unwrap_or(arrived + Duration::from_hours(8760)),
     )
 }
 

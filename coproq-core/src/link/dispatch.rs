@@ -590,13 +590,13 @@ fn run_one_queued(link: &Arc<Link>) -> bool {
         }
         return true;
     }
-    if let Some(batch) = current_batch() {
-        if let Some((next, _)) = batch.next() {
-            if let Some((work, cost)) = Work::batched(next, &batch) {
-                dispatch_nested(link, work, cost);
-            }
-            return true;
+    if let Some(batch) = current_batch()
+        && let Some((next, _)) = batch.next()
+    {
+        if let Some((work, cost)) = Work::batched(next, &batch) {
+            dispatch_nested(link, work, cost);
         }
+        return true;
     }
     if let Some(queued) = link.token.next_queued() {
         if let Some((work, cost)) = Work::of(queued) {

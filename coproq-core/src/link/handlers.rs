@@ -281,18 +281,18 @@ fn public_names<H: ?Sized>(table: &ByName<H>) -> Vec<String> {
 /// Inserts a handler; a name that a service holds, or that a service asks for while
 /// another holds it, is a programming error that would misroute calls: panic, naming both.
 fn insert_checked<T: ?Sized>(map: &mut ByName<T>, name: String, entry: Entry<T>, kind: &str) {
-    if let Some(old) = map.get(&name) {
-        if old.owner != Owner::Plain || entry.owner != Owner::Plain {
-            let (first, second) = (old.owner, entry.owner);
-            let what = match name.strip_prefix("coproq:fingerprint:") {
-                Some(service) => format!("the fingerprint of a service named `{service}`"),
-                None => format!("{kind} `{name}`"),
-            };
-            panic!(
-                "coproq: {what} is registered twice on one end, first by {first} and then by \
+    if let Some(old) = map.get(&name)
+        && (old.owner != Owner::Plain || entry.owner != Owner::Plain)
+    {
+        let (first, second) = (old.owner, entry.owner);
+        let what = match name.strip_prefix("coproq:fingerprint:") {
+            Some(service) => format!("the fingerprint of a service named `{service}`"),
+            None => format!("{kind} `{name}`"),
+        };
+        panic!(
+            "coproq: {what} is registered twice on one end, first by {first} and then by \
                  {second}; a method's wire name is its Rust name, so rename one of them"
-            );
-        }
+        );
     }
     map.insert(name, entry);
 }

@@ -143,6 +143,7 @@ fn beat(link: &Weak<Link>, interval: Duration, on_silence: impl FnOnce()) {
         }
         let limit = interval * SILENT_AFTER;
         if link.peer_silent(limit) {
+            crate::trace::event!(WARN, silent_for = ?limit, "heartbeat lost: the peer fell silent");
             link.writer.shutdown(Shutdown::Discard);
             link.end(|| Error::disconnected(None, DisconnectCause::Silent { after: limit }, None));
             drop(link);

@@ -500,6 +500,7 @@ impl Link {
 
     /// The stream broke or carried a malformed frame: the link is over.
     fn broken(&self, reason: &str) {
+        crate::trace::event!(WARN, reason, "protocol error: the link is closed");
         self.writer.shutdown(Shutdown::Discard);
         self.abandoned
             .store(true, std::sync::atomic::Ordering::Release);

@@ -378,14 +378,13 @@ impl Task {
         self.scheduled.store(false, Ordering::Release);
         let waker = Waker::from(Arc::clone(&self));
         let mut slot = self.future.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(future) = slot.as_mut() {
-            if future
+        if let Some(future) = slot.as_mut()
+            && future
                 .as_mut()
                 .poll(&mut Context::from_waker(&waker))
                 .is_ready()
-            {
-                *slot = None;
-            }
+        {
+            *slot = None;
         }
     }
 }

@@ -743,8 +743,7 @@ mod tests {
             self.room -= n;
             self.took.lock().unwrap().extend_from_slice(&buf[..n]);
             if n < buf.len() {
-                let deadline =
-                    deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+                let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_hours(1));
                 std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
             }
             Ok(n)

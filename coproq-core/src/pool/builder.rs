@@ -93,7 +93,7 @@ impl PoolBuilder {
                 call_timeout: None,
                 run_timeout: None,
                 kill_on_timeout: false,
-                restart_limit: (10, Duration::from_secs(60)),
+                restart_limit: (10, Duration::from_mins(1)),
                 max_calls_per_worker: None,
                 max_rss: None,
                 retries: 0,

@@ -175,8 +175,10 @@ impl Shared {
         state.broken.is_none() && !state.closed
     }
 
-    /// Tells the program's callback, if any, what happened.
+    /// Tells the program's callback, if any, what happened (and `tracing`, with the
+    /// feature).
     pub(super) fn tell(&self, event: &PoolEvent) {
+        trace_pool_event(event);
         if let Some(callback) = &self.on_event {
             callback(event);
         }
@@ -229,16 +231,16 @@ impl Shared {
             if wake_supervisor {
                 state.supervisor_wakes_at = job.deadline.map(|d| d.at);
             }
-            if state.queue.is_empty() {
-                if let Some(assigned) = state.assign(&job, &self.config) {
-                    drop(state);
-                    if wake_supervisor {
-                        self.work.notify_all();
-                    }
-                    // On the caller's thread: writing may wait, until the call's deadline.
-                    self.send(&job, assigned, (flush, job.deadline.map(|d| d.at)));
-                    return Ok(());
+            if state.queue.is_empty()
+                && let Some(assigned) = state.assign(&job, &self.config)
+            {
+                drop(state);
+                if wake_supervisor {
+                    self.work.notify_all();
                 }
+                // On the caller's thread: writing may wait, until the call's deadline.
+                self.send(&job, assigned, (flush, job.deadline.map(|d| d.at)));
+                return Ok(());
             }
             if state.queue.len() < self.config.queue_capacity {
                 state.queue.push_back(job);
@@ -434,6 +436,11 @@ impl Shared {
 
     /// Kills worker `generation` (it holds a call past its deadline).
     pub(super) fn kill_worker(&self, generation: u64) {
+        crate::trace::event!(
+            WARN,
+            generation,
+            "pool kills a worker running a call past its deadline"
+        );
         let coproc = self.lock().worker_mut(generation).map(|w| w.coproc.clone());
         if let Some(coproc) = coproc {
             coproc.kill();
@@ -561,3 +568,40 @@ pub(super) const BACKOFF_START: Duration = Duration::from_millis(10);
 
 /// The longest pause between restarts.
 pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// A pool event as a `tracing` event.
+#[cfg(feature = "tracing")]
+fn trace_pool_event(event: &PoolEvent) {
+    match event {
+        PoolEvent::Started { seat, pid } => {
+            crate::trace::event!(INFO, seat, ?pid, "pool worker started");
+        }
+        PoolEvent::Died {
+            seat,
+            pid,
+            status,
+            postmortem,
+        } => {
+            let reason = postmortem.as_ref().and_then(|p| p.reason);
+            let status = crate::trace::status_text(*status);
+            crate::trace::event!(
+                WARN,
+                seat,
+                ?pid,
+                %status,
+                ?reason,
+                "pool worker died; restarting it"
+            );
+        }
+        PoolEvent::Retired { seat, pid, reason } => {
+            crate::trace::event!(INFO, seat, ?pid, ?reason, "pool worker retired");
+        }
+        PoolEvent::Broken { reason } => {
+            crate::trace::event!(ERROR, %reason, "pool broken");
+        }
+    }
+}
+
+/// Without the `tracing` feature: nothing.
+#[cfg(not(feature = "tracing"))]
+fn trace_pool_event(_: &PoolEvent) {}

@@ -106,7 +106,9 @@ fn look(shared: &Arc<Shared>, state: &mut State, now: Instant) -> Chores {
                     }
                     state.restarts.push_back(now);
                 }
-                let restart_at = now + backoff(state.crash_streak);
+                let pause = backoff(state.crash_streak);
+                crate::trace::event!(INFO, seat = index, backoff = ?pause, "pool restarts a worker");
+                let restart_at = now + pause;
                 state.seats[index] = Seat::Empty { restart_at };
                 state.counters.restarts += 1;
                 chores.close.push((index, worker, true));

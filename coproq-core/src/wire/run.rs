@@ -67,10 +67,9 @@ pub(crate) fn encode_event<T: Serialize + ?Sized>(
             && buf
                 .get(open.name.clone())
                 .is_some_and(|run_name| super::same_bytes(run_name, name.as_bytes()))
-    }) {
-        if join_run(buf, open, args, max)? {
-            return Ok(());
-        }
+    }) && join_run(buf, open, args, max)?
+    {
+        return Ok(());
     }
     *run = None;
     let start = header_prefix(buf, &Header::Event { name, shape: &[] });

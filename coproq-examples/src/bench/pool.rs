@@ -89,7 +89,7 @@ pub(crate) fn pipelined(n: u32) -> coproq::Result<f64> {
 pub(crate) fn recovery(rounds: u32) -> Result<Duration, String> {
     let pool = Pool::builder()
         .size(1)
-        .restart_limit(rounds * 2, Duration::from_secs(3600))
+        .restart_limit(rounds * 2, Duration::from_hours(1))
         .fork(serve)
         .map_err(|e| e.to_string())?;
     let mut times = Vec::new();

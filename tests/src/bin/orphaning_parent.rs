@@ -29,5 +29,5 @@ fn main() {
         // Leave without closing: `process::exit` runs no destructors.
         std::process::exit(0);
     }
-    std::thread::sleep(Duration::from_secs(120));
+    std::thread::sleep(Duration::from_mins(2));
 }

@@ -23,7 +23,7 @@ const FLOOD_GROWTH_LIMIT_KIB: u64 = 32 * 1024;
 const FLOOD_MS: u64 = 1500;
 
 /// How long the flooded side may take to work through what arrived once the flood ends.
-const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+const DRAIN_LIMIT: Duration = Duration::from_mins(1);
 
 fn flood_worker() -> Command {
     Command::new(env!("CARGO_BIN_EXE_flood_worker"))
@@ -963,7 +963,7 @@ impl CacheHome {
     /// umask.
     fn start(&self, env: &[(&str, &Path)]) -> coproq::Result<Coprocess> {
         Coprocess::builder()
-            .startup_timeout(Duration::from_secs(60))
+            .startup_timeout(Duration::from_mins(1))
             .via(self.prefix(env))
             .fork(|parent| {
                 parent
