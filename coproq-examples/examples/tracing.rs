@@ -15,7 +15,7 @@ fn main() -> coproq::Result<()> {
     let pool = coproq::Pool::builder().size(2).retries(1).fork(|parent| {
         parent.handle("square", |n: u64| n * n);
         parent.handle("slow", |ms: u64| {
-            std::thread::sleep(Duration::from_millis(ms))
+            std::thread::sleep(Duration::from_millis(ms));
         });
         parent.handle("crash", |()| -> () { std::process::abort() });
     })?;
