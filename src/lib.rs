@@ -1,4 +1,4 @@
-#![doc = include_str!("../README.md")]
+#![doc = include_str!("../docs/guide.md")]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -68,3 +68,9 @@ pub mod __private {
     pub use coproq_core::__private::*;
     pub use serde;
 }
+
+/// The README's examples, compiled and run as doctests so that they cannot rot (the guide
+/// above is the crate's documentation).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
