@@ -43,9 +43,9 @@ pub(crate) struct Figure {
     pub(crate) title: &'static str,
     pub(crate) unit: Unit,
     /// The first is the baseline of the ratio, the second is coproq.
-    pub(crate) impls: &'static [&'static str],
+    pub(crate) impls: &'static [Impl],
     /// Peer crates measured with `--peers`.
-    pub(crate) peers: &'static [&'static str],
+    pub(crate) peers: &'static [Impl],
     /// The CPU this process (the caller) is pinned to.
     pub(crate) pin: Option<usize>,
     /// The CPU the worker is pinned to, if different.
@@ -58,8 +58,17 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "latency-1cpu",
         title: "sequential call, both processes on one CPU",
         unit: Unit::Micros,
-        impls: &["raw", "coproq"],
-        peers: &["ipc-channel", "tarpc", "procspawn"],
+        impls: &[
+            Impl {
+                name: "raw",
+                run: |n| latency_cpu(raw::latency(n.latency)),
+            },
+            Impl {
+                name: "coproq",
+                run: |n| latency_cpu(link::latency_and_cpu(n.latency)),
+            },
+        ],
+        peers: LATENCY_PEERS,
         pin: Some(0),
         worker_pin: None,
         target: Target::RatioAtMost(1.3),
@@ -68,8 +77,17 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "latency-unpinned",
         title: "sequential call, unpinned (caller and worker free to use different CPUs)",
         unit: Unit::Micros,
-        impls: &["raw", "coproq"],
-        peers: &["ipc-channel", "tarpc", "procspawn"],
+        impls: &[
+            Impl {
+                name: "raw",
+                run: |n| latency_cpu(raw::latency(n.latency)),
+            },
+            Impl {
+                name: "coproq",
+                run: |n| latency_cpu(link::latency_and_cpu(n.latency)),
+            },
+        ],
+        peers: LATENCY_PEERS,
         pin: None,
         worker_pin: None,
         target: Target::AtMostAndRatioAtMost(5.0, 0.15),
@@ -78,8 +96,17 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "latency-2cpu",
         title: "sequential call, caller and worker pinned to different CPUs",
         unit: Unit::Micros,
-        impls: &["raw", "coproq"],
-        peers: &["ipc-channel", "tarpc", "procspawn"],
+        impls: &[
+            Impl {
+                name: "raw",
+                run: |n| latency_cpu(raw::latency(n.latency)),
+            },
+            Impl {
+                name: "coproq",
+                run: |n| latency_cpu(link::latency_and_cpu(n.latency)),
+            },
+        ],
+        peers: LATENCY_PEERS,
         pin: Some(0),
         worker_pin: Some(1),
         target: Target::RatioAtMost(1.2),
@@ -88,7 +115,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "threads-16",
         title: "blocking calls from 16 threads on one link, unpinned: spin off vs on",
         unit: Unit::PerSec,
-        impls: &["spin-off", "coproq"],
+        impls: &[
+            Impl {
+                name: "spin-off",
+                run: |n| value(link::threads(16, n.threads, OFF)),
+            },
+            Impl {
+                name: "coproq",
+                run: |n| value(link::threads(16, n.threads, None)),
+            },
+        ],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -99,7 +135,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         title: "the machine's ceiling for 16 blocking threads: round trips to a spinning server \
                 thread in one process, no pipe, no work; callers parked vs yielding",
         unit: Unit::PerSec,
-        impls: &["park", "yield"],
+        impls: &[
+            Impl {
+                name: "park",
+                run: |n| Ok((ceiling::threads(16, n.threads, Wait::Park), None)),
+            },
+            Impl {
+                name: "yield",
+                run: |n| Ok((ceiling::threads(16, n.threads, Wait::Yield), None)),
+            },
+        ],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -109,7 +154,10 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "idle-cpu",
         title: "CPU time of an idle link over 10 s (both processes, less the cost of measuring)",
         unit: Unit::Micros,
-        impls: &["coproq"],
+        impls: &[Impl {
+            name: "coproq",
+            run: |n| value(link::idle_cpu(n.idle)),
+        }],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -119,7 +167,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "sleeping-handler-cpu",
         title: "caller CPU per call to a handler that sleeps 1 ms: spin off vs on",
         unit: Unit::Micros,
-        impls: &["spin-off", "coproq"],
+        impls: &[
+            Impl {
+                name: "spin-off",
+                run: |n| value(link::sleeping_handler_cpu(n.sleeping, OFF)),
+            },
+            Impl {
+                name: "coproq",
+                run: |n| value(link::sleeping_handler_cpu(n.sleeping, None)),
+            },
+        ],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -129,7 +186,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "pool-spin",
         title: "CPU-bound 2 ms jobs, pool of N = cores, per worker: spin off vs on",
         unit: Unit::PerSec,
-        impls: &["spin-off", "pool"],
+        impls: &[
+            Impl {
+                name: "spin-off",
+                run: |n| value(pool::scaling(pool::cores(), n.jobs, OFF)),
+            },
+            Impl {
+                name: "pool",
+                run: |n| value(pool::scaling(pool::cores(), n.jobs, None)),
+            },
+        ],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -139,8 +205,17 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "pipelined",
         title: "pipelined calls from one thread",
         unit: Unit::PerSec,
-        impls: &["raw", "coproq"],
-        peers: &["ipc-channel", "tarpc", "procspawn"],
+        impls: &[
+            Impl {
+                name: "raw",
+                run: |n| with_cpu(raw::pipelined(n.pipelined)),
+            },
+            Impl {
+                name: "coproq",
+                run: |n| with_cpu(link::pipelined(n.pipelined)),
+            },
+        ],
+        peers: PIPELINED_PEERS,
         pin: None,
         worker_pin: None,
         target: Target::AtLeast(8e6),
@@ -150,7 +225,10 @@ pub(crate) const FIGURES: &[Figure] = &[
         title: "16 threads each call a handler that sleeps 50 ms, all at once, one link \
                 with `concurrency(16)`: time until all answered",
         unit: Unit::Micros,
-        impls: &["coproq"],
+        impls: &[Impl {
+            name: "coproq",
+            run: |_| value(concurrent::sleepers(16)),
+        }],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -160,7 +238,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "concurrency-latency",
         title: "sequential small call to a worker with `concurrency(16)`, against the default",
         unit: Unit::Micros,
-        impls: &["concurrency-1", "concurrency-16"],
+        impls: &[
+            Impl {
+                name: "concurrency-1",
+                run: |n| value(concurrent::latency(1, n.latency)),
+            },
+            Impl {
+                name: "concurrency-16",
+                run: |n| value(concurrent::latency(16, n.latency)),
+            },
+        ],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -170,7 +257,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "async-latency",
         title: "sequential call to an async handler ready at once, against a blocking handler",
         unit: Unit::Micros,
-        impls: &["sync", "async"],
+        impls: &[
+            Impl {
+                name: "sync",
+                run: |n| value(async_link::latency("echo", n.latency)),
+            },
+            Impl {
+                name: "async",
+                run: |n| value(async_link::latency("echo_async", n.latency)),
+            },
+        ],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -180,7 +276,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "async-pipelined",
         title: "pipelined calls from one thread to an async handler, against a blocking one",
         unit: Unit::PerSec,
-        impls: &["sync", "async"],
+        impls: &[
+            Impl {
+                name: "sync",
+                run: |n| value(async_link::pipelined("echo", n.pipelined)),
+            },
+            Impl {
+                name: "async",
+                run: |n| value(async_link::pipelined("echo_async", n.pipelined)),
+            },
+        ],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -191,7 +296,10 @@ pub(crate) const FIGURES: &[Figure] = &[
         title: "1 000 tokio tasks each call an async method that awaits a 50 ms tokio sleep, \
                 all at once: time until every call answered",
         unit: Unit::Micros,
-        impls: &["coproq"],
+        impls: &[Impl {
+            name: "coproq",
+            run: |_| value(async_link::fanout(1000).map(|(took, _)| took)),
+        }],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -202,7 +310,10 @@ pub(crate) const FIGURES: &[Figure] = &[
         title: "the same: the longest the callers' runtime thread went without running a \
                 1 ms ticker",
         unit: Unit::Micros,
-        impls: &["coproq"],
+        impls: &[Impl {
+            name: "coproq",
+            run: |_| value(async_link::fanout(1000).map(|(_, stall)| stall)),
+        }],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -212,7 +323,10 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "pipelined-issue",
         title: "the caller's share of a pipelined call: `call_async` with no reply ever coming",
         unit: Unit::PerSec,
-        impls: &["coproq"],
+        impls: &[Impl {
+            name: "coproq",
+            run: |n| value(link::pipelined_issue(n.pipelined)),
+        }],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -223,7 +337,10 @@ pub(crate) const FIGURES: &[Figure] = &[
         title: "small items sent 1 000 to a call (`Vec<u64>` in and out), calls pipelined from \
                 one thread: items per second",
         unit: Unit::PerSec,
-        impls: &["coproq"],
+        impls: &[Impl {
+            name: "coproq",
+            run: |n| with_cpu(link::pipelined_items::<u64>(10 * n.pipelined)),
+        }],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -234,7 +351,10 @@ pub(crate) const FIGURES: &[Figure] = &[
         title: "the same with pairs (`Vec<(u64, u64)>`), which are checked element by element: \
                 items per second",
         unit: Unit::PerSec,
-        impls: &["coproq"],
+        impls: &[Impl {
+            name: "coproq",
+            run: |n| with_cpu(link::pipelined_items::<(u64, u64)>(10 * n.pipelined)),
+        }],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -245,7 +365,10 @@ pub(crate) const FIGURES: &[Figure] = &[
         title: "the same with two-field structs (`Vec<Point>`, `Point { x: u64, y: u64 }`), \
                 checked by field name: items per second",
         unit: Unit::PerSec,
-        impls: &["coproq"],
+        impls: &[Impl {
+            name: "coproq",
+            run: |n| with_cpu(link::pipelined_items::<link::Point>(10 * n.pipelined)),
+        }],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -255,7 +378,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "events",
         title: "events delivered, confirmed by a call",
         unit: Unit::PerSec,
-        impls: &["raw", "coproq"],
+        impls: &[
+            Impl {
+                name: "raw",
+                run: |n| with_cpu(raw::events(n.events)),
+            },
+            Impl {
+                name: "coproq",
+                run: |n| with_cpu(link::events(n.events)),
+            },
+        ],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -265,7 +397,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "bulk-16mib",
         title: "16 MiB echo (`ByteBuf`, dynamic)",
         unit: Unit::BytesPerSec,
-        impls: &["raw", "coproq"],
+        impls: &[
+            Impl {
+                name: "raw",
+                run: |n| value(raw::bulk(BULK, n.bulk)),
+            },
+            Impl {
+                name: "coproq",
+                run: |n| value(link::bulk(BULK, n.bulk, Bulk::ByteBuf)),
+            },
+        ],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -275,7 +416,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "bulk-16mib-typed",
         title: "16 MiB echo (`Vec<u8>`, typed)",
         unit: Unit::BytesPerSec,
-        impls: &["raw", "typed"],
+        impls: &[
+            Impl {
+                name: "raw",
+                run: |n| value(raw::bulk(BULK, n.bulk)),
+            },
+            Impl {
+                name: "typed",
+                run: |n| value(link::bulk(BULK, n.bulk, Bulk::Typed)),
+            },
+        ],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -285,7 +435,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "bulk-16mib-vec",
         title: "16 MiB echo (`Vec<u8>`, dynamic)",
         unit: Unit::BytesPerSec,
-        impls: &["raw", "coproq"],
+        impls: &[
+            Impl {
+                name: "raw",
+                run: |n| value(raw::bulk(BULK, n.bulk)),
+            },
+            Impl {
+                name: "coproq",
+                run: |n| value(link::bulk(BULK, n.bulk, Bulk::Vec)),
+            },
+        ],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -295,7 +454,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "bulk-16mib-result",
         title: "16 MiB echo (`Result<Vec<u8>, E>`, typed)",
         unit: Unit::BytesPerSec,
-        impls: &["raw", "typed"],
+        impls: &[
+            Impl {
+                name: "raw",
+                run: |n| value(raw::bulk(BULK, n.bulk)),
+            },
+            Impl {
+                name: "typed",
+                run: |n| value(link::bulk(BULK, n.bulk, Bulk::TypedResult)),
+            },
+        ],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -305,8 +473,17 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "startup",
         title: "start a worker, first reply, close",
         unit: Unit::Micros,
-        impls: &["raw", "coproq"],
-        peers: &["ipc-channel", "tarpc", "procspawn"],
+        impls: &[
+            Impl {
+                name: "raw",
+                run: |n| micros_of(raw::startup(n.startup)),
+            },
+            Impl {
+                name: "coproq",
+                run: |n| micros_of(link::startup(n.startup)),
+            },
+        ],
+        peers: STARTUP_PEERS,
         pin: None,
         worker_pin: None,
         target: Target::RatioAtMost(1.3),
@@ -315,7 +492,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "typed-vs-dynamic",
         title: "typed call vs dynamic call (one CPU)",
         unit: Unit::Micros,
-        impls: &["coproq", "typed"],
+        impls: &[
+            Impl {
+                name: "coproq",
+                run: |n| micros_of(link::latency(n.latency)),
+            },
+            Impl {
+                name: "typed",
+                run: |n| micros_of(link::typed_latency(n.latency)),
+            },
+        ],
         peers: &[],
         pin: Some(0),
         worker_pin: None,
@@ -325,7 +511,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "pool-scaling",
         title: "CPU-bound 2 ms jobs per worker: pool of N = cores vs pool of one",
         unit: Unit::PerSec,
-        impls: &["one-worker", "pool"],
+        impls: &[
+            Impl {
+                name: "one-worker",
+                run: |n| value(pool::scaling(1, n.jobs, None)),
+            },
+            Impl {
+                name: "pool",
+                run: |n| value(pool::scaling(pool::cores(), n.jobs, None)),
+            },
+        ],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -335,7 +530,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "pool-overhead",
         title: "sequential call, pool of one vs single link (one CPU)",
         unit: Unit::Micros,
-        impls: &["coproq", "pool"],
+        impls: &[
+            Impl {
+                name: "coproq",
+                run: |n| micros_of(link::latency(n.latency)),
+            },
+            Impl {
+                name: "pool",
+                run: |n| micros_of(pool::latency(n.latency)),
+            },
+        ],
         peers: &[],
         pin: Some(0),
         worker_pin: None,
@@ -345,7 +549,10 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "pool-recovery",
         title: "a worker killed (`SIGKILL`) until its replacement answers (median)",
         unit: Unit::Micros,
-        impls: &["pool"],
+        impls: &[Impl {
+            name: "pool",
+            run: |n| micros_of(pool::recovery(n.recoveries)),
+        }],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -355,8 +562,11 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "pool-pipelined",
         title: "pipelined small calls through a pool of two",
         unit: Unit::PerSec,
-        impls: &["pool"],
-        peers: &["procspawn"],
+        impls: &[Impl {
+            name: "pool",
+            run: |n| value(pool::pipelined(n.pipelined)),
+        }],
+        peers: POOL_PIPELINED_PEERS,
         pin: None,
         worker_pin: None,
         target: Target::Report,
@@ -365,8 +575,17 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "pool-compress",
         title: "64 KiB compression jobs (flate2) over every core: rayon threads (no isolation) vs a pool with default settings",
         unit: Unit::PerSec,
-        impls: &["rayon", "pool"],
-        peers: &["procspawn"],
+        impls: &[
+            Impl {
+                name: "rayon",
+                run: |n| Ok((pool::rayon_compress(n.compress), None)),
+            },
+            Impl {
+                name: "pool",
+                run: |n| value(pool::compress(n.compress)),
+            },
+        ],
+        peers: POOL_COMPRESS_PEERS,
         pin: None,
         worker_pin: None,
         target: Target::Report,
@@ -375,7 +594,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "ssh-latency",
         title: "sequential call over loopback ssh vs `ssh host cat`",
         unit: Unit::Micros,
-        impls: &["ssh-cat", "coproq"],
+        impls: &[
+            Impl {
+                name: "ssh-cat",
+                run: |n| micros_of(ssh::raw_latency(n.latency / 4)),
+            },
+            Impl {
+                name: "coproq",
+                run: |n| micros_of(ssh::latency(n.latency / 4)),
+            },
+        ],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -385,7 +613,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "ssh-pipelined",
         title: "pipelined calls over loopback ssh vs 8-byte messages through `ssh host cat`",
         unit: Unit::PerSec,
-        impls: &["ssh-cat", "coproq"],
+        impls: &[
+            Impl {
+                name: "ssh-cat",
+                run: |n| value(ssh::raw_pipelined(n.pipelined)),
+            },
+            Impl {
+                name: "coproq",
+                run: |n| value(ssh::pipelined(n.pipelined)),
+            },
+        ],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -395,7 +632,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "ssh-via-startup",
         title: "`via(ssh).fork` to the first reply: executable shipped vs cached (median)",
         unit: Unit::Micros,
-        impls: &["shipped", "cached"],
+        impls: &[
+            Impl {
+                name: "shipped",
+                run: |n| micros_of(ssh::via_startup(n.recoveries / 3 + 1, false)),
+            },
+            Impl {
+                name: "cached",
+                run: |n| micros_of(ssh::via_startup(n.recoveries / 3 + 1, true)),
+            },
+        ],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -405,7 +651,16 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "idle-worker-rss",
         title: "RSS of an idle worker",
         unit: Unit::KiB,
-        impls: &["raw", "coproq"],
+        impls: &[
+            Impl {
+                name: "raw",
+                run: |_| value(raw::idle_rss().map(|kib| kib as f64)),
+            },
+            Impl {
+                name: "coproq",
+                run: |_| value(link::idle_rss().map(|kib| kib as f64)),
+            },
+        ],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -415,7 +670,10 @@ pub(crate) const FIGURES: &[Figure] = &[
         key: "per-link-rss",
         title: "parent RSS per open link",
         unit: Unit::KiB,
-        impls: &["coproq"],
+        impls: &[Impl {
+            name: "coproq",
+            run: |_| value(link::per_link_rss(20)),
+        }],
         peers: &[],
         pin: None,
         worker_pin: None,
@@ -424,7 +682,8 @@ pub(crate) const FIGURES: &[Figure] = &[
 ];
 
 /// Sizes: full run, or `--quick`.
-struct Sizes {
+#[derive(Debug)]
+pub(crate) struct Sizes {
     latency: u32,
     /// Calls from all threads together.
     threads: u32,
@@ -479,120 +738,126 @@ fn micros(d: Duration) -> f64 {
 /// figures the CPU time (µs, both processes) per operation.
 pub(crate) type Measured = (f64, Option<f64>);
 
+/// One implementation of a figure: its name in the table, and how it measures.
+#[derive(Debug)]
+pub(crate) struct Impl {
+    pub(crate) name: &'static str,
+    pub(crate) run: fn(&Sizes) -> Result<Measured, String>,
+}
+
+impl Figure {
+    /// The implementation called `name`, its peers included.
+    pub(crate) fn implementation(&self, name: &str) -> Option<&Impl> {
+        self.impls
+            .iter()
+            .chain(self.peers)
+            .find(|imp| imp.name == name)
+    }
+}
+
 /// Measures `figure` with implementation `imp` in this process.
 pub(crate) fn measure(figure: &Figure, imp: &str, quick: bool) -> Result<Measured, String> {
     let n = if quick { &QUICK } else { &FULL };
-    let in_micros = |(latency, cpu): (Duration, f64)| (micros(latency), cpu);
-    let with_cpu: Result<(f64, f64), String> = match (figure.key, imp) {
-        ("latency-1cpu" | "latency-2cpu" | "latency-unpinned", "raw") => raw::latency(n.latency)
-            .map(in_micros)
-            .map_err(|e| e.to_string()),
-        ("latency-1cpu" | "latency-2cpu" | "latency-unpinned", "coproq") => {
-            link::latency_and_cpu(n.latency)
-                .map(in_micros)
-                .map_err(|e| e.to_string())
-        }
-        ("pipelined", "raw") => raw::pipelined(n.pipelined).map_err(|e| e.to_string()),
-        ("pipelined", "coproq") => link::pipelined(n.pipelined).map_err(|e| e.to_string()),
-        ("pipelined-items", "coproq") => {
-            link::pipelined_items::<u64>(10 * n.pipelined).map_err(|e| e.to_string())
-        }
-        ("pipelined-pairs", "coproq") => {
-            link::pipelined_items::<(u64, u64)>(10 * n.pipelined).map_err(|e| e.to_string())
-        }
-        ("pipelined-structs", "coproq") => {
-            link::pipelined_items::<link::Point>(10 * n.pipelined).map_err(|e| e.to_string())
-        }
-        ("events", "raw") => raw::events(n.events).map_err(|e| e.to_string()),
-        ("events", "coproq") => link::events(n.events).map_err(|e| e.to_string()),
-        _ => return measure_value(figure, imp, n).map(|value| (value, None)),
-    };
-    with_cpu.map(|(value, cpu)| (value, Some(cpu)))
+    let imp = figure
+        .implementation(imp)
+        .ok_or_else(|| format!("no implementation {imp} of {}", figure.key))?;
+    (imp.run)(n)
 }
 
-/// Measures a figure that is one value.
-fn measure_value(figure: &Figure, imp: &str, n: &Sizes) -> Result<f64, String> {
-    let err = |e: &dyn std::fmt::Display| e.to_string();
-    let off = Some(Duration::ZERO);
-    match (figure.key, imp) {
-        ("typed-vs-dynamic", "coproq") => link::latency(n.latency).map(micros).map_err(|e| err(&e)),
-        ("concurrency-sleepers", "coproq") => concurrent::sleepers(16).map_err(|e| err(&e)),
-        ("concurrency-latency", "concurrency-1") => {
-            concurrent::latency(1, n.latency).map_err(|e| err(&e))
-        }
-        ("concurrency-latency", "concurrency-16") => {
-            concurrent::latency(16, n.latency).map_err(|e| err(&e))
-        }
-        ("async-latency", "sync") => async_link::latency("echo", n.latency).map_err(|e| err(&e)),
-        ("async-latency", "async") => {
-            async_link::latency("echo_async", n.latency).map_err(|e| err(&e))
-        }
-        ("async-pipelined", "sync") => {
-            async_link::pipelined("echo", n.pipelined).map_err(|e| err(&e))
-        }
-        ("async-pipelined", "async") => {
-            async_link::pipelined("echo_async", n.pipelined).map_err(|e| err(&e))
-        }
-        ("async-fanout", "coproq") => async_link::fanout(1000).map(|(took, _)| took),
-        ("async-fanout-stall", "coproq") => async_link::fanout(1000).map(|(_, stall)| stall),
-        ("threads-16", "spin-off") => link::threads(16, n.threads, off).map_err(|e| err(&e)),
-        ("threads-16", "coproq") => link::threads(16, n.threads, None).map_err(|e| err(&e)),
-        ("threads-16-ceiling", "park") => Ok(ceiling::threads(16, n.threads, Wait::Park)),
-        ("threads-16-ceiling", "yield") => Ok(ceiling::threads(16, n.threads, Wait::Yield)),
-        ("idle-cpu", "coproq") => link::idle_cpu(n.idle).map_err(|e| err(&e)),
-        ("sleeping-handler-cpu", "spin-off") => {
-            link::sleeping_handler_cpu(n.sleeping, off).map_err(|e| err(&e))
-        }
-        ("sleeping-handler-cpu", "coproq") => {
-            link::sleeping_handler_cpu(n.sleeping, None).map_err(|e| err(&e))
-        }
-        ("pool-spin", "spin-off") => pool::scaling(pool::cores(), n.jobs, off).map_err(|e| err(&e)),
-        ("pool-spin", "pool") => pool::scaling(pool::cores(), n.jobs, None).map_err(|e| err(&e)),
-        ("typed-vs-dynamic", "typed") => link::typed_latency(n.latency)
-            .map(micros)
-            .map_err(|e| err(&e)),
-        ("pipelined-issue", "coproq") => link::pipelined_issue(n.pipelined).map_err(|e| err(&e)),
-        ("bulk-16mib" | "bulk-16mib-typed" | "bulk-16mib-vec" | "bulk-16mib-result", "raw") => {
-            raw::bulk(BULK, n.bulk).map_err(|e| err(&e))
-        }
-        ("bulk-16mib", "coproq") => link::bulk(BULK, n.bulk, Bulk::ByteBuf).map_err(|e| err(&e)),
-        ("bulk-16mib-vec", "coproq") => link::bulk(BULK, n.bulk, Bulk::Vec).map_err(|e| err(&e)),
-        ("bulk-16mib-typed", "typed") => link::bulk(BULK, n.bulk, Bulk::Typed).map_err(|e| err(&e)),
-        ("bulk-16mib-result", "typed") => {
-            link::bulk(BULK, n.bulk, Bulk::TypedResult).map_err(|e| err(&e))
-        }
-        ("startup", "raw") => raw::startup(n.startup).map(micros).map_err(|e| err(&e)),
-        ("startup", "coproq") => link::startup(n.startup).map(micros).map_err(|e| err(&e)),
-        ("idle-worker-rss", "raw") => raw::idle_rss().map(|kib| kib as f64).map_err(|e| err(&e)),
-        ("idle-worker-rss", "coproq") => {
-            link::idle_rss().map(|kib| kib as f64).map_err(|e| err(&e))
-        }
-        ("per-link-rss", "coproq") => link::per_link_rss(20).map_err(|e| err(&e)),
-        ("pool-scaling", "one-worker") => pool::scaling(1, n.jobs, None).map_err(|e| err(&e)),
-        ("pool-scaling", "pool") => pool::scaling(pool::cores(), n.jobs, None).map_err(|e| err(&e)),
-        ("pool-overhead", "coproq") => link::latency(n.latency).map(micros).map_err(|e| err(&e)),
-        ("pool-overhead", "pool") => pool::latency(n.latency).map(micros).map_err(|e| err(&e)),
-        ("pool-recovery", "pool") => pool::recovery(n.recoveries).map(micros),
-        ("pool-pipelined", "pool") => pool::pipelined(n.pipelined).map_err(|e| err(&e)),
-        ("pool-compress", "rayon") => Ok(pool::rayon_compress(n.compress)),
-        ("pool-compress", "pool") => pool::compress(n.compress).map_err(|e| err(&e)),
-        ("ssh-latency", "ssh-cat") => ssh::raw_latency(n.latency / 4).map(micros),
-        ("ssh-latency", "coproq") => ssh::latency(n.latency / 4).map(micros),
-        ("ssh-pipelined", "ssh-cat") => ssh::raw_pipelined(n.pipelined),
-        ("ssh-pipelined", "coproq") => ssh::pipelined(n.pipelined),
-        ("ssh-via-startup", "shipped") => ssh::via_startup(n.recoveries / 3 + 1, false).map(micros),
-        ("ssh-via-startup", "cached") => ssh::via_startup(n.recoveries / 3 + 1, true).map(micros),
-        #[cfg(feature = "peers")]
-        (key, imp) if matches!(imp, "ipc-channel" | "tarpc" | "procspawn") => {
-            let sizes = crate::peers::Sizes {
-                latency: n.latency,
-                pipelined: n.pipelined,
-                startup: n.startup,
-                compress: n.compress,
-            };
-            crate::peers::measure(key, imp, &sizes)
-                .unwrap_or_else(|| Err(format!("no implementation {imp} of {key}")))
-        }
-        (key, imp) => Err(format!("no implementation {imp} of {key}")),
-    }
+/// A value.
+fn value<E: std::fmt::Display>(result: Result<f64, E>) -> Result<Measured, String> {
+    result.map(|v| (v, None)).map_err(|e| e.to_string())
 }
+
+/// A time, in µs.
+fn micros_of<E: std::fmt::Display>(result: Result<Duration, E>) -> Result<Measured, String> {
+    value(result.map(micros))
+}
+
+/// A value and its CPU time per operation.
+fn with_cpu<E: std::fmt::Display>(result: Result<(f64, f64), E>) -> Result<Measured, String> {
+    result
+        .map(|(v, cpu)| (v, Some(cpu)))
+        .map_err(|e| e.to_string())
+}
+
+/// A time (in µs) and its CPU time per operation.
+fn latency_cpu<E: std::fmt::Display>(
+    result: Result<(Duration, f64), E>,
+) -> Result<Measured, String> {
+    with_cpu(result.map(|(latency, cpu)| (micros(latency), cpu)))
+}
+
+/// The spin budget that turns spinning off.
+const OFF: Option<Duration> = Some(Duration::ZERO);
+
+#[cfg(feature = "peers")]
+use crate::peers;
+
+#[cfg(feature = "peers")]
+const LATENCY_PEERS: &[Impl] = &[
+    Impl {
+        name: "ipc-channel",
+        run: |n| micros_of(peers::ipc_latency(n.latency)),
+    },
+    Impl {
+        name: "tarpc",
+        run: |n| micros_of(peers::tarpc_latency(n.latency)),
+    },
+    Impl {
+        name: "procspawn",
+        run: |n| micros_of(peers::procspawn_latency(n.latency.min(2000))),
+    },
+];
+#[cfg(feature = "peers")]
+const PIPELINED_PEERS: &[Impl] = &[
+    Impl {
+        name: "ipc-channel",
+        run: |n| value(peers::ipc_pipelined(n.pipelined)),
+    },
+    Impl {
+        name: "tarpc",
+        run: |n| value(peers::tarpc_pipelined(n.pipelined)),
+    },
+    Impl {
+        name: "procspawn",
+        run: |n| value(peers::procspawn_pipelined(n.pipelined.min(5000))),
+    },
+];
+#[cfg(feature = "peers")]
+const STARTUP_PEERS: &[Impl] = &[
+    Impl {
+        name: "ipc-channel",
+        run: |n| micros_of(peers::ipc_startup(n.startup)),
+    },
+    Impl {
+        name: "tarpc",
+        run: |n| micros_of(peers::tarpc_startup(n.startup)),
+    },
+    Impl {
+        name: "procspawn",
+        run: |n| micros_of(peers::procspawn_startup(n.startup)),
+    },
+];
+#[cfg(feature = "peers")]
+const POOL_PIPELINED_PEERS: &[Impl] = &[Impl {
+    name: "procspawn",
+    run: |n| value(peers::procspawn_pool_pipelined(n.pipelined.min(5000))),
+}];
+#[cfg(feature = "peers")]
+const POOL_COMPRESS_PEERS: &[Impl] = &[Impl {
+    name: "procspawn",
+    run: |n| value(peers::procspawn_compress(n.compress)),
+}];
+
+// Without `--features peers`, the peers are not built.
+#[cfg(not(feature = "peers"))]
+const LATENCY_PEERS: &[Impl] = &[];
+#[cfg(not(feature = "peers"))]
+const PIPELINED_PEERS: &[Impl] = &[];
+#[cfg(not(feature = "peers"))]
+const STARTUP_PEERS: &[Impl] = &[];
+#[cfg(not(feature = "peers"))]
+const POOL_PIPELINED_PEERS: &[Impl] = &[];
+#[cfg(not(feature = "peers"))]
+const POOL_COMPRESS_PEERS: &[Impl] = &[];

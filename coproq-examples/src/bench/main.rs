@@ -3,8 +3,15 @@
 //! ratio compares measurements taken side by side.
 //!
 //! ```text
-//! cargo run --release -p coproq-examples --bin coproq-bench -- [--quick] [--json] [--reps N] [--chart FILE.svg]
+//! cargo run --release -p coproq-examples --bin coproq-bench -- [--quick] [--reps N] [--only KEY]
+//!     [--peers] [--markdown | --json] [--update FILE]... [--chart FILE.svg]
 //! ```
+//!
+//! `--markdown` (the default) prints the table as the README and `docs/performance.md`
+//! carry it, `--json` the data; `--update FILE` rewrites, in FILE's tables, the rows of
+//! the figures just measured (found by title), so the documents are regenerated, not
+//! edited by hand. Each figure names its implementations with the code that measures
+//! them (`figures::FIGURES`).
 //!
 //! Every measurement runs in a fresh process (`--measure FIGURE --impl NAME`), pinned to
 //! one CPU where the figure says so, and prints one number.
@@ -101,7 +108,7 @@ fn main() {
             .impls
             .iter()
             .chain(if peers { figure.peers } else { &[] })
-            .copied()
+            .map(|imp| imp.name)
             .collect();
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); imps.len()];
         let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); imps.len()];
@@ -122,14 +129,25 @@ fn main() {
         eprintln!("{}", result.line());
         results.push(result);
     }
+    write_results(&args, &results);
+}
+
+/// Prints the results (`--json`, or the Markdown table, `--markdown`, the default),
+/// rewrites the rows of `--update FILE`s and draws `--chart FILE`.
+fn write_results(args: &[String], results: &[report::FigureResult]) {
     let machine = report::machine();
-    if flag("--json") {
-        println!("{}", report::json(&machine, &results));
+    if args.iter().any(|a| a == "--json") {
+        println!("{}", report::json(&machine, results));
     } else {
-        println!("{}", report::table(&machine, &results));
+        println!("{}", report::table(&machine, results));
     }
-    if let Some(path) = value("--chart") {
-        match std::fs::write(&path, report::svg(&machine, &results)) {
+    update_files(args, results);
+    let chart = args
+        .iter()
+        .position(|a| a == "--chart")
+        .and_then(|i| args.get(i + 1));
+    if let Some(path) = chart {
+        match std::fs::write(path, report::svg(&machine, results)) {
             Ok(()) => eprintln!("chart written to {path}"),
             Err(e) => eprintln!("cannot write {path}: {e}"),
         }
@@ -158,4 +176,28 @@ fn run_measurement(figure: &Figure, imp: &str, quick: bool) -> Option<(f64, Opti
     let value = numbers.next()?.ok()?;
     let cpu = numbers.next().and_then(Result::ok);
     Some((value, cpu))
+}
+
+/// `--update FILE` (repeatable): the rows of the figures just measured, rewritten in place
+/// in FILE's tables (the README's, docs/performance.md's), the other rows left alone.
+fn update_files(args: &[String], results: &[report::FigureResult]) {
+    for (i, arg) in args.iter().enumerate() {
+        if arg != "--update" {
+            continue;
+        }
+        let Some(path) = args.get(i + 1) else {
+            eprintln!("--update needs a file");
+            continue;
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let (text, rows) = report::update_rows(&text, results);
+                match std::fs::write(path, text) {
+                    Ok(()) => eprintln!("{rows} rows rewritten in {path}"),
+                    Err(e) => eprintln!("cannot write {path}: {e}"),
+                }
+            }
+            Err(e) => eprintln!("cannot read {path}: {e}"),
+        }
+    }
 }

@@ -33,40 +33,6 @@ pub(crate) fn worker(args: &[String]) -> bool {
     false
 }
 
-/// Sizes for one measurement.
-pub(crate) struct Sizes {
-    pub(crate) latency: u32,
-    pub(crate) pipelined: u32,
-    pub(crate) startup: u32,
-    pub(crate) compress: u32,
-}
-
-/// Measures `key` with peer `imp`, if it is one of the peers.
-pub(crate) fn measure(key: &str, imp: &str, n: &Sizes) -> Option<Result<f64, String>> {
-    let micros = |d: Duration| d.as_secs_f64() * 1e6;
-    let result = match (key, imp) {
-        ("latency-1cpu" | "latency-2cpu" | "latency-unpinned", "ipc-channel") => {
-            ipc_latency(n.latency).map(micros)
-        }
-        ("latency-1cpu" | "latency-2cpu" | "latency-unpinned", "tarpc") => {
-            tarpc_latency(n.latency).map(micros)
-        }
-        ("latency-1cpu" | "latency-2cpu" | "latency-unpinned", "procspawn") => {
-            procspawn_latency(n.latency.min(2000)).map(micros)
-        }
-        ("pipelined", "ipc-channel") => ipc_pipelined(n.pipelined),
-        ("pipelined", "tarpc") => tarpc_pipelined(n.pipelined),
-        ("pipelined", "procspawn") => procspawn_pipelined(n.pipelined.min(5000)),
-        ("startup", "ipc-channel") => ipc_startup(n.startup).map(micros),
-        ("startup", "tarpc") => tarpc_startup(n.startup).map(micros),
-        ("startup", "procspawn") => procspawn_startup(n.startup).map(micros),
-        ("pool-pipelined", "procspawn") => procspawn_pool_pipelined(n.pipelined.min(5000)),
-        ("pool-compress", "procspawn") => procspawn_compress(n.compress),
-        _ => return None,
-    };
-    Some(result.map_err(|e| e.to_string()))
-}
-
 // ipc-channel ----------------------------------------------------------------------
 
 type IpcPair = (IpcSender<u64>, IpcReceiver<u64>);
@@ -91,7 +57,7 @@ fn ipc_start() -> Result<(Child, IpcSender<u64>, IpcReceiver<u64>), Error> {
     Ok((child, tx, rx))
 }
 
-fn ipc_latency(n: u32) -> Result<Duration, Error> {
+pub(crate) fn ipc_latency(n: u32) -> Result<Duration, Error> {
     let (mut child, tx, rx) = ipc_start()?;
     for i in 0..1000 {
         tx.send(i)?;
@@ -108,7 +74,7 @@ fn ipc_latency(n: u32) -> Result<Duration, Error> {
     Ok(elapsed / n)
 }
 
-fn ipc_pipelined(n: u32) -> Result<f64, Error> {
+pub(crate) fn ipc_pipelined(n: u32) -> Result<f64, Error> {
     let (mut child, tx, rx) = ipc_start()?;
     let tx = std::sync::Arc::new(tx);
     // The first burst warms memory up; the second is measured, as for coproq.
@@ -133,7 +99,7 @@ fn ipc_pipelined(n: u32) -> Result<f64, Error> {
     Ok(f64::from(n) / elapsed.as_secs_f64())
 }
 
-fn ipc_startup(n: u32) -> Result<Duration, Error> {
+pub(crate) fn ipc_startup(n: u32) -> Result<Duration, Error> {
     let start = Instant::now();
     for _ in 0..n {
         let (mut child, tx, rx) = ipc_start()?;
@@ -245,7 +211,7 @@ impl Tarpc {
     }
 }
 
-fn tarpc_latency(n: u32) -> Result<Duration, Error> {
+pub(crate) fn tarpc_latency(n: u32) -> Result<Duration, Error> {
     let t = tarpc_start()?;
     let elapsed = t.runtime.block_on(async {
         for i in 0..1000 {
@@ -261,7 +227,7 @@ fn tarpc_latency(n: u32) -> Result<Duration, Error> {
     Ok(elapsed / n)
 }
 
-fn tarpc_pipelined(n: u32) -> Result<f64, Error> {
+pub(crate) fn tarpc_pipelined(n: u32) -> Result<f64, Error> {
     let t = tarpc_start()?;
     let elapsed = t.runtime.block_on(async {
         // The first burst warms memory up; the second is measured, as for coproq.
@@ -284,7 +250,7 @@ fn tarpc_pipelined(n: u32) -> Result<f64, Error> {
     Ok(f64::from(n) / elapsed.as_secs_f64())
 }
 
-fn tarpc_startup(n: u32) -> Result<Duration, Error> {
+pub(crate) fn tarpc_startup(n: u32) -> Result<Duration, Error> {
     let start = Instant::now();
     for _ in 0..n {
         let t = tarpc_start()?;
@@ -304,7 +270,7 @@ fn echo_pinned(x: u64) -> u64 {
     x
 }
 
-fn procspawn_latency(n: u32) -> Result<Duration, Error> {
+pub(crate) fn procspawn_latency(n: u32) -> Result<Duration, Error> {
     let pool = procspawn::Pool::new(1)?;
     for i in 0..100u64 {
         pool.spawn(i, echo_pinned).join()?;
@@ -318,11 +284,11 @@ fn procspawn_latency(n: u32) -> Result<Duration, Error> {
     Ok(elapsed / n)
 }
 
-fn procspawn_pipelined(n: u32) -> Result<f64, Error> {
+pub(crate) fn procspawn_pipelined(n: u32) -> Result<f64, Error> {
     procspawn_pool_of(1, n)
 }
 
-fn procspawn_pool_pipelined(n: u32) -> Result<f64, Error> {
+pub(crate) fn procspawn_pool_pipelined(n: u32) -> Result<f64, Error> {
     procspawn_pool_of(2, n)
 }
 
@@ -348,7 +314,7 @@ fn procspawn_pool_of(size: usize, n: u32) -> Result<f64, Error> {
 
 /// The compression jobs of `pool::compress` through a procspawn pool over every core:
 /// jobs per second.
-fn procspawn_compress(jobs: u32) -> Result<f64, Error> {
+pub(crate) fn procspawn_compress(jobs: u32) -> Result<f64, Error> {
     let pool = procspawn::Pool::new(crate::pool::cores())?;
     let all = crate::pool::compress_jobs(jobs);
     for job in &all[..crate::pool::cores() * 2] {
@@ -367,7 +333,7 @@ fn procspawn_compress(jobs: u32) -> Result<f64, Error> {
     Ok(f64::from(jobs) / elapsed.as_secs_f64())
 }
 
-fn procspawn_startup(n: u32) -> Result<Duration, Error> {
+pub(crate) fn procspawn_startup(n: u32) -> Result<Duration, Error> {
     let start = Instant::now();
     for _ in 0..n {
         procspawn::spawn(1u64, echo_pinned).join()?;

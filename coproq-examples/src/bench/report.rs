@@ -158,35 +158,60 @@ pub(crate) fn table(machine: &str, results: &[FigureResult]) -> String {
     let _ = writeln!(out, "| figure | implementations | ratio | target | |");
     let _ = writeln!(out, "|---|---|---|---|---|");
     for r in results {
-        let values: Vec<String> = r
-            .imps
-            .iter()
-            .zip(&r.summaries)
-            .enumerate()
-            .map(|(i, (imp, s))| {
-                let unit = r.figure.unit;
-                format!(
-                    "{imp} {} ({}–{}){}",
-                    format_value(unit, s.median),
-                    format_value(unit, s.min),
-                    format_value(unit, s.max),
-                    r.cpu_text(i)
-                )
-            })
-            .collect();
-        let ratio = r.ratio.map_or("–".into(), |x| {
-            format!("{:.2}× ({:.2}–{:.2})", x.median, x.min, x.max)
-        });
-        let _ = writeln!(
-            out,
-            "| {} | {} | {ratio} | {} | {} |",
-            r.figure.title,
-            values.join("; "),
-            r.target_text(),
-            r.verdict()
-        );
+        let _ = writeln!(out, "{}", row(r));
     }
     out
+}
+
+/// The table row of one figure.
+pub(crate) fn row(r: &FigureResult) -> String {
+    let values: Vec<String> = r
+        .imps
+        .iter()
+        .zip(&r.summaries)
+        .enumerate()
+        .map(|(i, (imp, s))| {
+            let unit = r.figure.unit;
+            format!(
+                "{imp} {} ({}–{}){}",
+                format_value(unit, s.median),
+                format_value(unit, s.min),
+                format_value(unit, s.max),
+                r.cpu_text(i)
+            )
+        })
+        .collect();
+    let ratio = r.ratio.map_or("–".into(), |x| {
+        format!("{:.2}× ({:.2}–{:.2})", x.median, x.min, x.max)
+    });
+    format!(
+        "| {} | {} | {ratio} | {} | {} |",
+        r.figure.title,
+        values.join("; "),
+        r.target_text(),
+        r.verdict()
+    )
+}
+
+/// Rewrites, in the Markdown text `text`, the table row of every figure in `results`
+/// (found by its title), leaving the other rows as they are; how many it rewrote.
+pub(crate) fn update_rows(text: &str, results: &[FigureResult]) -> (String, usize) {
+    let mut rewritten = 0;
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let found = results
+            .iter()
+            .find(|r| line.starts_with(&format!("| {} |", r.figure.title)));
+        match found {
+            Some(r) => {
+                out.push_str(&row(r));
+                out.push('\n');
+                rewritten += 1;
+            }
+            None => out.push_str(line),
+        }
+    }
+    (out, rewritten)
 }
 
 pub(crate) fn json(machine: &str, results: &[FigureResult]) -> String {
