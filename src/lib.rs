@@ -3,10 +3,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use coproq_core::{
-    Blame, Builder, Coprocess, DeathReason, DisconnectCause, Error, Map, MapUnordered, Peer,
-    Pending, Pool, PoolBuilder, PoolEvent, PoolStats, Postmortem, Ready, Registry, RemoteError,
-    RemoteErrorKind, Reply, Result, Retirement, SeatPrefix, Service, WeakCoprocess, cancelled,
-    deadline, fork, fork_with,
+    Blame, Builder, Coprocess, DeathReason, DisconnectCause, Error, Map, MapUnordered,
+    PROTOCOL_VERSION, Peer, Pending, Pool, PoolBuilder, PoolEvent, PoolStats, Postmortem, Ready,
+    Registry, RemoteError, RemoteErrorKind, Reply, Result, Retirement, SeatPrefix, Service,
+    WeakCoprocess, cancelled, deadline, fork, fork_with,
 };
 
 /// Generates a typed client and server for a trait.

@@ -543,7 +543,7 @@ impl Builder {
     }
 
     /// A fork of `entry`: here, or through the `via` prefix.
-    fn fork_launch(&self, entry: crate::wire::Entry) -> Launch {
+    fn fork_launch(&self, entry: crate::wire::ForkEntry) -> Launch {
         match &self.via {
             Some(prefix) => Launch::Remote(prefix.clone(), entry),
             None => Launch::Fork(entry),

@@ -47,6 +47,7 @@ pub use crate::pool::{
 };
 pub use crate::ready::Ready;
 pub use crate::service::Peer;
+pub use crate::wire::PROTOCOL_VERSION;
 
 /// The decoder's fuzzing entry point (`fuzz/`, with the `fuzzing` feature). Not public
 /// API.

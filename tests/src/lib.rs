@@ -13,8 +13,9 @@ use coproq::Coprocess;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// The wire protocol version that coproq speaks, for tests that speak it by hand.
-pub const PROTOCOL_VERSION: u32 = 8;
+/// The wire protocol version that coproq speaks, for tests that speak it by hand: the
+/// crate's own.
+pub use coproq::PROTOCOL_VERSION;
 
 /// A hand-built parent's `Hello` frame of protocol `version` (accepting frames up to
 /// 1 GiB, no fork entry), for tests that play one end of a link without coproq.

@@ -239,7 +239,7 @@ mod hostile {
 
     fn hostile_with(mode: &str, builder: coproq::Builder) -> coproq::Result<Coprocess> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostile_worker"));
-        cmd.arg(mode);
+        cmd.arg(mode).arg(coproq::PROTOCOL_VERSION.to_string());
         builder.close_grace(Duration::from_millis(100)).spawn(cmd)
     }
 

@@ -160,7 +160,9 @@ fn a_subscriber_sees_workers_pools_calls_and_link_failures() {
 
     // A worker that breaks the protocol.
     let mut hostile = std::process::Command::new(env!("CARGO_BIN_EXE_hostile_worker"));
-    hostile.arg("bad-message");
+    hostile
+        .arg("bad-message")
+        .arg(coproq::PROTOCOL_VERSION.to_string());
     let worker = coproq::Builder::new()
         .startup_timeout(CALL_LIMIT)
         .spawn(hostile)

@@ -25,7 +25,7 @@ use crate::bytes::ByteBuf;
 use crate::coprocess::Coprocess;
 use crate::options::Options;
 use crate::sys;
-use crate::wire::{Entry, codec};
+use crate::wire::{ForkEntry, codec};
 
 /// What the worker calls: decodes the data and runs the entry at the given address.
 type Run = fn(&Coprocess, usize, &[u8]) -> Result<(), String>;
@@ -43,8 +43,8 @@ fn address(offset: u64) -> usize {
 }
 
 /// The entry of a plain `fork`.
-pub(crate) fn plain_entry(entry: fn(&Coprocess)) -> Entry {
-    Entry {
+pub(crate) fn plain_entry(entry: fn(&Coprocess)) -> ForkEntry {
+    ForkEntry {
         run: offset(run_plain as Run as *const ()),
         function: offset(entry as *const ()),
         data: ByteBuf::default(),
@@ -55,10 +55,10 @@ pub(crate) fn plain_entry(entry: fn(&Coprocess)) -> Entry {
 pub(crate) fn entry_with<D: Serialize + DeserializeOwned>(
     data: &D,
     entry: fn(&Coprocess, D),
-) -> Result<Entry, String> {
+) -> Result<ForkEntry, String> {
     let mut bytes = Vec::new();
     codec::encode_shaped(data, &mut bytes).map_err(|e| e.to_string())?;
-    Ok(Entry {
+    Ok(ForkEntry {
         run: offset(run_with::<D> as Run as *const ()),
         function: offset(entry as *const ()),
         data: ByteBuf(bytes),

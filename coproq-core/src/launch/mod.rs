@@ -38,7 +38,7 @@ use crate::link::{
 use crate::options::Options;
 use crate::process::WorkerProcess;
 use crate::sys;
-use crate::wire::{Entry, Hello};
+use crate::wire::{ForkEntry, Hello};
 use postmortem::Witness;
 use stderr::StderrTail;
 
@@ -170,13 +170,13 @@ pub(crate) fn worker_exit_with(message: &str) -> ! {
 #[derive(Debug)]
 pub(crate) enum Launch {
     /// This executable again, running an entry function.
-    Fork(Entry),
+    Fork(ForkEntry),
     /// A user's command.
     Command(Command),
     /// A command whose stdin and stdout carry the link.
     Stdio(Command),
     /// This executable on the far side of a command prefix, running an entry function.
-    Remote(ship::Prefix, Entry),
+    Remote(ship::Prefix, ForkEntry),
 }
 
 impl Launch {
@@ -324,7 +324,12 @@ pub(super) fn exit_report(
 
 /// A started worker: its pid, its piped stdio, (for a fork) the entry that the parent's
 /// `Hello` carries, and its stderr, followed where the options ask.
-type Started = (u32, sys::ChildStdio, Option<Entry>, Option<Arc<StderrTail>>);
+type Started = (
+    u32,
+    sys::ChildStdio,
+    Option<ForkEntry>,
+    Option<Arc<StderrTail>>,
+);
 
 /// Starts the worker's process with the marker that tells it its link.
 fn start_process(launch: Launch, fds: &sys::LinkFds, options: &Options) -> io::Result<Started> {

@@ -26,7 +26,7 @@ use crate::link::{Handlers, HandshakeError, Link, PipeOutput};
 use crate::options::Options;
 use crate::process::WorkerProcess;
 use crate::sys;
-use crate::wire::Entry;
+use crate::wire::ForkEntry;
 
 /// A command prefix that runs its last argument as a shell command.
 #[derive(Debug, Clone)]
@@ -147,7 +147,7 @@ fn script(exe: &Executable, marker: &str) -> String {
 /// this executable first if it is not cached there.
 pub(crate) fn spawn_worker(
     prefix: &Prefix,
-    entry: Entry,
+    entry: ForkEntry,
     options: &Options,
     handlers: Arc<Handlers>,
 ) -> Result<(Arc<Link>, Arc<WorkerProcess>)> {

@@ -78,7 +78,7 @@ pub(super) fn start_piped(
 
 /// What the parent's side of a piped handshake sends and how long it waits.
 pub(super) struct Handshake {
-    pub(super) entry: Option<crate::wire::Entry>,
+    pub(super) entry: Option<crate::wire::ForkEntry>,
     pub(super) timeout: Duration,
 }
 

@@ -23,7 +23,7 @@ use crate::wire::{Request, run};
 const KEEP_BYTES: usize = 64 * 1024;
 
 /// One call or event of a batch.
-enum Entry {
+enum BatchItem {
     /// In the batch's bytes, with what it costs the peer's window until it runs.
     InPlace { request: Request, cost: u64 },
     /// Decoded on its own; taken when it runs (boxed: rare, and large beside an in-place
@@ -31,7 +31,7 @@ enum Entry {
     Queued(Cell<Option<Box<Queued>>>),
 }
 
-impl std::fmt::Debug for Entry {
+impl std::fmt::Debug for BatchItem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::InPlace { request, cost } => f
@@ -73,7 +73,7 @@ pub(crate) struct Taken {
 pub(crate) struct Batch {
     /// The copied frames that in-place entries lie in.
     bytes: Vec<u8>,
-    entries: Vec<Entry>,
+    entries: Vec<BatchItem>,
     /// The next entry to run.
     next: Cell<usize>,
     /// When its calls arrived (read once per batch, where a call's deadline counts from
@@ -110,7 +110,7 @@ impl Batch {
     pub(crate) fn push(&mut self, queued: Queued) {
         self.reset_if_done();
         self.entries
-            .push(Entry::Queued(Cell::new(Some(Box::new(queued)))));
+            .push(BatchItem::Queued(Cell::new(Some(Box::new(queued)))));
     }
 
     /// Takes the whole call and event frames at the start of `buffered` until the batch
@@ -143,9 +143,9 @@ impl Batch {
             let before = self.entries.len();
             if let Some(request) = Request::decode(payload, payload_at) {
                 deadlines |= request.call.is_some_and(|(_, deadline)| deadline != 0);
-                self.entries.push(Entry::InPlace { request, cost: 0 });
+                self.entries.push(BatchItem::InPlace { request, cost: 0 });
             } else if !run::push_requests(payload, payload_at, &mut self.entries, |request| {
-                Entry::InPlace { request, cost: 0 }
+                BatchItem::InPlace { request, cost: 0 }
             }) {
                 break;
             }
@@ -174,12 +174,12 @@ impl Batch {
         self.next.set(at + 1);
         let last = at + 1 == self.entries.len();
         let next = match entry {
-            Entry::InPlace { request, cost } => Batched::InPlace {
+            BatchItem::InPlace { request, cost } => Batched::InPlace {
                 request,
                 cost: *cost,
             },
             // Taken once: the cursor has moved past it.
-            Entry::Queued(queued) => Batched::Queued(queued.take()?),
+            BatchItem::Queued(queued) => Batched::Queued(queued.take()?),
         };
         Some((next, last))
     }
@@ -196,11 +196,11 @@ impl Batch {
 }
 
 /// Shares a frame's cost among the in-place entries it made (a run makes several).
-fn share_cost(entries: &mut [Entry], cost: u64) {
+fn share_cost(entries: &mut [BatchItem], cost: u64) {
     let n = entries.len() as u64;
     let mut left = cost;
     for (i, entry) in entries.iter_mut().enumerate() {
-        if let Entry::InPlace { cost: share, .. } = entry {
+        if let BatchItem::InPlace { cost: share, .. } = entry {
             *share = if i as u64 + 1 == n { left } else { cost / n };
             left -= *share;
         }

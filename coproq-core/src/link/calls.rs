@@ -1,7 +1,7 @@
 //! Calls in flight: id → the slot its reply lands in, and the slots themselves.
 //!
 //! A slot is where one waiting thread sleeps: it wakes when its reply lands, when it is
-//! handed the read token (promoted), or when poked to look at new work. The table is plain
+//! handed the read token (promoted), or when asked to look at new work again. The table is plain
 //! bookkeeping without I/O: whoever reads a reply completes its slot, and whoever sees the
 //! link end fails every slot and closes the table, so no caller can wait forever.
 
@@ -32,7 +32,7 @@ pub(crate) enum Wake {
     /// The waiter now holds the read token.
     Promoted,
     /// Something changed (new inbox work, the link ended): look again.
-    Poked,
+    Recheck,
     /// The deadline passed.
     TimedOut,
 }
@@ -41,7 +41,7 @@ pub(crate) enum Wake {
 struct SlotState {
     reply: Option<Delivery>,
     promoted: bool,
-    poked: bool,
+    recheck: bool,
     /// A thread sleeps in `wait`.
     waiting: bool,
     waker: Option<Waker>,
@@ -147,8 +147,8 @@ impl Slot {
     }
 
     /// Asks the waiter to look again.
-    pub(crate) fn poke(&self) {
-        self.lock().poked = true;
+    pub(crate) fn recheck(&self) {
+        self.lock().recheck = true;
         self.signal.store(true, Ordering::Release);
         self.cv.notify_one();
     }
@@ -158,7 +158,7 @@ impl Slot {
     pub(crate) fn rearm(&self) -> bool {
         self.signal.store(false, Ordering::Relaxed);
         let state = self.lock();
-        state.promoted || state.reply.is_some() || state.poked
+        state.promoted || state.reply.is_some() || state.recheck
     }
 
     /// Whether something happened since [`Slot::rearm`] (lock-free, for spinning).
@@ -202,8 +202,8 @@ impl Slot {
             if state.reply.is_some() {
                 break Wake::Reply;
             }
-            if std::mem::take(&mut state.poked) {
-                break Wake::Poked;
+            if std::mem::take(&mut state.recheck) {
+                break Wake::Recheck;
             }
             state.waiting = true;
             state = match deadline {
@@ -417,8 +417,8 @@ mod tests {
             slot.wait(Some(Instant::now() + Duration::from_millis(5))),
             Wake::TimedOut
         );
-        slot.poke();
-        assert_eq!(slot.wait(None), Wake::Poked);
+        slot.recheck();
+        assert_eq!(slot.wait(None), Wake::Recheck);
         slot.promote();
         assert_eq!(slot.wait(None), Wake::Promoted);
         assert!(slot.take_promotion());

@@ -21,11 +21,11 @@ const REMEMBERED: usize = 2 * (RECEIVE_WINDOW as usize / PER_MESSAGE as usize);
 pub(crate) struct Cancels {
     /// Some id was ever cancelled on this link.
     any: AtomicBool,
-    recent: Mutex<Recent>,
+    recent: Mutex<CancelHistory>,
 }
 
 #[derive(Debug, Default)]
-struct Recent {
+struct CancelHistory {
     ids: HashSet<u64>,
     order: VecDeque<u64>,
 }

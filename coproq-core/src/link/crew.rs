@@ -48,7 +48,7 @@ pub(crate) struct Crew {
     /// What a member runs while it holds the role.
     serve: ServeLoop,
     state: Mutex<State>,
-    /// Poked when the role falls free with work to do, a call ends, or the link ends.
+    /// Woken when the role falls free with work to do, a call ends, or the link ends.
     changed: Condvar,
 }
 

@@ -23,7 +23,7 @@ use super::context::{self, as_server, current_batch, is_serving};
 use super::crew::Crew;
 use super::token::{Goal, Queued, Role, ServeStep, Stop};
 use super::writer::Flush;
-use super::{EVENTS_METHOD, METHODS_METHOD, Recent, Responder};
+use super::{EVENTS_METHOD, LookupCache, METHODS_METHOD, Responder};
 use crate::error::Error;
 use crate::sys;
 use crate::wire::{Args, Message, OutcomeKind, Request};
@@ -48,7 +48,7 @@ impl Link {
 /// Runs what is left of `batch`, one entry after another, the last one's reply written
 /// at once and the others' sharing a write (a handler that waits for the peer runs some
 /// of them meanwhile); returns whether it ran any.
-fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut Recent) -> bool {
+fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut LookupCache) -> bool {
     let mut ran = false;
     // The event whose listener `recent` holds, while it is one of this batch's: the
     // events of a run, which share its name, then skip comparing it.
@@ -91,7 +91,7 @@ fn run_batch(link: &Arc<Link>, batch: &Batch, recent: &mut Recent) -> bool {
 /// Runs the listener of an event, if there is one; `same_name`: the event's name is the
 /// one `recent` looked up last.
 #[inline]
-fn run_event(link: &Link, args: &mut Args<'_>, same_name: bool, recent: &mut Recent) {
+fn run_event(link: &Link, args: &mut Args<'_>, same_name: bool, recent: &mut LookupCache) {
     // An event nobody listens to is discarded, as in the seed.
     if let Some(listener) = link
         .handlers
@@ -145,7 +145,7 @@ fn stops_serving(link: &Link) -> bool {
 pub(crate) fn serve_loop(link: &Arc<Link>) {
     as_server(link, || {
         let idle = Arc::new(Slot::default());
-        let mut recent = Recent::default();
+        let mut recent = LookupCache::default();
         let mut seen = link.token.caller_activity();
         let mut tick = TICK;
         while !link.abandoned() {
@@ -166,11 +166,11 @@ pub(crate) fn serve_loop(link: &Arc<Link>) {
                     tick = TICK;
                     // Handlers are remembered for one batch only: one that holds a
                     // handle must not outlive its table's `clear` in an idle loop.
-                    recent = Recent::default();
+                    recent = LookupCache::default();
                     read_batch(link);
                 }
                 ServeStep::Wait(activity) => {
-                    recent = Recent::default();
+                    recent = LookupCache::default();
                     tick = if activity == seen {
                         (tick * 2).min(MAX_TICK)
                     } else {
@@ -201,7 +201,7 @@ pub(crate) fn dispatch_queued(link: &Arc<Link>) {
 pub(crate) fn run_queued(link: &Arc<Link>) {
     as_server(link, || {
         let idle = Arc::new(Slot::default());
-        let mut recent = Recent::default();
+        let mut recent = LookupCache::default();
         loop {
             if stops_serving(link) {
                 break;
@@ -215,7 +215,7 @@ pub(crate) fn run_queued(link: &Arc<Link>) {
             if link.is_ended() {
                 break;
             }
-            recent = Recent::default();
+            recent = LookupCache::default();
             if !link.token.set_dispatcher(Some(Arc::clone(&idle))) {
                 idle.wait(None);
             }
@@ -318,7 +318,13 @@ impl<'a> Work<'a> {
 /// the coarse one (a few nanoseconds to read, where `Instant` costs tens on every call):
 /// a handler is slow when a tick passed while it ran.
 #[inline]
-fn dispatch_timed(link: &Arc<Link>, work: Work<'_>, cost: u64, flush: Flush, recent: &mut Recent) {
+fn dispatch_timed(
+    link: &Arc<Link>,
+    work: Work<'_>,
+    cost: u64,
+    flush: Flush,
+    recent: &mut LookupCache,
+) {
     if matches!(work, Work::Event(_) | Work::Run(_)) {
         // Events cannot be cancelled; the next call's own check is enough.
         return dispatch(link, work, cost, flush, recent);
@@ -333,7 +339,7 @@ fn dispatch_timed(link: &Arc<Link>, work: Work<'_>, cost: u64, flush: Flush, rec
 /// Runs the handler of one received call or event (giving its room back first); a call
 /// cancelled or past its deadline is answered so instead.
 #[inline]
-fn dispatch(link: &Arc<Link>, work: Work<'_>, cost: u64, flush: Flush, recent: &mut Recent) {
+fn dispatch(link: &Arc<Link>, work: Work<'_>, cost: u64, flush: Flush, recent: &mut LookupCache) {
     dispatch_at(link, work, cost, flush, recent, true);
 }
 
@@ -351,7 +357,7 @@ fn dispatch_at(
     work: Work<'_>,
     cost: u64,
     flush: Flush,
-    recent: &mut Recent,
+    recent: &mut LookupCache,
     top: bool,
 ) {
     link.release(cost);
@@ -420,7 +426,14 @@ const NESTED_SEGMENT: usize = 4 * 1024 * 1024;
 /// waits return, instead of overflowing.
 fn dispatch_nested(link: &Arc<Link>, work: Work<'_>, cost: u64) {
     stacker::maybe_grow(NESTED_RED_ZONE, NESTED_SEGMENT, || {
-        dispatch_at(link, work, cost, Flush::Now, &mut Recent::default(), false);
+        dispatch_at(
+            link,
+            work,
+            cost,
+            Flush::Now,
+            &mut LookupCache::default(),
+            false,
+        );
     });
 }
 
@@ -432,7 +445,7 @@ pub(crate) struct TimedOut;
 enum Awaited<'a> {
     /// The reply to call `id`, in `slot`.
     Reply { id: u64, slot: &'a Arc<Slot> },
-    /// Room in the peer's window; `slot` is poked by grants.
+    /// Room in the peer's window; `slot` is woken by grants.
     Room { slot: &'a Arc<Slot> },
 }
 
@@ -525,9 +538,9 @@ fn wait(
         // 2. The token is free: read for ourselves.
         if link.token.try_take(role) {
             match read_for(link, role, awaited, deadline) {
-                Read::Done(done) => return Ok(done),
-                Read::TimedOut => return Err(TimedOut),
-                Read::Again => continue,
+                ReadOutcome::Done(done) => return Ok(done),
+                ReadOutcome::TimedOut => return Err(TimedOut),
+                ReadOutcome::Again => continue,
             }
         }
         // 3. Someone else reads: queue for the token and sleep until what we wait for
@@ -537,7 +550,7 @@ fn wait(
         }
         let has_work = serving && link.token.set_dispatcher(Some(Arc::clone(slot)));
         let wake = if has_work {
-            Wake::Poked
+            Wake::Recheck
         } else {
             link.spin_for_handoff(slot);
             slot.wait(deadline)
@@ -550,9 +563,9 @@ fn wait(
         if promoted {
             slot.take_promotion();
             match read_for(link, role, awaited, deadline) {
-                Read::Done(done) => return Ok(done),
-                Read::TimedOut => return Err(TimedOut),
-                Read::Again => continue,
+                ReadOutcome::Done(done) => return Ok(done),
+                ReadOutcome::TimedOut => return Err(TimedOut),
+                ReadOutcome::Again => continue,
             }
         }
         if wake == Wake::TimedOut {
@@ -585,7 +598,7 @@ fn run_one_queued(link: &Arc<Link>) -> bool {
     if let Some(run) = context::current_run() {
         if let Some(mut args) = run.take_next() {
             stacker::maybe_grow(NESTED_RED_ZONE, NESTED_SEGMENT, || {
-                run_event(link, &mut args, false, &mut Recent::default());
+                run_event(link, &mut args, false, &mut LookupCache::default());
             });
         }
         return true;
@@ -608,16 +621,21 @@ fn run_one_queued(link: &Arc<Link>) -> bool {
 }
 
 /// What reading for a waiting thread came to.
-enum Read {
+enum ReadOutcome {
     Done(Waited),
     TimedOut,
     Again,
 }
 
 /// Reads while holding the token; runs what a nested server is handed.
-fn read_for(link: &Arc<Link>, role: Role, awaited: Awaited<'_>, deadline: Option<Instant>) -> Read {
+fn read_for(
+    link: &Arc<Link>,
+    role: Role,
+    awaited: Awaited<'_>,
+    deadline: Option<Instant>,
+) -> ReadOutcome {
     match link.read_as(role, awaited.goal(), deadline) {
-        Stop::ReplyRead(delivery) => return Read::Done(Waited::Reply(delivery)),
+        Stop::ReplyRead(delivery) => return ReadOutcome::Done(Waited::Reply(delivery)),
         Stop::Run(queued) => {
             if let Some((work, cost)) = Work::of(queued) {
                 dispatch_nested(link, work, cost);
@@ -625,13 +643,13 @@ fn read_for(link: &Arc<Link>, role: Role, awaited: Awaited<'_>, deadline: Option
         }
         Stop::TimedOut => {
             return match arrived(link, awaited) {
-                Some(done) => Read::Done(done),
-                None => Read::TimedOut,
+                Some(done) => ReadOutcome::Done(done),
+                None => ReadOutcome::TimedOut,
             };
         }
-        Stop::Reached | Stop::Batch | Stop::StepBack | Stop::Ended => {}
+        Stop::Reached | Stop::Batch | Stop::HandOver | Stop::Ended => {}
     }
-    Read::Again
+    ReadOutcome::Again
 }
 
 impl Link {

@@ -56,12 +56,12 @@ impl fmt::Display for Owner {
     }
 }
 
-struct Entry<T: ?Sized> {
+struct Registration<T: ?Sized> {
     handler: Arc<T>,
     owner: Owner,
 }
 
-type ByName<T> = HashMap<String, Entry<T>, BuildHasherDefault<NameHasher>>;
+type ByName<T> = HashMap<String, Registration<T>, BuildHasherDefault<NameHasher>>;
 
 /// Handlers by name. Shared by the handle, the builder and the dispatcher; looked up
 /// per message and cloned out, so handlers may be added or removed while others run.
@@ -69,7 +69,7 @@ type ByName<T> = HashMap<String, Entry<T>, BuildHasherDefault<NameHasher>>;
 pub(crate) struct Handlers {
     calls: RwLock<ByName<CallHandler>>,
     events: RwLock<ByName<EventHandler>>,
-    /// Bumped whenever the table changes, so that a [`Recent`] knows when it is stale.
+    /// Bumped whenever the table changes, so that a [`LookupCache`] knows when it is stale.
     generation: AtomicU64,
     /// The tokio runtime that this table's async handlers run on, if one was given.
     #[cfg(feature = "tokio")]
@@ -97,7 +97,7 @@ impl Drop for KeptRuntime {
 /// table is unchanged and names repeat (a stream of one kind of message), they are used
 /// again without the table's lock, the hashing, or a reference count.
 #[derive(Default)]
-pub(crate) struct Recent {
+pub(crate) struct LookupCache {
     call: Option<Remembered<CallHandler>>,
     event: Option<Remembered<EventHandler>>,
 }
@@ -156,7 +156,7 @@ impl Handlers {
     pub(crate) fn call_via<'a>(
         &self,
         name: &[u8],
-        recent: &'a mut Recent,
+        recent: &'a mut LookupCache,
     ) -> Option<&'a Arc<CallHandler>> {
         let generation = self.generation.load(Ordering::Acquire);
         remembered(&mut recent.call, generation, name, false, |name| {
@@ -171,7 +171,7 @@ impl Handlers {
         &self,
         name: &[u8],
         same_as_last: bool,
-        recent: &'a mut Recent,
+        recent: &'a mut LookupCache,
     ) -> Option<&'a Arc<EventHandler>> {
         let generation = self.generation.load(Ordering::Acquire);
         remembered(&mut recent.event, generation, name, same_as_last, |name| {
@@ -179,7 +179,7 @@ impl Handlers {
         })
     }
 
-    /// The table changed: what any [`Recent`] holds is stale.
+    /// The table changed: what any [`LookupCache`] holds is stale.
     fn changed(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
@@ -197,13 +197,13 @@ impl Handlers {
 
     pub(crate) fn set_call(&self, name: String, owner: Owner, handler: Arc<CallHandler>) {
         let mut calls = self.calls.write().unwrap_or_else(PoisonError::into_inner);
-        insert_checked(&mut calls, name, Entry { handler, owner }, "method");
+        insert_checked(&mut calls, name, Registration { handler, owner }, "method");
         self.changed();
     }
 
     pub(crate) fn set_event(&self, name: String, owner: Owner, handler: Arc<EventHandler>) {
         let mut events = self.events.write().unwrap_or_else(PoisonError::into_inner);
-        insert_checked(&mut events, name, Entry { handler, owner }, "event");
+        insert_checked(&mut events, name, Registration { handler, owner }, "event");
         self.changed();
     }
 
@@ -280,7 +280,12 @@ fn public_names<H: ?Sized>(table: &ByName<H>) -> Vec<String> {
 
 /// Inserts a handler; a name that a service holds, or that a service asks for while
 /// another holds it, is a programming error that would misroute calls: panic, naming both.
-fn insert_checked<T: ?Sized>(map: &mut ByName<T>, name: String, entry: Entry<T>, kind: &str) {
+fn insert_checked<T: ?Sized>(
+    map: &mut ByName<T>,
+    name: String,
+    entry: Registration<T>,
+    kind: &str,
+) {
     if let Some(old) = map.get(&name)
         && (old.owner != Owner::Plain || entry.owner != Owner::Plain)
     {
@@ -328,7 +333,7 @@ mod tests {
         let handlers = Handlers::default();
         let tick: Arc<EventHandler> = Arc::new(|_: &mut Args<'_>| {});
         handlers.set_event("tick".into(), Owner::Plain, Arc::clone(&tick));
-        let mut recent = Recent::default();
+        let mut recent = LookupCache::default();
         let found = handlers
             .event_via(b"tick", false, &mut recent)
             .map(Arc::clone);

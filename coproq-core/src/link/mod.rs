@@ -63,11 +63,11 @@ use std::time::{Duration, Instant};
 
 use crate::error::{DisconnectCause, Error};
 use crate::wire::message::{self, EncodeError};
-use crate::wire::{Entry, Hello, frame};
+use crate::wire::{ForkEntry, Hello, frame};
 use calls::Calls;
 use cancels::Cancels;
 use credit::Inflow;
-pub(crate) use handlers::{EVENTS_METHOD, Handlers, METHODS_METHOD, Owner, Recent};
+pub(crate) use handlers::{EVENTS_METHOD, Handlers, LookupCache, METHODS_METHOD, Owner};
 use heartbeat::{Heard, Heartbeat};
 pub(crate) use io::{Input, Output, PipeInput, PipeOutput};
 use read_buffer::ReadBuffer;
@@ -145,7 +145,7 @@ pub(super) struct Stream {
 ///    takes `calls`, releases it, then takes the token's).
 ///
 /// The writer's lock and each slot's lock are leaves: nothing else is taken while one is
-/// held, except that the writer pokes slots waiting for room after releasing its own.
+/// held, except that the writer wakes slots waiting for room after releasing its own.
 /// `end` only *tries* `stream` (the reader may hold it), so it never waits for it while
 /// holding another lock.
 pub(crate) struct Link {
@@ -162,7 +162,7 @@ pub(crate) struct Link {
     max_frame: u32,
     report_protocol_errors: bool,
     /// Large frame buffers for reuse.
-    pool: Arc<frame::Pool>,
+    buffers: Arc<frame::BufferPool>,
     on_eof: Mutex<Option<EofHook>>,
     /// What the EOF hook said, once it ran.
     gone: std::sync::OnceLock<PeerGone>,
@@ -218,7 +218,7 @@ pub(crate) const WORKER_HELLO_MAX: u32 = 4096;
 pub(crate) struct Connect {
     pub(crate) options: LinkOptions,
     /// What our `Hello` carries for the peer (a parent's fork entry).
-    pub(crate) entry: Option<Entry>,
+    pub(crate) entry: Option<ForkEntry>,
     /// This side is the parent (the peer must be a worker, and the reverse).
     pub(crate) parent: bool,
     /// Parent: the heartbeat interval the worker is asked to keep.
@@ -347,7 +347,7 @@ impl Link {
             shared_clock,
             max_frame: options.max_frame,
             report_protocol_errors: options.report_protocol_errors,
-            pool: Arc::default(),
+            buffers: Arc::default(),
             on_eof: Mutex::new(on_eof),
             gone: std::sync::OnceLock::new(),
             serving: AtomicBool::new(false),

@@ -36,7 +36,7 @@ const HEARTBEAT_SLICE: Duration = Duration::from_millis(50);
 const MAX_BATCH: usize = 256;
 
 /// What one read step came to.
-enum Read {
+enum ReadStep {
     /// A message to route, and what it costs the peer's window (calls and events).
     Message(Message, u64),
     /// Something was taken into the stream's events or the batch: look again.
@@ -130,18 +130,18 @@ impl Link {
             let read = read.unwrap_or_else(|| self.read_frame(stream));
             let ending = match read {
                 // Nothing follows a goodbye.
-                Read::Message(Message::Bye, _) => Ending::Stream { bye: true },
-                Read::Message(message, cost) => {
+                ReadStep::Message(Message::Bye, _) => Ending::Stream { bye: true },
+                ReadStep::Message(message, cost) => {
                     match self.route(message, cost, role, goal, stream, batch.as_deref_mut()) {
                         Some(stop) => return stop,
                         None => continue,
                     }
                 }
-                Read::Again => continue,
-                Read::BatchFull => return Stop::Batch,
-                Read::End => Ending::Stream { bye: false },
-                Read::Cut(reason) => Ending::Cut(reason),
-                Read::Broken(reason) => Ending::Broken(reason),
+                ReadStep::Again => continue,
+                ReadStep::BatchFull => return Stop::Batch,
+                ReadStep::End => Ending::Stream { bye: false },
+                ReadStep::Cut(reason) => Ending::Cut(reason),
+                ReadStep::Broken(reason) => Ending::Broken(reason),
             };
             // Nobody reads this stream again: it goes before the link ends.
             *guard = None;
@@ -249,7 +249,7 @@ impl Link {
     /// The serving loop's step: takes the calls and events that lie whole in the buffer
     /// into the batch, in place. `None` when there were none (the general path reads the
     /// next frame).
-    fn take_in_place(&self, stream: &mut Stream, batch: &mut Batch) -> Option<Read> {
+    fn take_in_place(&self, stream: &mut Stream, batch: &mut Batch) -> Option<ReadStep> {
         let taken = match stream.input.fill_buf() {
             Ok(buffered) => batch.take_in_place(buffered, self.max_frame, self.max_batch()),
             Err(_) => super::batch::Taken::default(),
@@ -257,12 +257,12 @@ impl Link {
         if taken.used > 0 {
             stream.input.consume(taken.used);
             if let Err(overflow) = self.inflow.receive(taken.cost, taken.last) {
-                return Some(Read::Broken(overflow.to_string()));
+                return Some(ReadStep::Broken(overflow.to_string()));
             }
             return Some(if batch.len() >= self.max_batch() {
-                Read::BatchFull
+                ReadStep::BatchFull
             } else {
-                Read::Again
+                ReadStep::Again
             });
         }
         // A frame cut off at the end of the buffer: its rest is read into the buffer, to
@@ -271,40 +271,40 @@ impl Link {
         if let Some(need) = frame::cut_frame_len(stream.input.buffer(), self.max_frame)
             && stream.input.fill_to(need)
         {
-            return Some(Read::Again);
+            return Some(ReadStep::Again);
         }
         None
     }
 
     /// Reads and decodes one frame (a run of events as one message).
-    fn read_frame(&self, stream: &mut Stream) -> Read {
+    fn read_frame(&self, stream: &mut Stream) -> ReadStep {
         let read = frame::next_frame(
             &mut stream.input,
             self.max_frame,
-            Some(&self.pool),
+            Some(&self.buffers),
             message::byte_string_at,
         );
         let frame = match read {
             Ok(Some(frame)) => frame,
-            Ok(None) => return Read::End,
-            Err(e @ FrameError::Truncated { .. }) => return Read::Cut(e.to_string()),
+            Ok(None) => return ReadStep::End,
+            Err(e @ FrameError::Truncated { .. }) => return ReadStep::Cut(e.to_string()),
             Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-                return Read::Broken(e.to_string());
+                return ReadStep::Broken(e.to_string());
             }
-            Err(FrameError::Io(e)) => return Read::Cut(format!("read failed: {e}")),
-            Err(e @ FrameError::TooLarge { .. }) => return Read::Broken(e.to_string()),
+            Err(FrameError::Io(e)) => return ReadStep::Cut(format!("read failed: {e}")),
+            Err(e @ FrameError::TooLarge { .. }) => return ReadStep::Broken(e.to_string()),
         };
         // All of it: a large frame's bytes may lie in a buffer of their own.
         let len = frame.len();
         // A run of events stays whole, one message, until it runs.
         let decoded = if run::is_run(frame.as_slice()) {
-            run::decode(frame, Some(&self.pool))
+            run::decode(frame, Some(&self.buffers))
         } else {
-            message::decode_pooled(frame, Some(&self.pool))
+            message::decode_pooled(frame, Some(&self.buffers))
         };
         let message = match decoded {
             Ok(message) => message,
-            Err(reason) => return Read::Broken(reason.to_string()),
+            Err(reason) => return ReadStep::Broken(reason.to_string()),
         };
         let events = match &message {
             Message::Call { .. } | Message::Event { .. } => 1,
@@ -312,12 +312,12 @@ impl Link {
             _ => 0,
         };
         if events == 0 {
-            return Read::Message(message, 0);
+            return ReadStep::Message(message, 0);
         }
         let cost = credit::cost(len, events);
         match self.inflow.receive(cost, cost) {
-            Ok(()) => Read::Message(message, cost),
-            Err(overflow) => Read::Broken(overflow.to_string()),
+            Ok(()) => ReadStep::Message(message, cost),
+            Err(overflow) => ReadStep::Broken(overflow.to_string()),
         }
     }
 

@@ -12,13 +12,13 @@ use super::token::{Role, Stop};
 const MAX_REPLIES: usize = 64;
 
 /// One reply read, and (once looked up) the slot of the caller it is for.
-struct Read {
+struct ReadReply {
     id: u64,
     reply: RawReply,
     slot: Option<Arc<Slot>>,
 }
 
-impl Read {
+impl ReadReply {
     fn new(id: u64, reply: RawReply) -> Self {
         Self {
             id,
@@ -31,8 +31,8 @@ impl Read {
 /// Replies read and not yet delivered: the first, and those right behind it (held apart,
 /// so that a lone reply, a sequential call's, costs no allocation).
 pub(super) struct Replies {
-    first: Read,
-    more: Vec<Read>,
+    first: ReadReply,
+    more: Vec<ReadReply>,
 }
 
 impl Replies {
@@ -40,7 +40,7 @@ impl Replies {
     #[inline]
     pub(super) fn new(id: u64, reply: RawReply) -> Self {
         Self {
-            first: Read::new(id, reply),
+            first: ReadReply::new(id, reply),
             more: Vec::new(),
         }
     }
@@ -51,7 +51,7 @@ impl Replies {
         if self.more.capacity() == 0 {
             self.more.reserve_exact(MAX_REPLIES - 1);
         }
-        self.more.push(Read::new(id, reply));
+        self.more.push(ReadReply::new(id, reply));
     }
 
     /// Whether another reply may join before they are delivered.
@@ -62,7 +62,7 @@ impl Replies {
 
     /// Hands every reply to its caller, in the order read: `mine` (the reader's own call)
     /// comes back as `Stop::ReplyRead`; a reader in `role` that woke a sleeping caller
-    /// steps back (`Stop::StepBack`) so that callers read for themselves. Replies nobody
+    /// hands over (`Stop::HandOver`) so that callers read for themselves. Replies nobody
     /// waits for (timed out, cancelled) are dropped.
     pub(super) fn deliver(self, link: &Link, role: Role, mine: Option<u64>) -> Option<Stop> {
         let Self {
@@ -78,7 +78,7 @@ impl Replies {
         }
         let mut own = None;
         let mut woke = false;
-        for Read { id, reply, slot } in std::iter::once(first).chain(more) {
+        for ReadReply { id, reply, slot } in std::iter::once(first).chain(more) {
             let Some(slot) = slot.filter(|slot| slot.settle(Settled::Replied)) else {
                 continue;
             };
@@ -95,7 +95,7 @@ impl Replies {
         if woke && matches!(role, Role::Server | Role::Background) {
             // A caller is waiting: let it read for itself from now on.
             link.token.note_caller_activity();
-            return Some(Stop::StepBack);
+            return Some(Stop::HandOver);
         }
         None
     }

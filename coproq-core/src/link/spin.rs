@@ -90,7 +90,7 @@ impl Spin {
         if self.budget.is_zero() || !site.should_try() {
             return false;
         }
-        let Some(_seat) = Seat::take() else {
+        let Some(_seat) = SpinPermit::take() else {
             return false;
         };
         let start = Instant::now();
@@ -128,9 +128,9 @@ fn max_spinners() -> usize {
 static SPINNING: AtomicUsize = AtomicUsize::new(0);
 
 /// The right to spin, held while spinning.
-struct Seat;
+struct SpinPermit;
 
-impl Seat {
+impl SpinPermit {
     fn take() -> Option<Self> {
         let max = max_spinners();
         SPINNING
@@ -142,7 +142,7 @@ impl Seat {
     }
 }
 
-impl Drop for Seat {
+impl Drop for SpinPermit {
     fn drop(&mut self) {
         SPINNING.fetch_sub(1, Ordering::Release);
     }

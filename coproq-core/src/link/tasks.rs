@@ -42,13 +42,13 @@ pub(crate) type EventFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// The futures in flight on one link.
 #[derive(Default)]
 pub(crate) struct Tasks {
-    /// Running async calls by id, with the waker that a cancel pokes.
+    /// Running async calls by id, with the waker that a cancel wakes.
     calls: Mutex<HashMap<u64, Waker>>,
     /// How many futures (calls and events) are in flight.
     live: AtomicUsize,
     /// Taken to wait for `live` to fall to zero, and to say that it has.
     idle_lock: Mutex<()>,
-    /// Poked when `live` falls to zero.
+    /// Woken when `live` falls to zero.
     idle: Condvar,
     /// The runtime-free executor's queue of woken futures, once the first was spawned
     /// (`None`: its thread could not start).
@@ -116,7 +116,7 @@ impl Tasks {
         }
     }
 
-    /// Remembers `waker` as the one to poke when call `id` is cancelled.
+    /// Remembers `waker` as the one to wake when call `id` is cancelled.
     fn watch(&self, id: u64, waker: &Waker) {
         let mut calls = self.lock_calls();
         match calls.get_mut(&id) {

@@ -92,7 +92,7 @@ pub(crate) enum Stop {
     /// The serving loop read a batch of calls and events into the batch it passed.
     Batch,
     /// Someone else should read now (queued callers, queued work).
-    StepBack,
+    HandOver,
     /// The reader's deadline passed.
     TimedOut,
     /// The stream has ended.
@@ -107,7 +107,7 @@ struct State {
     queue: VecDeque<Arc<Slot>>,
     /// Received calls and events not yet run, in arrival order.
     inbox: VecDeque<Queued>,
-    /// The serving thread's slot while it waits: poked when work arrives.
+    /// The serving thread's slot while it waits: woken when work arrives.
     dispatcher: Option<Arc<Slot>>,
     /// The stream has ended.
     ended: bool,
@@ -253,7 +253,7 @@ impl Token {
             Role::Server => queued > 0 || inboxed > 0,
             Role::Background => queued > 0,
         };
-        stop.then_some(Stop::StepBack)
+        stop.then_some(Stop::HandOver)
     }
 
     /// One step of the serving loop, under one lock: run the next queued call or event,
@@ -279,7 +279,7 @@ impl Token {
         let mut state = self.lock();
         state.inbox.push_back(queued);
         if let Some(dispatcher) = &state.dispatcher {
-            dispatcher.poke();
+            dispatcher.recheck();
         }
     }
 
@@ -293,7 +293,7 @@ impl Token {
         self.lock().inbox.pop_front()
     }
 
-    /// Registers (or clears) the serving thread's slot to poke when work arrives; whether
+    /// Registers (or clears) the serving thread's slot to wake when work arrives; whether
     /// work (or the end) is there already.
     pub(crate) fn set_dispatcher(&self, slot: Option<Arc<Slot>>) -> bool {
         let mut state = self.lock();
@@ -326,10 +326,10 @@ impl Token {
         state.ended = true;
         state.reading = false;
         for slot in state.queue.drain(..) {
-            slot.poke();
+            slot.recheck();
         }
         if let Some(dispatcher) = &state.dispatcher {
-            dispatcher.poke();
+            dispatcher.recheck();
         }
         drop(state);
         self.ended.notify_all();
@@ -451,13 +451,13 @@ mod tests {
     }
 
     #[test]
-    fn work_pokes_the_waiting_dispatcher() {
+    fn work_wakes_the_waiting_dispatcher() {
         let token = Arc::new(Token::default());
         let idle = Arc::new(Slot::default());
         assert!(!token.set_dispatcher(Some(Arc::clone(&idle))));
         let other = Arc::clone(&token);
         let t = std::thread::spawn(move || other.enqueue(event()));
-        assert_eq!(idle.wait(Some(Instant::now() + LIMIT)), Wake::Poked);
+        assert_eq!(idle.wait(Some(Instant::now() + LIMIT)), Wake::Recheck);
         t.join().unwrap();
         assert!(token.set_dispatcher(None), "work is there");
         assert!(token.next_queued().is_some());
@@ -479,9 +479,9 @@ mod tests {
         assert!(token.wait_ended(LIMIT));
         t.join().unwrap();
         for slot in &waiters {
-            assert_eq!(slot.wait(Some(Instant::now() + LIMIT)), Wake::Poked);
+            assert_eq!(slot.wait(Some(Instant::now() + LIMIT)), Wake::Recheck);
         }
-        assert_eq!(dispatcher.wait(Some(Instant::now() + LIMIT)), Wake::Poked);
+        assert_eq!(dispatcher.wait(Some(Instant::now() + LIMIT)), Wake::Recheck);
         assert!(token.is_ended());
         assert!(!token.try_take(Role::Caller));
         assert!(!token.queue(&waiters[0]));

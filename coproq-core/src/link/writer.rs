@@ -94,7 +94,7 @@ struct Outbox {
     sleepers: usize,
     /// Futures waiting for room in the buffer or the window.
     wakers: Vec<Waker>,
-    /// Threads waiting for room in the window, poked by a grant.
+    /// Threads waiting for room in the window, woken by a grant.
     room_waiters: Vec<Arc<Slot>>,
     /// The run of events that ends `buf`, which the next event may join; forgotten
     /// whenever `buf` is taken or cleared.
@@ -367,7 +367,7 @@ impl Writer {
     }
 
     /// Whether the peer's window has room (or the writer is closed); if not, `slot` is
-    /// poked when a grant comes.
+    /// woken when a grant comes.
     pub(crate) fn room_or_register(&self, slot: &Arc<Slot>) -> bool {
         let mut state = self.lock();
         if state.closed || state.window.has_room() {
@@ -398,7 +398,7 @@ impl Writer {
         let wakers = std::mem::take(&mut state.wakers);
         drop(state);
         for slot in &waiters {
-            slot.poke();
+            slot.recheck();
         }
         wakers.into_iter().for_each(Waker::wake);
     }
@@ -407,7 +407,7 @@ impl Writer {
     pub(crate) fn wake_room_waiters(&self) {
         let waiters = std::mem::take(&mut self.lock().room_waiters);
         for slot in &waiters {
-            slot.poke();
+            slot.recheck();
         }
     }
 
@@ -578,7 +578,7 @@ impl Writer {
             self.schedule(state);
         }
         for slot in &waiters {
-            slot.poke();
+            slot.recheck();
         }
     }
 
@@ -723,7 +723,7 @@ mod tests {
             .unwrap()
             .unwrap();
         writer.grant(628);
-        assert!(slot.rearm(), "the grant pokes the waiter");
+        assert!(slot.rearm(), "the grant wakes the waiter");
         work(&[3; 500]).unwrap().unwrap();
         let written = sink.0.lock().unwrap().concat();
         assert_eq!(written.len(), 1501);

@@ -18,7 +18,7 @@ use crate::launch::ship::Prefix;
 use crate::launch::{Launch, fork};
 use crate::link::Handlers;
 use crate::options::Options;
-use crate::wire::Entry;
+use crate::wire::ForkEntry;
 
 /// How many lines of a worker's stderr a pool keeps by default.
 const DEFAULT_STDERR_TAIL: usize = 8;
@@ -394,7 +394,7 @@ impl PoolBuilder {
     }
 
     /// Starts `entry` here, or through the seat's `via` prefix.
-    fn fork_launcher(&self, entry: Entry) -> Launcher {
+    fn fork_launcher(&self, entry: ForkEntry) -> Launcher {
         match self.via.clone() {
             Some(prefix) => Box::new(move |index| Launch::Remote(prefix(index), entry.clone())),
             None => Box::new(move |_| Launch::Fork(entry.clone())),

@@ -292,7 +292,7 @@ impl Shared {
             Ok(Some(id)) => {
                 job.mark_written(id);
                 // A caller sleeping on the queued job now reads the reply itself.
-                job.slot.poke();
+                job.slot.recheck();
             }
             Ok(None) => {
                 // The worker's window is full: it takes no more until it grants room.

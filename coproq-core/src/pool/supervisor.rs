@@ -15,7 +15,7 @@ use crate::link::Flush;
 
 /// What one look at the state found to do, done once the lock is released.
 #[derive(Default)]
-struct Chores {
+struct Decisions {
     /// Workers to close and reap, by seat: dead (`true`), or retired.
     close: Vec<(usize, Worker, bool)>,
     /// Seats to start a worker in.
@@ -34,14 +34,14 @@ struct Chores {
 /// Runs until the pool closes.
 pub(super) fn run(shared: &Arc<Shared>) {
     loop {
-        let chores = {
+        let decisions = {
             let mut state = shared.lock();
             if state.closed {
                 return;
             }
             let now = Instant::now();
-            let chores = look(shared, &mut state, now);
-            if chores.is_empty() {
+            let decisions = decide(shared, &mut state, now);
+            if decisions.is_empty() {
                 let wake_at = next_wake(&state, shared.config.run_timeout);
                 state.supervisor_wakes_at = wake_at;
                 state.supervisor_sleeping = true;
@@ -63,13 +63,13 @@ pub(super) fn run(shared: &Arc<Shared>) {
                 state.supervisor_sleeping = false;
                 continue;
             }
-            chores
+            decisions
         };
-        do_chores(shared, chores);
+        carry_out(shared, decisions);
     }
 }
 
-impl Chores {
+impl Decisions {
     fn is_empty(&self) -> bool {
         self.close.is_empty()
             && self.start.is_empty()
@@ -81,9 +81,9 @@ impl Chores {
 }
 
 /// Decides what to do now, under the lock.
-fn look(shared: &Arc<Shared>, state: &mut State, now: Instant) -> Chores {
+fn decide(shared: &Arc<Shared>, state: &mut State, now: Instant) -> Decisions {
     let config = &shared.config;
-    let mut chores = Chores::default();
+    let mut decisions = Decisions::default();
     for index in 0..state.seats.len() {
         let due = match &state.seats[index] {
             Seat::Ended(_) => true,
@@ -111,12 +111,12 @@ fn look(shared: &Arc<Shared>, state: &mut State, now: Instant) -> Chores {
                 let restart_at = now + pause;
                 state.seats[index] = Seat::Empty { restart_at };
                 state.counters.restarts += 1;
-                chores.close.push((index, worker, true));
+                decisions.close.push((index, worker, true));
             }
             Seat::Live(worker) => {
                 // Recycled, not crashed: replaced at once, not counted as a restart.
                 state.seats[index] = Seat::Empty { restart_at: now };
-                chores.close.push((index, worker, false));
+                decisions.close.push((index, worker, false));
             }
             other => state.seats[index] = other,
         }
@@ -135,14 +135,14 @@ fn look(shared: &Arc<Shared>, state: &mut State, now: Instant) -> Chores {
             state.restarts.len()
         );
         state.broken = Some(reason.clone());
-        chores.fail = shared.take_queue(state);
-        chores.broke = Some(reason);
+        decisions.fail = shared.take_queue(state);
+        decisions.broke = Some(reason);
     }
     if state.broken.is_none() {
         for (index, seat) in state.seats.iter_mut().enumerate() {
             if matches!(seat, Seat::Empty { restart_at } if *restart_at <= now) {
                 *seat = Seat::Starting;
-                chores.start.push(index);
+                decisions.start.push(index);
             }
         }
     }
@@ -157,7 +157,7 @@ fn look(shared: &Arc<Shared>, state: &mut State, now: Instant) -> Chores {
         };
         state.queue.pop_front();
         popped = true;
-        chores.send.push((job, assigned));
+        decisions.send.push((job, assigned));
     }
     if popped {
         shared.wake_room(state);
@@ -170,16 +170,16 @@ fn look(shared: &Arc<Shared>, state: &mut State, now: Instant) -> Chores {
     });
     for job in queued.chain(sent) {
         if job.deadline.is_some_and(|d| d.at <= now) && !job.is_finished() {
-            chores.expired.push(Arc::clone(job));
+            decisions.expired.push(Arc::clone(job));
         } else if job
             .run_deadline(config.run_timeout)
             .is_some_and(|at| at <= now)
             && !job.is_finished()
         {
-            chores.overran.push(Arc::clone(job));
+            decisions.overran.push(Arc::clone(job));
         }
     }
-    chores
+    decisions
 }
 
 /// When the supervisor must look again unprompted: a restart's backoff ends, or a call's
@@ -213,8 +213,8 @@ fn backoff(streak: u32) -> Duration {
 }
 
 /// Does what `look` decided, without the lock.
-fn do_chores(shared: &Arc<Shared>, chores: Chores) {
-    let Chores {
+fn carry_out(shared: &Arc<Shared>, decisions: Decisions) {
+    let Decisions {
         close,
         start,
         send,
@@ -222,7 +222,7 @@ fn do_chores(shared: &Arc<Shared>, chores: Chores) {
         overran,
         fail,
         broke,
-    } = chores;
+    } = decisions;
     for (seat, worker, died) in close {
         let pid = worker.coproc.pid();
         let status = worker.coproc.close();

@@ -14,7 +14,7 @@ const CHUNK: usize = 64 * 1024;
 /// warm memory instead of faulting in fresh pages for every message. At most two are
 /// kept, and only while they are used: a small frame never keeps a large buffer.
 #[derive(Debug, Default)]
-pub(crate) struct Pool {
+pub(crate) struct BufferPool {
     /// Buffers of at least `LARGE` bytes, at most `KEEP_LARGE` of them.
     large: Mutex<Vec<Vec<u8>>>,
     /// Smaller buffers, at most `KEEP_SMALL` of them.
@@ -28,7 +28,7 @@ const LARGE: usize = 1 << 20;
 const KEEP_LARGE: usize = 2;
 const KEEP_SMALL: usize = 32;
 
-impl Pool {
+impl BufferPool {
     fn list(&self, large: bool) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
         let list = if large { &self.large } else { &self.small };
         list.lock().unwrap_or_else(PoisonError::into_inner)
@@ -277,7 +277,7 @@ pub(crate) fn read_frame_split(
 pub(crate) fn next_frame(
     reader: &mut impl BufRead,
     max: u32,
-    pool: Option<&Pool>,
+    pool: Option<&BufferPool>,
     tail_at: impl Fn(&[u8], usize) -> Option<usize>,
 ) -> Result<Option<FrameBuf>, FrameError> {
     if let Some(small) = take_small_frame(reader, max) {
@@ -493,7 +493,7 @@ mod tests {
 
     #[test]
     fn the_pool_keeps_a_few_buffers_of_each_size() {
-        let pool = Pool::default();
+        let pool = BufferPool::default();
         assert_eq!(
             pool.take(10).capacity(),
             0,

@@ -102,7 +102,7 @@ fn seeds() -> Vec<Vec<u8>> {
         &mut buf,
         &message::Hello {
             max_frame: 1 << 20,
-            entry: Some(message::Entry {
+            entry: Some(message::ForkEntry {
                 run: 3,
                 function: 4,
                 data: ByteBuf(vec![5; 9]),

@@ -228,12 +228,12 @@ pub(crate) fn encode_prefix(buf: &mut Vec<u8>, header: &Header<'_>) {
 }
 
 /// A cursor over a payload that fails, rather than panics, at its end.
-struct Cursor<'a> {
+struct PayloadReader<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
-impl<'a> Cursor<'a> {
+impl<'a> PayloadReader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self
             .at
@@ -346,7 +346,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<(Header<'_>, usize), WireError> {
 
 /// [`decode`], with the reason of a failure as text.
 fn decode_fields(payload: &[u8]) -> Result<(Header<'_>, usize), String> {
-    let mut cur = Cursor {
+    let mut cur = PayloadReader {
         bytes: payload,
         at: 0,
     };

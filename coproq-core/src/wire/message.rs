@@ -16,8 +16,10 @@ use super::{WireError, codec, returned};
 /// Marks a coproq link; the first bytes of the first frame each side sends.
 pub(crate) const MAGIC: [u8; 8] = *b"\0coproq\0";
 
-/// Bumped on every incompatible change of the layout below.
-pub(crate) const PROTOCOL_VERSION: u32 = 8;
+/// The version of coproq's wire protocol that this build speaks, bumped on every
+/// incompatible change of its layout. Both ends of a link must speak the same one: a peer
+/// of another version is refused at the handshake, with an error naming both versions.
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// The first message each side sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,7 +27,7 @@ pub(crate) struct Hello {
     /// The largest frame payload this side accepts.
     pub(crate) max_frame: u32,
     /// Parent → fork worker: what to run.
-    pub(crate) entry: Option<Entry>,
+    pub(crate) entry: Option<ForkEntry>,
     /// This side is the parent: a link needs one parent and one worker (a command that
     /// echoes its input would otherwise pass for a worker).
     pub(crate) parent: bool,
@@ -54,7 +56,7 @@ pub(crate) struct Hello {
 /// A fork worker's entry: functions as offsets from an anchor function in the (shared)
 /// executable, and the data for the entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Entry {
+pub(crate) struct ForkEntry {
     /// The function that decodes `data` and calls `function` with it.
     pub(crate) run: u64,
     /// The user's entry function.
@@ -69,7 +71,7 @@ pub(crate) struct Entry {
 pub(crate) struct Body {
     frame: frame::FrameBuf,
     /// Where the frame's buffer goes back to.
-    pool: Option<std::sync::Arc<frame::Pool>>,
+    pool: Option<std::sync::Arc<frame::BufferPool>>,
     /// Where the value's bytes start in the frame.
     start: u32,
     name: Span,
@@ -114,7 +116,7 @@ impl Body {
     /// lie at `name` and `shape`, their items from `items` on (checked by the caller).
     pub(super) fn run(
         frame: frame::FrameBuf,
-        pool: Option<std::sync::Arc<frame::Pool>>,
+        pool: Option<std::sync::Arc<frame::BufferPool>>,
         name: std::ops::Range<usize>,
         shape: std::ops::Range<usize>,
         items: usize,
@@ -714,7 +716,7 @@ pub(crate) fn decode(payload: Vec<u8>) -> Result<Message, WireError> {
 /// back to `pool` when the message is done with.
 pub(crate) fn decode_pooled(
     payload: frame::FrameBuf,
-    pool: Option<&std::sync::Arc<frame::Pool>>,
+    pool: Option<&std::sync::Arc<frame::BufferPool>>,
 ) -> Result<Message, WireError> {
     let bytes = payload.as_slice();
     let (head, start) = header::decode(bytes)
@@ -806,7 +808,7 @@ mod tests {
         let mut buf = Vec::new();
         let hello = Hello {
             max_frame: 77,
-            entry: Some(Entry {
+            entry: Some(ForkEntry {
                 run: 5,
                 function: 6,
                 data: crate::bytes::ByteBuf(vec![1, 2]),

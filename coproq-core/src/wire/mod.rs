@@ -48,7 +48,8 @@ pub(crate) use error::WireError;
 pub(crate) use returned::{asks_for_result, decode_variant};
 
 pub(crate) use header::{Outcome, OutcomeKind, is_reply};
-pub(crate) use message::{Args, Body, Entry, Hello, Message, Request};
+pub use message::PROTOCOL_VERSION;
+pub(crate) use message::{Args, Body, ForkEntry, Hello, Message, Request};
 
 /// Whether two short byte strings (names, shapes) are the same: compared inline with at
 /// most four loads, where a call to `memcmp` (or a loop) would cost more than the

@@ -213,12 +213,12 @@ fn each_event(
     let mut count = 0;
     loop {
         match items.step() {
-            Step::Item(value) if count < MAX_RUN_EVENTS => {
+            NextItem::Item(value) if count < MAX_RUN_EVENTS => {
                 count += 1;
                 each(name.clone(), shape.clone(), value);
             }
-            Step::End => return count > 0,
-            Step::Item(_) | Step::Malformed => return false,
+            NextItem::End => return count > 0,
+            NextItem::Item(_) | NextItem::Malformed => return false,
         }
     }
 }
@@ -229,31 +229,31 @@ struct RunItems<'a> {
     at: usize,
 }
 
-enum Step {
+enum NextItem {
     Item(Range<usize>),
     End,
     Malformed,
 }
 
 impl RunItems<'_> {
-    fn step(&mut self) -> Step {
+    fn step(&mut self) -> NextItem {
         if self.at == self.payload.len() {
-            return Step::End;
+            return NextItem::End;
         }
         let Some(len) = self
             .payload
             .get(self.at..)
             .and_then(<[u8]>::first_chunk::<4>)
         else {
-            return Step::Malformed;
+            return NextItem::Malformed;
         };
         let start = self.at + 4;
         let end = start + u32::from_le_bytes(*len) as usize;
         if end > self.payload.len() {
-            return Step::Malformed;
+            return NextItem::Malformed;
         }
         self.at = end;
-        Step::Item(start..end)
+        NextItem::Item(start..end)
     }
 }
 
@@ -267,7 +267,7 @@ pub(crate) fn is_run(payload: &[u8]) -> bool {
 /// first), its buffer going back to `pool` when done with.
 pub(crate) fn decode(
     frame: frame::FrameBuf,
-    pool: Option<&std::sync::Arc<frame::Pool>>,
+    pool: Option<&std::sync::Arc<frame::BufferPool>>,
 ) -> Result<Message, WireError> {
     let malformed = || WireError::Malformed("malformed message: a malformed run of events".into());
     let payload = frame.as_slice();
@@ -296,8 +296,8 @@ pub(crate) fn event_at(body: &Body, at: usize) -> Option<(Args<'_>, usize)> {
         at,
     };
     match items.step() {
-        Step::Item(value) => Some((body.run_event(value), items.at)),
-        Step::End | Step::Malformed => None,
+        NextItem::Item(value) => Some((body.run_event(value), items.at)),
+        NextItem::End | NextItem::Malformed => None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! A worker that breaks the protocol on purpose. It does not use coproq: it finds its
-//! pipes in `COPROQ_WORKER` as a real worker would, then misbehaves as `argv[1]` says:
+//! pipes in `COPROQ_WORKER` as a real worker would, then misbehaves as `argv[1]` says
+//! (`argv[2]` is the protocol version to speak):
 //!
 //! - `garbage`: writes bytes that are not a frame, instead of a hello.
 //! - `version`: a well-formed hello of protocol version 99.
@@ -16,9 +17,15 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
 
-/// The protocol version coproq speaks (`coproq_tests::PROTOCOL_VERSION`; this binary must
-/// not link coproq, whose start-up hook would take the marker).
-const PROTOCOL_VERSION: u32 = 8;
+/// The protocol version coproq speaks, from the test that started this worker (argument
+/// 2: `coproq::PROTOCOL_VERSION`; this binary must not link coproq, whose start-up hook
+/// would take the marker).
+fn protocol_version() -> u32 {
+    std::env::args()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .expect("the protocol version as argument 2")
+}
 
 fn hello(version: u32) -> Vec<u8> {
     let mut payload = b"\0coproq\0".to_vec();
@@ -81,7 +88,7 @@ fn main() {
             .unwrap(),
         "version" => output.write_all(&hello(99)).unwrap(),
         "oversize" | "bad-message" | "truncated" | "stalled" | "half-gib" | "bad-reply" => {
-            output.write_all(&hello(PROTOCOL_VERSION)).unwrap();
+            output.write_all(&hello(protocol_version())).unwrap();
             read_frame(&mut input); // the parent's hello
             read_frame(&mut input); // the parent's first call
             match mode.as_str() {
