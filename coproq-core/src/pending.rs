@@ -36,9 +36,12 @@ pub struct Pending<R> {
     deadline: Option<Deadline>,
     /// Turns the reply into the caller's value (an `R`, or more for typed clients).
     decode: ReplyDecoder<R>,
-    /// When the call started, for its `tracing` event.
+    /// When the call started, and its id on its link (a pool's call has none of its
+    /// own), for its `tracing` event.
     #[cfg(feature = "tracing")]
     started: Instant,
+    #[cfg(feature = "tracing")]
+    id: Option<u64>,
 }
 
 /// A method's name, kept for error messages: short names (nearly all) without an
@@ -134,6 +137,8 @@ impl<R> Pending<R> {
         deadline: Option<Deadline>,
         decode: ReplyDecoder<R>,
     ) -> Self {
+        #[cfg(feature = "tracing")]
+        let traced_id = started.as_ref().ok().map(|(id, _)| *id);
         let state = match started {
             Ok((id, slot)) => Progress::InFlight {
                 link: Arc::clone(link),
@@ -149,6 +154,8 @@ impl<R> Pending<R> {
             decode,
             #[cfg(feature = "tracing")]
             started: Instant::now(),
+            #[cfg(feature = "tracing")]
+            id: traced_id,
         }
     }
 
@@ -166,6 +173,8 @@ impl<R> Pending<R> {
             decode,
             #[cfg(feature = "tracing")]
             started: Instant::now(),
+            #[cfg(feature = "tracing")]
+            id: None,
         }
     }
 
@@ -178,6 +187,8 @@ impl<R> Pending<R> {
             decode: |_, _| Err(Error::NotConnected),
             #[cfg(feature = "tracing")]
             started: Instant::now(),
+            #[cfg(feature = "tracing")]
+            id: None,
         }
     }
 
@@ -258,7 +269,7 @@ impl<R> Pending<R> {
         }
         let result = (self.decode)(self.method.as_str(), delivery);
         #[cfg(feature = "tracing")]
-        crate::trace::call_ended(self.method.as_str(), self.started, &result);
+        crate::trace::call_ended(self.method.as_str(), self.id, self.started, &result);
         result
     }
 

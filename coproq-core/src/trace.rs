@@ -23,20 +23,22 @@ macro_rules! event {
 
 pub(crate) use event;
 
-/// Logs a finished call: `method`, the time since `started`, and how it ended (written
+/// Logs a finished call: `method`, its `id` on its link (none for a pool's call), the time
+/// since `started`, and how it ended (written
 /// out only where a subscriber takes the event).
 #[cfg(feature = "tracing")]
 pub(crate) fn call_ended<R>(
     method: &str,
+    id: Option<u64>,
     started: std::time::Instant,
     result: &crate::error::Result<R>,
 ) {
     let took = started.elapsed();
     let outcome = Outcome(result.as_ref().err());
     if took >= SLOW_CALL {
-        event!(DEBUG, method, ?took, %outcome, "slow call");
+        event!(DEBUG, method, ?id, ?took, %outcome, "slow call");
     } else {
-        event!(TRACE, method, ?took, %outcome, "call");
+        event!(TRACE, method, ?id, ?took, %outcome, "call");
     }
 }
 

@@ -120,6 +120,7 @@ fn a_subscriber_sees_workers_pools_calls_and_link_failures() {
     assert!(
         calls.iter().any(|e| e.level == Level::TRACE
             && e.fields["method"] == "echo"
+            && e.fields.contains_key("id")
             && e.fields["outcome"] == "ok"),
         "{calls:?}"
     );

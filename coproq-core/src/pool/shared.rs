@@ -436,11 +436,17 @@ impl Shared {
 
     /// Kills worker `generation` (it holds a call past its deadline).
     pub(super) fn kill_worker(&self, generation: u64) {
-        crate::trace::event!(
-            WARN,
-            generation,
-            "pool kills a worker running a call past its deadline"
-        );
+        #[cfg(feature = "tracing")]
+        {
+            let seat = self.lock().seats.iter().position(
+                |seat| matches!(seat, Seat::Live(w) | Seat::Ended(w) if w.generation == generation),
+            );
+            crate::trace::event!(
+                WARN,
+                ?seat,
+                "pool kills a worker running a call past its deadline"
+            );
+        }
         let coproc = self.lock().worker_mut(generation).map(|w| w.coproc.clone());
         if let Some(coproc) = coproc {
             coproc.kill();
