@@ -431,7 +431,8 @@ fn half_sent_frame(heartbeat: Option<Duration>) -> (String, u64, u64) {
                     builder = builder.heartbeat(Duration::from_millis(heartbeat_ms));
                 }
                 let mut cmd = Command::new(exe);
-                cmd.arg("half-gib");
+                cmd.arg("half-gib")
+                    .arg(coproq::PROTOCOL_VERSION.to_string());
                 let w = builder.spawn(cmd)?;
                 let err = w
                     .call_async::<u32>("echo", 1u32)
