@@ -11,7 +11,7 @@
 //! `pending` (calls in flight), `process` (the parent's hold on a worker), `options`;
 //! `coprocess` (the handle); `launch` (starting workers, the worker side of a fork);
 //! `builder` (`Builder`, `fork`, `fork_with`); `pool` (pools of workers and their
-//! supervisor, standing on `Coprocess`); `service` (support for generated code, over a
+//! supervisor, standing on `Coprocess`); `map` (`map` and `map_unordered` of both); `service` (support for generated code, over a
 //! link or a pool).
 
 #![deny(missing_docs)]
@@ -24,6 +24,7 @@ mod error;
 mod handler;
 mod launch;
 mod link;
+mod map;
 mod options;
 mod pending;
 mod pool;
@@ -41,10 +42,9 @@ pub use crate::error::{
 };
 pub use crate::handler::{Registry, Reply, Service};
 pub use crate::link::context::{cancelled, deadline};
+pub use crate::map::{Map, MapUnordered};
 pub use crate::pending::Pending;
-pub use crate::pool::{
-    Map, MapUnordered, Pool, PoolBuilder, PoolEvent, PoolStats, Retirement, SeatPrefix,
-};
+pub use crate::pool::{Pool, PoolBuilder, PoolEvent, PoolStats, Retirement, SeatPrefix};
 pub use crate::ready::Ready;
 pub use crate::service::Peer;
 pub use crate::wire::PROTOCOL_VERSION;

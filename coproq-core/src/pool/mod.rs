@@ -14,7 +14,6 @@
 mod builder;
 mod events;
 mod job;
-mod map;
 mod shared;
 mod supervisor;
 
@@ -30,7 +29,6 @@ pub use self::builder::{PoolBuilder, SeatPrefix};
 pub use self::events::{PoolEvent, Retirement};
 use self::job::Job;
 pub(crate) use self::job::Ticket;
-pub use self::map::{Map, MapUnordered};
 use self::shared::{Seat, Shared, broken};
 use crate::coprocess::Coprocess;
 use crate::error::{Error, Result};
@@ -246,55 +244,8 @@ impl Pool {
         Ready::new(Arc::clone(self.shared()) as Arc<dyn Room>)
     }
 
-    /// Calls `method` once per item of `items`, keeping a bounded number in flight, and
-    /// yields the results in input order. Memory stays bounded however many items there
-    /// are.
-    ///
-    /// Input order has a price: the next result waits for the oldest call, so one slow or
-    /// hung call holds up every result behind it until it ends (or its `call_timeout`
-    /// passes), though the calls behind it keep running. Where order does not matter,
-    /// [`map_unordered`](Self::map_unordered) yields each result as it comes.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # fn demo(pool: &coproq::Pool) {
-    /// let lengths: Vec<coproq::Result<usize>> = pool.map("len", ["a", "bb", "ccc"]).collect();
-    /// # }
-    /// ```
-    pub fn map<R, A, I>(&self, method: &str, items: I) -> Map<R, I::IntoIter>
-    where
-        R: DeserializeOwned,
-        A: Serialize,
-        I: IntoIterator<Item = A>,
-    {
-        Map::new(self.clone(), method, items.into_iter(), self.map_window())
-    }
-
-    /// Like [`map`](Self::map), but yields each result as its call completes, with the
-    /// index of its item in `items`: a slow or hung call holds up only its own result.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # fn demo(pool: &coproq::Pool) {
-    /// let mut lengths = vec![0; 3];
-    /// for (index, length) in pool.map_unordered::<usize, _, _>("len", ["a", "bb", "ccc"]) {
-    ///     lengths[index] = length.unwrap_or(0);
-    /// }
-    /// # }
-    /// ```
-    pub fn map_unordered<R, A, I>(&self, method: &str, items: I) -> MapUnordered<R, I::IntoIter>
-    where
-        R: DeserializeOwned,
-        A: Serialize,
-        I: IntoIterator<Item = A>,
-    {
-        MapUnordered::new(self.clone(), method, items.into_iter(), self.map_window())
-    }
-
     /// How many calls `map` keeps in flight: enough for every worker's share, twice.
-    fn map_window(&self) -> usize {
+    pub(crate) fn map_window(&self) -> usize {
         let config = &self.shared().config;
         (config.size * config.in_flight * 2).max(2)
     }
