@@ -2,7 +2,6 @@
 //! stderr, followed; the kernel's count of out-of-memory kills; its memory limit) and
 //! read when its link ends, into the [`Postmortem`] that `Disconnected` carries.
 
-use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::Arc;
 
@@ -47,7 +46,7 @@ impl Witness {
         status: Option<ExitStatus>,
         killed_by_coproq: bool,
     ) -> Option<Arc<Postmortem>> {
-        let signal = status.and_then(|s| s.signal());
+        let signal = status.and_then(sys::exit_signal);
         let (stderr_tail, last_words) = match &self.tail {
             Some(tail) if self.lines > 0 => (tail.last(self.lines), tail.last_words()),
             _ => (Vec::new(), None),
@@ -59,7 +58,7 @@ impl Witness {
             Some(reason)
         } else if last_words.contains("has overflowed its stack") {
             Some(DeathReason::StackOverflow)
-        } else if signal == Some(sys::SIGKILL) {
+        } else if signal.is_some_and(sys::is_sigkill) {
             Some(if self.oom.as_ref().is_some_and(sys::OomCounter::grew) {
                 DeathReason::OutOfMemoryKiller
             } else {

@@ -97,31 +97,3 @@ fn read_oom_kills(file: &str) -> Option<u64> {
         (key == "oom_kill").then(|| value.trim().parse().ok())?
     })
 }
-
-/// The name of signal `signal` (`"SIGKILL"`), for the signals that end processes.
-pub(crate) fn signal_name(signal: i32) -> Option<&'static str> {
-    Some(match signal {
-        ::libc::SIGHUP => "SIGHUP",
-        ::libc::SIGINT => "SIGINT",
-        ::libc::SIGQUIT => "SIGQUIT",
-        ::libc::SIGILL => "SIGILL",
-        ::libc::SIGTRAP => "SIGTRAP",
-        ::libc::SIGABRT => "SIGABRT",
-        ::libc::SIGBUS => "SIGBUS",
-        ::libc::SIGFPE => "SIGFPE",
-        ::libc::SIGKILL => "SIGKILL",
-        ::libc::SIGUSR1 => "SIGUSR1",
-        ::libc::SIGSEGV => "SIGSEGV",
-        ::libc::SIGUSR2 => "SIGUSR2",
-        ::libc::SIGPIPE => "SIGPIPE",
-        ::libc::SIGALRM => "SIGALRM",
-        ::libc::SIGTERM => "SIGTERM",
-        ::libc::SIGXCPU => "SIGXCPU",
-        ::libc::SIGXFSZ => "SIGXFSZ",
-        ::libc::SIGSYS => "SIGSYS",
-        _ => return None,
-    })
-}
-
-/// SIGKILL's number.
-pub(crate) const SIGKILL: i32 = ::libc::SIGKILL;

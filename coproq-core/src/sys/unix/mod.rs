@@ -13,14 +13,12 @@ mod process;
 mod wait;
 
 pub(crate) use self::libc::{ignore_sigpipe, secure_execution};
-pub(crate) use memory::{
-    OomCounter, SIGKILL, limit_memory, oom_kills, resident_bytes, signal_name,
-};
+pub(crate) use memory::{OomCounter, limit_memory, oom_kills, resident_bytes};
 pub(crate) use wait::{Direction, Waited, on_exit, wait_fd, watch_exit};
 
 pub(crate) use process::{
-    ChildStdio, Reaped, die_with_parent, kill, parent_death_signalled, parent_pid, reap, self_exe,
-    spawn_command, spawn_piped, spawn_self, wait_exit,
+    ChildStdio, Reaped, die_with_parent, exit_signal, is_sigkill, kill, parent_death_signalled,
+    parent_pid, reap, self_exe, signal_name, spawn_command, spawn_piped, spawn_self, wait_exit,
 };
 
 use std::fs::File;

@@ -257,3 +257,38 @@ pub(crate) fn wait_exit(pid: u32, timeout: Duration) -> bool {
 pub(crate) fn parent_pid() -> u32 {
     Pid::as_raw(getppid()) as u32
 }
+
+/// The signal that ended a process with `status`, if one did.
+pub(crate) fn exit_signal(status: ExitStatus) -> Option<i32> {
+    status.signal()
+}
+
+/// Whether `signal` is SIGKILL.
+pub(crate) fn is_sigkill(signal: i32) -> bool {
+    signal == libc::SIGKILL
+}
+
+/// The name of signal `signal` (`"SIGKILL"`), for the signals that end processes.
+pub(crate) fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => return None,
+    })
+}
