@@ -159,6 +159,10 @@ fn confirming_a_poison_call_does_not_count_against_the_restart_limit() {
 }
 
 #[test]
+#[cfg_attr(
+    target_vendor = "apple",
+    ignore = "macOS accepts RLIMIT_DATA but does not enforce it for mmap"
+)]
 fn a_job_past_the_memory_limit_fails_saying_so_and_the_pool_goes_on() {
     let limit = 256 * MIB;
     let pool = pool().size(1).memory_limit(limit).fork(serve).unwrap();
