@@ -26,6 +26,10 @@ fn story_pool() -> coproq::Pool {
 }
 
 #[test]
+#[cfg_attr(
+    target_vendor = "apple",
+    ignore = "the 64 GiB job relies on memory_limit, which macOS does not enforce for mmap"
+)]
 fn every_good_job_succeeds_and_each_bad_one_fails_with_its_own_cause() {
     let pool = story_pool();
     let jobs = story::jobs(193, LEN);
