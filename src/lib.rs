@@ -3,7 +3,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use coproq_core::{
-    Blame, Builder, Coprocess, DeathReason, DisconnectCause, Error, Map, MapUnordered,
+    Blame, Builder, Coprocess, DeathReason, DisconnectCause, Error, Fd, Map, MapUnordered,
     PROTOCOL_VERSION, Peer, Pending, Pool, PoolBuilder, PoolEvent, PoolStats, Postmortem, Ready,
     Registry, RemoteError, RemoteErrorKind, Reply, Result, Retirement, SeatPrefix, Service,
     WeakCoprocess, cancelled, deadline, fork, fork_with,

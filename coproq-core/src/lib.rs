@@ -21,6 +21,7 @@ mod builder;
 mod bytes;
 mod coprocess;
 mod error;
+mod fd;
 mod handler;
 mod launch;
 mod link;
@@ -40,6 +41,7 @@ pub use crate::coprocess::{Coprocess, WeakCoprocess};
 pub use crate::error::{
     Blame, DeathReason, DisconnectCause, Error, Postmortem, RemoteError, RemoteErrorKind, Result,
 };
+pub use crate::fd::Fd;
 pub use crate::handler::{Registry, Reply, Service};
 pub use crate::link::context::{cancelled, deadline};
 pub use crate::map::{Map, MapUnordered};

@@ -113,7 +113,8 @@ fn hand_started_worker() -> (std::process::Child, std::fs::File, std::fs::File) 
     cmd.env(
         "COPROQ_WORKER",
         format!(
-            "spawn:{}:{}:{}:{}",
+            // No descriptor socket (-1).
+            "spawn:{}:{}:{}:{}:-1",
             fds[0],
             fds[1],
             std::process::id(),

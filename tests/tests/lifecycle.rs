@@ -137,9 +137,9 @@ fn a_process_started_by_hand_with_the_marker_refuses_to_run() {
         "fork:0:1",
         "spawn:x",
         "nonsense",
-        "fork:40:41:1:1024",
-        "spawn:40:41:1:1024",
-        "fork:0:1:1:1024",
+        "fork:40:41:1:1024:-1",
+        "spawn:40:41:1:1024:42",
+        "fork:0:1:1:1024:-1",
     ];
     for marker in markers {
         let out = Command::new(env!("CARGO_BIN_EXE_orphaning_parent"))

@@ -93,10 +93,10 @@ fn run_with<D: DeserializeOwned>(
 }
 
 /// Runs a fork worker: connect, run the entry, report, serve, exit. Called before `main`.
-pub(crate) fn run_worker(read: i32, write: i32, max_frame: u32) -> ! {
+pub(crate) fn run_worker(fds: super::ParentFds, max_frame: u32) -> ! {
     let mut options = Options::default();
     options.link.max_frame = max_frame;
-    let (coproc, hello) = match super::connect_to_parent(read, write, &options, Arc::default()) {
+    let (coproc, hello) = match super::connect_to_parent(fds, &options, Arc::default()) {
         Ok(connected) => connected,
         Err(e) => super::worker_exit_with(&format!("cannot connect to the parent: {e}")),
     };

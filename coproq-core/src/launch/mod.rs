@@ -59,7 +59,8 @@ pub(crate) enum Mode {
 }
 
 /// What the parent tells a worker in the environment:
-/// `mode:read_fd:write_fd:parent_pid:max_frame`.
+/// `mode:read_fd:write_fd:parent_pid:max_frame:descriptors_fd` (-1: no descriptor
+/// socket).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Marker {
     mode: Mode,
@@ -68,6 +69,17 @@ struct Marker {
     parent: u32,
     /// The largest frame the parent's builder accepts, which a fork worker accepts too.
     max_frame: u32,
+    /// The worker's end of the socket that passes descriptors.
+    descriptors: i32,
+}
+
+/// A worker's descriptors of its link, as its marker names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ParentFds {
+    read: i32,
+    write: i32,
+    /// The descriptor socket, if any (negative: none).
+    descriptors: i32,
 }
 
 impl Marker {
@@ -85,6 +97,7 @@ impl Marker {
             write: parts.next()?.parse().ok()?,
             parent: parts.next()?.parse().ok()?,
             max_frame: parts.next()?.parse().ok()?,
+            descriptors: parts.next()?.parse().ok()?,
         };
         parts.next().is_none().then_some(marker)
     }
@@ -102,9 +115,13 @@ impl fmt::Display for Marker {
             write,
             parent,
             max_frame,
+            descriptors,
             ..
         } = self;
-        write!(f, "{mode}:{read}:{write}:{parent}:{max_frame}")
+        write!(
+            f,
+            "{mode}:{read}:{write}:{parent}:{max_frame}:{descriptors}"
+        )
     }
 }
 
@@ -129,8 +146,10 @@ fn on_start() {
                 // Until `main` adopts them, the link's descriptors must not leak into
                 // processes the worker starts (whose holding them would hide the
                 // worker's death from the parent).
-                for fd in [marker.read, marker.write] {
-                    let _ = sys::close_on_exec(fd);
+                for fd in [marker.read, marker.write, marker.descriptors] {
+                    if fd >= 0 {
+                        let _ = sys::close_on_exec(fd);
+                    }
                 }
             }
             if marker.mode != Mode::Remote {
@@ -144,10 +163,15 @@ fn on_start() {
                 }
                 sys::die_with_parent(marker.parent);
             }
+            let fds = ParentFds {
+                read: marker.read,
+                write: marker.write,
+                descriptors: marker.descriptors,
+            };
             match marker.mode {
-                Mode::Fork => fork::run_worker(marker.read, marker.write, marker.max_frame),
+                Mode::Fork => fork::run_worker(fds, marker.max_frame),
                 Mode::Remote => fork::run_remote_worker(marker.max_frame),
-                Mode::Spawn => spawn::stash(marker.read, marker.write),
+                Mode::Spawn => spawn::stash(fds),
             }
         }
         None => worker_exit_with(&format!(
@@ -229,13 +253,15 @@ pub(crate) fn spawn_worker(
     let sys::LinkFds {
         parent_read,
         parent_write,
+        parent_descriptors,
         child_read,
         child_write,
+        child_descriptors,
     } = fds;
     // The child holds its ends now: ours must go, or we would never see its end of
     // stream; a copy of its write end stays, through which its exit wakes our reads.
     let wake = child_write.try_clone().ok().map(std::fs::File::from);
-    drop((child_read, child_write));
+    drop((child_read, child_write, child_descriptors));
 
     let process = Arc::new(WorkerProcess::new(pid, stdio));
     let witness = Witness::new(pid, tail, options, true);
@@ -248,6 +274,7 @@ pub(crate) fn spawn_worker(
         offer_clock: true,
         peer_hello_max: WORKER_HELLO_MAX,
         timeout: options.startup_timeout,
+        descriptors: Some(parent_descriptors),
     };
     let (input, output) = parent_streams(parent_read, parent_write, wake, pid, options);
     match Link::connect(input, output, connect, handlers, Some(on_eof)) {
@@ -344,6 +371,7 @@ fn start_process(launch: Launch, fds: &sys::LinkFds, options: &Options) -> io::R
             write: fds.child_write.as_raw_fd(),
             parent: std::process::id(),
             max_frame: options.link.max_frame,
+            descriptors: fds.child_descriptors.as_raw_fd(),
         }
         .to_string()
     };
@@ -402,24 +430,39 @@ fn handshake_failed(
 
 /// Worker side: adopts the link descriptors and completes the handshake.
 fn connect_to_parent(
-    read: i32,
-    write: i32,
+    fds: ParentFds,
     options: &Options,
     handlers: Arc<Handlers>,
 ) -> Result<(Coprocess, Hello)> {
     sys::ignore_sigpipe();
+    let ParentFds {
+        read,
+        write,
+        descriptors,
+    } = fds;
     let (input, output) = sys::take_link_fds(read, write).map_err(|e| {
         Error::Protocol(format!("the link descriptors {read} and {write} are not usable ({e}); not started by a coproq parent?"))
     })?;
+    let descriptors = (descriptors >= 0)
+        .then(|| sys::take_descriptor_socket(descriptors, [read, write]))
+        .transpose()
+        .map_err(|e| {
+            Error::Protocol(format!(
+                "the descriptor socket {descriptors} is not usable ({e}); not started by a \
+                 coproq parent?"
+            ))
+        })?;
     // The parent made these pipes for this worker alone.
     let (input, output) = (PipeInput::boxed(input), PipeOutput::boxed(output, None));
-    connect_streams(input, output, options, handlers)
+    connect_streams(input, output, descriptors, options, handlers)
 }
 
-/// Worker side: completes the handshake with the parent over two streams.
+/// Worker side: completes the handshake with the parent over two streams (and the
+/// socket that passes descriptors, for a local worker).
 fn connect_streams(
     input: Input,
     output: Output,
+    descriptors: Option<std::os::fd::OwnedFd>,
     options: &Options,
     handlers: Arc<Handlers>,
 ) -> Result<(Coprocess, Hello)> {
@@ -436,6 +479,7 @@ fn connect_streams(
         // The parent's hello carries a fork entry's data, bounded by the frame limit.
         peer_hello_max: options.link.max_frame,
         timeout: options.startup_timeout,
+        descriptors,
     };
     let (link, hello) = Link::connect(input, output, connect, handlers, None)
         .map_err(|e| Error::Protocol(e.to_string()))?;

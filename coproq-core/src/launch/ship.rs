@@ -163,6 +163,8 @@ pub(crate) fn spawn_worker(
         write: 1,
         parent: 0,
         max_frame: options.link.max_frame,
+        // On another machine: no descriptor crosses.
+        descriptors: -1,
     };
     let cmd = prefix.command(script(exe, &marker.to_string()));
     let (mut input, output, process, tail) = start_piped(cmd, options, &spawn_error)?;
@@ -250,7 +252,7 @@ mod tests {
             bytes: vec![1, 2, 3],
             digest: sha256_hex(&[1, 2, 3]),
         };
-        let script = script(&exe, "remote:0:1:0:1024");
+        let script = script(&exe, "remote:0:1:0:1024:-1");
         for place in [
             "@OS@",
             "@ARCH_CHECK@",

@@ -1,7 +1,6 @@
 //! Separate worker binaries: the parent's `Coprocess::spawn(cmd)` and the worker's
 //! `Coprocess::parent()`.
 
-use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::coprocess::Coprocess;
@@ -9,11 +8,13 @@ use crate::error::{Error, Result};
 use crate::link::Handlers;
 use crate::options::Options;
 
-/// The link descriptors of a spawned worker, left by the start-up hook for `parent()`.
-static PARENT_FDS: Mutex<Option<(RawFd, RawFd)>> = Mutex::new(None);
+use super::ParentFds;
 
-pub(crate) fn stash(read: RawFd, write: RawFd) {
-    *PARENT_FDS.lock().unwrap_or_else(PoisonError::into_inner) = Some((read, write));
+/// The link descriptors of a spawned worker, left by the start-up hook for `parent()`.
+static PARENT_FDS: Mutex<Option<ParentFds>> = Mutex::new(None);
+
+pub(crate) fn stash(fds: ParentFds) {
+    *PARENT_FDS.lock().unwrap_or_else(PoisonError::into_inner) = Some(fds);
 }
 
 /// Connects a spawned worker to its parent; once per process.
@@ -23,6 +24,6 @@ pub(crate) fn parent(options: &Options, handlers: Arc<Handlers>) -> Result<Copro
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take();
-    let (read, write) = fds.ok_or(Error::NotAWorker)?;
-    super::connect_to_parent(read, write, options, handlers).map(|(coproc, _)| coproc)
+    let fds = fds.ok_or(Error::NotAWorker)?;
+    super::connect_to_parent(fds, options, handlers).map(|(coproc, _)| coproc)
 }

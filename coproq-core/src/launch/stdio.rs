@@ -131,6 +131,8 @@ pub(super) fn connect_piped(
         offer_clock: false,
         peer_hello_max: WORKER_HELLO_MAX,
         timeout: handshake.timeout,
+        // Relayed by other processes: no descriptor crosses.
+        descriptors: None,
     };
     // Our ends of the command's stdin and stdout pipes, which nothing else holds.
     let (input, output) = parent_streams(input, output, None, process.pid(), options);
@@ -201,6 +203,7 @@ pub(crate) fn connect_with_hello(
     connect_streams(
         Box::new(input),
         PipeOutput::boxed_blocking(output),
+        None,
         options,
         handlers,
     )

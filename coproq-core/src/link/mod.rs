@@ -163,6 +163,8 @@ pub(crate) struct Link {
     report_protocol_errors: bool,
     /// Large frame buffers for reuse.
     buffers: Arc<frame::BufferPool>,
+    /// The socket descriptors arrive through (see `wire::descriptors`).
+    descriptors: Option<Arc<std::os::fd::OwnedFd>>,
     on_eof: Mutex<Option<EofHook>>,
     /// What the EOF hook said, once it ran.
     gone: std::sync::OnceLock<PeerGone>,
@@ -229,6 +231,9 @@ pub(crate) struct Connect {
     pub(crate) peer_hello_max: u32,
     /// How long to wait for the peer's `Hello`.
     pub(crate) timeout: Duration,
+    /// This end of the socket that passes descriptors (a link to a local worker), used
+    /// if the peer says it has the other.
+    pub(crate) descriptors: Option<std::os::fd::OwnedFd>,
 }
 
 /// Why a handshake failed.
@@ -252,6 +257,25 @@ impl std::fmt::Display for HandshakeError {
     }
 }
 
+/// Refuses a peer whose `Hello` says it cannot be this side's peer: a second parent or
+/// worker, or one that grants too small a window.
+fn check_peer(peer: &Hello, parent: bool) -> std::result::Result<(), HandshakeError> {
+    if peer.parent == parent {
+        let role = if parent { "parent" } else { "worker" };
+        return Err(HandshakeError::Refused(format!(
+            "the peer is a coproq {role} too (a command that echoes its input back?)"
+        )));
+    }
+    if peer.window < credit::MIN_WINDOW {
+        return Err(HandshakeError::Refused(format!(
+            "the peer grants a window of {} bytes, below the least of {}",
+            peer.window,
+            credit::MIN_WINDOW
+        )));
+    }
+    Ok(())
+}
+
 impl Link {
     /// Starts a link on two streams: sends our `Hello` and waits for the peer's, all
     /// within the timeout.
@@ -270,6 +294,7 @@ impl Link {
             offer_clock,
             peer_hello_max,
             timeout,
+            descriptors,
         } = connect;
         let deadline = Instant::now().checked_add(timeout);
         let writer = Writer::new(output);
@@ -287,6 +312,7 @@ impl Link {
             report_starts: parent && options.report_starts,
             memory_limit: options.memory_limit.filter(|_| parent).unwrap_or(0),
             clock_us: if offer_clock { clock::offer() } else { 0 },
+            descriptors: descriptors.is_some(),
         };
         let sent = writer.send(Lane::Control, Flush::Now, deadline, |buf, _, _| {
             message::encode_hello(buf, &hello);
@@ -303,20 +329,10 @@ impl Link {
         let peer = handshake(&mut input, peer_hello_max, timeout);
         input.get_mut().set_deadline(None);
         let peer = peer?;
-        if peer.parent == parent {
-            let role = if parent { "parent" } else { "worker" };
-            return Err(HandshakeError::Refused(format!(
-                "the peer is a coproq {role} too (a command that echoes its input back?)"
-            )));
-        }
-        if peer.window < credit::MIN_WINDOW {
-            return Err(HandshakeError::Refused(format!(
-                "the peer grants a window of {} bytes, below the least of {}",
-                peer.window,
-                credit::MIN_WINDOW
-            )));
-        }
+        check_peer(&peer, parent)?;
         writer.set_peer(peer.max_frame, peer.window);
+        // Descriptors travel where both sides hold their end of the socket.
+        let descriptors = writer.use_descriptors(descriptors.filter(|_| peer.descriptors));
         // A worker spins as its parent does, unless it chose for itself.
         let spin = match options.spin {
             None if !parent => Duration::from_micros(u64::from(peer.spin_us)),
@@ -348,6 +364,7 @@ impl Link {
             max_frame: options.max_frame,
             report_protocol_errors: options.report_protocol_errors,
             buffers: Arc::default(),
+            descriptors,
             on_eof: Mutex::new(on_eof),
             gone: std::sync::OnceLock::new(),
             serving: AtomicBool::new(false),

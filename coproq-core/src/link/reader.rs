@@ -14,6 +14,7 @@
 //! wrong, after which our sending half closes too).
 
 use std::io::BufRead;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ use super::token::{Goal, Queued, Role, Stop};
 use super::writer::Shutdown;
 use super::{Link, Stream, clock};
 use crate::error::Error;
+use crate::sys;
 use crate::wire::frame::{self, FrameError};
 use crate::wire::{self, Message, message, run};
 
@@ -49,6 +51,23 @@ enum ReadStep {
     Cut(String),
     /// The peer broke the protocol.
     Broken(String),
+}
+
+/// Why no frame was read: the [`ReadStep`] it comes to.
+enum Unread {
+    End,
+    Cut(String),
+    Broken(String),
+}
+
+impl From<Unread> for ReadStep {
+    fn from(unread: Unread) -> Self {
+        match unread {
+            Unread::End => Self::End,
+            Unread::Cut(why) => Self::Cut(why),
+            Unread::Broken(why) => Self::Broken(why),
+        }
+    }
 }
 
 /// How the stream ended.
@@ -276,24 +295,71 @@ impl Link {
         None
     }
 
-    /// Reads and decodes one frame (a run of events as one message).
-    fn read_frame(&self, stream: &mut Stream) -> ReadStep {
+    /// Reads the next frame.
+    #[inline]
+    fn next_frame(&self, stream: &mut Stream) -> Result<frame::FrameBuf, Unread> {
         let read = frame::next_frame(
             &mut stream.input,
             self.max_frame,
             Some(&self.buffers),
             message::byte_string_at,
         );
-        let frame = match read {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return ReadStep::End,
-            Err(e @ FrameError::Truncated { .. }) => return ReadStep::Cut(e.to_string()),
+        match read {
+            Ok(Some(frame)) => Ok(frame),
+            Ok(None) => Err(Unread::End),
+            Err(e @ FrameError::Truncated { .. }) => Err(Unread::Cut(e.to_string())),
             Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-                return ReadStep::Broken(e.to_string());
+                Err(Unread::Broken(e.to_string()))
             }
-            Err(FrameError::Io(e)) => return ReadStep::Cut(format!("read failed: {e}")),
-            Err(e @ FrameError::TooLarge { .. }) => return ReadStep::Broken(e.to_string()),
+            Err(FrameError::Io(e)) => Err(Unread::Cut(format!("read failed: {e}"))),
+            Err(e @ FrameError::TooLarge { .. }) => Err(Unread::Broken(e.to_string())),
+        }
+    }
+
+    /// The descriptors a `Descriptors` frame announced (`count`, or why the frame is
+    /// malformed): the peer sent them before it, so they wait in the socket.
+    fn receive_descriptors(
+        &self,
+        count: Result<u32, crate::wire::WireError>,
+    ) -> Result<Vec<std::os::fd::OwnedFd>, Unread> {
+        let count = count.map_err(|e| Unread::Broken(e.to_string()))?;
+        let Some(socket) = self.descriptors.as_deref() else {
+            return Err(Unread::Broken(
+                "descriptors announced on a link that passes none".into(),
+            ));
         };
+        sys::recv_group(socket.as_fd(), count as usize).map_err(|e| {
+            Unread::Broken(match e {
+                sys::DescriptorRecvError::Nothing => {
+                    format!("{count} descriptors announced, and none sent before")
+                }
+                sys::DescriptorRecvError::Malformed(reason) => reason,
+                sys::DescriptorRecvError::Failed(e) => {
+                    format!("the descriptor socket failed: {e}")
+                }
+            })
+        })
+    }
+
+    /// Reads and decodes one frame (a run of events as one message), with the
+    /// descriptors announced right before it, if any.
+    fn read_frame(&self, stream: &mut Stream) -> ReadStep {
+        let mut frame = match self.next_frame(stream) {
+            Ok(frame) => frame,
+            Err(unread) => return unread.into(),
+        };
+        let mut descriptors = Vec::new();
+        if let Some(count) = message::announced_descriptors(frame.as_slice()) {
+            descriptors = match self.receive_descriptors(count) {
+                Ok(group) => group,
+                Err(unread) => return unread.into(),
+            };
+            frame = match self.next_frame(stream) {
+                Ok(frame) => frame,
+                // The group closes here.
+                Err(unread) => return unread.into(),
+            };
+        }
         // All of it: a large frame's bytes may lie in a buffer of their own.
         let len = frame.len();
         // A run of events stays whole, one message, until it runs.
@@ -302,10 +368,24 @@ impl Link {
         } else {
             message::decode_pooled(frame, Some(&self.buffers))
         };
-        let message = match decoded {
+        let mut message = match decoded {
             Ok(message) => message,
             Err(reason) => return ReadStep::Broken(reason.to_string()),
         };
+        if !descriptors.is_empty() {
+            match &mut message {
+                Message::Call { body, .. }
+                | Message::Event { body }
+                | Message::Reply { body, .. } => {
+                    body.set_descriptors(descriptors);
+                }
+                _ => {
+                    return ReadStep::Broken(
+                        "descriptors announced for a message that carries none".into(),
+                    );
+                }
+            }
+        }
         let events = match &message {
             Message::Call { .. } | Message::Event { .. } => 1,
             Message::Run { events, .. } => *events as usize,

@@ -51,7 +51,7 @@ impl Link {
             name,
             deadline: clock::to_wire(at, self.shared_clock),
         };
-        let sent = if let Some(len) = direct::large_bytes(args) {
+        let sent = if let Some(len) = direct::large_bytes(args, self.writer.passes_descriptors()) {
             self.send_large(name, args, at, |buf, max| {
                 message::encode_call_head(buf, head, len, max)
             })
@@ -186,7 +186,7 @@ impl Link {
             return Ok(Err(e));
         }
         loop {
-            let sent = direct::with_bytes(value, |bytes| {
+            let sent = direct::with_bytes(value, self.writer.passes_descriptors(), |bytes| {
                 self.writer.send_direct(Lane::Work, &buf, bytes, deadline)
             });
             match sent {
@@ -233,7 +233,7 @@ impl Link {
     /// Sends a reply whose value is one large byte string straight from the handler's
     /// memory; false if `value` is not one (the caller then sends it the usual way).
     pub(crate) fn send_direct_reply<T: Serialize + ?Sized>(&self, id: u64, value: &T) -> bool {
-        let Some(len) = direct::large_bytes(value) else {
+        let Some(len) = direct::large_bytes(value, self.writer.passes_descriptors()) else {
             return false;
         };
         let mut head = Vec::new();
@@ -241,7 +241,7 @@ impl Link {
             // Too large for the peer: the usual way reports it.
             return false;
         }
-        let sent = direct::with_bytes(value, |bytes| {
+        let sent = direct::with_bytes(value, self.writer.passes_descriptors(), |bytes| {
             self.writer.send_direct(Lane::Reply, &head, bytes, None)
         });
         // A closed link drops the reply, as for any other; a value that did not serialize

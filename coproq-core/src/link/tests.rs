@@ -35,6 +35,7 @@ fn options(parent: bool) -> Connect {
         offer_clock: true,
         peer_hello_max: 1 << 20,
         timeout: LIMIT,
+        descriptors: None,
     }
 }
 

@@ -20,8 +20,10 @@
 //! which finishes what is buffered (or, when the link is abandoned, discards it) and
 //! drops the stream when it is done.
 
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -30,6 +32,9 @@ use crossbeam_channel::Sender;
 use super::calls::Slot;
 use super::credit::{PER_MESSAGE, PER_RUN_ITEM, Window};
 use super::io::Output;
+use crate::sys;
+use crate::wire::descriptors;
+use crate::wire::message;
 use crate::wire::run::EventRun;
 
 /// Above this many buffered bytes, a sender writes itself instead of leaving it to the
@@ -82,6 +87,15 @@ pub(crate) enum Shutdown<'a> {
     Discard,
 }
 
+/// The descriptors of one frame, and where the frame that announces them starts in the
+/// buffer: they are sent over the descriptor socket once every byte before it is written
+/// and before any byte of it, so that the peer finds them there when it reads that frame,
+/// and has read every earlier frame (taking their groups off the socket) by then.
+struct Group {
+    at: usize,
+    fds: Vec<OwnedFd>,
+}
+
 struct Outbox {
     buf: Vec<u8>,
     spare: Vec<u8>,
@@ -99,6 +113,8 @@ struct Outbox {
     /// The run of events that ends `buf`, which the next event may join; forgotten
     /// whenever `buf` is taken or cleared.
     run: Option<EventRun>,
+    /// The descriptors of the frames in `buf` that carry some, in order.
+    groups: VecDeque<Group>,
     /// The peer's window for calls and events.
     window: Window,
     /// Wakes this writer's flusher thread, once it runs.
@@ -111,6 +127,7 @@ impl Outbox {
     fn put_back(&mut self, out: Output, ok: bool) {
         if !ok {
             self.buf.clear();
+            self.groups.clear();
             self.run = None;
             self.closed = true;
         } else if !(self.closed && self.buf.is_empty()) {
@@ -118,8 +135,22 @@ impl Outbox {
         }
     }
 
+    /// Puts the groups of descriptors of a batch that were not sent back at the front of
+    /// the queue, the batch's first `written` bytes being gone (call after
+    /// [`Outbox::put_front`] has put its other bytes back).
+    fn put_groups_back(&mut self, mut unsent: VecDeque<Group>, written: usize) {
+        for group in &mut unsent {
+            group.at -= written;
+        }
+        unsent.append(&mut self.groups);
+        self.groups = unsent;
+    }
+
     /// Puts bytes a write could not finish back at the front of the buffer.
     fn put_front(&mut self, mut unwritten: Vec<u8>) {
+        for group in &mut self.groups {
+            group.at += unwritten.len();
+        }
         if !self.buf.is_empty() {
             unwritten.extend_from_slice(&self.buf);
         }
@@ -136,6 +167,9 @@ pub(crate) struct Writer {
     /// Some bytes wait in the buffer (a cheap check for readers about to block).
     pending: AtomicBool,
     peer_max: AtomicU32,
+    /// The socket descriptors go through (a link to a local worker only, once both
+    /// sides said they have it).
+    descriptors: OnceLock<Arc<OwnedFd>>,
     this: Weak<Writer>,
 }
 
@@ -163,12 +197,14 @@ impl Writer {
                 wakers: Vec::new(),
                 room_waiters: Vec::new(),
                 run: None,
+                groups: VecDeque::new(),
                 window: Window::new(u32::MAX),
                 flusher: None,
             }),
             written: Condvar::new(),
             pending: AtomicBool::new(false),
             peer_max: AtomicU32::new(0),
+            descriptors: OnceLock::new(),
             this: this.clone(),
         })
     }
@@ -182,6 +218,20 @@ impl Writer {
     #[inline]
     pub(crate) fn peer_max(&self) -> u32 {
         self.peer_max.load(Ordering::Relaxed)
+    }
+
+    /// Sends the descriptors in values through `socket` from now on, if there is one;
+    /// gives it back, shared, for the reader.
+    pub(crate) fn use_descriptors(&self, socket: Option<OwnedFd>) -> Option<Arc<OwnedFd>> {
+        let socket = Arc::new(socket?);
+        let _ = self.descriptors.set(Arc::clone(&socket));
+        Some(socket)
+    }
+
+    /// Whether descriptors in values travel through this writer.
+    #[inline]
+    pub(crate) fn passes_descriptors(&self) -> bool {
+        self.descriptors.get().is_some()
     }
 
     /// What the peer's `Hello` said: its largest frame and its window.
@@ -229,8 +279,15 @@ impl Writer {
         let outbox = &mut *state;
         let start = outbox.buf.len();
         let run_before = EventRun::stamp(outbox.run.as_ref());
-        if let Err(e) = build(&mut outbox.buf, &mut outbox.run, self.peer_max()) {
+        let frame = descriptors::begin(self.passes_descriptors());
+        let outcome = build(&mut outbox.buf, &mut outbox.run, self.peer_max());
+        let held = descriptors::finish(frame);
+        if let Err(e) = outcome {
             outbox.buf.truncate(start);
+            // Its descriptors close.
+            if held > 0 {
+                drop(descriptors::take_group(held));
+            }
             return Ok(Err(e));
         }
         if lane == Lane::Work {
@@ -242,6 +299,19 @@ impl Writer {
             outbox
                 .window
                 .charge((outbox.buf.len() - start) as u64 + share);
+        }
+        if held > 0 {
+            // Announced right before the frame (after charging it: the peer counts the
+            // frame alone); the frame then never joins or starts a run of events.
+            let group = descriptors::take_group(held);
+            let mut announcement = Vec::new();
+            message::encode_descriptors(&mut announcement, group.len() as u32);
+            outbox.buf.splice(start..start, announcement);
+            outbox.run = None;
+            outbox.groups.push_back(Group {
+                at: start,
+                fds: group,
+            });
         }
         self.pending.store(true, Ordering::Release);
         match (lane, flush) {
@@ -302,16 +372,30 @@ impl Writer {
         state.writing = true;
         state.scheduled = false;
         let mut queued = std::mem::take(&mut state.buf);
+        let mut groups = std::mem::take(&mut state.groups);
         state.run = None;
         self.pending.store(false, Ordering::Release);
         let wakers = std::mem::take(&mut state.wakers);
         drop(state);
         wakers.into_iter().for_each(Waker::wake);
-        // The three parts in turn, each from where the last left off.
+        // The three parts in turn, each from where the last left off (the queued frames
+        // with their descriptors).
         let parts = [queued.as_slice(), head, bytes];
         let mut unwritten: Option<Vec<u8>> = None;
         let mut ok = true;
-        for (i, part) in parts.iter().enumerate() {
+        let mut queued_written = 0;
+        match self.write_batch(&mut out, &queued, &mut groups, deadline) {
+            Ok(n) if n < queued.len() => {
+                queued_written = n;
+                unwritten = Some(parts.concat().split_off(n));
+            }
+            Ok(n) => queued_written = n,
+            Err(_) => ok = false,
+        }
+        for (i, part) in parts.iter().enumerate().skip(1) {
+            if unwritten.is_some() || !ok {
+                break;
+            }
             match out.write_until(part, deadline) {
                 Ok(n) if n == part.len() => {}
                 Ok(n) => {
@@ -337,6 +421,7 @@ impl Writer {
         let closed = !ok;
         if let Some(rest) = unwritten.filter(|_| ok) {
             state.put_front(rest);
+            state.put_groups_back(groups, queued_written);
             self.pending.store(true, Ordering::Release);
             state.writing = false;
             self.notify_sleepers(&state);
@@ -507,19 +592,21 @@ impl Writer {
             };
             let mut batch = std::mem::take(&mut state.spare);
             std::mem::swap(&mut batch, &mut state.buf);
+            let mut groups = std::mem::take(&mut state.groups);
             state.run = None;
             self.pending.store(false, Ordering::Release);
             let wakers = std::mem::take(&mut state.wakers);
             drop(state);
             // The buffer is empty now: futures waiting for room go ahead.
             wakers.into_iter().for_each(Waker::wake);
-            let written = out.write_until(&batch, deadline);
+            let written = self.write_batch(&mut out, &batch, &mut groups, deadline);
             state = self.lock();
             match written {
                 Ok(n) if n < batch.len() => {
                     // The deadline passed: the rest goes first, by the flusher.
                     batch.drain(..n);
                     state.put_front(batch);
+                    state.put_groups_back(groups, n);
                     state.put_back(out, true);
                     self.pending.store(true, Ordering::Release);
                     state.writing = false;
@@ -565,7 +652,10 @@ impl Writer {
         state.run = None;
         match how {
             Shutdown::Graceful(last) => state.buf.extend_from_slice(last),
-            Shutdown::Discard => state.buf.clear(),
+            Shutdown::Discard => {
+                state.buf.clear();
+                state.groups.clear();
+            }
         }
         if state.buf.is_empty() {
             // Nothing to finish: close the stream now, unless a write is under way
@@ -598,6 +688,44 @@ impl Writer {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.lock().closed
+    }
+
+    /// Writes `batch` to `out`, sending each of `groups` (its frames' descriptors, in
+    /// order) over the descriptor socket right before the frame that announces it; at
+    /// most until `deadline`. How many bytes were written (the groups sent are taken off).
+    fn write_batch(
+        &self,
+        out: &mut Output,
+        batch: &[u8],
+        groups: &mut VecDeque<Group>,
+        deadline: Option<Instant>,
+    ) -> std::io::Result<usize> {
+        let mut written = 0;
+        while let Some(group) = groups.front() {
+            let at = group.at.min(batch.len());
+            if written < at {
+                written += out.write_until(&batch[written..at], deadline)?;
+                if written < at {
+                    // The deadline passed.
+                    return Ok(written);
+                }
+            }
+            let Some(socket) = self.descriptors.get() else {
+                // Nothing is collected without a socket.
+                groups.clear();
+                break;
+            };
+            match sys::send_group(socket.as_fd(), &group.fds, deadline) {
+                // Sent: the kernel holds them now, and our duplicates close.
+                Ok(()) => drop(groups.pop_front()),
+                Err(sys::DescriptorSendError::TimedOut) => return Ok(written),
+                Err(sys::DescriptorSendError::Failed(e)) => return Err(e),
+            }
+        }
+        if written < batch.len() {
+            written += out.write_until(&batch[written..], deadline)?;
+        }
+        Ok(written)
     }
 }
 

@@ -17,10 +17,13 @@ use super::probe::{Probe, ProbeError, Visit};
 pub(crate) const DIRECT_MIN: usize = 256 * 1024;
 
 /// The length of `value` if it serializes as one byte string of at least `DIRECT_MIN`.
-pub(crate) fn large_bytes<T: Serialize + ?Sized>(value: &T) -> Option<usize> {
+///
+/// `descriptors` says whether the link passes descriptors: a value that travels as a
+/// descriptor there (`SharedBytes`) is not bytes then.
+pub(crate) fn large_bytes<T: Serialize + ?Sized>(value: &T, descriptors: bool) -> Option<usize> {
     let len = match super::byte_vec::as_bytes(value) {
         Some(bytes) => Some(bytes.len()),
-        None => value.serialize(Probe(Length)).ok(),
+        None => super::descriptors::probing(descriptors, || value.serialize(Probe(Length)).ok()),
     };
     len.filter(|&len| len >= DIRECT_MIN)
 }
@@ -29,12 +32,13 @@ pub(crate) fn large_bytes<T: Serialize + ?Sized>(value: &T) -> Option<usize> {
 /// byte string; `None` (without calling `f`) if it did not this time.
 pub(crate) fn with_bytes<T: Serialize + ?Sized, R>(
     value: &T,
+    descriptors: bool,
     f: impl FnOnce(&[u8]) -> R,
 ) -> Option<R> {
     let lend = Lend(f);
     match super::byte_vec::as_bytes(value) {
         Some(bytes) => lend.bytes(bytes).ok(),
-        None => value.serialize(Probe(lend)).ok(),
+        None => super::descriptors::probing(descriptors, || value.serialize(Probe(lend)).ok()),
     }
 }
 
@@ -133,25 +137,28 @@ mod tests {
     #[test]
     fn only_large_byte_strings_go_direct() {
         let big = vec![1u8; DIRECT_MIN];
-        assert_eq!(large_bytes(&Bytes(&big)), Some(DIRECT_MIN));
-        assert_eq!(large_bytes(&Bytes(&big[1..])), None);
+        assert_eq!(large_bytes(&Bytes(&big), false), Some(DIRECT_MIN));
+        assert_eq!(large_bytes(&Bytes(&big[1..]), false), None);
         assert_eq!(
-            large_bytes(&big),
+            large_bytes(&big, false),
             Some(DIRECT_MIN),
             "a Vec<u8> is recognised by its type"
         );
-        assert_eq!(large_bytes(&vec![1u16; DIRECT_MIN]), None);
-        assert_eq!(large_bytes(&(1u32, 2u32)), None);
+        assert_eq!(large_bytes(&vec![1u16; DIRECT_MIN], false), None);
+        assert_eq!(large_bytes(&(1u32, 2u32), false), None);
     }
 
     #[test]
     fn byte_strings_are_lent_and_other_values_are_not() {
         assert_eq!(
-            with_bytes(&Bytes(b"tail"), <[u8]>::to_vec),
+            with_bytes(&Bytes(b"tail"), false, <[u8]>::to_vec),
             Some(b"tail".to_vec())
         );
-        assert_eq!(with_bytes(&b"vec".to_vec(), <[u8]>::len), Some(3));
-        assert_eq!(with_bytes(&5u32, |_| panic!("not bytes")), None::<()>);
+        assert_eq!(with_bytes(&b"vec".to_vec(), false, <[u8]>::len), Some(3));
+        assert_eq!(
+            with_bytes(&5u32, false, |_| panic!("not bytes")),
+            None::<()>
+        );
     }
 
     #[test]

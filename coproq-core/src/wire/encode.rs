@@ -18,7 +18,9 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
 ) -> std::result::Result<(), String> {
     let start = out.len();
-    value.serialize(Encoder { out }).map_err(|e| {
+    // Descriptors in the value join its frame's group only here, where its bytes are
+    // written (see `descriptors`).
+    super::descriptors::writing_value(|| value.serialize(Encoder { out })).map_err(|e| {
         out.truncate(start);
         e.0
     })

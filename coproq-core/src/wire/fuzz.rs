@@ -115,6 +115,7 @@ fn seeds() -> Vec<Vec<u8>> {
             report_starts: false,
             memory_limit: 0,
             clock_us: 5,
+            descriptors: true,
         },
     );
     seeds.push(std::mem::take(&mut buf));

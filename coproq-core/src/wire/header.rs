@@ -96,6 +96,11 @@ pub(crate) enum Header<'a> {
     Started {
         id: u64,
     },
+    /// The next frame (a call, an event or a reply) carries `count` descriptors, sent
+    /// before this frame over the link's descriptor socket (see `wire::descriptors`).
+    Descriptors {
+        count: u32,
+    },
 }
 
 impl<'a> Header<'a> {
@@ -110,7 +115,8 @@ impl<'a> Header<'a> {
             | Self::Cancel { .. }
             | Self::Ping
             | Self::Credit { .. }
-            | Self::Started { .. } => &[],
+            | Self::Started { .. }
+            | Self::Descriptors { .. } => &[],
         }
     }
 }
@@ -126,6 +132,7 @@ const PING: u32 = 5;
 const EVENTS: u32 = 6;
 const CREDIT: u32 = 7;
 const STARTED: u32 = 8;
+const DESCRIPTORS: u32 = 9;
 const VALUE: u32 = 0;
 const ERROR: u32 = 1;
 
@@ -166,6 +173,7 @@ pub(crate) fn encode(buf: &mut Vec<u8>, header: &Header<'_>) {
             | Header::Ping
             | Header::Credit { .. }
             | Header::Started { .. }
+            | Header::Descriptors { .. }
     ) {
         put_u64(buf, header.shape().len() as u64);
         buf.extend_from_slice(header.shape());
@@ -223,6 +231,10 @@ pub(crate) fn encode_prefix(buf: &mut Vec<u8>, header: &Header<'_>) {
         Header::Started { id } => {
             put_u32(buf, STARTED);
             put_u64(buf, *id);
+        }
+        Header::Descriptors { count } => {
+            put_u32(buf, DESCRIPTORS);
+            put_u32(buf, *count);
         }
     }
 }
@@ -284,6 +296,11 @@ pub(crate) fn make_run(header: &mut [u8]) {
 /// Whether `payload` is a run of events.
 pub(crate) fn is_run(payload: &[u8]) -> bool {
     payload.first_chunk::<4>() == Some(&EVENTS.to_le_bytes())
+}
+
+/// Whether `payload` claims to announce descriptors (it may still be malformed).
+pub(crate) fn is_descriptors(payload: &[u8]) -> bool {
+    payload.first_chunk::<4>() == Some(&DESCRIPTORS.to_le_bytes())
 }
 
 /// Whether `payload` claims to be a reply (it may still be malformed).
@@ -399,6 +416,7 @@ fn decode_fields(payload: &[u8]) -> Result<(Header<'_>, usize), String> {
         },
         CREDIT => Header::Credit { bytes: cur.u64()? },
         STARTED => Header::Started { id: cur.u64()? },
+        DESCRIPTORS => Header::Descriptors { count: cur.u32()? },
         other => return Err(format!("unknown message kind {other}")),
     };
     Ok((header, cur.at))
@@ -459,6 +477,7 @@ mod tests {
                 shape,
             },
             Header::Credit { bytes: 1 << 20 },
+            Header::Descriptors { count: 3 },
             Header::Reply {
                 id: 5,
                 outcome: Outcome::Error {

@@ -19,7 +19,7 @@ pub(crate) const MAGIC: [u8; 8] = *b"\0coproq\0";
 /// The version of coproq's wire protocol that this build speaks, bumped on every
 /// incompatible change of its layout. Both ends of a link must speak the same one: a peer
 /// of another version is refused at the handshake, with an error naming both versions.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// The first message each side sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +51,9 @@ pub(crate) struct Hello {
     /// This side's monotonic clock when it sent the `Hello`, in microseconds, offered for
     /// the peer to tell whether both share it (0: not offered; see `link::clock`).
     pub(crate) clock_us: u64,
+    /// This side holds its end of a socket that passes descriptors (a local worker's
+    /// link): descriptors travel only where both sides say so.
+    pub(crate) descriptors: bool,
 }
 
 /// A fork worker's entry: functions as offsets from an anchor function in the (shared)
@@ -77,6 +80,9 @@ pub(crate) struct Body {
     name: Span,
     /// Where the shape of the sender's value lies in the frame.
     shape: Span,
+    /// The descriptors that came with the message (see `descriptors`), closed with it
+    /// (boxed: nearly every message has none, and a message is moved a few times).
+    descriptors: Option<Box<[std::os::fd::OwnedFd]>>,
 }
 
 /// Where a part of a frame lies (frames are at most 4 GiB: `u32` offsets keep a message
@@ -127,7 +133,13 @@ impl Body {
             start: u32::try_from(items).ok()?,
             name: Span::of(name)?,
             shape: Span::of(shape)?,
+            descriptors: None,
         })
+    }
+
+    /// Gives the message the descriptors that came with it.
+    pub(crate) fn set_descriptors(&mut self, descriptors: Vec<std::os::fd::OwnedFd>) {
+        self.descriptors = Some(descriptors.into_boxed_slice());
     }
 
     /// Where the first event of a run's body starts (see `run::event_at`).
@@ -162,10 +174,22 @@ impl Body {
     /// from the bytes.
     #[inline]
     pub(crate) fn decode<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, WireError> {
+        let Some(descriptors) = self.descriptors.take() else {
+            return self.decode_value();
+        };
+        let mut descriptors = descriptors.into_vec();
+        let decoded = super::descriptors::decoding(&mut descriptors, || self.decode_value());
+        self.descriptors = Some(descriptors.into_boxed_slice());
+        decoded
+    }
+
+    /// [`Body::decode`], where the descriptors (if any) are in place.
+    #[inline]
+    fn decode_value<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, WireError> {
         if super::byte_vec::is_byte_vec::<T>() && shape::is_byte_string(self.shape()) {
             // A `Vec<u8>` asks for a sequence, element by element: take the byte string
             // whole instead (in the frame's own buffer where it is large).
-            let bytes = self.decode::<crate::bytes::ByteBuf>()?.into_vec();
+            let bytes = self.decode_value::<crate::bytes::ByteBuf>()?.into_vec();
             return super::byte_vec::into_byte_vec(bytes)
                 .ok_or_else(|| WireError::Mismatch("not bytes".into()));
         }
@@ -687,6 +711,26 @@ pub(crate) fn encode_started(buf: &mut Vec<u8>, id: u64) {
     frame::end(buf, start, u32::MAX).expect("a start is small");
 }
 
+/// Builds the frame that announces `count` descriptors for the frame after it.
+pub(crate) fn encode_descriptors(buf: &mut Vec<u8>, count: u32) {
+    let start = whole_header(buf, &Header::Descriptors { count });
+    frame::end(buf, start, u32::MAX).expect("an announcement is small");
+}
+
+/// How many descriptors `payload` announces, if it is a `Descriptors` frame's; `Err` if
+/// it is one but malformed.
+pub(crate) fn announced_descriptors(payload: &[u8]) -> Option<Result<u32, WireError>> {
+    if !header::is_descriptors(payload) {
+        return None;
+    }
+    Some(match header::decode(payload) {
+        Ok((Header::Descriptors { count }, used)) if used == payload.len() => Ok(count),
+        _ => Err(WireError::Malformed(
+            "malformed announcement of descriptors".into(),
+        )),
+    })
+}
+
 /// Builds the frame of a `Cancel` of call `id`.
 pub(crate) fn encode_cancel(buf: &mut Vec<u8>, id: u64) {
     let start = whole_header(buf, &Header::Cancel { id });
@@ -745,6 +789,7 @@ pub(crate) fn decode_pooled(
         start,
         name,
         shape,
+        descriptors: None,
     };
     let message = match head {
         Header::Call {
@@ -791,6 +836,11 @@ pub(crate) fn decode_pooled(
                 "malformed message: a run of events where a message was expected".into(),
             ));
         }
+        Header::Descriptors { .. } => {
+            return Err(WireError::Malformed(
+                "descriptors announced where a message was expected".into(),
+            ));
+        }
     };
     Ok(message)
 }
@@ -821,6 +871,7 @@ mod tests {
             report_starts: true,
             memory_limit: 1 << 30,
             clock_us: 123_456_789,
+            descriptors: true,
         };
         encode_hello(&mut buf, &hello);
         assert_eq!(decode_hello(&payload(&buf)).unwrap(), hello);

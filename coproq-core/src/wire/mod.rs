@@ -14,6 +14,8 @@
 //! - [`returned`]: what a handler's return value means (a `Result` is the error channel).
 //! - [`run`]: runs of events, consecutive events of one name and shape in one frame.
 //! - [`error`]: `WireError`, how the wire fails.
+//! - [`descriptors`]: descriptors inside values, put in a frame's group when it is
+//!   encoded and taken from a message's group when it is decoded.
 //! - [`direct`]: large byte strings written from the sender's memory and received in
 //!   place.
 //! - [`byte_vec`]: `Vec<u8>` and `&[u8]` recognised among generic values, to travel as
@@ -27,6 +29,7 @@
 
 pub(crate) mod byte_vec;
 pub(crate) mod codec;
+pub(crate) mod descriptors;
 pub(crate) mod direct;
 mod encode;
 mod error;

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::header::{self, Header};
 use super::message::{Args, Body, EncodeError, Message, Request, header_prefix, seal};
-use super::{WireError, codec, frame};
+use super::{WireError, codec, descriptors, frame};
 
 /// The most events one run carries. A reader that cannot run a run's events where they
 /// lie makes a message of each, and this bounds how many one frame makes; a longer run
@@ -78,7 +78,9 @@ pub(crate) fn encode_event<T: Serialize + ?Sized>(
         .map_err(EncodeError::Value)
         .and_then(|()| seal(buf, start, max))
         .inspect_err(|_| buf.truncate(start))?;
-    if buf.len() - start < MAX_RUN_BYTES {
+    // An event that brings descriptors travels in a frame of its own, announced by the
+    // frame before it.
+    if buf.len() - start < MAX_RUN_BYTES && descriptors::collected() == 0 {
         *run = start_run(buf, start, name_end - name.len()..name_end, max);
     }
     Ok(())
@@ -94,6 +96,7 @@ fn join_run<T: Serialize + ?Sized>(
     max: u32,
 ) -> Result<bool, EncodeError> {
     let mark = buf.len();
+    let held = descriptors::collected();
     // The item's length goes first; the shape is recorded after it to be compared, then
     // the value takes its place.
     buf.extend_from_slice(&[0; 4]);
@@ -113,6 +116,12 @@ fn join_run<T: Serialize + ?Sized>(
     if let Err(e) = codec::encode_value(args, buf) {
         buf.truncate(mark);
         return Err(EncodeError::Value(e));
+    }
+    if descriptors::collected() != held {
+        // It brings descriptors: it goes in a frame of its own instead.
+        descriptors::forget_after(held);
+        buf.truncate(mark);
+        return Ok(false);
     }
     let frame_len = buf.len() - open.start - frame::HEADER_LEN;
     let (Ok(body_len), Ok(frame_len32)) =

@@ -32,6 +32,12 @@ fn main() -> coproq::Result<()> {
             n
         })
         .handle("overflow", |n: u64| overflow(n))
+        .handle("read_fd", |file: coproq::Fd| -> Result<String, String> {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::fs::File::from(file), &mut text)
+                .map_err(|e| e.to_string())?;
+            Ok(text)
+        })
         .on("note", |line: String| println!("worker got note: {line}"));
     parent.serve();
     Ok(())

@@ -12,10 +12,15 @@
 //!   alive sending nothing more.
 //! - `bad-reply`: a good hello; then, once the parent calls, three well-formed replies to
 //!   calls nobody made, and right behind them (in the same write) a reply cut short.
+//! - `fd-without-socket`: a hello without the descriptor socket; then, once the parent
+//!   calls, descriptors announced for the reply.
+//! - `fd-none-sent`: a hello with the socket; then two descriptors announced, none sent.
+//! - `fd-too-many`: the same, with one announced and 200 sent in one message.
+//! - `fd-count-huge`: the same, with 10 000 announced.
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 
 /// The protocol version coproq speaks, from the test that started this worker (argument
 /// 2: `coproq::PROTOCOL_VERSION`; this binary must not link coproq, whose start-up hook
@@ -28,6 +33,11 @@ fn protocol_version() -> u32 {
 }
 
 fn hello(version: u32) -> Vec<u8> {
+    hello_with(version, false)
+}
+
+/// A worker's `Hello`, saying whether it holds its end of the descriptor socket.
+fn hello_with(version: u32, descriptors: bool) -> Vec<u8> {
     let mut payload = b"\0coproq\0".to_vec();
     payload.extend_from_slice(&version.to_le_bytes());
     payload.extend_from_slice(&(1u32 << 30).to_le_bytes()); // max_frame
@@ -40,6 +50,7 @@ fn hello(version: u32) -> Vec<u8> {
     payload.push(0); // report_starts: no
     payload.extend_from_slice(&0u64.to_le_bytes()); // memory_limit: none
     payload.extend_from_slice(&0u64.to_le_bytes()); // clock_us: not offered
+    payload.push(u8::from(descriptors));
     frame(&payload)
 }
 
@@ -51,6 +62,49 @@ fn stray_reply(id: u64) -> Vec<u8> {
     payload.extend_from_slice(&0u32.to_le_bytes());
     payload.extend_from_slice(&0u64.to_le_bytes());
     frame(&payload)
+}
+
+/// A `Descriptors` frame's payload: kind 9 and the count it announces.
+fn descriptors_announcement(count: u32) -> Vec<u8> {
+    let mut payload = 9u32.to_le_bytes().to_vec();
+    payload.extend_from_slice(&count.to_le_bytes());
+    payload
+}
+
+/// Sends `fds` over the descriptor socket as one message whose data says `count`.
+fn send_fds(socket: i32, count: u32, fds: &[i32]) {
+    let data = count.to_le_bytes();
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let payload = std::mem::size_of_val(fds) as u32;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
+    let mut control = vec![0u8; space];
+    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the sendmsg.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: the control buffer holds one header of CMSG_SPACE(payload) bytes, whose
+    // data is written with exactly `payload` bytes.
+    unsafe {
+        let header = libc::CMSG_FIRSTHDR(&raw const msg);
+        (*header).cmsg_level = libc::SOL_SOCKET;
+        (*header).cmsg_type = libc::SCM_RIGHTS;
+        (*header).cmsg_len = libc::CMSG_LEN(payload) as _;
+        std::ptr::copy_nonoverlapping(
+            fds.as_ptr().cast::<u8>(),
+            libc::CMSG_DATA(header),
+            payload as usize,
+        );
+        assert!(
+            libc::sendmsg(socket, &raw const msg, 0) >= 0,
+            "sendmsg failed"
+        );
+    }
 }
 
 fn frame(payload: &[u8]) -> Vec<u8> {
@@ -78,6 +132,8 @@ fn main() {
         .skip(1)
         .map(|fd| fd.parse::<i32>().expect("a descriptor number"));
     let (read_fd, write_fd) = (fds.next().unwrap(), fds.next().unwrap());
+    // parent pid, max frame, then the descriptor socket.
+    let socket_fd = fds.nth(2).unwrap_or(-1);
     // SAFETY: the parent handed these two descriptors to this process.
     let (mut input, mut output) =
         unsafe { (File::from_raw_fd(read_fd), File::from_raw_fd(write_fd)) };
@@ -114,6 +170,26 @@ fn main() {
             if mode == "truncated" {
                 std::process::exit(3);
             }
+        }
+        "fd-without-socket" | "fd-none-sent" | "fd-too-many" | "fd-count-huge" => {
+            output
+                .write_all(&hello_with(protocol_version(), mode != "fd-without-socket"))
+                .unwrap();
+            read_frame(&mut input); // the parent's hello
+            read_frame(&mut input); // the parent's first call
+            let announced = match mode.as_str() {
+                "fd-count-huge" => 10_000,
+                "fd-none-sent" => 2,
+                _ => 1,
+            };
+            if mode == "fd-too-many" {
+                // 200 descriptors where the announcement says 1.
+                let null = File::open("/dev/null").unwrap();
+                send_fds(socket_fd, 1, &vec![null.as_raw_fd(); 200]);
+            }
+            let mut bytes = frame(&descriptors_announcement(announced));
+            bytes.extend_from_slice(&stray_reply(1));
+            output.write_all(&bytes).unwrap();
         }
         other => panic!("unknown mode {other:?}"),
     }

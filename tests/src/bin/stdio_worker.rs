@@ -10,6 +10,11 @@ fn main() -> coproq::Result<()> {
     parent
         .handle("echo", |x: u64| x)
         .handle("bytes", |b: Vec<u8>| b)
+        // A descriptor cannot cross stdio: the reply fails to serialize, saying so.
+        .handle("pipe_fd", |()| -> coproq::Fd {
+            let (read, _write) = std::io::pipe().expect("a pipe");
+            coproq::Fd::from(read)
+        })
         .handle("chatty", |n: u32| {
             for i in 0..n {
                 println!("a line on stdout, number {i}, which must not reach the link");

@@ -1289,7 +1289,11 @@ fn item12_a_setuid_program_ignores_the_worker_marker_and_runs_main() {
             .output()
             .unwrap()
     };
-    let markers = ["remote:0:1:1:1024", "fork:0:1:1:1024", "spawn:0:1:1:1024"];
+    let markers = [
+        "remote:0:1:1:1024:-1",
+        "fork:0:1:1:1024:-1",
+        "spawn:0:1:1:1024:-1",
+    ];
     // Not set-user-ID: the marker is honoured (and, naming another parent, refused).
     std::fs::set_permissions(&*copy, std::fs::Permissions::from_mode(0o755)).unwrap();
     let plain = run(markers[1]);

@@ -21,7 +21,7 @@ pub(crate) fn posix_spawn(
     path: &CString,
     arg0: &CString,
     env: &[CString],
-    inherit: [RawFd; 2],
+    inherit: [RawFd; 3],
     stderr: Option<RawFd>,
     own_group: bool,
 ) -> io::Result<u32> {

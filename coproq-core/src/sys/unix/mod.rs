@@ -3,16 +3,22 @@
 //!
 //! - `process`: spawning, parent death, reaping and killing.
 //! - `wait`: waiting on a descriptor with a limit, beside a watch on a process's exit.
+//! - `descriptors`: the socket pair beside a link's pipes that passes descriptors.
 //! - `memory`: a worker's memory limit and resident size, and out-of-memory kills.
 //! - `libc`: the calls rustix does not wrap (`posix_spawn`, a signal disposition, the
 //!   secure-execution flag).
 
+mod descriptors;
 mod libc;
 mod memory;
 mod process;
 mod wait;
 
 pub(crate) use self::libc::{ignore_sigpipe, secure_execution};
+pub(crate) use descriptors::{
+    MAX_DESCRIPTORS, RecvError as DescriptorRecvError, SendError as DescriptorSendError,
+    recv_group, send_group,
+};
 pub(crate) use memory::{OomCounter, limit_memory, oom_kills, resident_bytes};
 pub(crate) use wait::{Direction, Waited, on_exit, wait_fd, watch_exit};
 
@@ -29,31 +35,39 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::fs::{FileType, fstat};
 use rustix::io::{FdFlags, fcntl_setfd};
 
-/// The two pipes of a link: the parent keeps one end of each, the child the other.
+/// The two pipes of a link and its descriptor socket pair: the parent keeps one end of
+/// each, the child the other.
 #[derive(Debug)]
 pub(crate) struct LinkFds {
     /// Parent's read end (worker → parent).
     pub(crate) parent_read: File,
     /// Parent's write end (parent → worker).
     pub(crate) parent_write: File,
+    /// Parent's end of the socket that passes descriptors (both ways).
+    pub(crate) parent_descriptors: OwnedFd,
     /// Child's read end (parent → worker); closed in the parent after spawning.
     pub(crate) child_read: OwnedFd,
     /// Child's write end (worker → parent); closed in the parent after spawning.
     pub(crate) child_write: OwnedFd,
+    /// Child's end of the descriptor socket; closed in the parent after spawning.
+    pub(crate) child_descriptors: OwnedFd,
 }
 
-/// Creates the two pipes, all ends close-on-exec (std's `pipe` sets it atomically), so
-/// no other child of this process can inherit them.
+/// Creates the two pipes and the socket pair, all ends close-on-exec (std's `pipe` sets
+/// it atomically), so no other child of this process can inherit them.
 pub(crate) fn link_fds() -> io::Result<LinkFds> {
     let (to_parent_read, to_parent_write) = io::pipe()?;
     let (to_worker_read, to_worker_write) = io::pipe()?;
+    let (parent_descriptors, child_descriptors) = descriptors::socket_pair()?;
     enlarge_pipe(&to_parent_write);
     enlarge_pipe(&to_worker_write);
     Ok(LinkFds {
         parent_read: File::from(OwnedFd::from(to_parent_read)),
         parent_write: File::from(OwnedFd::from(to_worker_write)),
+        parent_descriptors,
         child_read: OwnedFd::from(to_worker_read),
         child_write: OwnedFd::from(to_parent_write),
+        child_descriptors,
     })
 }
 
@@ -92,6 +106,30 @@ pub(crate) fn take_link_fds(read: RawFd, write: RawFd) -> io::Result<(File, File
     // SAFETY: both descriptors are open, distinct, and from here on owned by these Files
     // alone: the marker that named them has been removed from the environment.
     Ok(unsafe { (File::from_raw_fd(read), File::from_raw_fd(write)) })
+}
+
+/// In a worker: adopts the descriptor socket that the marker names, after checking that
+/// it is an open socket other than the link's pipes, and makes it close-on-exec.
+pub(crate) fn take_descriptor_socket(raw: RawFd, pipes: [RawFd; 2]) -> io::Result<OwnedFd> {
+    if raw < 3 || pipes.contains(&raw) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "invalid descriptor socket",
+        ));
+    }
+    // SAFETY: only borrowed for the two calls below, which fail cleanly (EBADF) if `raw`
+    // is not open; it is adopted below only once both succeeded.
+    let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+    if !descriptors::is_socket(fd) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("descriptor {raw} is not a socket"),
+        ));
+    }
+    fcntl_setfd(fd, FdFlags::CLOEXEC)?;
+    // SAFETY: open, not one of the pipes, and from here on owned by this OwnedFd alone
+    // (the marker that named it has been removed from the environment).
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 /// Makes `raw` close-on-exec, if it is open: a worker's link descriptors must not leak

@@ -73,7 +73,11 @@ pub(crate) fn spawn_command(
     fds: &LinkFds,
     own_group: bool,
 ) -> io::Result<(u32, ChildStdio)> {
-    let inherit = [fds.child_read.as_raw_fd(), fds.child_write.as_raw_fd()];
+    let inherit = [
+        fds.child_read.as_raw_fd(),
+        fds.child_write.as_raw_fd(),
+        fds.child_descriptors.as_raw_fd(),
+    ];
     let hook = move || {
         // Between fork and exec: only async-signal-safe calls, no allocation.
         for fd in inherit {
@@ -134,7 +138,11 @@ pub(crate) fn spawn_self(
         "{}={}",
         marker.0, marker.1
     )))?);
-    let inherit = [fds.child_read.as_raw_fd(), fds.child_write.as_raw_fd()];
+    let inherit = [
+        fds.child_read.as_raw_fd(),
+        fds.child_write.as_raw_fd(),
+        fds.child_descriptors.as_raw_fd(),
+    ];
     // The descriptor outlives the launch: the caller holds it until this returns.
     let stderr = stderr.map(|fd| fd.as_raw_fd());
     let started = on_launcher(Box::new(move || {
