@@ -6,7 +6,7 @@ pub use coproq_core::{
     Blame, Builder, Coprocess, DeathReason, DisconnectCause, Error, Fd, Map, MapUnordered,
     PROTOCOL_VERSION, Peer, Pending, Pool, PoolBuilder, PoolEvent, PoolStats, Postmortem, Ready,
     Registry, RemoteError, RemoteErrorKind, Reply, Result, Retirement, SeatPrefix, Service,
-    WeakCoprocess, cancelled, deadline, fork, fork_with,
+    SharedBytes, WeakCoprocess, cancelled, deadline, fork, fork_with,
 };
 
 /// Generates a typed client and server for a trait.

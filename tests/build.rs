@@ -5,6 +5,8 @@
 //!   `COPROQ_REQUIRE_SSHD=1`, which makes them run, and fail, instead.
 //! - `coproq_root`: the tests run as root (the `via` cache tests make files of other
 //!   users).
+//! - `coproq_small_memory`: the machine has under 8 GiB of memory (the 1 GiB shared
+//!   memory test needs room beside the other tests).
 //! - `coproq_setuid`: as root, with a temporary directory where set-user-ID bits count
 //!   (not mounted `nosuid`) and without `no_new_privs` (which would void them).
 
@@ -13,7 +15,18 @@ use std::path::Path;
 const SSHD: &str = "/usr/sbin/sshd";
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(coproq_no_sshd, coproq_root, coproq_setuid)");
+    println!(
+        "cargo::rustc-check-cfg=cfg(coproq_no_sshd, coproq_root, coproq_setuid, coproq_small_memory)"
+    );
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let total_kib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
+    // Unknown (macOS has no /proc) counts as enough: the test then says what it needs.
+    if total_kib.is_some_and(|kib| kib < 8 << 20) {
+        println!("cargo::rustc-cfg=coproq_small_memory");
+    }
     println!("cargo::rerun-if-env-changed=COPROQ_REQUIRE_SSHD");
     // Checked again whenever sshd comes or goes (a missing path reruns every build).
     println!("cargo::rerun-if-changed={SSHD}");

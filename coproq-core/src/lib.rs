@@ -32,6 +32,7 @@ mod pool;
 mod process;
 mod ready;
 mod service;
+mod shared_bytes;
 mod sys;
 mod trace;
 mod wire;
@@ -49,6 +50,7 @@ pub use crate::pending::Pending;
 pub use crate::pool::{Pool, PoolBuilder, PoolEvent, PoolStats, Retirement, SeatPrefix};
 pub use crate::ready::Ready;
 pub use crate::service::Peer;
+pub use crate::shared_bytes::SharedBytes;
 pub use crate::wire::PROTOCOL_VERSION;
 
 /// The decoder's fuzzing entry point (`fuzz/`, with the `fuzzing` feature). Not public

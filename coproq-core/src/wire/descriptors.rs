@@ -108,6 +108,13 @@ pub(crate) fn probing<R>(open: bool, probe: impl FnOnce() -> R) -> R {
     collect(open, probe).0
 }
 
+/// Whether descriptors serialized now travel as descriptors: a frame of a link with a
+/// descriptor socket is being encoded (a value that could also travel as bytes, such as
+/// `SharedBytes`, asks, and takes the same form in every pass over it).
+pub(crate) fn passing() -> bool {
+    OUTGOING.get() == Outgoing::Open
+}
+
 /// The number of descriptors the frame being encoded holds so far (a run of events
 /// takes no event that brings descriptors).
 #[inline]

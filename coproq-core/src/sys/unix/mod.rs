@@ -4,6 +4,7 @@
 //! - `process`: spawning, parent death, reaping and killing.
 //! - `wait`: waiting on a descriptor with a limit, beside a watch on a process's exit.
 //! - `descriptors`: the socket pair beside a link's pipes that passes descriptors.
+//! - `shared_memory`: sealed memory objects, made, checked and mapped read-only.
 //! - `memory`: a worker's memory limit and resident size, and out-of-memory kills.
 //! - `libc`: the calls rustix does not wrap (`posix_spawn`, a signal disposition, the
 //!   secure-execution flag).
@@ -12,6 +13,7 @@ mod descriptors;
 mod libc;
 mod memory;
 mod process;
+mod shared_memory;
 mod wait;
 
 pub(crate) use self::libc::{ignore_sigpipe, secure_execution};
@@ -20,6 +22,7 @@ pub(crate) use descriptors::{
     recv_group, send_group,
 };
 pub(crate) use memory::{OomCounter, limit_memory, oom_kills, resident_bytes};
+pub(crate) use shared_memory::{Mapping, create_sealed, open_sealed};
 pub(crate) use wait::{Direction, Waited, on_exit, wait_fd, watch_exit};
 
 pub(crate) use process::{
