@@ -44,8 +44,9 @@ use crate::wire::descriptors::{self, FD_NAME};
 ///   cancelled before it ran).
 /// - Descriptors travel only through links to local workers (fork workers and worker
 ///   binaries), over a Unix socket beside the link's pipes (`SCM_RIGHTS`). Through a
-///   worker over ssh (`via`) or `spawn_stdio`, or through any serializer other than a
-///   link's, an `Fd` fails to serialize with an error that says so: the call fails, the
+///   worker over ssh (`via`) or `spawn_stdio`, in the arguments of a
+///   [`Pool`](crate::Pool)'s call (which may run again on another worker; its replies
+///   carry descriptors), or through any serializer other than a link's, an `Fd` fails to serialize with an error that says so: the call fails, the
 ///   link goes on.
 pub struct Fd(OwnedFd);
 

@@ -54,8 +54,8 @@ const FIELDS: &[&str] = &["memory", "len"];
 /// - On Linux the memory is a sealed `memfd`. macOS has no sealable memory object:
 ///   there `SharedBytes` hold their bytes on the heap and travel as bytes, so they are
 ///   correct everywhere but not faster there. [`SharedBytes::is_shared`] says which.
-/// - Through a [`Pool`](crate::Pool), whose calls may run again on another worker, they
-///   travel as bytes.
+/// - In the arguments of a [`Pool`](crate::Pool)'s call, which may run again on another
+///   worker, they travel as bytes; a pool worker's reply carries them as memory.
 #[derive(Clone)]
 pub struct SharedBytes {
     inner: Arc<Inner>,

@@ -306,6 +306,35 @@ fn over_stdio_a_descriptor_fails_at_its_sender_and_the_link_goes_on() {
 }
 
 #[test]
+fn through_a_pool_a_descriptor_argument_fails_at_its_sender_and_a_reply_arrives() {
+    let _one = one_at_a_time();
+    // A pool's call may run again on another worker, so its arguments are plain bytes;
+    // the reply comes from one worker over its link, where descriptors travel.
+    let pool = coproq::Pool::builder()
+        .size(1)
+        .call_timeout(CALL_LIMIT)
+        .fork(|parent| {
+            parent.handle("ping", |n: u64| n);
+            parent.handle("null", |()| -> Result<Fd, String> {
+                let file = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
+                Ok(Fd::from(file))
+            });
+        })
+        .unwrap();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let err = pool.call::<u64>("ping", Fd::from(null)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Encode { reason, .. } if reason.contains("travels only") && reason.contains("Pool")),
+        "{err:?}"
+    );
+    assert_eq!(pool.call::<u64>("ping", 3u64).unwrap(), 3);
+    let fd: Fd = pool.call("null", ()).unwrap();
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd).read_to_end(&mut bytes).unwrap();
+    assert!(bytes.is_empty(), "/dev/null reads as nothing");
+}
+
+#[test]
 fn an_fd_outside_a_link_fails_to_serialize_and_says_why() {
     let _one = one_at_a_time();
     let null = std::fs::File::open("/dev/null").unwrap();
