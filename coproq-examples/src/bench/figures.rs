@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use crate::ceiling::Wait;
 use crate::link::Bulk;
-use crate::{async_link, ceiling, concurrent, link, pool, raw, ssh};
+use crate::shared::Carrier;
+use crate::{async_link, ceiling, concurrent, link, pool, raw, shared, ssh};
 
 /// How a figure's value reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -470,6 +471,64 @@ pub(crate) const FIGURES: &[Figure] = &[
         target: Target::RatioAtLeast(0.8),
     },
     Figure {
+        key: "shared-64mib",
+        title: "64 MiB to a worker that sums it and hands it back (both ways counted): \
+                `Vec<u8>` vs `SharedBytes`",
+        unit: Unit::BytesPerSec,
+        impls: &[
+            Impl {
+                name: "vec",
+                run: |n| value(shared::sum_echo(SHARED, n.shared, Carrier::Vec)),
+            },
+            Impl {
+                name: "shared",
+                run: |n| value(shared::sum_echo(SHARED, n.shared, Carrier::Shared)),
+            },
+        ],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::RatioAtLeast(10.0),
+    },
+    Figure {
+        key: "shared-sizes",
+        title: "a call handing over `SharedBytes` of 1 MiB, 1 GiB and 64 MiB (the worker \
+                reads its length): time per call",
+        unit: Unit::Micros,
+        impls: &[
+            Impl {
+                name: "1mib",
+                run: |n| micros_of(shared::handover(1 << 20, n.handovers)),
+            },
+            Impl {
+                name: "1gib",
+                run: |n| micros_of(shared::handover(1 << 30, n.handovers)),
+            },
+            Impl {
+                name: "64mib",
+                run: |n| micros_of(shared::handover(64 << 20, n.handovers)),
+            },
+        ],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::RatioAtMost(1.5),
+    },
+    Figure {
+        key: "descriptors-10k",
+        title: "descriptors handed to a worker and back, 10 to a call, 10 000 in all \
+                (fails if either side leaked one): descriptors per second",
+        unit: Unit::PerSec,
+        impls: &[Impl {
+            name: "coproq",
+            run: |n| value(shared::descriptors(n.descriptors)),
+        }],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::Report,
+    },
+    Figure {
         key: "startup",
         title: "start a worker, first reply, close",
         unit: Unit::Micros,
@@ -699,6 +758,12 @@ pub(crate) struct Sizes {
     recoveries: u32,
     /// 64 KiB compression jobs.
     compress: u32,
+    /// 64 MiB handed over and back.
+    shared: u32,
+    /// `SharedBytes` handed over, at each size.
+    handovers: u32,
+    /// Descriptors handed over and back.
+    descriptors: u32,
 }
 
 const FULL: Sizes = Sizes {
@@ -713,6 +778,9 @@ const FULL: Sizes = Sizes {
     jobs: 250,
     recoveries: 21,
     compress: 2_000,
+    shared: 10,
+    handovers: 200,
+    descriptors: 10_000,
 };
 const QUICK: Sizes = Sizes {
     latency: 3_000,
@@ -726,9 +794,13 @@ const QUICK: Sizes = Sizes {
     jobs: 60,
     recoveries: 7,
     compress: 400,
+    shared: 4,
+    handovers: 50,
+    descriptors: 10_000,
 };
 
 const BULK: usize = 16 << 20;
+const SHARED: usize = 64 << 20;
 
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6

@@ -29,6 +29,7 @@ mod peers;
 mod pool;
 mod raw;
 mod report;
+mod shared;
 mod ssh;
 mod stats;
 mod sys;
