@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::ceiling::Wait;
 use crate::link::Bulk;
+use crate::raw::Transport;
 use crate::shared::Carrier;
 use crate::{async_link, ceiling, concurrent, link, pool, raw, shared, ssh};
 
@@ -111,6 +112,85 @@ pub(crate) const FIGURES: &[Figure] = &[
         pin: Some(0),
         worker_pin: Some(1),
         target: Target::RatioAtMost(1.2),
+    },
+    Figure {
+        key: "transport-1cpu",
+        title: "the raw frames over two pipes vs one Unix socket pair: sequential round trip, \
+                both processes on one CPU",
+        unit: Unit::Micros,
+        impls: &[
+            Impl {
+                name: "pipe",
+                run: |n| latency_cpu(raw::latency_over(n.latency, Transport::Pipe)),
+            },
+            Impl {
+                name: "socket",
+                run: |n| latency_cpu(raw::latency_over(n.latency, Transport::Socket)),
+            },
+        ],
+        peers: &[],
+        pin: Some(0),
+        worker_pin: None,
+        target: Target::Report,
+    },
+    Figure {
+        key: "transport-unpinned",
+        title: "the raw frames over two pipes vs one Unix socket pair: sequential round trip, \
+                unpinned",
+        unit: Unit::Micros,
+        impls: &[
+            Impl {
+                name: "pipe",
+                run: |n| latency_cpu(raw::latency_over(n.latency, Transport::Pipe)),
+            },
+            Impl {
+                name: "socket",
+                run: |n| latency_cpu(raw::latency_over(n.latency, Transport::Socket)),
+            },
+        ],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::Report,
+    },
+    Figure {
+        key: "transport-2cpu",
+        title: "the raw frames over two pipes vs one Unix socket pair: sequential round trip, \
+                caller and worker pinned to different CPUs",
+        unit: Unit::Micros,
+        impls: &[
+            Impl {
+                name: "pipe",
+                run: |n| latency_cpu(raw::latency_over(n.latency, Transport::Pipe)),
+            },
+            Impl {
+                name: "socket",
+                run: |n| latency_cpu(raw::latency_over(n.latency, Transport::Socket)),
+            },
+        ],
+        peers: &[],
+        pin: Some(0),
+        worker_pin: Some(1),
+        target: Target::Report,
+    },
+    Figure {
+        key: "transport-bulk",
+        title: "the raw frames over two pipes vs one Unix socket pair: 16 MiB echo",
+        unit: Unit::BytesPerSec,
+        impls: &[
+            Impl {
+                name: "pipe",
+                run: |n| value(raw::bulk_over(BULK, n.bulk, Transport::Pipe)),
+            },
+            Impl {
+                name: "socket",
+                run: |n| value(raw::bulk_over(BULK, n.bulk, Transport::Socket)),
+            },
+        ],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::Report,
     },
     Figure {
         key: "threads-16",

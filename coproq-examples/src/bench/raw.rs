@@ -1,8 +1,11 @@
 //! The baseline: the same frame shape over two plain pipes, no coproq. A worker process
 //! (this binary with `--raw-worker`) echoes frames; the first payload byte says what to do.
 
+use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::sys;
@@ -60,29 +63,60 @@ fn write_frame(output: &mut impl Write, payload: &[u8]) -> io::Result<()> {
     output.write_all(payload)
 }
 
+/// What carries the raw frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// Two pipes (the worker's stdin and stdout), 1 MiB each.
+    Pipe,
+    /// One Unix stream socket pair (the worker's stdin and stdout are its end).
+    Socket,
+}
+
 /// A running raw worker.
 pub(crate) struct Raw {
     child: Child,
-    input: BufReader<ChildStdout>,
-    output: BufWriter<ChildStdin>,
+    input: BufReader<File>,
+    output: BufWriter<File>,
     frame: Vec<u8>,
 }
 
 impl Raw {
     pub(crate) fn start() -> io::Result<Self> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .arg("--raw-worker")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = child.stdout.take().expect("piped stdout");
-        sys::enlarge_pipe(&stdin);
-        sys::enlarge_pipe(&stdout);
+        Self::start_over(Transport::Pipe)
+    }
+
+    pub(crate) fn start_over(transport: Transport) -> io::Result<Self> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command.arg("--raw-worker");
+        let (child, input, output) = match transport {
+            Transport::Pipe => {
+                let mut child = command
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()?;
+                let stdin = child.stdin.take().expect("piped stdin");
+                let stdout = child.stdout.take().expect("piped stdout");
+                sys::enlarge_pipe(&stdin);
+                sys::enlarge_pipe(&stdout);
+                let input = File::from(OwnedFd::from(stdout));
+                let output = File::from(OwnedFd::from(stdin));
+                (child, input, output)
+            }
+            Transport::Socket => {
+                let (ours, theirs) = UnixStream::pair()?;
+                let theirs = OwnedFd::from(theirs);
+                let child = command
+                    .stdin(Stdio::from(theirs.try_clone()?))
+                    .stdout(Stdio::from(theirs))
+                    .spawn()?;
+                let output = File::from(OwnedFd::from(ours.try_clone()?));
+                (child, File::from(OwnedFd::from(ours)), output)
+            }
+        };
         Ok(Self {
             child,
-            input: BufReader::with_capacity(64 * 1024, stdout),
-            output: BufWriter::with_capacity(64 * 1024, stdin),
+            input: BufReader::with_capacity(64 * 1024, input),
+            output: BufWriter::with_capacity(64 * 1024, output),
             frame: Vec::new(),
         })
     }
@@ -95,7 +129,15 @@ impl Raw {
     }
 
     pub(crate) fn close(mut self) -> io::Result<()> {
-        drop(self.output);
+        let output = self
+            .output
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)?;
+        // A socket's reading half stays open with `input`: end the stream for the
+        // worker (for a pipe, closing it does).
+        // SAFETY: shutdown on an open descriptor; a pipe refuses it harmlessly.
+        let _ = unsafe { libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(&output), libc::SHUT_WR) };
+        drop(output);
         self.child.wait()?;
         Ok(())
     }
@@ -112,7 +154,12 @@ impl Raw {
 /// Mean round trip of `n` sequential 8-byte echoes, and the CPU time (µs) both processes
 /// used per round trip.
 pub(crate) fn latency(n: u32) -> io::Result<(Duration, f64)> {
-    let mut raw = Raw::start()?;
+    latency_over(n, Transport::Pipe)
+}
+
+/// [`latency`] over `transport`.
+pub(crate) fn latency_over(n: u32, transport: Transport) -> io::Result<(Duration, f64)> {
+    let mut raw = Raw::start_over(transport)?;
     let mut payload = [0u8; 9];
     for i in 0..n.min(1000) {
         payload[1..].copy_from_slice(&u64::from(i).to_le_bytes());
@@ -205,7 +252,12 @@ pub(crate) fn events(n: u32) -> io::Result<(f64, f64)> {
 
 /// Bytes per second echoing a `size`-byte payload `n` times (counted one way).
 pub(crate) fn bulk(size: usize, n: u32) -> io::Result<f64> {
-    let mut raw = Raw::start()?;
+    bulk_over(size, n, Transport::Pipe)
+}
+
+/// [`bulk`] over `transport`.
+pub(crate) fn bulk_over(size: usize, n: u32, transport: Transport) -> io::Result<f64> {
+    let mut raw = Raw::start_over(transport)?;
     let mut payload = vec![7u8; size];
     payload[0] = ECHO;
     raw.round_trip(&payload)?;
