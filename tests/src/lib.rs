@@ -34,6 +34,7 @@ pub fn raw_hello(version: u32) -> Vec<u8> {
     payload.extend_from_slice(&0u64.to_le_bytes()); // memory_limit: none
     payload.extend_from_slice(&0u64.to_le_bytes()); // clock_us: not offered
     payload.push(0); // descriptors: no socket
+    payload.extend_from_slice(&std::process::id().to_le_bytes()); // pid
     let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
     frame.extend(payload);
     frame

@@ -313,6 +313,7 @@ impl Link {
             memory_limit: options.memory_limit.filter(|_| parent).unwrap_or(0),
             clock_us: if offer_clock { clock::offer() } else { 0 },
             descriptors: descriptors.is_some(),
+            pid: std::process::id(),
         };
         let sent = writer.send(Lane::Control, Flush::Now, deadline, |buf, _, _| {
             message::encode_hello(buf, &hello);
@@ -333,6 +334,8 @@ impl Link {
         writer.set_peer(peer.max_frame, peer.window);
         // Descriptors travel where both sides hold their end of the socket.
         let descriptors = writer.use_descriptors(descriptors.filter(|_| peer.descriptors));
+        // The peer is on this machine where it passes descriptors.
+        let local_peer = descriptors.as_ref().map(|_| peer.pid);
         // A worker spins as its parent does, unless it chose for itself.
         let spin = match options.spin {
             None if !parent => Duration::from_micros(u64::from(peer.spin_us)),
@@ -376,7 +379,7 @@ impl Link {
             on_end: Mutex::new(None),
             on_room: Mutex::new(None),
             heartbeat: heartbeat_state,
-            spin: Spin::new(spin),
+            spin: Spin::new(spin, local_peer),
             spin_sites: SpinSites::default(),
         });
         Ok((link, peer))

@@ -251,7 +251,7 @@ impl Link {
         // Whether reads can be tried without waiting: asked at the first poll only, so a
         // wait that does not spin leaves the stream as it is.
         let mut tries = None;
-        let arrived = self.spin.until(site, || {
+        let arrived = self.spin.until_peer(site, || {
             if *tries.get_or_insert_with(|| input.get_mut().set_polling(true)) {
                 // Data, the end of the stream, or an error for the read to report.
                 !matches!(input.fill_buf(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)

@@ -10,7 +10,10 @@
 //!
 //! Spinning backs off where it does not pay:
 //! - **One CPU.** A process that may run on one CPU only (its affinity or its quota, as
-//!   read when it first would spin) never spins: the peer could not run meanwhile.
+//!   read when it first would spin) spins only for a local peer that may run on a CPU
+//!   this process may not (its affinity, re-read every [`PEER_RECHECK`]): otherwise the
+//!   peer could not run meanwhile. Two processes pinned to two CPUs spin; two sharing
+//!   one do not. It never spins for a hand-over between its own threads.
 //! - **Slow answers.** Each place that waits (a [`Site`]) counts its misses. After a spin
 //!   that ran out for the second time in a row, that site skips spinning for its next
 //!   wait, then 3, 7, ... up to 1 023 waits, before it tries again; each answer that
@@ -22,8 +25,10 @@
 //!   time, so spinners never hold every CPU it may use.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::sys;
 
 /// The default budget: about what a blocking round trip between two CPUs costs (two
 /// sleeps and wake-ups), so that an answer that would have taken that long anyway is
@@ -72,25 +77,76 @@ impl Site {
     }
 }
 
-/// A link's spinning budget (zero: never spin).
-#[derive(Debug, Clone, Copy)]
+/// How often a process on one CPU reads again where its peer may run: a worker pinned
+/// after its start is seen within this.
+pub(crate) const PEER_RECHECK: Duration = Duration::from_millis(10);
+
+/// Where a local peer may run, as last read: whether it may run on a CPU this process
+/// may not.
+#[derive(Debug)]
+struct PeerCpus {
+    pid: u32,
+    /// When it was last read ([`sys::coarse_now`] in ms, plus one; 0: never).
+    read_at: AtomicU64,
+    elsewhere: AtomicBool,
+}
+
+impl PeerCpus {
+    /// Whether the peer may run on a CPU this process may not (read at most every
+    /// [`PEER_RECHECK`]: a system call where waits cost a few microseconds).
+    fn elsewhere(&self) -> bool {
+        let now = u64::try_from(sys::coarse_now().as_millis()).unwrap_or(u64::MAX) + 1;
+        let read_at = self.read_at.load(Ordering::Relaxed);
+        if read_at == 0 || now.saturating_sub(read_at) >= PEER_RECHECK.as_millis() as u64 {
+            self.read_at.store(now, Ordering::Relaxed);
+            let elsewhere = sys::may_run_elsewhere(self.pid);
+            self.elsewhere.store(elsewhere, Ordering::Relaxed);
+            return elsewhere;
+        }
+        self.elsewhere.load(Ordering::Relaxed)
+    }
+}
+
+/// A link's spinning budget (zero: never spin), and its peer's process where the peer
+/// is on this machine.
+#[derive(Debug)]
 pub(crate) struct Spin {
     budget: Duration,
+    peer: Option<PeerCpus>,
 }
 
 impl Spin {
-    pub(crate) fn new(budget: Duration) -> Self {
-        Self { budget }
+    /// `peer`: the peer's process id, where it runs on this machine.
+    pub(crate) fn new(budget: Duration, peer: Option<u32>) -> Self {
+        Self {
+            budget,
+            peer: peer.map(|pid| PeerCpus {
+                pid,
+                read_at: AtomicU64::new(0),
+                elsewhere: AtomicBool::new(false),
+            }),
+        }
     }
 
     /// Polls `ready` until it says yes or the budget runs out (or spinning does not pay
     /// at `site` now); whether it said yes. `ready` should be cheap: a flag, or a
-    /// non-blocking look at a descriptor.
-    pub(crate) fn until(self, site: &Site, mut ready: impl FnMut() -> bool) -> bool {
+    /// non-blocking look at a descriptor. For a wait on another thread of this process.
+    pub(crate) fn until(&self, site: &Site, ready: impl FnMut() -> bool) -> bool {
+        self.spin(site, false, ready)
+    }
+
+    /// [`Spin::until`], for a wait on the peer: on one CPU too, where the peer may run
+    /// on another.
+    pub(crate) fn until_peer(&self, site: &Site, ready: impl FnMut() -> bool) -> bool {
+        self.spin(site, true, ready)
+    }
+
+    fn spin(&self, site: &Site, for_peer: bool, mut ready: impl FnMut() -> bool) -> bool {
         if self.budget.is_zero() || !site.should_try() {
             return false;
         }
-        let Some(_seat) = SpinPermit::take() else {
+        let beside_peer = || for_peer && self.peer.as_ref().is_some_and(PeerCpus::elsewhere);
+        let Some(_seat) = SpinPermit::take(beside_peer) else {
             return false;
         };
         let start = Instant::now();
@@ -131,8 +187,13 @@ static SPINNING: AtomicUsize = AtomicUsize::new(0);
 struct SpinPermit;
 
 impl SpinPermit {
-    fn take() -> Option<Self> {
-        let max = max_spinners();
+    /// A seat, if fewer threads than [`max_spinners`] spin; where that is none (one CPU),
+    /// one seat if `beside_peer` says the peer may run on another CPU.
+    fn take(beside_peer: impl FnOnce() -> bool) -> Option<Self> {
+        let max = match max_spinners() {
+            0 => usize::from(beside_peer()),
+            max => max,
+        };
         SPINNING
             .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
                 (n < max).then_some(n + 1)
@@ -185,7 +246,7 @@ mod tests {
 
     #[test]
     fn a_zero_budget_never_polls() {
-        let spin = Spin::new(Duration::ZERO);
+        let spin = Spin::new(Duration::ZERO, None);
         assert!(!spin.until(&Site::default(), || panic!("polled")));
     }
 
@@ -193,10 +254,10 @@ mod tests {
     fn spinning_stops_at_the_answer_or_the_budget() {
         if max_spinners() == 0 {
             // One CPU: nothing spins (`a_zero_budget_never_polls` covers not polling).
-            assert!(!Spin::new(Duration::from_millis(5)).until(&Site::default(), || true));
+            assert!(!Spin::new(Duration::from_millis(5), None).until(&Site::default(), || true));
             return;
         }
-        let spin = Spin::new(Duration::from_millis(5));
+        let spin = Spin::new(Duration::from_millis(5), None);
         let site = Site::default();
         let mut polls = 0;
         assert!(spin.until(&site, || {

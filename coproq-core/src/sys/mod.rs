@@ -22,8 +22,8 @@ pub(crate) use imp::{
     ChildStdio, DescriptorRecvError, DescriptorSendError, Direction, LinkFds, MAX_DESCRIPTORS,
     Mapping, OomCounter, Reaped, Waited, before_main, close_on_exec, coarse_now, create_sealed,
     die_with_parent, exit_signal, ignore_sigpipe, is_sigkill, kill, limit_memory, link_fds,
-    monotonic_micros, on_exit, oom_kills, open_sealed, parent_death_signalled, parent_pid, reap,
-    recv_group, resident_bytes, secure_execution, self_exe, send_group, set_nonblocking,
-    signal_name, spawn_command, spawn_piped, spawn_self, take_descriptor_socket, take_link_fds,
-    take_stdio, wait_exit, wait_fd, wait_hangup, wait_readable, watch_exit,
+    may_run_elsewhere, monotonic_micros, on_exit, oom_kills, open_sealed, parent_death_signalled,
+    parent_pid, reap, recv_group, resident_bytes, secure_execution, self_exe, send_group,
+    set_nonblocking, signal_name, spawn_command, spawn_piped, spawn_self, take_descriptor_socket,
+    take_link_fds, take_stdio, wait_exit, wait_fd, wait_hangup, wait_readable, watch_exit,
 };

@@ -116,6 +116,7 @@ fn seeds() -> Vec<Vec<u8>> {
             memory_limit: 0,
             clock_us: 5,
             descriptors: true,
+            pid: 1,
         },
     );
     seeds.push(std::mem::take(&mut buf));

@@ -19,7 +19,7 @@ pub(crate) const MAGIC: [u8; 8] = *b"\0coproq\0";
 /// The version of coproq's wire protocol that this build speaks, bumped on every
 /// incompatible change of its layout. Both ends of a link must speak the same one: a peer
 /// of another version is refused at the handshake, with an error naming both versions.
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// The first message each side sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +54,9 @@ pub(crate) struct Hello {
     /// This side holds its end of a socket that passes descriptors (a local worker's
     /// link): descriptors travel only where both sides say so.
     pub(crate) descriptors: bool,
+    /// This side's process id: where `descriptors` says the peer is on this machine, a
+    /// thread waiting for it learns from the peer's CPUs whether spinning can pay.
+    pub(crate) pid: u32,
 }
 
 /// A fork worker's entry: functions as offsets from an anchor function in the (shared)
@@ -872,6 +875,7 @@ mod tests {
             memory_limit: 1 << 30,
             clock_us: 123_456_789,
             descriptors: true,
+            pid: 4321,
         };
         encode_hello(&mut buf, &hello);
         assert_eq!(decode_hello(&payload(&buf)).unwrap(), hello);

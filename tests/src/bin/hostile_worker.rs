@@ -51,6 +51,7 @@ fn hello_with(version: u32, descriptors: bool) -> Vec<u8> {
     payload.extend_from_slice(&0u64.to_le_bytes()); // memory_limit: none
     payload.extend_from_slice(&0u64.to_le_bytes()); // clock_us: not offered
     payload.push(u8::from(descriptors));
+    payload.extend_from_slice(&std::process::id().to_le_bytes()); // pid
     frame(&payload)
 }
 

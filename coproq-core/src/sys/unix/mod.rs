@@ -193,6 +193,32 @@ pub(crate) fn wait_hangup(fd: BorrowedFd<'_>) {
     }
 }
 
+/// Whether process `pid` may run on a CPU this process may not: then it can run while
+/// a thread of ours waits for it, even where this process has one CPU. False where
+/// either's CPUs cannot be read (and off Linux, which has no affinity to read).
+pub(crate) fn may_run_elsewhere(pid: u32) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::thread::{CpuSet, sched_getaffinity};
+        let Some(peer) = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            return false;
+        };
+        let (Ok(ours), Ok(theirs)) = (sched_getaffinity(None), sched_getaffinity(Some(peer)))
+        else {
+            return false;
+        };
+        (0..CpuSet::MAX_CPU).any(|cpu| theirs.is_set(cpu) && !ours.is_set(cpu))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = pid;
+        false
+    }
+}
+
 /// A monotonic clock that is cheap to read but advances only every few milliseconds (a
 /// scheduler tick on Linux), for telling slow handlers from fast ones on the hot path.
 pub(crate) fn coarse_now() -> std::time::Duration {
@@ -262,3 +288,58 @@ macro_rules! before_main {
     };
 }
 pub(crate) use before_main;
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use rustix::process::Pid;
+    use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+
+    /// A child process, killed when dropped.
+    struct Child(std::process::Child);
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn only(cpu: usize) -> CpuSet {
+        let mut set = CpuSet::new();
+        set.set(cpu);
+        set
+    }
+
+    #[test]
+    fn a_peer_may_run_elsewhere_only_on_a_cpu_we_may_not() {
+        let allowed: Vec<usize> = {
+            let ours = sched_getaffinity(None).expect("our CPUs");
+            (0..CpuSet::MAX_CPU).filter(|&c| ours.is_set(c)).collect()
+        };
+        let child = Child(
+            std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .expect("sleep"),
+        );
+        let pid = Pid::from_raw(i32::try_from(child.0.id()).expect("pid")).expect("pid");
+        // On Linux affinity is per thread: this test thread pins itself alone.
+        let test_thread = std::thread::spawn(move || {
+            sched_setaffinity(None, &only(allowed[0])).expect("pin ourselves");
+            sched_setaffinity(Some(pid), &only(allowed[0])).expect("pin the child");
+            let same_cpu = super::may_run_elsewhere(child.0.id());
+            let other_cpu = allowed.get(1).map(|&other| {
+                sched_setaffinity(Some(pid), &only(other)).expect("pin the child");
+                super::may_run_elsewhere(child.0.id())
+            });
+            (same_cpu, other_cpu)
+        });
+        let (same_cpu, other_cpu) = test_thread.join().expect("the test thread");
+        assert!(!same_cpu, "a peer on our only CPU cannot run while we spin");
+        // One CPU in all: there is no other to pin the child to.
+        if let Some(other_cpu) = other_cpu {
+            assert!(other_cpu, "a peer pinned to another CPU can");
+        }
+        assert!(!super::may_run_elsewhere(u32::MAX), "no such process");
+    }
+}
