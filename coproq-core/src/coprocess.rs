@@ -19,6 +19,7 @@ use crate::pending::{self, Deadline, Pending};
 use crate::process::WorkerProcess;
 use crate::ready::{Ready, Room};
 use crate::wire::OutcomeKind;
+use crate::wire::map_run::{self, RunArgs};
 
 /// One end of a link between two processes.
 ///
@@ -175,6 +176,20 @@ impl Coprocess {
         let deadline = Deadline::for_new_call(self.inner.options.call_timeout);
         let started = link.start_call(method, args, flush, deadline);
         Pending::new(link, method, started, deadline, decode)
+    }
+
+    /// Sends the run of calls of `method` that `run` holds (see `wire::map_run`), under
+    /// the link's call timeout: its reply decodes into each item's result.
+    pub(crate) fn send_run<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        run: &RunArgs,
+    ) -> Pending<Vec<Result<R>>> {
+        let link = &self.inner.link;
+        let deadline = Deadline::for_new_call(self.inner.options.call_timeout);
+        let args = crate::bytes::Bytes(run.bytes());
+        let started = link.start_call(map_run::MAP_METHOD, &args, Flush::Soon, deadline);
+        Pending::new(link, method, started, deadline, pending::decode_run::<R>)
     }
 
     /// Resolves when the link can take a call or event without blocking the sending

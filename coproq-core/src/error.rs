@@ -243,6 +243,60 @@ impl Error {
         }
         self
     }
+
+    /// The same error again, for another call that failed with it (the items of one run
+    /// of calls); an I/O error's kind and text, which cannot be cloned, are kept.
+    pub(crate) fn again(&self) -> Self {
+        let io = |e: &std::io::Error| std::io::Error::new(e.kind(), e.to_string());
+        match self {
+            Self::Spawn { program, source } => Self::Spawn {
+                program: program.clone(),
+                source: io(source),
+            },
+            Self::Thread { name, source } => Self::Thread {
+                name: name.clone(),
+                source: io(source),
+            },
+            Self::NotConnected => Self::NotConnected,
+            Self::NotAWorker => Self::NotAWorker,
+            Self::Disconnected {
+                status,
+                cause,
+                postmortem,
+                blame,
+            } => Self::Disconnected {
+                status: *status,
+                cause: cause.clone(),
+                postmortem: postmortem.clone(),
+                blame: *blame,
+            },
+            Self::MethodNotFound(method) => Self::MethodNotFound(method.clone()),
+            Self::Timeout { method, after } => Self::Timeout {
+                method: method.clone(),
+                after: *after,
+            },
+            Self::Cancelled { method } => Self::Cancelled {
+                method: method.clone(),
+            },
+            Self::PoolBroken { reason } => Self::PoolBroken {
+                reason: reason.clone(),
+            },
+            Self::Remote(e) => Self::Remote(e.clone()),
+            Self::Decode { method, reason } => Self::Decode {
+                method: method.clone(),
+                reason: reason.clone(),
+            },
+            Self::Encode { method, reason } => Self::Encode {
+                method: method.clone(),
+                reason: reason.clone(),
+            },
+            Self::ServiceMismatch { service, detail } => Self::ServiceMismatch {
+                service: service.clone(),
+                detail: detail.clone(),
+            },
+            Self::Protocol(reason) => Self::Protocol(reason.clone()),
+        }
+    }
 }
 
 fn disconnected_text(

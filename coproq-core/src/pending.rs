@@ -13,7 +13,7 @@ use crate::error::{Error, RemoteError, RemoteErrorKind, Result, TypedPayload};
 use crate::link::Link;
 use crate::link::calls::{Delivery, RawReply, Slot};
 use crate::link::dispatch::{self, TimedOut};
-use crate::wire::{Outcome, OutcomeKind};
+use crate::wire::{Message, Outcome, OutcomeKind, frame, map_run, message};
 
 /// A call in flight, returned by [`Coprocess::call_async`](crate::Coprocess::call_async)
 /// and [`Pool::call_async`](crate::Pool::call_async).
@@ -307,6 +307,37 @@ fn is_expired(delivery: &Delivery) -> bool {
             ..
         })
     )
+}
+
+/// Decodes the reply of a run of calls of `method` (see `wire::map_run`) into each
+/// item's result, as [`decode_reply`] decodes the reply of that item's call alone.
+pub(crate) fn decode_run<R: DeserializeOwned>(
+    method: &str,
+    delivery: Delivery,
+) -> Result<Vec<Result<R>>> {
+    let bytes: crate::bytes::ByteBuf = decode_reply(method, delivery)?;
+    let malformed = || Error::Protocol(format!("{method}: a malformed reply to a run of calls"));
+    let results = map_run::parse_results(&bytes.0).ok_or_else(malformed)?;
+    Ok(results
+        .into_iter()
+        .map(|result| {
+            let whole = &bytes.0[result];
+            if let Some(value) = map_run::plain_value(whole) {
+                return Ok(value);
+            }
+            // Each is a whole frame: a small one is decoded from a copy on the stack.
+            let payload = frame::small_frame(whole, u32::MAX).map_or_else(
+                || frame::FrameBuf::from(whole[frame::HEADER_LEN..].to_vec()),
+                |(small, _)| small,
+            );
+            match message::decode_pooled(payload, None) {
+                Ok(Message::Reply { outcome, body, .. }) => {
+                    decode_reply(method, Ok(RawReply { outcome, body }))
+                }
+                _ => Err(malformed()),
+            }
+        })
+        .collect())
 }
 
 /// Turns a delivered reply into the caller's value or error.

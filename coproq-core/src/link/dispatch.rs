@@ -26,7 +26,7 @@ use super::writer::Flush;
 use super::{EVENTS_METHOD, LookupCache, METHODS_METHOD, Responder};
 use crate::error::Error;
 use crate::sys;
-use crate::wire::{Args, Message, OutcomeKind, Request};
+use crate::wire::{Args, Message, OutcomeKind, Request, map_run};
 
 /// How long background readers leave the token to callers after they last used it.
 const TICK: Duration = Duration::from_millis(1);
@@ -378,7 +378,13 @@ fn dispatch_at(
                 responder.fail(OutcomeKind::Expired, message);
                 return;
             }
-            if let Some(handler) = link.handlers.call_via(args.name_bytes(), recent) {
+            if args.name_bytes() == map_run::MAP_METHOD.as_bytes() {
+                link.starting(id);
+                let current = context::Current { id, deadline };
+                context::handling(current, || {
+                    super::map_run::serve(link, id, deadline, &mut args, responder, recent);
+                });
+            } else if let Some(handler) = link.handlers.call_via(args.name_bytes(), recent) {
                 link.starting(id);
                 let current = context::Current { id, deadline };
                 let run = || context::handling(current, || handler(&mut args, responder));

@@ -16,6 +16,7 @@
 //! - [`crew`]: concurrent serving: the threads that run several calls at once.
 //! - [`handlers`]: the handler table the dispatcher looks names up in.
 //! - [`responder`]: sending the one reply of one call.
+//! - [`map_run`]: serving a run of calls (a `map`'s items), answered in one reply.
 //! - [`cancels`]: the calls the peer cancelled.
 //! - [`tasks`]: async handlers' futures in flight, and the executor that polls them.
 //! - [`context`]: what this thread serves and handles: the link, the call's deadline and
@@ -44,6 +45,7 @@ pub(crate) mod dispatch;
 mod handlers;
 mod heartbeat;
 mod io;
+mod map_run;
 mod read_buffer;
 mod reader;
 mod replies;

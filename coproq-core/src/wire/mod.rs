@@ -13,6 +13,8 @@
 //!   instead of a number.
 //! - [`returned`]: what a handler's return value means (a `Result` is the error channel).
 //! - [`run`]: runs of events, consecutive events of one name and shape in one frame.
+//! - [`map_run`]: runs of calls, the items of one `map` sent as one call and answered
+//!   as one reply.
 //! - [`error`]: `WireError`, how the wire fails.
 //! - [`descriptors`]: descriptors inside values, put in a frame's group when it is
 //!   encoded and taken from a message's group when it is decoded.
@@ -37,6 +39,7 @@ pub(crate) mod frame;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzz;
 mod header;
+pub(crate) mod map_run;
 pub(crate) mod message;
 mod number_vec;
 mod probe;

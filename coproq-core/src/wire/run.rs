@@ -142,7 +142,7 @@ fn join_run<T: Serialize + ?Sized>(
 }
 
 /// Where the shape and the body of a value encoded with its shape at `at` lie.
-fn shaped_parts(buf: &[u8], at: usize) -> Option<(Range<usize>, usize)> {
+pub(super) fn shaped_parts(buf: &[u8], at: usize) -> Option<(Range<usize>, usize)> {
     let len = u64::from_le_bytes(*buf.get(at..)?.first_chunk::<8>()?);
     let shape_end = (at + 8).checked_add(usize::try_from(len).ok()?)?;
     (shape_end <= buf.len()).then_some((at + 8..shape_end, shape_end))

@@ -475,6 +475,26 @@ pub(crate) const FIGURES: &[Figure] = &[
         target: Target::AtLeast(25e6),
     },
     Figure {
+        key: "map-1m",
+        title: "1 000 000 small calls (`u64` to `u64`) from one thread: `call_async` each \
+                vs `Coprocess::map` (runs of calls)",
+        unit: Unit::PerSec,
+        impls: &[
+            Impl {
+                name: "call_async",
+                run: |n| with_cpu(link::pipelined(n.pipelined)),
+            },
+            Impl {
+                name: "map",
+                run: |n| with_cpu(link::map_calls(n.map)),
+            },
+        ],
+        peers: &[],
+        pin: None,
+        worker_pin: None,
+        target: Target::AtLeast(10e6),
+    },
+    Figure {
         key: "bulk-16mib",
         title: "16 MiB echo (`ByteBuf`, dynamic)",
         unit: Unit::BytesPerSec,
@@ -844,6 +864,8 @@ pub(crate) struct Sizes {
     handovers: u32,
     /// Descriptors handed over and back.
     descriptors: u32,
+    /// Calls through `map`.
+    map: u32,
 }
 
 const FULL: Sizes = Sizes {
@@ -861,6 +883,7 @@ const FULL: Sizes = Sizes {
     shared: 10,
     handovers: 200,
     descriptors: 10_000,
+    map: 1_000_000,
 };
 const QUICK: Sizes = Sizes {
     latency: 3_000,
@@ -877,6 +900,7 @@ const QUICK: Sizes = Sizes {
     shared: 4,
     handovers: 50,
     descriptors: 10_000,
+    map: 300_000,
 };
 
 const BULK: usize = 16 << 20;

@@ -375,6 +375,31 @@ pub(crate) enum Bulk {
     TypedResult,
 }
 
+/// Calls per second through `Coprocess::map` (runs of calls) of `n` echoes, and the CPU
+/// time (µs) both processes used per call; every result is checked.
+pub(crate) fn map_calls(n: u32) -> coproq::Result<(f64, f64)> {
+    let w = worker()?;
+    let run = |w: &Coprocess| -> coproq::Result<()> {
+        for (expected, result) in (0..u64::from(n)).zip(w.map::<u64, _, _>("echo", 0..u64::from(n)))
+        {
+            assert_eq!(result?, expected, "map results in input order");
+        }
+        Ok(())
+    };
+    // The first pass warms memory up; the second is measured.
+    run(&w)?;
+    let (parent, worker) = (sys::cpu_micros(), w.call::<u64>("cpu", ())?);
+    let start = Instant::now();
+    run(&w)?;
+    let elapsed = start.elapsed();
+    let used = sys::cpu_micros() - parent + w.call::<u64>("cpu", ())? - worker;
+    w.close();
+    Ok((
+        f64::from(n) / elapsed.as_secs_f64(),
+        used as f64 / f64::from(n),
+    ))
+}
+
 /// Bytes per second echoing a `size`-byte payload `n` times (counted one way), each reply
 /// being the next call's argument, so that neither side copies the payload itself.
 pub(crate) fn bulk(size: usize, n: u32, how: Bulk) -> coproq::Result<f64> {
