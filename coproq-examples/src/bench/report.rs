@@ -153,9 +153,12 @@ pub(crate) fn machine() -> String {
     )
 }
 
+/// The header row of a results table: only tables under it are rewritten by `--update`.
+const TABLE_HEADER: &str = "| figure | implementations | ratio | target | |";
+
 pub(crate) fn table(machine: &str, results: &[FigureResult]) -> String {
     let mut out = format!("coproq-bench on {machine}; medians of repetitions (min–max)\n\n");
-    let _ = writeln!(out, "| figure | implementations | ratio | target | |");
+    let _ = writeln!(out, "{TABLE_HEADER}");
     let _ = writeln!(out, "|---|---|---|---|---|");
     for r in results {
         let _ = writeln!(out, "{}", row(r));
@@ -194,13 +197,23 @@ pub(crate) fn row(r: &FigureResult) -> String {
 }
 
 /// Rewrites, in the Markdown text `text`, the table row of every figure in `results`
-/// (found by its title), leaving the other rows as they are; how many it rewrote.
+/// (found by its title) in the file's first table of results (under [`TABLE_HEADER`]:
+/// later tables are records of earlier runs, and tables of other columns records of
+/// experiments, which keep their rows), leaving the other rows as they are; how many it
+/// rewrote.
 pub(crate) fn update_rows(text: &str, results: &[FigureResult]) -> (String, usize) {
     let mut rewritten = 0;
     let mut out = String::with_capacity(text.len());
+    let (mut in_results, mut seen) = (false, false);
     for line in text.split_inclusive('\n') {
+        if !line.starts_with('|') {
+            in_results = false;
+        } else if line.trim_end() == TABLE_HEADER && !seen {
+            (in_results, seen) = (true, true);
+        }
         let found = results
             .iter()
+            .filter(|_| in_results)
             .find(|r| line.starts_with(&format!("| {} |", r.figure.title)));
         match found {
             Some(r) => {
