@@ -135,6 +135,9 @@ impl LinkOptions {
 /// The read side: only the token holder touches it.
 pub(super) struct Stream {
     input: ReadBuffer<Input>,
+    /// The socket descriptors arrive through (see `wire::descriptors`), closed with the
+    /// stream.
+    descriptors: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 /// Both ends share this; handles, the serving thread and readers each hold it.
@@ -165,8 +168,6 @@ pub(crate) struct Link {
     report_protocol_errors: bool,
     /// Large frame buffers for reuse.
     buffers: Arc<frame::BufferPool>,
-    /// The socket descriptors arrive through (see `wire::descriptors`).
-    descriptors: Option<Arc<std::os::fd::OwnedFd>>,
     on_eof: Mutex<Option<EofHook>>,
     /// What the EOF hook said, once it ran.
     gone: std::sync::OnceLock<PeerGone>,
@@ -362,14 +363,13 @@ impl Link {
             calls: Mutex::new(Calls::default()),
             next_id: AtomicU64::new(ENTRY_ID + 1),
             handlers,
-            stream: Mutex::new(Some(Stream { input })),
+            stream: Mutex::new(Some(Stream { input, descriptors })),
             token: Token::default(),
             inflow: Inflow::new(credit::RECEIVE_WINDOW),
             shared_clock,
             max_frame: options.max_frame,
             report_protocol_errors: options.report_protocol_errors,
             buffers: Arc::default(),
-            descriptors,
             on_eof: Mutex::new(on_eof),
             gone: std::sync::OnceLock::new(),
             serving: AtomicBool::new(false),

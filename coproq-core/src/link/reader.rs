@@ -319,11 +319,11 @@ impl Link {
     /// The descriptors a `Descriptors` frame announced (`count`, or why the frame is
     /// malformed): the peer sent them before it, so they wait in the socket.
     fn receive_descriptors(
-        &self,
+        stream: &Stream,
         count: Result<u32, crate::wire::WireError>,
     ) -> Result<Vec<std::os::fd::OwnedFd>, Unread> {
         let count = count.map_err(|e| Unread::Broken(e.to_string()))?;
-        let Some(socket) = self.descriptors.as_deref() else {
+        let Some(socket) = stream.descriptors.as_deref() else {
             return Err(Unread::Broken(
                 "descriptors announced on a link that passes none".into(),
             ));
@@ -350,7 +350,7 @@ impl Link {
         };
         let mut descriptors = Vec::new();
         if let Some(count) = message::announced_descriptors(frame.as_slice()) {
-            descriptors = match self.receive_descriptors(count) {
+            descriptors = match Self::receive_descriptors(stream, count) {
                 Ok(group) => group,
                 Err(unread) => return unread.into(),
             };

@@ -23,7 +23,7 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -115,6 +115,9 @@ struct Outbox {
     run: Option<EventRun>,
     /// The descriptors of the frames in `buf` that carry some, in order.
     groups: VecDeque<Group>,
+    /// The socket descriptors go through (a link to a local worker only, once both
+    /// sides said they have it), closed with the stream.
+    socket: Option<Arc<OwnedFd>>,
     /// The peer's window for calls and events.
     window: Window,
     /// Wakes this writer's flusher thread, once it runs.
@@ -130,8 +133,21 @@ impl Outbox {
             self.groups.clear();
             self.run = None;
             self.closed = true;
-        } else if !(self.closed && self.buf.is_empty()) {
+        }
+        if ok && !(self.closed && self.buf.is_empty()) {
             self.out = Some(out);
+        } else {
+            // The stream closes here, and the descriptor socket with it.
+            self.socket = None;
+        }
+    }
+
+    /// The descriptor socket, for a write of frames that carry descriptors.
+    fn socket_for(&self, groups: &VecDeque<Group>) -> Option<Arc<OwnedFd>> {
+        if groups.is_empty() {
+            None
+        } else {
+            self.socket.clone()
         }
     }
 
@@ -167,9 +183,8 @@ pub(crate) struct Writer {
     /// Some bytes wait in the buffer (a cheap check for readers about to block).
     pending: AtomicBool,
     peer_max: AtomicU32,
-    /// The socket descriptors go through (a link to a local worker only, once both
-    /// sides said they have it).
-    descriptors: OnceLock<Arc<OwnedFd>>,
+    /// Descriptors in values travel through this writer (its socket is in the outbox).
+    passes_descriptors: AtomicBool,
     this: Weak<Writer>,
 }
 
@@ -198,13 +213,14 @@ impl Writer {
                 room_waiters: Vec::new(),
                 run: None,
                 groups: VecDeque::new(),
+                socket: None,
                 window: Window::new(u32::MAX),
                 flusher: None,
             }),
             written: Condvar::new(),
             pending: AtomicBool::new(false),
             peer_max: AtomicU32::new(0),
-            descriptors: OnceLock::new(),
+            passes_descriptors: AtomicBool::new(false),
             this: this.clone(),
         })
     }
@@ -224,14 +240,19 @@ impl Writer {
     /// gives it back, shared, for the reader.
     pub(crate) fn use_descriptors(&self, socket: Option<OwnedFd>) -> Option<Arc<OwnedFd>> {
         let socket = Arc::new(socket?);
-        let _ = self.descriptors.set(Arc::clone(&socket));
+        let mut state = self.lock();
+        if state.closed {
+            return None;
+        }
+        state.socket = Some(Arc::clone(&socket));
+        self.passes_descriptors.store(true, Ordering::Release);
         Some(socket)
     }
 
     /// Whether descriptors in values travel through this writer.
     #[inline]
     pub(crate) fn passes_descriptors(&self) -> bool {
-        self.descriptors.get().is_some()
+        self.passes_descriptors.load(Ordering::Relaxed)
     }
 
     /// What the peer's `Hello` said: its largest frame and its window.
@@ -373,6 +394,7 @@ impl Writer {
         state.scheduled = false;
         let mut queued = std::mem::take(&mut state.buf);
         let mut groups = std::mem::take(&mut state.groups);
+        let socket = state.socket_for(&groups);
         state.run = None;
         self.pending.store(false, Ordering::Release);
         let wakers = std::mem::take(&mut state.wakers);
@@ -384,7 +406,7 @@ impl Writer {
         let mut unwritten: Option<Vec<u8>> = None;
         let mut ok = true;
         let mut queued_written = 0;
-        match self.write_batch(&mut out, &queued, &mut groups, deadline) {
+        match Self::write_batch(&mut out, socket.as_deref(), &queued, &mut groups, deadline) {
             Ok(n) if n < queued.len() => {
                 queued_written = n;
                 unwritten = Some(parts.concat().split_off(n));
@@ -593,13 +615,15 @@ impl Writer {
             let mut batch = std::mem::take(&mut state.spare);
             std::mem::swap(&mut batch, &mut state.buf);
             let mut groups = std::mem::take(&mut state.groups);
+            let socket = state.socket_for(&groups);
             state.run = None;
             self.pending.store(false, Ordering::Release);
             let wakers = std::mem::take(&mut state.wakers);
             drop(state);
             // The buffer is empty now: futures waiting for room go ahead.
             wakers.into_iter().for_each(Waker::wake);
-            let written = self.write_batch(&mut out, &batch, &mut groups, deadline);
+            let written =
+                Self::write_batch(&mut out, socket.as_deref(), &batch, &mut groups, deadline);
             state = self.lock();
             match written {
                 Ok(n) if n < batch.len() => {
@@ -661,6 +685,7 @@ impl Writer {
             // Nothing to finish: close the stream now, unless a write is under way
             // (which drops it when it returns).
             state.out = None;
+            state.socket = None;
             state.flusher = None;
             self.pending.store(false, Ordering::Release);
         } else {
@@ -694,8 +719,8 @@ impl Writer {
     /// order) over the descriptor socket right before the frame that announces it; at
     /// most until `deadline`. How many bytes were written (the groups sent are taken off).
     fn write_batch(
-        &self,
         out: &mut Output,
+        socket: Option<&OwnedFd>,
         batch: &[u8],
         groups: &mut VecDeque<Group>,
         deadline: Option<Instant>,
@@ -710,7 +735,7 @@ impl Writer {
                     return Ok(written);
                 }
             }
-            let Some(socket) = self.descriptors.get() else {
+            let Some(socket) = socket else {
                 // Nothing is collected without a socket.
                 groups.clear();
                 break;
