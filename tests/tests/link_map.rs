@@ -10,6 +10,18 @@ use coproq_tests::CALL_LIMIT;
 
 static CALLS: AtomicU64 = AtomicU64::new(0);
 
+/// Async items whose future was dropped before it finished.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts itself into `DROPPED` when dropped.
+struct CountDrop;
+
+impl Drop for CountDrop {
+    fn drop(&mut self) {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 fn serve(parent: &Coprocess) {
     parent.handle("flaky", |n: u64| {
         assert!(n % 100 != 7, "{n} is unlucky");
@@ -23,6 +35,13 @@ fn serve(parent: &Coprocess) {
         });
     });
     parent.handle_async("double_async", |n: u64| async move { n * 2 });
+    parent.handle_async("nap_long", |n: u64| async move {
+        let guard = CountDrop;
+        coproq_tests::nap(std::time::Duration::from_mins(1)).await;
+        std::mem::forget(guard);
+        n
+    });
+    parent.handle("dropped", |()| DROPPED.load(Ordering::Relaxed));
     let weak = parent.downgrade();
     parent.handle("ask_parent", move |n: u64| -> Result<u64, String> {
         let parent = weak.upgrade().ok_or("no parent")?;
@@ -196,5 +215,26 @@ fn dropping_a_map_stops_the_items_not_yet_started() {
         ran < 1_024 + 128,
         "{ran} items ran after the map was dropped"
     );
+    worker.close();
+}
+
+#[test]
+fn a_cancelled_run_drops_the_future_of_every_async_item() {
+    // The run's call times out, which cancels it: each of its eight async items, all
+    // waiting on their naps, has its future dropped, not only the last one watched.
+    let worker = coproq::Builder::new()
+        .call_timeout(std::time::Duration::from_millis(300))
+        .startup_timeout(CALL_LIMIT)
+        .fork(serve)
+        .unwrap();
+    let results: Vec<coproq::Result<u64>> = worker.map("nap_long", 0..8u64).collect();
+    assert_eq!(results.len(), 8);
+    for result in &results {
+        assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
+    }
+    let all_dropped = coproq_tests::wait_until(CALL_LIMIT, || {
+        worker.call_async::<u64>("dropped", ()).wait_timeout(CALL_LIMIT).unwrap() == 8
+    });
+    assert!(all_dropped, "some async items of the cancelled run kept running");
     worker.close();
 }

@@ -42,8 +42,9 @@ pub(crate) type EventFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// The futures in flight on one link.
 #[derive(Default)]
 pub(crate) struct Tasks {
-    /// Running async calls by id, with the waker that a cancel wakes.
-    calls: Mutex<HashMap<u64, Waker>>,
+    /// Running async calls by id, with the wakers that a cancel wakes (several where the
+    /// items of one run of calls share its id: see `link::map_run`).
+    calls: Mutex<HashMap<u64, Vec<Waker>>>,
     /// How many futures (calls and events) are in flight.
     live: AtomicUsize,
     /// Taken to wait for `live` to fall to zero, and to say that it has.
@@ -59,15 +60,15 @@ impl Tasks {
     /// The peer cancelled call `id`: if it is an async call, its future is woken, to be
     /// dropped.
     pub(crate) fn cancelled(&self, id: u64) {
-        let waker = self.lock_calls().get(&id).cloned();
-        if let Some(waker) = waker {
+        let wakers = self.lock_calls().get(&id).cloned();
+        for waker in wakers.into_iter().flatten() {
             waker.wake();
         }
     }
 
     /// The link ended: every call's future is woken, to see whether it can still answer.
     pub(crate) fn ended(&self) {
-        let wakers: Vec<Waker> = self.lock_calls().values().cloned().collect();
+        let wakers: Vec<Waker> = self.lock_calls().values().flatten().cloned().collect();
         for waker in wakers {
             waker.wake();
         }
@@ -93,7 +94,7 @@ impl Tasks {
         true
     }
 
-    fn lock_calls(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waker>> {
+    fn lock_calls(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<Waker>>> {
         self.calls.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -101,10 +102,17 @@ impl Tasks {
         self.live.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// A future finished: `watched`, the call it answered, if it was watched for cancels.
-    fn finished(&self, watched: Option<u64>) {
-        if let Some(id) = watched {
-            self.lock_calls().remove(&id);
+    /// A future finished: `watched`, the call it answered and the waker it was last
+    /// polled with, if it was watched for cancels.
+    fn finished(&self, watched: Option<(u64, &Waker)>) {
+        if let Some((id, waker)) = watched {
+            let mut calls = self.lock_calls();
+            if let Some(wakers) = calls.get_mut(&id) {
+                wakers.retain(|known| !known.will_wake(waker));
+                if wakers.is_empty() {
+                    calls.remove(&id);
+                }
+            }
         }
         if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
             // Under the lock, so that a waiter between its look and its wait is not missed.
@@ -116,15 +124,16 @@ impl Tasks {
         }
     }
 
-    /// Remembers `waker` as the one to wake when call `id` is cancelled.
-    fn watch(&self, id: u64, waker: &Waker) {
+    /// Remembers `waker` as one to wake when call `id` is cancelled; `before`, the waker
+    /// this future was watched with until now (if another), is forgotten.
+    fn watch(&self, id: u64, waker: &Waker, before: Option<&Waker>) {
         let mut calls = self.lock_calls();
-        match calls.get_mut(&id) {
-            Some(known) if known.will_wake(waker) => {}
-            Some(known) => known.clone_from(waker),
-            None => {
-                calls.insert(id, waker.clone());
-            }
+        let wakers = calls.entry(id).or_default();
+        if let Some(before) = before.filter(|before| !before.will_wake(waker)) {
+            wakers.retain(|known| !known.will_wake(before));
+        }
+        if !wakers.iter().any(|known| known.will_wake(waker)) {
+            wakers.push(waker.clone());
         }
     }
 }
@@ -146,6 +155,7 @@ pub(crate) fn spawn_call(responder: Responder, future: CallFuture) {
                 responder: Some(responder),
                 future,
                 later: false,
+                watched: None,
             },
         }),
     );
@@ -232,6 +242,8 @@ enum Work {
         /// Past its first poll: an answer now comes on its own, and is written at once
         /// (one in the first poll shares a write with the dispatcher's other replies).
         later: bool,
+        /// The waker a cancel of its call wakes, once it is watched.
+        watched: Option<Waker>,
     },
     /// `None` once done.
     Event(Option<EventFuture>),
@@ -244,7 +256,7 @@ impl Future for Served {
         let this = self.get_mut();
         let link = &this.link;
         let counted = this.counted;
-        let finished = |watched: Option<u64>| {
+        let finished = |watched: Option<(u64, &Waker)>| {
             if counted {
                 link.tasks.finished(watched);
             }
@@ -255,6 +267,7 @@ impl Future for Served {
                 responder,
                 future,
                 later,
+                watched,
             } => {
                 if responder.is_none() {
                     return Poll::Ready(());
@@ -267,7 +280,7 @@ impl Future for Served {
                     if let Some(responder) = responder.take() {
                         responder.flush_now().fail(OutcomeKind::Cancelled, message);
                     }
-                    finished(Some(current.id));
+                    finished(watched.as_ref().map(|w| (current.id, w)));
                     return Poll::Ready(());
                 }
                 let polled = context::polling(link, Some(*current), || {
@@ -277,8 +290,9 @@ impl Future for Served {
                     Ok(Poll::Pending) => {
                         // Not in the first poll, whose waker wakes nothing (the next poll
                         // follows at once).
-                        if !first {
-                            link.tasks.watch(current.id, cx.waker());
+                        if !first && !watched.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                            link.tasks.watch(current.id, cx.waker(), watched.as_ref());
+                            *watched = Some(cx.waker().clone());
                             // A cancel that came before the watch did not wake it.
                             if link.cancels.contains(current.id) {
                                 cx.waker().wake_by_ref();
@@ -298,7 +312,7 @@ impl Future for Served {
                         Err(message) => responder.fail(OutcomeKind::Panicked, message),
                     }
                 }
-                finished((!first).then_some(current.id));
+                finished(watched.as_ref().map(|w| (current.id, w)));
                 Poll::Ready(())
             }
             Work::Event(slot) => {
@@ -331,7 +345,10 @@ impl Drop for Served {
     fn drop(&mut self) {
         match &mut self.work {
             Work::Call {
-                current, responder, ..
+                current,
+                responder,
+                watched,
+                ..
             } => {
                 if let Some(responder) = responder.take() {
                     let message = "its future was dropped before it finished (the runtime \
@@ -339,7 +356,9 @@ impl Drop for Served {
                         .to_owned();
                     responder.flush_now().fail(OutcomeKind::Panicked, message);
                     if self.counted {
-                        self.link.tasks.finished(Some(current.id));
+                        self.link
+                            .tasks
+                            .finished(watched.as_ref().map(|w| (current.id, w)));
                     }
                 }
             }
