@@ -233,8 +233,15 @@ fn a_cancelled_run_drops_the_future_of_every_async_item() {
         assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
     }
     let all_dropped = coproq_tests::wait_until(CALL_LIMIT, || {
-        worker.call_async::<u64>("dropped", ()).wait_timeout(CALL_LIMIT).unwrap() == 8
+        worker
+            .call_async::<u64>("dropped", ())
+            .wait_timeout(CALL_LIMIT)
+            .unwrap()
+            == 8
     });
-    assert!(all_dropped, "some async items of the cancelled run kept running");
+    assert!(
+        all_dropped,
+        "some async items of the cancelled run kept running"
+    );
     worker.close();
 }
