@@ -245,3 +245,39 @@ fn a_cancelled_run_drops_the_future_of_every_async_item() {
     );
     worker.close();
 }
+
+#[test]
+fn a_malformed_run_of_calls_is_refused_by_the_worker_which_goes_on() {
+    // What a hostile or broken parent might send as a run: the worker answers each with
+    // an error, never runs a handler on garbage, and keeps serving.
+    let worker = worker();
+    let before: u64 = worker.call("calls", ()).unwrap();
+    for run in [
+        &b""[..],
+        b"\x06\x00\x00\x00square",
+        b"\xff\xff\xff\xffsquare",
+        b"\x04\x00\x00\x00slow\xff\xff\xff\x7f\x00",
+    ] {
+        let err = worker
+            .call::<serde_bytes::ByteBuf>("coproq:map", serde_bytes::Bytes::new(run))
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Remote(e) if e.message().contains("malformed run of calls")),
+            "{run:?}: {err:?}"
+        );
+    }
+    let not_bytes = worker
+        .call::<serde_bytes::ByteBuf>("coproq:map", 5u64)
+        .unwrap_err();
+    assert!(matches!(&not_bytes, Error::Remote(_)), "{not_bytes:?}");
+    assert_eq!(
+        worker.call::<u64>("calls", ()).unwrap(),
+        before,
+        "no handler ran"
+    );
+    assert_eq!(
+        coproq_tests::call::<u64>(&worker, "square", 4u64).unwrap(),
+        16
+    );
+    worker.close();
+}
