@@ -378,13 +378,7 @@ fn dispatch_at(
                 responder.fail(OutcomeKind::Expired, message);
                 return;
             }
-            if args.name_bytes() == map_run::MAP_METHOD.as_bytes() {
-                link.starting(id);
-                let current = context::Current { id, deadline };
-                context::handling(current, || {
-                    super::map_run::serve(link, id, deadline, &mut args, responder, recent);
-                });
-            } else if let Some(handler) = link.handlers.call_via(args.name_bytes(), recent) {
+            if let Some(handler) = link.handlers.call_via(args.name_bytes(), recent) {
                 link.starting(id);
                 let current = context::Current { id, deadline };
                 let run = || context::handling(current, || handler(&mut args, responder));
@@ -393,6 +387,14 @@ fn dispatch_at(
                     Some(crew) if top && nothing_read_behind() => crew.run_call(link, run),
                     _ => run(),
                 }
+            } else if args.name() == map_run::MAP_METHOD {
+                // Built-in names (reserved: no handler can take them) come after the
+                // table, off the path of every other call.
+                link.starting(id);
+                let current = context::Current { id, deadline };
+                context::handling(current, || {
+                    super::map_run::serve(link, id, deadline, &mut args, responder, recent);
+                });
             } else if args.name() == METHODS_METHOD {
                 responder.send(&link.handlers.call_names());
             } else if args.name() == EVENTS_METHOD {
